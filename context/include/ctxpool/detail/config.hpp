@@ -1,0 +1,38 @@
+// Internal configuration macros shared by every ctxpool target.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+
+#if defined(__GNUC__) || defined(__clang__)
+#  define CTXPOOL_LIKELY(x) __builtin_expect(!!(x), 1)
+#  define CTXPOOL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#  define CTXPOOL_NOINLINE __attribute__((noinline))
+#else
+#  define CTXPOOL_LIKELY(x) (x)
+#  define CTXPOOL_UNLIKELY(x) (x)
+#  define CTXPOOL_NOINLINE
+#endif
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#  define CTXPOOL_SANITIZED 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#    define CTXPOOL_SANITIZED 1
+#  endif
+#endif
+#ifndef CTXPOOL_SANITIZED
+#  define CTXPOOL_SANITIZED 0
+#endif
+
+namespace ctxpool::detail {
+[[noreturn]] inline void assert_fail(const char* file, int line, const char* message) noexcept {
+  std::fprintf(stderr, "%s:%d: ctxpool internal error: %s\n", file, line, message);
+  std::abort();
+}
+}  // namespace ctxpool::detail
+
+/// Checks an internal invariant; a failure is a bug in ctxpool or a misuse the
+/// library cannot report by throwing (from a destructor, say), so it aborts.
+#define CTXPOOL_ASSERT(cond, message) \
+  (CTXPOOL_LIKELY(cond) ? (void)0 : ::ctxpool::detail::assert_fail(__FILE__, __LINE__, (message)))

@@ -1,0 +1,23 @@
+// Thread-caching allocator for the small, short-lived blocks of context maps.
+#pragma once
+
+#include <cstddef>
+
+namespace ctxpool::detail {
+
+/// Largest block served from the per-thread caches; larger ones go to ::operator new.
+inline constexpr std::size_t small_alloc_max = 256;
+
+/// Allocates `size` bytes aligned for any scalar type.
+///
+/// Blocks of up to small_alloc_max bytes are recycled through per-thread free
+/// lists, because a context `set`/`reset` pair allocates and frees two of them
+/// and the general-purpose allocator would dominate its cost. A block may be
+/// freed on any thread. Under ASan or TSan every call goes to ::operator new so
+/// the sanitizers see each allocation.
+void* small_alloc(std::size_t size);
+
+/// Frees a block from small_alloc; `size` must be the size it was allocated with.
+void small_free(void* block, std::size_t size) noexcept;
+
+}  // namespace ctxpool::detail

@@ -1,0 +1,99 @@
+// Per-thread state of the context layer: the current context and the get() cache.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+
+#include <ctxpool/detail/config.hpp>
+#include <ctxpool/detail/map.hpp>
+
+namespace ctxpool::detail {
+
+/// The mutable box that a `context` handle refers to: a map root that `set`
+/// replaces, and the flag that stops two threads from entering it at once.
+struct context_box {
+  std::atomic<std::uint32_t> refs{1};
+  std::atomic<bool> entered{false};
+  map_node* root = nullptr;  // owned reference; null is the empty map
+  // Identity checked by token reset. Boxes made to continue a captured context
+  // (a coroutine resumed after co_await, a bound handler) share their source's
+  // lineage, so a token set before the suspension can be reset after it.
+  std::uint64_t lineage = 0;
+
+  static context_box* create(map_node* adopted_root, std::uint64_t lineage);
+  void add_ref() noexcept { refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (drop_ref(refs)) destroy();
+  }
+
+ private:
+  void destroy() noexcept;
+};
+
+/// One entry of the get() cache: `tag` packs (epoch << 32 | var id), with bit 31
+/// set when `value` points at the variable's default rather than a set value.
+struct get_cache_entry {
+  std::uint64_t tag;
+  const void* value;
+};
+
+inline constexpr std::uint32_t get_cache_size = 64;  // power of two
+inline constexpr std::uint64_t default_tag_bit = std::uint64_t{1} << 31;
+
+/// Everything the get() fast path touches. It is constant-initialised and
+/// trivially destructible so that the compiler reaches it through the thread
+/// pointer directly, with no TLS wrapper call.
+struct thread_state {
+  context_box* current;  // null until this thread first needs a context box
+  std::uint32_t epoch;   // changes whenever what `current` maps may have changed
+  get_cache_entry cache[get_cache_size];
+};
+
+inline constinit thread_local thread_state tls{nullptr, 1, {}};
+
+[[nodiscard]] inline std::uint64_t cache_tag(std::uint32_t id, std::uint32_t epoch) noexcept {
+  return (std::uint64_t{epoch} << 32) | id;
+}
+
+/// Invalidates every get() cache entry of this thread.
+inline void bump_epoch() noexcept {
+  if (CTXPOOL_UNLIKELY(++tls.epoch == 0)) {
+    // After 2^32 switches an old tag could match again: start from clean.
+    for (auto& entry : tls.cache) entry = {};
+    tls.epoch = 1;
+  }
+}
+
+/// The box `set` writes to: the current one, creating this thread's base
+/// context on first use.
+context_box& current_box();
+
+/// A fresh, process-unique lineage id (cheap: ids are handed out in blocks).
+std::uint64_t new_lineage() noexcept;
+
+[[noreturn]] void throw_already_entered();
+
+/// Enters `box` on this thread for the guard's lifetime; stack discipline.
+class enter_guard {
+ public:
+  explicit enter_guard(context_box& box) : box_(box), previous_(tls.current) {
+    if (CTXPOOL_UNLIKELY(box.entered.exchange(true, std::memory_order_acquire))) {
+      throw_already_entered();
+    }
+    tls.current = &box;
+    bump_epoch();
+  }
+  ~enter_guard() {
+    tls.current = previous_;
+    box_.entered.store(false, std::memory_order_release);
+    bump_epoch();
+  }
+  enter_guard(const enter_guard&) = delete;
+  enter_guard& operator=(const enter_guard&) = delete;
+
+ private:
+  context_box& box_;
+  context_box* previous_;
+};
+
+}  // namespace ctxpool::detail

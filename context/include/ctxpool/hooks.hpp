@@ -1,0 +1,100 @@
+// The hook points where a pool and the diagnostics layer meet the context layer.
+//
+// The context layer knows nothing of pools or reports. A pool tells observers
+// when threads start and stop and when each task begins and ends
+// (`task_observer`, folly's TaskObserver idea); the diagnostics layer installs
+// a `residue_observer` to learn about every write and wipe of a thread-local
+// slot. With no observer installed every hook is one predictable branch.
+//
+// @par Thread safety
+// `set_residue_observer` is meant to be called once at start-up, before pool
+// threads exist; the observer's member functions are then called from every
+// thread that touches slots and must be thread-safe themselves.
+//
+// @par Lifetime
+// An installed observer must outlive every thread that may call it; install
+// `nullptr` before destroying it.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <source_location>
+#include <string_view>
+
+namespace ctxpool {
+
+/// How long a thread-local slot's value lives on a pool thread.
+enum class lifetime {
+  task,    ///< wiped after every pool task (the default): request-scoped state
+  thread,  ///< kept across tasks, destroyed at thread exit: a deliberate per-thread cache
+};
+
+/// What a pool tells observers about one task.
+struct task_info {
+  std::uint64_t id = 0;                  ///< 0 when the pool assigns no ids (diagnostics off)
+  std::source_location submit_site{};    ///< where submit/post/execute was called
+  std::string_view name{};               ///< optional, user-given
+};
+
+/// Receives pool thread and task events; every member has a no-op default.
+class task_observer {
+ public:
+  virtual ~task_observer() = default;
+  /// On the new worker thread, before it runs any task.
+  virtual void on_thread_start(std::size_t /*worker_index*/) noexcept {}
+  /// On the worker thread, after its last task.
+  virtual void on_thread_stop(std::size_t /*worker_index*/) noexcept {}
+  /// On the worker, inside the task's context, before the task's function runs.
+  virtual void on_task_begin(const task_info& /*task*/) noexcept {}
+  /// On the worker, after the function returned or threw and after the
+  /// task's thread-local slots were wiped.
+  virtual void on_task_end(const task_info& /*task*/) noexcept {}
+};
+
+/// A thread-local slot as observers see it.
+struct slot_view {
+  std::string_view name;
+  std::string_view type_name;  ///< demangled
+  lifetime life;
+};
+
+/// Opaque record an observer keeps with a written value and, after the wipe,
+/// as its tombstone. The context layer only stores and hands it back.
+using write_record = std::shared_ptr<const void>;
+
+/// Sees slot traffic and value lifecycles; installed by the diagnostics layer.
+class residue_observer {
+ public:
+  virtual ~residue_observer() = default;
+
+  /// A `lifetime::task` slot was written at `where` on this thread.
+  /// @returns the record to keep with the value (and later as its tombstone).
+  virtual write_record on_write(const slot_view& slot, std::source_location where) noexcept = 0;
+
+  /// A read found no value but the tombstone of one that `writer` left on this
+  /// thread and the pool wiped: an ordinary pool would have returned it.
+  virtual void on_stale_read(const slot_view& slot, const write_record& writer,
+                             std::source_location where) noexcept = 0;
+
+  /// A watched plain `thread_local` was changed by the task now ending; it has
+  /// been restored already.
+  virtual void on_watched_residue(const slot_view& slot) noexcept = 0;
+
+  /// A context variable's value came into existence (for leak accounting).
+  virtual void on_value_created(const void* /*value*/, std::string_view /*var_name*/,
+                                std::string_view /*type_name*/) noexcept {}
+  /// That value was destroyed.
+  virtual void on_value_destroyed(const void* /*value*/) noexcept {}
+  /// A context box (from copy_context or `context{}`) was created / destroyed.
+  virtual void on_context_created(const void* /*ctx*/) noexcept {}
+  virtual void on_context_destroyed(const void* /*ctx*/) noexcept {}
+};
+
+/// Installs the process-wide residue observer (nullptr removes it).
+void set_residue_observer(residue_observer* observer) noexcept;
+
+/// The installed residue observer, or nullptr.
+[[nodiscard]] residue_observer* get_residue_observer() noexcept;
+
+}  // namespace ctxpool

@@ -1,0 +1,313 @@
+// Thread-local slots that a pool wipes after every task, and watches on plain
+// `thread_local` variables.
+//
+// `thread_local_var<T>` is the C++ counterpart of an attribute of Python's
+// `threading.local`: each thread sees its own value. On a pool, threads are
+// reused, so a value one task leaves behind would be seen by the next task on
+// that thread; `lifetime::task` slots (the default) are therefore wiped after
+// every pool task. `lifetime::thread` slots are deliberate per-thread caches (a
+// connection per worker) that survive across tasks. `local_stack<T>` is a
+// per-thread stack in the manner of werkzeug's `LocalStack`. The wipe costs
+// what the task wrote: each thread lists the slots written during the task.
+//
+// Pools mark each task with a `task_slot_scope`; a hand-written worker loop can
+// do the same. Plain `thread_local` variables the user cannot change to
+// `thread_local_var` can be watched with `watch_thread_local`: the pool restores
+// them after each task.
+//
+// @par Thread safety
+// Each thread has its own value in every slot, so the member functions of
+// `thread_local_var` and `local_stack` may be called concurrently from any
+// threads. `watch_thread_local` and destroying the watch it returns are
+// thread-safe.
+//
+// @par Lifetime
+// A thread's values are destroyed when they are wiped, reset, or at the
+// latest when the thread exits. A `thread_local_var` may be destroyed while
+// threads still hold values for it; those are destroyed when their threads
+// exit. The references `value()` and `top()` return are valid until the slot
+// is next written, reset or wiped on that thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <source_location>
+#include <string>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+#include <vector>
+
+#include <ctxpool/detail/config.hpp>
+#include <ctxpool/errors.hpp>
+#include <ctxpool/hooks.hpp>
+
+namespace ctxpool {
+namespace detail {
+
+/// What every thread's slot for one variable shares with the variable.
+struct slot_info {
+  std::string name;
+  std::string type_name;
+  lifetime life;
+  std::uint32_t index;  // dense: position in each thread's slot table
+};
+
+std::shared_ptr<const slot_info> make_slot_info(std::string name, const std::type_info& type,
+                                                lifetime life);
+
+/// One thread's storage for one variable.
+class slot_base {
+ public:
+  explicit slot_base(std::shared_ptr<const slot_info> info) noexcept : info_(std::move(info)) {}
+  virtual ~slot_base() = default;
+  slot_base(const slot_base&) = delete;
+  slot_base& operator=(const slot_base&) = delete;
+
+  [[nodiscard]] virtual bool holds_value() const noexcept = 0;
+  virtual void clear() noexcept = 0;
+  [[nodiscard]] const slot_info& info() const noexcept { return *info_; }
+
+  // Bookkeeping for the wipe and for diagnostics (written by thread_local.cpp).
+  write_record writer;     // who wrote the value (or, with tombstone set, the wiped one)
+  bool tombstone = false;  // the pool wiped a value a task left here
+  bool listed = false;     // in this thread's written-during-task list
+
+ private:
+  std::shared_ptr<const slot_info> info_;
+};
+
+/// This thread's slot for `index`, or nullptr if it has none yet.
+[[nodiscard]] slot_base* find_slot(std::uint32_t index) noexcept;
+/// Stores a new slot for this thread and returns it.
+slot_base* install_slot(std::unique_ptr<slot_base> slot);
+/// Lists the slot for the wipe and lets the observer record the writer.
+void note_write(slot_base& slot, std::source_location where);
+/// Reports a stale read of a tombstoned slot to the observer.
+void report_stale_read(const slot_base& slot, std::source_location where) noexcept;
+
+/// A slot holding at most one T.
+template <class T>
+class value_slot final : public slot_base {
+ public:
+  using slot_base::slot_base;
+  [[nodiscard]] bool holds_value() const noexcept override { return value.has_value(); }
+  void clear() noexcept override { value.reset(); }
+  std::optional<T> value;
+};
+
+/// A slot holding a stack of T.
+template <class T>
+class stack_slot final : public slot_base {
+ public:
+  using slot_base::slot_base;
+  [[nodiscard]] bool holds_value() const noexcept override { return !items.empty(); }
+  void clear() noexcept override {
+    // Swap out first so element destructors that touch the stack see it empty.
+    std::vector<T> doomed;
+    doomed.swap(items);
+  }
+  std::vector<T> items;
+};
+
+/// Common machinery of thread_local_var and local_stack.
+template <class Slot>
+class slot_handle {
+ protected:
+  slot_handle(std::string name, const std::type_info& type, lifetime life)
+      : info_(make_slot_info(std::move(name), type, life)) {}
+
+  /// This thread's slot for a read; reports a stale read when the slot is
+  /// empty because the pool wiped what an earlier task left.
+  [[nodiscard]] Slot* slot_for_read(std::source_location where) const noexcept {
+    auto* slot = static_cast<Slot*>(find_slot(info_->index));
+    if (slot != nullptr && slot->tombstone) report_stale_read(*slot, where);
+    return slot;
+  }
+
+  /// This thread's slot for a write, created on first use.
+  [[nodiscard]] Slot& slot_for_write(std::source_location where) const {
+    auto* slot = static_cast<Slot*>(find_slot(info_->index));
+    if (slot == nullptr) slot = static_cast<Slot*>(install_slot(std::make_unique<Slot>(info_)));
+    note_write(*slot, where);
+    return *slot;
+  }
+
+  [[nodiscard]] Slot* existing_slot() const noexcept {
+    return static_cast<Slot*>(find_slot(info_->index));
+  }
+
+ public:
+  /// The name given at construction, used in reports.
+  [[nodiscard]] const std::string& name() const noexcept { return info_->name; }
+  /// Whether values are wiped after each task or kept for the thread's life.
+  [[nodiscard]] lifetime life() const noexcept { return info_->life; }
+
+ private:
+  std::shared_ptr<const slot_info> info_;
+};
+
+[[noreturn]] void throw_no_thread_value(const std::string& name);
+
+}  // namespace detail
+
+/// A variable with one value per thread, wiped after each pool task unless it
+/// is declared `lifetime::thread`.
+///
+/// Every read takes a defaulted `std::source_location` so that diagnostics can
+/// name the read site of a stale read; callers never pass it.
+template <class T>
+class thread_local_var : public detail::slot_handle<detail::value_slot<T>> {
+  using base = detail::slot_handle<detail::value_slot<T>>;
+
+ public:
+  using value_type = T;
+
+  /// A slot named `name` (copied) with the given lifetime.
+  explicit thread_local_var(std::string name, lifetime life = lifetime::task)
+      : base(std::move(name), typeid(T), life) {}
+
+  /// Whether this thread holds a value.
+  [[nodiscard]] bool has_value(std::source_location where = std::source_location::current()) const {
+    auto* slot = this->slot_for_read(where);
+    return slot != nullptr && slot->value.has_value();
+  }
+
+  /// This thread's value.
+  /// @throws lookup_error if this thread holds none.
+  [[nodiscard]] T& value(std::source_location where = std::source_location::current()) const {
+    auto* slot = this->slot_for_read(where);
+    if (slot == nullptr || !slot->value) detail::throw_no_thread_value(this->name());
+    return *slot->value;
+  }
+
+  /// This thread's value, or `fallback` if it holds none.
+  [[nodiscard]] T value_or(T fallback,
+                           std::source_location where = std::source_location::current()) const {
+    auto* slot = this->slot_for_read(where);
+    return slot != nullptr && slot->value ? *slot->value : std::move(fallback);
+  }
+
+  /// Stores `value` for this thread.
+  void set(T value, std::source_location where = std::source_location::current()) {
+    this->slot_for_write(where).value = std::move(value);
+  }
+
+  /// Constructs this thread's value in place and returns it.
+  template <class... Args>
+  T& emplace(Args&&... args) {
+    return this->slot_for_write(std::source_location::current())
+        .value.emplace(std::forward<Args>(args)...);
+  }
+
+  /// Destroys this thread's value, if any.
+  void reset() noexcept {
+    if (auto* slot = this->existing_slot()) {
+      slot->value.reset();
+      slot->tombstone = false;
+    }
+  }
+};
+
+/// A per-thread stack (werkzeug's `LocalStack`), wiped after each pool task
+/// unless declared `lifetime::thread`.
+template <class T>
+class local_stack : public detail::slot_handle<detail::stack_slot<T>> {
+  using base = detail::slot_handle<detail::stack_slot<T>>;
+
+ public:
+  using value_type = T;
+
+  explicit local_stack(std::string name, lifetime life = lifetime::task)
+      : base(std::move(name), typeid(T), life) {}
+
+  /// Pushes `value` on this thread's stack.
+  void push(T value, std::source_location where = std::source_location::current()) {
+    this->slot_for_write(where).items.push_back(std::move(value));
+  }
+
+  /// Pops and returns the top of this thread's stack; empty if there is none.
+  std::optional<T> pop(std::source_location where = std::source_location::current()) {
+    auto* slot = this->slot_for_read(where);
+    if (slot == nullptr || slot->items.empty()) return std::nullopt;
+    std::optional<T> top(std::move(slot->items.back()));
+    slot->items.pop_back();
+    return top;
+  }
+
+  /// The top of this thread's stack, or nullptr if it is empty.
+  [[nodiscard]] T* top(std::source_location where = std::source_location::current()) const {
+    auto* slot = this->slot_for_read(where);
+    return slot == nullptr || slot->items.empty() ? nullptr : &slot->items.back();
+  }
+
+  /// How many values this thread's stack holds.
+  [[nodiscard]] std::size_t size(std::source_location where = std::source_location::current()) const {
+    auto* slot = this->slot_for_read(where);
+    return slot == nullptr ? 0 : slot->items.size();
+  }
+
+  [[nodiscard]] bool empty(std::source_location where = std::source_location::current()) const {
+    return size(where) == 0;
+  }
+};
+
+/// Marks the calling thread as running one task, for `lifetime::task` slots:
+/// when the scope ends, every such slot written since it began is wiped and
+/// every watched `thread_local` is restored.
+///
+/// Pools do this around each task; a hand-written worker loop can too. Scopes
+/// nest (a task run inline inside another): an inner scope wipes what was first
+/// written inside it, and watched variables are restored by the outermost.
+class task_slot_scope {
+ public:
+  task_slot_scope() noexcept;
+  ~task_slot_scope();
+  task_slot_scope(const task_slot_scope&) = delete;
+  task_slot_scope& operator=(const task_slot_scope&) = delete;
+
+ private:
+  std::size_t mark_;
+};
+
+/// The registration of a watched `thread_local`; destroying it stops the watch.
+class thread_local_watch {
+ public:
+  thread_local_watch() noexcept = default;
+  thread_local_watch(thread_local_watch&& other) noexcept : id_(std::exchange(other.id_, 0)) {}
+  thread_local_watch& operator=(thread_local_watch&&) noexcept;
+  ~thread_local_watch();
+
+  /// Registers a check run on each pool thread after each task; it returns
+  /// whether the variable had been changed, restoring it if so. Prefer
+  /// `watch_thread_local`, which builds the check for you.
+  thread_local_watch(std::string name, const std::type_info& type,
+                     std::function<bool()> restore_if_changed);
+
+ private:
+  std::uint64_t id_ = 0;
+};
+
+/// Watches a plain `thread_local` that cannot become a `thread_local_var`:
+/// after each pool task, if this thread's instance differs from `pristine` it
+/// is reset to `pristine` (and, in diagnostic mode, reported as residue).
+///
+/// `instance` returns the calling thread's variable, e.g.
+/// `[]() -> std::string& { return legacy_token; }`; T must be copy-assignable
+/// and equality-comparable.
+template <class Instance, class T = std::remove_cvref_t<std::invoke_result_t<Instance&>>>
+[[nodiscard]] thread_local_watch watch_thread_local(std::string name, Instance instance,
+                                                    T pristine = T{}) {
+  return thread_local_watch(
+      std::move(name), typeid(T),
+      [instance = std::move(instance), pristine = std::move(pristine)] {
+        T& current = instance();
+        if (current == pristine) return false;
+        current = pristine;
+        return true;
+      });
+}
+
+}  // namespace ctxpool

@@ -1,0 +1,195 @@
+// Per-thread slot tables, the end-of-task wipe, and watched thread_locals.
+#include <ctxpool/thread_local.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+
+#include "observer.hpp"
+
+namespace ctxpool {
+namespace detail {
+namespace {
+
+constinit std::atomic<std::uint32_t> next_slot_index{0};
+
+struct slot_table {
+  std::vector<std::unique_ptr<slot_base>> slots;  // by slot_info::index
+  std::vector<slot_base*> written;  // lifetime::task slots written inside task scopes
+  unsigned depth = 0;               // nesting of task_slot_scope
+
+  ~slot_table() {
+    written.clear();
+    // Values' destructors may touch other slots of this thread: destroy them
+    // from a detached list, newest variable first.
+    std::vector<std::unique_ptr<slot_base>> doomed;
+    doomed.swap(slots);
+    while (!doomed.empty()) doomed.pop_back();
+  }
+};
+
+slot_table& table() {
+  thread_local slot_table instance;
+  return instance;
+}
+
+slot_view view_of(const slot_base& slot) noexcept {
+  const slot_info& info = slot.info();
+  return {info.name, info.type_name, info.life};
+}
+
+void wipe_from(slot_table& t, std::size_t mark) noexcept {
+  residue_observer* obs = observer();
+  // Index loop: a value's destructor may write slots, appending to `written`.
+  for (std::size_t i = mark; i < t.written.size(); ++i) {
+    slot_base* slot = t.written[i];
+    slot->listed = false;
+    if (slot->holds_value()) {
+      slot->clear();
+      // In diagnostic mode the record of who wrote the value stays behind as
+      // a tombstone, so that a later read can be reported as stale.
+      slot->tombstone = obs != nullptr && slot->writer != nullptr;
+      if (!slot->tombstone) slot->writer.reset();
+    } else {
+      slot->writer.reset();
+    }
+  }
+  t.written.resize(mark);
+}
+
+// ---- watched thread_locals --------------------------------------------------
+
+struct watch_entry {
+  std::uint64_t id;
+  std::string name;
+  std::string type_name;
+  std::function<bool()> restore_if_changed;
+};
+
+struct watch_registry {
+  std::mutex mutex;
+  std::vector<std::shared_ptr<const watch_entry>> entries;
+  std::atomic<std::uint64_t> version{0};
+  std::uint64_t next_id = 1;
+};
+
+watch_registry& watches() {
+  static watch_registry registry;  // leaked-order safe: only ever grows/shrinks under its mutex
+  return registry;
+}
+
+constinit std::atomic<bool> any_watch_ever{false};
+
+void restore_watched() noexcept {
+  if (!any_watch_ever.load(std::memory_order_relaxed)) return;
+  struct cache {
+    std::uint64_t version = ~std::uint64_t{0};
+    std::vector<std::shared_ptr<const watch_entry>> entries;
+  };
+  thread_local cache local;
+  watch_registry& registry = watches();
+  if (const std::uint64_t now = registry.version.load(std::memory_order_acquire);
+      now != local.version) {
+    std::lock_guard lock(registry.mutex);
+    local.entries = registry.entries;
+    local.version = registry.version.load(std::memory_order_relaxed);
+  }
+  residue_observer* obs = observer();
+  for (const auto& entry : local.entries) {
+    bool changed = false;
+    try {
+      changed = entry->restore_if_changed();
+    } catch (...) {
+      CTXPOOL_ASSERT(false, "a watched thread_local's comparison or assignment threw");
+    }
+    if (changed && obs != nullptr) {
+      obs->on_watched_residue({entry->name, entry->type_name, lifetime::task});
+    }
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<const slot_info> make_slot_info(std::string name, const std::type_info& type,
+                                                lifetime life) {
+  const std::uint32_t index = next_slot_index.fetch_add(1, std::memory_order_relaxed);
+  return std::make_shared<const slot_info>(
+      slot_info{std::move(name), demangle(type), life, index});
+}
+
+slot_base* find_slot(std::uint32_t index) noexcept {
+  slot_table& t = table();
+  return index < t.slots.size() ? t.slots[index].get() : nullptr;
+}
+
+slot_base* install_slot(std::unique_ptr<slot_base> slot) {
+  slot_table& t = table();
+  const std::uint32_t index = slot->info().index;
+  if (index >= t.slots.size()) t.slots.resize(index + 1);
+  t.slots[index] = std::move(slot);
+  return t.slots[index].get();
+}
+
+void note_write(slot_base& slot, std::source_location where) {
+  slot.tombstone = false;
+  if (slot.info().life != lifetime::task) return;
+  slot_table& t = table();
+  if (t.depth > 0 && !slot.listed) {
+    t.written.push_back(&slot);
+    slot.listed = true;
+  }
+  if (residue_observer* obs = observer()) slot.writer = obs->on_write(view_of(slot), where);
+}
+
+void report_stale_read(const slot_base& slot, std::source_location where) noexcept {
+  if (residue_observer* obs = observer()) obs->on_stale_read(view_of(slot), slot.writer, where);
+}
+
+void throw_no_thread_value(const std::string& name) {
+  throw lookup_error("thread_local_var '" + name +
+                     "' has no value on this thread (values of lifetime::task variables are "
+                     "wiped after each pool task; set it in the task that reads it)");
+}
+
+}  // namespace detail
+
+task_slot_scope::task_slot_scope() noexcept {
+  detail::slot_table& t = detail::table();
+  mark_ = t.written.size();
+  ++t.depth;
+}
+
+task_slot_scope::~task_slot_scope() {
+  detail::slot_table& t = detail::table();
+  detail::wipe_from(t, mark_);
+  if (--t.depth == 0) detail::restore_watched();
+}
+
+thread_local_watch::thread_local_watch(std::string name, const std::type_info& type,
+                                       std::function<bool()> restore_if_changed) {
+  auto& registry = detail::watches();
+  std::lock_guard lock(registry.mutex);
+  id_ = registry.next_id++;
+  registry.entries.push_back(std::make_shared<const detail::watch_entry>(detail::watch_entry{
+      id_, std::move(name), detail::demangle(type), std::move(restore_if_changed)}));
+  registry.version.fetch_add(1, std::memory_order_release);
+  detail::any_watch_ever.store(true, std::memory_order_relaxed);
+}
+
+thread_local_watch& thread_local_watch::operator=(thread_local_watch&& other) noexcept {
+  if (this != &other) {
+    thread_local_watch doomed(std::move(*this));
+    id_ = std::exchange(other.id_, 0);
+  }
+  return *this;
+}
+
+thread_local_watch::~thread_local_watch() {
+  if (id_ == 0) return;
+  auto& registry = detail::watches();
+  std::lock_guard lock(registry.mutex);
+  std::erase_if(registry.entries, [id = id_](const auto& entry) { return entry->id == id; });
+  registry.version.fetch_add(1, std::memory_order_release);
+}
+
+}  // namespace ctxpool

@@ -1,0 +1,2 @@
+// Placeholder until the diagnostics layer lands.
+namespace ctxpool::diagnostics {}
