@@ -1,0 +1,255 @@
+// Tests of <ctxpool/thread_local.hpp>: per-thread slots, the end-of-task wipe,
+// lifetimes, local_stack, watched thread_locals, and the residue observer hooks.
+#include <ctxpool/thread_local.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using ctxpool::lifetime;
+using ctxpool::local_stack;
+using ctxpool::task_slot_scope;
+using ctxpool::thread_local_var;
+
+struct counted {
+  static inline std::atomic<int> live{0};
+  counted() { ++live; }
+  counted(const counted&) { ++live; }
+  counted& operator=(const counted&) = default;
+  ~counted() { --live; }
+};
+
+// Records what the context layer tells an observer, to check the hook contract.
+struct recording_observer final : ctxpool::residue_observer {
+  std::vector<std::string> writes, stale_reads, residues;
+  std::vector<int> stale_read_lines;
+  ctxpool::write_record on_write(const ctxpool::slot_view& slot,
+                                 std::source_location where) noexcept override {
+    writes.emplace_back(slot.name);
+    return std::make_shared<const std::string>(std::string(slot.name) + "@" +
+                                               std::to_string(where.line()));
+  }
+  void on_stale_read(const ctxpool::slot_view& slot, const ctxpool::write_record& writer,
+                     std::source_location where) noexcept override {
+    stale_reads.push_back(std::string(slot.name) + " <- " +
+                          *std::static_pointer_cast<const std::string>(writer));
+    stale_read_lines.push_back(static_cast<int>(where.line()));
+  }
+  void on_watched_residue(const ctxpool::slot_view& slot) noexcept override {
+    residues.emplace_back(slot.name);
+  }
+};
+
+struct observer_installed {
+  explicit observer_installed(recording_observer& o) { ctxpool::set_residue_observer(&o); }
+  ~observer_installed() { ctxpool::set_residue_observer(nullptr); }
+};
+
+}  // namespace
+
+TEST_CASE("each thread sees its own value of a thread_local_var") {
+  thread_local_var<std::string> token{"auth_token"};
+  token.set("main");
+  std::string other_before = "unset";
+  std::thread([&] {
+    other_before = token.value_or("none");
+    token.set("worker");
+  }).join();
+  CHECK(other_before == "none");
+  CHECK(token.value() == "main");
+  CHECK(token.name() == "auth_token");
+  CHECK(token.life() == lifetime::task);
+}
+
+TEST_CASE("value() throws lookup_error naming the variable; value_or and has_value do not") {
+  thread_local_var<int> slot{"request_number"};
+  CHECK_FALSE(slot.has_value());
+  CHECK(slot.value_or(4) == 4);
+  CHECK_THROWS_WITH_AS((void)slot.value(), doctest::Contains("request_number"),
+                       ctxpool::lookup_error);
+  slot.set(3);
+  CHECK(slot.has_value());
+  slot.value() += 1;  // value() is a reference to this thread's value
+  CHECK(slot.value() == 4);
+  slot.reset();
+  CHECK_FALSE(slot.has_value());
+  CHECK(slot.emplace(9) == 9);
+}
+
+TEST_CASE("lifetime::task values written inside a task scope are wiped when it ends") {
+  thread_local_var<std::string> token{"auth_token"};
+  token.set("written outside any task");  // e.g. by a thread-start hook: not wiped
+  thread_local_var<counted> resource{"resource"};
+  {
+    task_slot_scope task;
+    resource.set(counted{});
+    CHECK(counted::live == 1);
+    CHECK(token.value() == "written outside any task");
+  }
+  CHECK_FALSE(resource.has_value());
+  CHECK(counted::live == 0);
+  CHECK(token.value() == "written outside any task");
+  {
+    task_slot_scope task;
+    token.set("task value");
+  }
+  CHECK_FALSE(token.has_value());
+}
+
+TEST_CASE("the wipe also runs when the task ends by an exception") {
+  thread_local_var<int> slot{"slot"};
+  try {
+    task_slot_scope task;
+    slot.set(1);
+    throw std::runtime_error("task failed");
+  } catch (const std::runtime_error&) {
+  }
+  CHECK_FALSE(slot.has_value());
+}
+
+TEST_CASE("lifetime::thread values survive tasks and die with their thread") {
+  thread_local_var<counted> conn{"conn", lifetime::thread};
+  std::thread([&] {
+    for (int i = 0; i < 3; ++i) {
+      task_slot_scope task;
+      if (!conn.has_value()) conn.set(counted{});
+      CHECK(counted::live == 1);
+    }
+    CHECK(conn.has_value());
+  }).join();
+  CHECK(counted::live == 0);  // destroyed at thread exit
+}
+
+TEST_CASE("nested task scopes wipe what was first written inside them") {
+  thread_local_var<int> outer_slot{"outer"};
+  thread_local_var<int> inner_slot{"inner"};
+  {
+    task_slot_scope outer;
+    outer_slot.set(1);
+    {
+      task_slot_scope inner;  // a task run inline inside another
+      inner_slot.set(2);
+      CHECK(outer_slot.value() == 1);
+    }
+    CHECK_FALSE(inner_slot.has_value());
+    CHECK(outer_slot.value() == 1);
+  }
+  CHECK_FALSE(outer_slot.has_value());
+}
+
+TEST_CASE("local_stack is a per-thread stack, wiped after the task") {
+  local_stack<std::string> requests{"requests"};
+  CHECK(requests.size() == 0);
+  CHECK(requests.top() == nullptr);
+  CHECK_FALSE(requests.pop().has_value());
+  {
+    task_slot_scope task;
+    requests.push("GET /a");
+    requests.push("GET /b");
+    REQUIRE(requests.top() != nullptr);
+    CHECK(*requests.top() == "GET /b");
+    CHECK(requests.size() == 2);
+    std::thread([&] { CHECK(requests.empty()); }).join();
+    CHECK(requests.pop() == "GET /b");
+    CHECK(requests.size() == 1);
+  }
+  CHECK(requests.empty());
+}
+
+TEST_CASE("a watched plain thread_local is restored after each task") {
+  static thread_local std::string legacy_user;
+  auto watch = ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
+  {
+    task_slot_scope task;
+    legacy_user = "alice";
+  }
+  CHECK(legacy_user.empty());
+  static thread_local int legacy_depth = 5;
+  auto depth_watch = ctxpool::watch_thread_local("legacy_depth", []() -> int& { return legacy_depth; }, 5);
+  {
+    task_slot_scope task;
+    legacy_depth = 9;
+  }
+  CHECK(legacy_depth == 5);
+  // After the watch is gone the variable is left alone.
+  { auto doomed = std::move(depth_watch); }
+  {
+    task_slot_scope task;
+    legacy_depth = 11;
+  }
+  CHECK(legacy_depth == 11);
+  legacy_depth = 5;
+}
+
+TEST_CASE("with an observer, a wiped value leaves a tombstone and a later read reports it") {
+  recording_observer observer;
+  observer_installed installed{observer};
+  thread_local_var<std::string> token{"auth_token"};
+  thread_local_var<int> cache{"cache", lifetime::thread};
+
+  {
+    task_slot_scope first_task;
+    token.set("secret");
+    cache.set(1);
+  }
+  CHECK(observer.writes == std::vector<std::string>{"auth_token"});  // thread slots are not reported
+  {
+    task_slot_scope second_task;
+    const int line = __LINE__ + 1;
+    CHECK_FALSE(token.has_value());  // behaves as in production: the value is gone
+    REQUIRE(observer.stale_reads.size() == 1);
+    CHECK(observer.stale_reads[0].rfind("auth_token <- auth_token@", 0) == 0);
+    CHECK(observer.stale_read_lines[0] == line);
+    CHECK(cache.value() == 1);
+    token.set("own value");  // a task's own write clears the tombstone
+    CHECK(token.value() == "own value");
+  }
+  CHECK(observer.stale_reads.size() == 1);
+  {
+    task_slot_scope third_task;
+    token.set("x");
+    token.reset();  // reset by the task itself: nothing left behind, no tombstone
+  }
+  {
+    task_slot_scope fourth_task;
+    CHECK(token.value_or("none") == "none");
+  }
+  CHECK(observer.stale_reads.size() == 1);
+}
+
+TEST_CASE("with an observer, a watched thread_local left changed is reported as residue") {
+  recording_observer observer;
+  observer_installed installed{observer};
+  static thread_local int legacy = 0;
+  auto watch = ctxpool::watch_thread_local("legacy", []() -> int& { return legacy; });
+  {
+    task_slot_scope task;
+    legacy = 1;
+  }
+  {
+    task_slot_scope clean_task;
+  }
+  CHECK(observer.residues == std::vector<std::string>{"legacy"});
+  CHECK(legacy == 0);
+}
+
+TEST_CASE("without an observer nothing is recorded and no tombstone is kept") {
+  thread_local_var<std::string> token{"auth_token"};
+  {
+    task_slot_scope task;
+    token.set("secret");
+  }
+  recording_observer observer;
+  observer_installed installed{observer};
+  {
+    task_slot_scope task;
+    CHECK_FALSE(token.has_value());
+  }
+  CHECK(observer.stale_reads.empty());
+}
