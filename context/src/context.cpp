@@ -117,13 +117,13 @@ namespace {
 }
 
 [[nodiscard]] std::size_t slot_count(const map_node* node) noexcept {
-  return static_cast<std::size_t>(std::popcount(node->leaves) + std::popcount(node->children));
+  return static_cast<std::size_t>(popcount32(node->leaves) + popcount32(node->children));
 }
 
 [[nodiscard]] map_node* allocate_node(std::uint32_t leaves, std::uint32_t children,
                                       std::uint32_t size) {
   const std::size_t slots =
-      static_cast<std::size_t>(std::popcount(leaves) + std::popcount(children));
+      static_cast<std::size_t>(popcount32(leaves) + popcount32(children));
   void* memory = small_alloc(node_bytes(slots));
   auto* node = static_cast<map_node*>(memory);
   new (&node->refs) std::atomic<std::uint32_t>(1);
@@ -156,14 +156,14 @@ void add_ref_slot(void* slot, bool is_leaf) noexcept {
 
   void* const* from = node->slots();
   void** to = copy->slots();
-  const int old_leaf_count = std::popcount(node->leaves);
+  const int old_leaf_count = popcount32(node->leaves);
   // Leaves, in position order.
   for (std::uint32_t rest = leaves; rest != 0; rest &= rest - 1) {
     const std::uint32_t b = rest & (~rest + 1);
     if (b == bit) {
       *to++ = const_cast<value_base*>(leaf);
     } else {
-      void* carried = from[std::popcount(node->leaves & (b - 1))];
+      void* carried = from[popcount32(node->leaves & (b - 1))];
       add_ref_slot(carried, true);
       *to++ = carried;
     }
@@ -173,7 +173,7 @@ void add_ref_slot(void* slot, bool is_leaf) noexcept {
     if (b == bit) {
       *to++ = child;
     } else {
-      void* carried = from[old_leaf_count + std::popcount(node->children & (b - 1))];
+      void* carried = from[old_leaf_count + popcount32(node->children & (b - 1))];
       add_ref_slot(carried, false);
       *to++ = carried;
     }
@@ -205,14 +205,14 @@ void add_ref_slot(void* slot, bool is_leaf) noexcept {
   const std::uint32_t bit = index_bit(id, shift);
   if ((node->leaves & bit) != 0) {
     const auto* existing =
-        static_cast<const value_base*>(node->slots()[std::popcount(node->leaves & (bit - 1))]);
+        static_cast<const value_base*>(node->slots()[popcount32(node->leaves & (bit - 1))]);
     if (existing->var_id() == id) return copy_with(node, bit, value, nullptr, node->size);
     map_node* child = make_pair(existing, value, shift + 5);
     return copy_with(node, bit, nullptr, child, node->size + 1);
   }
   if ((node->children & bit) != 0) {
     const auto* child = static_cast<const map_node*>(
-        node->slots()[std::popcount(node->leaves) + std::popcount(node->children & (bit - 1))]);
+        node->slots()[popcount32(node->leaves) + popcount32(node->children & (bit - 1))]);
     map_node* new_child = insert_at(child, value, shift + 5);
     return copy_with(node, bit, nullptr, new_child, node->size - child->size + new_child->size);
   }
@@ -225,7 +225,7 @@ void add_ref_slot(void* slot, bool is_leaf) noexcept {
   const std::uint32_t bit = index_bit(id, shift);
   if ((node->leaves & bit) != 0) {
     const auto* existing =
-        static_cast<const value_base*>(node->slots()[std::popcount(node->leaves & (bit - 1))]);
+        static_cast<const value_base*>(node->slots()[popcount32(node->leaves & (bit - 1))]);
     if (existing->var_id() != id) return nullptr;
     found = true;
     if (node->size == 1) return nullptr;
@@ -233,7 +233,7 @@ void add_ref_slot(void* slot, bool is_leaf) noexcept {
   }
   if ((node->children & bit) != 0) {
     const auto* child = static_cast<const map_node*>(
-        node->slots()[std::popcount(node->leaves) + std::popcount(node->children & (bit - 1))]);
+        node->slots()[popcount32(node->leaves) + popcount32(node->children & (bit - 1))]);
     map_node* new_child = erase_at(child, id, shift + 5, found);
     if (!found) return nullptr;
     if (new_child == nullptr) {
@@ -257,7 +257,7 @@ void add_ref_slot(void* slot, bool is_leaf) noexcept {
 void map_release(const map_node* node) noexcept {
   if (node == nullptr || !drop_ref(node->refs)) return;
   void* const* slots = node->slots();
-  const int leaf_count = std::popcount(node->leaves);
+  const int leaf_count = popcount32(node->leaves);
   const std::size_t count = slot_count(node);
   for (std::size_t i = 0; i < count; ++i) {
     if (static_cast<int>(i) < leaf_count) {
