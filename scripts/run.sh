@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# ctxpool's one entry point: installs what is missing, builds, runs.
+#
+#   scripts/run.sh samples   build and run the sample programs
+#   scripts/run.sh tests     the whole test suite: Release build (tests, samples,
+#                            consumer projects), then ASan+UBSan and TSan builds
+#                            of the test suites
+#   scripts/run.sh bench     build and run every benchmark, regenerate
+#                            bench/results/ (table and plot)
+#   scripts/run.sh deps      only install the Debian packages
+#
+# Needs Debian 12 and root (or sudo) for apt-get; packages are installed only
+# when missing. Build trees go to ./build (override with CTXPOOL_BUILD_ROOT).
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_root="${CTXPOOL_BUILD_ROOT:-$root/build}"
+jobs="${CTXPOOL_JOBS:-$(nproc)}"
+packages=(g++ cmake make libboost1.81-dev libfmt-dev doctest-dev libbenchmark-dev)
+
+log() { printf '\n==> %s\n' "$*"; }
+
+install_deps() {
+  local wanted=("$@") missing=()
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then
+    return
+  fi
+  log "installing: ${missing[*]}"
+  local sudo=()
+  if [[ $(id -u) -ne 0 ]]; then sudo=(sudo); fi
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends \
+    "${missing[@]}" >/dev/null
+}
+
+# configure <dir> <cmake args...>
+configure() {
+  local dir="$1"
+  shift
+  cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+}
+
+# Totals over every ctest run of this invocation, for the closing line.
+passed_total=0
+failed_total=0
+run_ctest() {
+  local dir="$1"
+  shift
+  local out status=0
+  out="$(mktemp)"
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" 2>&1 | tee "$out" || status=$?
+  local line
+  line="$(grep -E '^[0-9]+% tests passed, [0-9]+ tests failed out of [0-9]+' "$out" | tail -1 || true)"
+  if [[ -n $line ]]; then
+    local failed total
+    failed="$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+)/\1/' <<<"$line")"
+    total="$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+)/\2/' <<<"$line")"
+    passed_total=$((passed_total + total - failed))
+    failed_total=$((failed_total + failed))
+  else
+    failed_total=$((failed_total + 1))
+  fi
+  rm -f "$out"
+  return "$status"
+}
+
+cmd_samples() {
+  install_deps "${packages[@]}"
+  local dir="$build_root/release"
+  log "building samples (Release) in $dir"
+  configure "$dir" -DCTXPOOL_BUILD_TESTS=OFF -DCTXPOOL_BUILD_BENCH=OFF -DCTXPOOL_BUILD_SAMPLES=ON
+  cmake --build "$dir" -j "$jobs"
+  log "running samples"
+  run_ctest "$dir" -L samples
+}
+
+cmd_tests() {
+  install_deps "${packages[@]}"
+  local status=0
+
+  local rel="$build_root/release"
+  log "Release build: library, tests, samples, benchmarks (compiled, not run)"
+  configure "$rel" -DCTXPOOL_BUILD_TESTS=ON -DCTXPOOL_BUILD_SAMPLES=ON -DCTXPOOL_BUILD_BENCH=ON
+  cmake --build "$rel" -j "$jobs"
+  log "Release: tests, samples and consumer projects"
+  run_ctest "$rel" || status=1
+
+  # The sanitizer builds compile only the test suites, at -O1, to stay fast.
+  local asan="$build_root/asan"
+  log "ASan+UBSan build of the test suites"
+  configure "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+    -DCTXPOOL_SANITIZE=address,undefined -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
+    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor"
+  cmake --build "$asan" -j "$jobs"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+    run_ctest "$asan" || status=1
+
+  local tsan="$build_root/tsan"
+  log "TSan build of the test suites"
+  configure "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
+    -DCTXPOOL_SANITIZE=thread -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
+    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor"
+  cmake --build "$tsan" -j "$jobs"
+  TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest "$tsan" || status=1
+
+  echo
+  echo "ctxpool: ${passed_total} passed, ${failed_total} failed"
+  return "$status"
+}
+
+cmd_bench() {
+  install_deps "${packages[@]}" gnuplot-nox
+  local dir="$build_root/release"
+  configure "$dir" -DCTXPOOL_BUILD_TESTS=OFF -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=ON
+  cmake --build "$dir" -j "$jobs"
+  "$root/bench/report.sh" "$dir/bench" "$root/bench/results"
+}
+
+case "${1:-}" in
+  samples) cmd_samples ;;
+  tests) cmd_tests ;;
+  bench) cmd_bench ;;
+  deps) install_deps "${packages[@]}" ;;
+  *)
+    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    exit 2
+    ;;
+esac
