@@ -149,11 +149,12 @@ class fresh_context_scope {
   fresh_context_scope(const captured_context& snapshot, bool continuation) noexcept
       : previous_(tls.current) {
     map_add_ref(snapshot.root_);
-    box_.root = snapshot.root_;
-    box_.lineage = continuation && snapshot.lineage_ != 0 ? snapshot.lineage_ : new_lineage();
-    box_.entered.store(true, std::memory_order_relaxed);
-    tls.current = &box_;
-    bump_epoch();
+    enter(snapshot.root_, snapshot.lineage_, continuation);
+  }
+  /// Consumes the snapshot: saves a reference-count round trip per task.
+  fresh_context_scope(captured_context&& snapshot, bool continuation) noexcept
+      : previous_(tls.current) {
+    enter(std::exchange(snapshot.root_, nullptr), snapshot.lineage_, continuation);
   }
   ~fresh_context_scope() {
     tls.current = previous_;
@@ -164,6 +165,14 @@ class fresh_context_scope {
   fresh_context_scope& operator=(const fresh_context_scope&) = delete;
 
  private:
+  void enter(map_node* adopted_root, std::uint64_t lineage, bool continuation) noexcept {
+    box_.root = adopted_root;
+    box_.lineage = continuation && lineage != 0 ? lineage : new_lineage();
+    box_.entered.store(true, std::memory_order_relaxed);
+    tls.current = &box_;
+    bump_epoch();
+  }
+
   context_box box_;
   context_box* previous_;
 };
