@@ -1,2 +1,279 @@
-// Placeholder until the executor lands.
-namespace ctxpool {}
+// thread_pool: worker threads, lifecycle, exception reporting and stats.
+#include <ctxpool/executor.hpp>
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <string>
+#include <typeinfo>
+
+#include <cxxabi.h>
+
+#include <ctxpool/diagnostics.hpp>
+
+namespace ctxpool {
+namespace detail {
+
+void throw_pool_closed(const char* operation) {
+  throw pool_closed(std::string("ctxpool::thread_pool::") + operation +
+                    ": the pool has been joined or stopped and accepts no new tasks; submit "
+                    "before join()/stop(), or use a pool that is still running");
+}
+
+void throw_called_from_worker(const char* operation) {
+  throw std::logic_error(std::string("ctxpool::thread_pool::") + operation +
+                         " called from one of the pool's own threads: it would wait for the "
+                         "calling task itself and deadlock; call it from outside the pool");
+}
+
+namespace {
+
+/// The pool's threads: at least one, at most thread_pool::max_threads.
+std::size_t resolve_thread_count(std::size_t requested) {
+  if (requested == 0) {
+    const unsigned hardware = std::thread::hardware_concurrency();
+    return hardware == 0 ? 1 : hardware;
+  }
+  if (requested > thread_pool::max_threads) {
+    throw std::invalid_argument("ctxpool::thread_pool: " + std::to_string(requested) +
+                                " threads requested; at most " +
+                                std::to_string(thread_pool::max_threads) +
+                                " are allowed (a negative count converted to size_t?)");
+  }
+  return requested;
+}
+
+std::string exception_description(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    int status = 0;
+    char* name = abi::__cxa_demangle(typeid(e).name(), nullptr, nullptr, &status);
+    std::string result = (status == 0 && name != nullptr) ? name : typeid(e).name();
+    std::free(name);
+    return result + ": " + e.what();
+  } catch (...) {
+    return "an exception not derived from std::exception";
+  }
+}
+
+/// The default exception handler: report and keep running.
+void print_task_exception(const std::exception_ptr& error, const task_info& info) noexcept {
+  try {
+    const std::string what = exception_description(error);
+    if (info.submit_site.line() != 0) {
+      std::fprintf(stderr,
+                   "ctxpool: task submitted at %s:%u (%s) threw %s; the pool keeps running "
+                   "(install a handler with thread_pool::set_exception_handler)\n",
+                   info.submit_site.file_name(), static_cast<unsigned>(info.submit_site.line()),
+                   info.submit_site.function_name(), what.c_str());
+    } else {
+      std::fprintf(stderr,
+                   "ctxpool: an Asio handler run on the pool threw %s; the pool keeps running "
+                   "(install a handler with thread_pool::set_exception_handler)\n",
+                   what.c_str());
+    }
+  } catch (...) {
+    std::fputs("ctxpool: a task threw, and reporting it failed (out of memory?)\n", stderr);
+  }
+}
+
+}  // namespace
+
+pool_core::pool_core(std::size_t threads, std::string name_prefix,
+                     std::vector<task_observer*> observers, pool_tuning tuning)
+    : thread_count_(resolve_thread_count(threads)),
+      tuning_(tuning),
+      diagnostics_(diagnostics::enabled()),
+      observers_(std::move(observers)),
+      counters_(new worker_counters[thread_count_]),
+      io_(static_cast<int>(thread_count_)) {
+  std::erase(observers_, nullptr);
+  if (diagnostics_) {
+    if (task_observer* observer = diagnostics::pool_observer()) {
+      observers_.insert(observers_.begin(), observer);
+    }
+  }
+  guard_.emplace(io_.get_executor());
+  start_threads(name_prefix);
+}
+
+pool_core::~pool_core() {
+  // thread_pool's destructor joins first; this only covers a constructor that
+  // failed after starting some threads.
+  end_threads();
+}
+
+void pool_core::start_threads(const std::string& name_prefix) {
+  threads_.reserve(thread_count_);
+  try {
+    for (std::size_t i = 0; i < thread_count_; ++i) {
+      std::string name = name_prefix + std::to_string(i);
+      threads_.emplace_back([this, i, name = std::move(name)] { worker_main(i, name); });
+    }
+  } catch (...) {
+    end_threads();
+    throw;
+  }
+}
+
+void pool_core::worker_main(std::size_t index, const std::string& name) {
+  // Linux allows 15 bytes plus the terminator; a longer name fails with ERANGE.
+  const std::string short_name = name.substr(0, 15);
+  pthread_setname_np(pthread_self(), short_name.c_str());
+  current_worker = {this, index};
+  for (task_observer* observer : observers_) observer->on_thread_start(index);
+  for (;;) {
+    try {
+      io_.run();
+      break;
+    } catch (...) {
+      // Only a raw handler posted straight to io() can get here; ctxpool's
+      // own tasks catch everything.
+      report_exception(std::current_exception(), task_info{});
+    }
+  }
+  for (task_observer* observer : observers_) observer->on_thread_stop(index);
+  current_worker = {nullptr, 0};
+}
+
+void pool_core::end_threads() noexcept {
+  guard_.reset();
+  io_.stop();
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+  threads_.clear();
+}
+
+std::uint64_t pool_core::next_task_id() const noexcept {
+  return diagnostics_ ? diagnostics::next_task_id() : 0;
+}
+
+void pool_core::notify_idle() noexcept {
+  std::lock_guard lock(idle_mutex_);
+  idle_cv_.notify_all();
+}
+
+void pool_core::wait_idle() {
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
+  {
+    std::unique_lock lock(idle_mutex_);
+    idle_cv_.wait(lock, [this] { return outstanding_.load(std::memory_order_seq_cst) == 0; });
+  }
+  waiters_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void pool_core::wait() {
+  if (running_in_this_thread()) throw_called_from_worker("wait()");
+  wait_idle();
+}
+
+void pool_core::join() {
+  if (running_in_this_thread()) throw_called_from_worker("join()");
+  std::lock_guard lock(lifecycle_mutex_);
+  if (threads_ended_) return;
+  // Running tasks may still submit while we wait; only then close, and wait
+  // again for any submit that raced with the close (see add_task).
+  wait_idle();
+  closed_.store(true, std::memory_order_seq_cst);
+  wait_idle();
+  end_threads();
+  threads_ended_ = true;
+}
+
+void pool_core::stop() {
+  if (running_in_this_thread()) throw_called_from_worker("stop()");
+  std::lock_guard lock(lifecycle_mutex_);
+  closed_.store(true, std::memory_order_seq_cst);
+  if (!threads_ended_) {
+    end_threads();  // io_.stop(): each worker returns after its current handler
+    threads_ended_ = true;
+  }
+  if (!handlers_destroyed_) {
+    // Destroys queued tasks (their promises report broken_promise) and
+    // pending timer waits on this thread, before stop() returns.
+    io_.destroy_queued_handlers();
+    handlers_destroyed_ = true;
+  }
+}
+
+void pool_core::set_exception_handler(exception_handler handler) {
+  std::shared_ptr<const exception_handler> installed;
+  if (handler) installed = std::make_shared<const exception_handler>(std::move(handler));
+  std::lock_guard lock(handler_mutex_);
+  handler_.swap(installed);
+}
+
+void pool_core::report_exception(std::exception_ptr error, const task_info& info) noexcept {
+  std::shared_ptr<const exception_handler> handler;
+  {
+    std::lock_guard lock(handler_mutex_);
+    handler = handler_;
+  }
+  if (!handler) {
+    print_task_exception(error, info);
+    return;
+  }
+  try {
+    (*handler)(error, info);
+  } catch (...) {
+    std::fputs("ctxpool: the installed exception handler threw; reporting both:\n", stderr);
+    print_task_exception(error, info);
+    print_task_exception(std::current_exception(), task_info{});
+  }
+}
+
+void pool_core::notify_begin(const task_info& info) noexcept {
+  for (task_observer* observer : observers_) observer->on_task_begin(info);
+}
+
+void pool_core::notify_end(const task_info& info) noexcept {
+  // Reverse order, so that observers nest like scopes.
+  for (auto it = observers_.rbegin(); it != observers_.rend(); ++it) (*it)->on_task_end(info);
+}
+
+pool_core::counts pool_core::snapshot_counts() const noexcept {
+  std::uint64_t started = foreign_counters_.started.load(std::memory_order_relaxed);
+  std::uint64_t completed = foreign_counters_.completed.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < thread_count_; ++i) {
+    completed += counters_[i].completed.load(std::memory_order_relaxed);
+    started += counters_[i].started.load(std::memory_order_relaxed);
+  }
+  const std::uint64_t running = started > completed ? started - completed : 0;
+  const std::int64_t outstanding =
+      static_cast<std::int64_t>(outstanding_.load(std::memory_order_relaxed));
+  const std::int64_t tracked = tracked_.load(std::memory_order_relaxed);
+  const std::int64_t queued = outstanding - tracked - static_cast<std::int64_t>(running);
+  return {static_cast<std::size_t>(std::max<std::int64_t>(queued, 0)),
+          static_cast<std::size_t>(running), completed};
+}
+
+}  // namespace detail
+
+thread_pool::thread_pool(thread_pool_options options, detail::pool_tuning tuning)
+    : core_(std::make_unique<detail::pool_core>(options.threads, std::move(options.name_prefix),
+                                                std::move(options.observers), tuning)) {}
+
+thread_pool::~thread_pool() {
+  CTXPOOL_ASSERT(!core_->running_in_this_thread(),
+                 "a thread_pool was destroyed by one of its own tasks; it would join itself");
+  core_->join();
+}
+
+std::size_t thread_pool::checked_count(std::size_t threads) {
+  if (threads == 0) {
+    throw std::invalid_argument(
+        "ctxpool::thread_pool: 0 threads requested; a pool needs at least one (use the default "
+        "constructor for one per hardware thread)");
+  }
+  return detail::resolve_thread_count(threads);
+}
+
+thread_pool_stats thread_pool::stats() const noexcept {
+  const detail::pool_core::counts counts = core_->snapshot_counts();
+  return {core_->thread_count(), counts.queued, counts.running, counts.completed};
+}
+
+}  // namespace ctxpool

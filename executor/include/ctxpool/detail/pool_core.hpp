@@ -1,0 +1,328 @@
+// The shared state of one thread_pool and the per-task wrapper its executors post.
+//
+// Everything a task goes through on a worker (context, slot wipe, observers,
+// stats, exception routing) lives here so that `submit`, `post` and the Asio
+// executor's `execute` run tasks in exactly the same way.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/execution/blocking.hpp>
+#include <boost/asio/execution/relationship.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/require.hpp>
+
+#include <ctxpool/context.hpp>
+#include <ctxpool/detail/config.hpp>
+#include <ctxpool/hooks.hpp>
+#include <ctxpool/thread_local.hpp>
+
+namespace ctxpool {
+
+/// Receives the exception of a task started with `post` (or of an Asio handler
+/// run on the pool), with the task's identity and submit site.
+using exception_handler = std::function<void(std::exception_ptr, const task_info&)>;
+
+namespace detail {
+
+/// Test- and benchmark-only switches that price the pool's per-task work.
+/// Production code never sets them: a pool without propagation and wipe is an
+/// ordinary pool with all the residue bugs ctxpool exists to prevent.
+struct pool_tuning {
+  bool propagate_context = true;  ///< capture at submit, enter a fresh context on the worker
+  bool wipe_slots = true;         ///< task_slot_scope around each task
+};
+
+class pool_core;
+
+/// Which pool, if any, owns the calling thread, and the thread's index in it.
+struct worker_identity {
+  const pool_core* pool;
+  std::size_t index;
+};
+inline constinit thread_local worker_identity current_worker{nullptr, 0};
+
+/// An io_context whose queued handlers the pool can destroy in `stop()`
+/// without destroying the services (timers created on the pool may outlive it).
+class pool_io_context : public boost::asio::io_context {
+ public:
+  explicit pool_io_context(int concurrency_hint) : boost::asio::io_context(concurrency_hint) {}
+  /// Destroys every handler still queued or waiting in a service.
+  void destroy_queued_handlers() { shutdown(); }
+};
+
+/// Counters written by one worker only, so they need no read-modify-write;
+/// padded so that workers do not share cache lines.
+struct alignas(64) worker_counters {
+  std::atomic<std::uint64_t> started{0};
+  std::atomic<std::uint64_t> completed{0};
+};
+
+[[noreturn]] void throw_pool_closed(const char* operation);
+[[noreturn]] void throw_called_from_worker(const char* operation);
+
+class pool_core {
+ public:
+  pool_core(std::size_t threads, std::string name_prefix, std::vector<task_observer*> observers,
+            pool_tuning tuning);
+  ~pool_core();
+  pool_core(const pool_core&) = delete;
+  pool_core& operator=(const pool_core&) = delete;
+
+  // ---- submission (any thread) --------------------------------------------
+
+  /// Queues `f` as a task that runs in a fresh context holding `snapshot`.
+  /// `check_open`: submit/post refuse a closed pool; Asio's execute never
+  /// throws (Asio calls it from destructors) and leaves the task queued, to be
+  /// destroyed with the pool, as an io_context does with a stopped queue.
+  template <class F>
+  void enqueue(F&& f, captured_context snapshot, bool continuation, const task_info& info,
+               bool check_open, bool defer);
+
+  /// Runs `f` now on this worker as a nested task (Asio's dispatch from a
+  /// pool thread).
+  template <class F>
+  void run_inline(F&& f, const captured_context& snapshot, bool continuation,
+                  const task_info& info) noexcept;
+
+  [[nodiscard]] bool running_in_this_thread() const noexcept {
+    return current_worker.pool == this;
+  }
+
+  /// A task id for diagnostics, 0 when detection is off.
+  [[nodiscard]] std::uint64_t next_task_id() const noexcept;
+
+  [[nodiscard]] bool propagates() const noexcept { return tuning_.propagate_context; }
+
+  // ---- outstanding work (queued + running tasks + tracked executors) ------
+
+  void add_tracked() noexcept {
+    tracked_.fetch_add(1, std::memory_order_relaxed);
+    outstanding_.fetch_add(1, std::memory_order_seq_cst);
+  }
+  void remove_tracked() noexcept {
+    tracked_.fetch_sub(1, std::memory_order_relaxed);
+    remove_work();
+  }
+  void remove_work() noexcept {
+    // seq_cst pairs with wait(): either the waiter sees the count at zero or
+    // we see the waiter and wake it (under the mutex, so no lost wake-up).
+    if (outstanding_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
+        waiters_.load(std::memory_order_seq_cst) != 0) {
+      notify_idle();
+    }
+  }
+
+  // ---- lifecycle and introspection (thread_pool forwards here) -------------
+
+  void wait();
+  void join();
+  void stop();
+  void set_exception_handler(exception_handler handler);
+  void report_exception(std::exception_ptr error, const task_info& info) noexcept;
+
+  [[nodiscard]] std::size_t thread_count() const noexcept { return thread_count_; }
+  [[nodiscard]] boost::asio::io_context& io() noexcept { return io_; }
+  struct counts {
+    std::size_t queued;
+    std::size_t running;
+    std::uint64_t completed;
+  };
+  [[nodiscard]] counts snapshot_counts() const noexcept;
+
+ private:
+  template <class F>
+  friend class task_op;
+
+  void start_threads(const std::string& name_prefix);
+  void worker_main(std::size_t index, const std::string& name);
+  void end_threads() noexcept;
+  void notify_idle() noexcept;
+  void wait_idle();
+
+  /// Bumps the outstanding count for a new task, refusing it once the pool is
+  /// closed. Increment-then-check (with the same check-after-store in join)
+  /// leaves no window in which a task slips past a join that saw zero.
+  void add_task(bool check_open) {
+    outstanding_.fetch_add(1, std::memory_order_seq_cst);
+    if (check_open && CTXPOOL_UNLIKELY(closed_.load(std::memory_order_seq_cst))) {
+      remove_work();
+      throw_pool_closed("submit/post");
+    }
+  }
+
+  worker_counters& counters_for_this_thread() noexcept {
+    return current_worker.pool == this ? counters_[current_worker.index] : foreign_counters_;
+  }
+
+  template <class F>
+  void run_task(F& f, const captured_context& snapshot, bool continuation,
+                const task_info& info) noexcept;
+  void notify_begin(const task_info& info) noexcept;
+  void notify_end(const task_info& info) noexcept;
+
+  // Read-only after construction.
+  std::size_t thread_count_;
+  pool_tuning tuning_;
+  bool diagnostics_;
+  std::vector<task_observer*> observers_;
+  std::unique_ptr<worker_counters[]> counters_;
+
+  worker_counters foreign_counters_;  // handlers run by a user calling io().run()
+  std::mutex foreign_mutex_;          // the foreign counters may have many writers
+
+  alignas(64) std::atomic<std::uint64_t> outstanding_{0};
+  std::atomic<std::int64_t> tracked_{0};
+  std::atomic<int> waiters_{0};
+  std::atomic<bool> closed_{false};  // no new submit/post; see add_task
+  std::mutex idle_mutex_;
+  std::condition_variable idle_cv_;
+
+  std::mutex handler_mutex_;
+  std::shared_ptr<const exception_handler> handler_;  // null: the default report
+
+  std::mutex lifecycle_mutex_;  // serialises join/stop; guards the members below
+  bool threads_ended_ = false;
+  bool handlers_destroyed_ = false;
+  std::vector<std::thread> threads_;
+
+  // Declared last so that it is destroyed first: queued tasks it destroys
+  // still reach the counters above.
+  pool_io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+};
+
+/// What the io_context runs for one task: the callable, its context snapshot
+/// and its identity. A task that is destroyed without running (stop(), or a
+/// pool destroyed with work queued after close) gives its work count back.
+template <class F>
+class task_op {
+ public:
+  template <class G>
+  task_op(pool_core& pool, G&& f, captured_context snapshot, bool continuation,
+          const task_info& info)
+      : pool_(&pool),
+        f_(std::in_place, std::forward<G>(f)),
+        snapshot_(std::move(snapshot)),
+        info_(info),
+        continuation_(continuation) {}
+
+  task_op(task_op&& other) noexcept(std::is_nothrow_move_constructible_v<F>)
+      : pool_(other.pool_),
+        f_(std::move(other.f_)),
+        snapshot_(std::move(other.snapshot_)),
+        info_(other.info_),
+        continuation_(other.continuation_),
+        armed_(std::exchange(other.armed_, false)) {}
+  task_op& operator=(task_op&&) = delete;
+
+  ~task_op() {
+    if (armed_) pool_->remove_work();
+  }
+
+  /// Takes over one unit of outstanding work.
+  void arm() noexcept { armed_ = true; }
+
+  void operator()() {
+    armed_ = false;
+    pool_->run_task(f_, snapshot_, continuation_, info_);
+    // Drop the snapshot before the work count: once wait() returns, values
+    // held only by finished tasks are gone.
+    snapshot_ = captured_context{};
+    pool_->remove_work();
+  }
+
+ private:
+  pool_core* pool_;
+  std::optional<F> f_;
+  captured_context snapshot_;
+  task_info info_;
+  bool continuation_;
+  bool armed_ = false;
+};
+
+template <class F>
+void pool_core::run_task(F& f, const captured_context& snapshot, bool continuation,
+                         const task_info& info) noexcept {
+  worker_counters& counters = counters_for_this_thread();
+  if (CTXPOOL_UNLIKELY(&counters == &foreign_counters_)) {
+    std::lock_guard lock(foreign_mutex_);
+    counters.started.store(counters.started.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+  } else {
+    counters.started.store(counters.started.load(std::memory_order_relaxed) + 1,
+                           std::memory_order_relaxed);
+  }
+  const bool observed = !observers_.empty();
+  {
+    std::optional<fresh_context_scope> context_scope;
+    if (CTXPOOL_LIKELY(tuning_.propagate_context)) context_scope.emplace(snapshot, continuation);
+    {
+      std::optional<task_slot_scope> slots;
+      if (CTXPOOL_LIKELY(tuning_.wipe_slots)) slots.emplace();
+      if (observed) notify_begin(info);
+      try {
+        (*f)();
+      } catch (...) {
+        report_exception(std::current_exception(), info);
+      }
+      // Destroy the callable (and what it captured) inside the task's scopes,
+      // so that destructors writing slots or variables are cleaned up too.
+      f.reset();
+    }
+    if (observed) notify_end(info);
+  }
+  if (CTXPOOL_UNLIKELY(&counters == &foreign_counters_)) {
+    std::lock_guard lock(foreign_mutex_);
+    counters.completed.store(counters.completed.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_relaxed);
+  } else {
+    counters.completed.store(counters.completed.load(std::memory_order_relaxed) + 1,
+                             std::memory_order_relaxed);
+  }
+}
+
+template <class F>
+void pool_core::enqueue(F&& f, captured_context snapshot, bool continuation,
+                        const task_info& info, bool check_open, bool defer) {
+  task_op<std::decay_t<F>> op(*this, std::forward<F>(f), std::move(snapshot), continuation, info);
+  add_task(check_open);
+  op.arm();
+  namespace execution = boost::asio::execution;
+  // blocking.never: a task is always queued, even when submitted from a worker
+  // (only Asio's dispatch runs inline). relationship.continuation lets Asio keep
+  // a deferred handler on the submitting worker's private queue.
+  if (defer) {
+    boost::asio::require(io_.get_executor(), execution::blocking.never,
+                         execution::relationship.continuation)
+        .execute(std::move(op));
+  } else {
+    boost::asio::require(io_.get_executor(), execution::blocking.never).execute(std::move(op));
+  }
+}
+
+template <class F>
+void pool_core::run_inline(F&& f, const captured_context& snapshot, bool continuation,
+                           const task_info& info) noexcept {
+  outstanding_.fetch_add(1, std::memory_order_seq_cst);
+  std::optional<std::decay_t<F>> local(std::in_place, std::forward<F>(f));
+  run_task(local, snapshot, continuation, info);
+  remove_work();
+}
+
+}  // namespace detail
+}  // namespace ctxpool

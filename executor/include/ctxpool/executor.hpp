@@ -1,0 +1,440 @@
+// A Boost.Asio thread pool that runs every task in the submitter's context and
+// wipes thread-local residue after it.
+//
+// `thread_pool` is a drop-in for a hand-written worker pool. `submit(f)`
+// returns a `std::future`; `post(f)` is fire-and-forget and routes exceptions
+// to an installable handler. Each task runs in a *fresh copy* of the context
+// its submitter had (see <ctxpool/context.hpp>): it sees the submitter's
+// `context_var` values, and its own `set`s reach neither the submitter nor a
+// sibling task. When a task ends, every `lifetime::task` thread-local slot it
+// wrote is wiped and watched `thread_local`s are restored (see
+// <ctxpool/thread_local.hpp>), so the next task on that worker starts clean.
+//
+// `get_executor()` is a standard Asio executor: `asio::post`, `dispatch`,
+// `defer`, strands, timers and `asio::co_spawn` work with it. Handlers run
+// through it continue the logical context that scheduled them, and a
+// coroutine spawned on the pool keeps one context for its whole life, across
+// every `co_await`, also when it resumes on another worker or its operation
+// completes on another io_context. `bind_context(handler)` does the same for a
+// handler that completes on an executor that is not ctxpool's.
+//
+// @par Thread safety
+// All member functions of `thread_pool` may be called concurrently from any
+// thread, except that `wait()`, `join()`, `stop()` and the destructor must not
+// be called from one of the pool's own threads (`wait`, `join` and `stop`
+// throw `std::logic_error` there instead of deadlocking). Executors may be
+// copied and used from any thread.
+//
+// @par Lifetime
+// The pool owns its threads: none is detached, and all have ended when
+// `join()`, `stop()` or the destructor returns. The destructor behaves like
+// `join()`: it runs everything already queued, including work that queued
+// tasks submit, then ends the threads; nothing is lost. `stop()` instead
+// abandons queued tasks: they are destroyed before it returns and their
+// futures report `std::future_errc::broken_promise`. Executors, timers and
+// other I/O objects made from the pool must not outlive it (as with any Asio
+// execution context); an executor that tracks work keeps `wait()` and
+// `join()` waiting while it exists.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <future>
+#include <memory>
+#include <source_location>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/associator.hpp>
+#include <boost/asio/execution.hpp>
+#include <boost/asio/io_context.hpp>
+
+#include <ctxpool/context.hpp>
+#include <ctxpool/detail/pool_core.hpp>
+#include <ctxpool/hooks.hpp>
+#include <ctxpool/thread_local.hpp>
+
+namespace ctxpool {
+
+/// Thrown by `submit` and `post` on a pool that has been joined or stopped.
+class pool_closed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// How to build a `thread_pool`.
+struct thread_pool_options {
+  /// Worker threads; 0 means one per hardware thread.
+  std::size_t threads = 0;
+  /// Workers are named `<prefix><index>` (Linux truncates names to 15 bytes).
+  std::string name_prefix = "ctxpool-";
+  /// Told about thread start/stop and every task's begin and end. Not owned:
+  /// each must outlive the pool. Called concurrently from the workers.
+  std::vector<task_observer*> observers;
+};
+
+/// A snapshot of a pool's activity. Counters are read one after another while
+/// workers keep running, so under load the figures are approximate.
+struct thread_pool_stats {
+  std::size_t threads = 0;    ///< worker threads
+  std::size_t queued = 0;     ///< tasks accepted and not yet started
+  std::size_t running = 0;    ///< tasks running now
+  std::uint64_t completed = 0;  ///< tasks that have finished (returned or thrown)
+};
+
+class thread_pool;
+
+/// The Asio standard executor of a `thread_pool` (`thread_pool::executor_type`).
+///
+/// Supports `execute`, `query` (context, blocking, relationship,
+/// outstanding_work, allocator, mapping, occupancy) and `require`/`prefer`
+/// of blocking.possibly/never, relationship.fork/continuation and
+/// outstanding_work.tracked/untracked.
+///
+/// Context propagation: a function it executes runs in a fresh context that
+/// *continues* a captured one (tokens set there can be reset). An executor
+/// obtained with `outstanding_work.tracked` captures the current context at
+/// that moment and runs everything in it; Asio takes such an executor on the
+/// initiating thread whenever an asynchronous operation starts, which is what
+/// brings a coroutine's context back when its operation completes. Other
+/// executors capture the context at `execute` time.
+class pool_executor {
+ public:
+  pool_executor(const pool_executor& other) noexcept
+      : core_(other.core_), snapshot_(other.snapshot_), bits_(other.bits_) {
+    if (tracked()) core_->add_tracked();
+  }
+  pool_executor(pool_executor&& other) noexcept
+      : core_(other.core_),
+        snapshot_(std::move(other.snapshot_)),
+        bits_(std::exchange(other.bits_, static_cast<std::uint8_t>(other.bits_ & ~tracked_bit))) {}
+  pool_executor& operator=(const pool_executor& other) noexcept {
+    if (this != &other) *this = pool_executor(other);
+    return *this;
+  }
+  pool_executor& operator=(pool_executor&& other) noexcept {
+    if (this != &other) {
+      if (tracked()) core_->remove_tracked();
+      core_ = other.core_;
+      snapshot_ = std::move(other.snapshot_);
+      bits_ = std::exchange(other.bits_, static_cast<std::uint8_t>(other.bits_ & ~tracked_bit));
+    }
+    return *this;
+  }
+  ~pool_executor() {
+    if (tracked()) core_->remove_tracked();
+  }
+
+  /// Runs `f` on the pool: inline when called from one of the pool's threads
+  /// and blocking.never was not required, else queued. Never throws
+  /// pool_closed: after the pool was joined or stopped the function is kept
+  /// unrun and destroyed with the pool, as an io_context treats a stopped queue.
+  template <class F>
+  void execute(F&& f) const {
+    detail::captured_context captured =
+        has_snapshot() ? snapshot_
+                       : (core_->propagates() ? detail::captured_context::capture()
+                                              : detail::captured_context{});
+    const task_info info{core_->next_task_id(), {}, {}};
+    if (!(bits_ & never_bit) && core_->running_in_this_thread()) {
+      core_->run_inline(std::forward<F>(f), captured, /*continuation=*/true, info);
+    } else {
+      core_->enqueue(std::forward<F>(f), std::move(captured), /*continuation=*/true, info,
+                     /*check_open=*/false, (bits_ & continuation_bit) != 0);
+    }
+  }
+
+  /// The io_context that hosts the pool's timers and sockets.
+  [[nodiscard]] boost::asio::io_context& query(boost::asio::execution::context_t) const noexcept {
+    return core_->io();
+  }
+  [[nodiscard]] boost::asio::execution::blocking_t query(
+      boost::asio::execution::blocking_t) const noexcept {
+    if (bits_ & never_bit) return boost::asio::execution::blocking.never;
+    return boost::asio::execution::blocking.possibly;
+  }
+  [[nodiscard]] boost::asio::execution::relationship_t query(
+      boost::asio::execution::relationship_t) const noexcept {
+    if (bits_ & continuation_bit) return boost::asio::execution::relationship.continuation;
+    return boost::asio::execution::relationship.fork;
+  }
+  [[nodiscard]] boost::asio::execution::outstanding_work_t query(
+      boost::asio::execution::outstanding_work_t) const noexcept {
+    if (tracked()) return boost::asio::execution::outstanding_work.tracked;
+    return boost::asio::execution::outstanding_work.untracked;
+  }
+  /// Tasks are allocated with Asio's recycling allocator; there is no other.
+  template <class OtherAllocator>
+  [[nodiscard]] std::allocator<void> query(
+      boost::asio::execution::allocator_t<OtherAllocator>) const noexcept {
+    return {};
+  }
+  [[nodiscard]] static constexpr boost::asio::execution::mapping_t query(
+      boost::asio::execution::mapping_t) noexcept {
+    return boost::asio::execution::mapping.thread;
+  }
+  /// The number of worker threads (how much work is worth handing out at once).
+  [[nodiscard]] std::size_t query(boost::asio::execution::occupancy_t) const noexcept {
+    return core_->thread_count();
+  }
+
+  [[nodiscard]] pool_executor require(boost::asio::execution::blocking_t::possibly_t) const {
+    return with_bits(static_cast<std::uint8_t>(bits_ & ~never_bit));
+  }
+  [[nodiscard]] pool_executor require(boost::asio::execution::blocking_t::never_t) const {
+    return with_bits(static_cast<std::uint8_t>(bits_ | never_bit));
+  }
+  [[nodiscard]] pool_executor require(boost::asio::execution::relationship_t::fork_t) const {
+    return with_bits(static_cast<std::uint8_t>(bits_ & ~continuation_bit));
+  }
+  [[nodiscard]] pool_executor require(
+      boost::asio::execution::relationship_t::continuation_t) const {
+    return with_bits(static_cast<std::uint8_t>(bits_ | continuation_bit));
+  }
+  /// Counts as outstanding work while it (or a copy) lives, and captures the
+  /// calling thread's context now: see the class comment.
+  [[nodiscard]] pool_executor require(boost::asio::execution::outstanding_work_t::tracked_t) const {
+    return pool_executor(core_,
+                         core_->propagates() ? detail::captured_context::capture()
+                                             : detail::captured_context{},
+                         static_cast<std::uint8_t>(bits_ | tracked_bit | snapshot_bit));
+  }
+  [[nodiscard]] pool_executor require(
+      boost::asio::execution::outstanding_work_t::untracked_t) const {
+    return pool_executor(core_, {},
+                         static_cast<std::uint8_t>(bits_ & ~(tracked_bit | snapshot_bit)));
+  }
+
+  /// Whether the calling thread is one of the pool's workers.
+  [[nodiscard]] bool running_in_this_thread() const noexcept {
+    return core_->running_in_this_thread();
+  }
+
+  /// Same pool and same properties (the captured context does not count,
+  /// as an allocator would not).
+  friend bool operator==(const pool_executor& a, const pool_executor& b) noexcept {
+    return a.core_ == b.core_ && a.bits_ == b.bits_;
+  }
+  friend bool operator!=(const pool_executor& a, const pool_executor& b) noexcept {
+    return !(a == b);
+  }
+
+ private:
+  friend class thread_pool;
+  static constexpr std::uint8_t never_bit = 1;
+  static constexpr std::uint8_t continuation_bit = 2;
+  static constexpr std::uint8_t tracked_bit = 4;
+  static constexpr std::uint8_t snapshot_bit = 8;
+
+  pool_executor(detail::pool_core* core, detail::captured_context snapshot,
+                std::uint8_t bits) noexcept
+      : core_(core), snapshot_(std::move(snapshot)), bits_(bits) {
+    if (tracked()) core_->add_tracked();
+  }
+
+  [[nodiscard]] pool_executor with_bits(std::uint8_t bits) const {
+    return pool_executor(core_, snapshot_, bits);
+  }
+  [[nodiscard]] bool tracked() const noexcept { return (bits_ & tracked_bit) != 0; }
+  [[nodiscard]] bool has_snapshot() const noexcept { return (bits_ & snapshot_bit) != 0; }
+
+  detail::pool_core* core_;
+  detail::captured_context snapshot_;  // meaningful when snapshot_bit is set
+  std::uint8_t bits_;
+};
+
+/// A fixed set of worker threads running tasks in their submitters' contexts.
+///
+/// @par Exceptions
+/// A task started with `submit` delivers its exception through its future
+/// (which is why `submit` is `[[nodiscard]]`). One started with `post`, and
+/// an Asio handler run on the pool, hands it to the exception handler; the
+/// default prints the exception and the task's submit site to stderr and the
+/// pool keeps running. Exceptions are never swallowed silently and never
+/// terminate the process.
+class thread_pool {
+ public:
+  /// The Asio executor type (`get_executor()`).
+  using executor_type = pool_executor;
+
+  /// One worker per hardware thread.
+  thread_pool() : thread_pool(thread_pool_options{}) {}
+
+  /// `threads` workers.
+  /// @throws std::invalid_argument if `threads` is 0 or larger than max_threads.
+  explicit thread_pool(std::size_t threads)
+      : thread_pool(thread_pool_options{checked_count(threads), "ctxpool-", {}}) {}
+
+  /// A pool built from `options`.
+  /// @throws std::invalid_argument for a thread count above max_threads.
+  explicit thread_pool(thread_pool_options options) : thread_pool(std::move(options), {}) {}
+
+  /// Test and benchmark use only: `tuning` can switch propagation and wipe off.
+  thread_pool(thread_pool_options options, detail::pool_tuning tuning);
+
+  /// Behaves like `join()`: runs everything queued, then ends the threads.
+  /// Must not run on one of the pool's threads.
+  ~thread_pool();
+
+  thread_pool(const thread_pool&) = delete;
+  thread_pool& operator=(const thread_pool&) = delete;
+
+  /// The most threads a pool accepts: more is a mistake (a negative count
+  /// converted to size_t, say), not a configuration.
+  static constexpr std::size_t max_threads = 4096;
+
+  /// Runs `f()` on a worker in a fresh copy of the caller's context.
+  /// Accepts move-only callables.
+  /// @returns a future with `f`'s result or exception; it reports
+  ///          `broken_promise` if `stop()` destroys the task before it runs.
+  /// @throws pool_closed after `join()` or `stop()`.
+  template <class F>
+  [[nodiscard]] std::future<std::invoke_result_t<std::decay_t<F>&>> submit(
+      F&& f, std::source_location where = std::source_location::current()) {
+    using result = std::invoke_result_t<std::decay_t<F>&>;
+    std::promise<result> promise;
+    std::future<result> future = promise.get_future();
+    core_->enqueue(
+        [promise = std::move(promise), f = std::forward<F>(f)]() mutable {
+          try {
+            if constexpr (std::is_void_v<result>) {
+              f();
+              promise.set_value();
+            } else {
+              promise.set_value(f());
+            }
+          } catch (...) {
+            promise.set_exception(std::current_exception());
+          }
+        },
+        capture(), /*continuation=*/false, task_info{core_->next_task_id(), where, {}},
+        /*check_open=*/true, /*defer=*/false);
+    return future;
+  }
+
+  /// Runs `f()` on a worker in a fresh copy of the caller's context, without
+  /// a future: an exception goes to the exception handler.
+  /// @throws pool_closed after `join()` or `stop()`.
+  template <class F>
+  void post(F&& f, std::source_location where = std::source_location::current()) {
+    core_->enqueue(std::forward<F>(f), capture(), /*continuation=*/false,
+                   task_info{core_->next_task_id(), where, {}}, /*check_open=*/true,
+                   /*defer=*/false);
+  }
+
+  /// The pool's Asio executor (blocking.possibly, relationship.fork,
+  /// outstanding_work.untracked): it captures the context at each `execute`.
+  [[nodiscard]] executor_type get_executor() noexcept { return executor_type(core_.get(), {}, 0); }
+
+  /// Blocks until no task is queued or running and no tracked work (an
+  /// operation started through the executor, such as a timer a coroutine
+  /// awaits) is pending. The pool stays usable.
+  /// @throws std::logic_error when called from one of the pool's threads.
+  void wait() { core_->wait(); }
+
+  /// `wait()`, then ends the threads; afterwards `submit`/`post` throw
+  /// pool_closed. Tasks running during the join may still submit. Idempotent.
+  /// @throws std::logic_error when called from one of the pool's threads.
+  void join() { core_->join(); }
+
+  /// Lets running tasks finish, destroys every queued task (their futures
+  /// report broken_promise) and ends the threads. Idempotent.
+  /// @throws std::logic_error when called from one of the pool's threads.
+  void stop() { core_->stop(); }
+
+  /// Replaces the handler for exceptions of `post`ed tasks and Asio handlers;
+  /// an empty function restores the default (print to stderr and continue).
+  /// The handler runs on the worker, inside the failed task's context; an
+  /// exception it throws is printed, not propagated.
+  void set_exception_handler(exception_handler handler) {
+    core_->set_exception_handler(std::move(handler));
+  }
+
+  /// The number of worker threads.
+  [[nodiscard]] std::size_t thread_count() const noexcept { return core_->thread_count(); }
+
+  /// Queued, running and completed task counts (approximate under load).
+  [[nodiscard]] thread_pool_stats stats() const noexcept;
+
+  /// Whether the calling thread is one of this pool's workers.
+  [[nodiscard]] bool running_in_this_thread() const noexcept {
+    return core_->running_in_this_thread();
+  }
+
+ private:
+  static std::size_t checked_count(std::size_t threads);
+  [[nodiscard]] detail::captured_context capture() const noexcept {
+    return core_->propagates() ? detail::captured_context::capture() : detail::captured_context{};
+  }
+
+  std::unique_ptr<detail::pool_core> core_;
+};
+
+/// A handler that runs inside the context that was current when it was bound.
+/// Made by `bind_context`; Asio sees the wrapped handler's associated
+/// executor, allocator and cancellation slot.
+template <class Handler>
+class context_bound_handler {
+ public:
+  template <class H>
+  context_bound_handler(H&& handler, detail::captured_context snapshot)
+      : handler_(std::forward<H>(handler)), snapshot_(std::move(snapshot)) {}
+
+  /// Calls the handler inside (a continuation of) the bound context.
+  template <class... Args>
+  decltype(auto) operator()(Args&&... args) {
+    detail::fresh_context_scope scope(snapshot_, /*continuation=*/true);
+    return std::invoke(handler_, std::forward<Args>(args)...);
+  }
+  template <class... Args>
+  decltype(auto) operator()(Args&&... args) const {
+    detail::fresh_context_scope scope(snapshot_, /*continuation=*/true);
+    return std::invoke(handler_, std::forward<Args>(args)...);
+  }
+
+  /// The wrapped handler.
+  [[nodiscard]] Handler& get() noexcept { return handler_; }
+  [[nodiscard]] const Handler& get() const noexcept { return handler_; }
+
+ private:
+  Handler handler_;
+  detail::captured_context snapshot_;
+};
+
+/// Captures the current context now and returns a handler that runs
+/// `handler` inside it (continuing it: tokens set before binding can be reset
+/// inside). Use it for completion handlers that run on an executor that is
+/// not ctxpool's, such as a foreign io_context; handlers run through the
+/// pool's executor need no binding.
+template <class Handler>
+[[nodiscard]] context_bound_handler<std::decay_t<Handler>> bind_context(Handler&& handler) {
+  return context_bound_handler<std::decay_t<Handler>>(std::forward<Handler>(handler),
+                                                      detail::captured_context::capture());
+}
+
+}  // namespace ctxpool
+
+namespace boost::asio {
+
+/// Forwards every associated characteristic (executor, allocator,
+/// cancellation slot, ...) to the wrapped handler, as `bind_executor` does.
+template <template <class, class> class Associator, class Handler, class DefaultCandidate>
+struct associator<Associator, ctxpool::context_bound_handler<Handler>, DefaultCandidate> {
+  using type = typename Associator<Handler, DefaultCandidate>::type;
+
+  static type get(const ctxpool::context_bound_handler<Handler>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.get());
+  }
+  static auto get(const ctxpool::context_bound_handler<Handler>& h,
+                  const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.get(), c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.get(), c);
+  }
+};
+
+}  // namespace boost::asio
