@@ -112,7 +112,7 @@ cmd_tests() {
 }
 
 cmd_bench() {
-  install_deps "${packages[@]}" gnuplot-nox
+  install_deps "${packages[@]}" gnuplot-nox python3
   local dir="$build_root/release"
   configure "$dir" -DCTXPOOL_BUILD_TESTS=OFF -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=ON
   cmake --build "$dir" -j "$jobs"
