@@ -278,6 +278,25 @@ map_node* map_insert(const map_node* root, const value_base* value) {
   return insert_at(root, value, 0);
 }
 
+const value_base* map_replace_in_place(map_node* node, const value_base* value) noexcept {
+  const std::uint32_t id = value->var_id();
+  for (unsigned shift = 0; node != nullptr; shift += 5) {
+    if (node->refs.load(std::memory_order_acquire) != 1) return nullptr;
+    const std::uint32_t bit = index_bit(id, shift);
+    if ((node->leaves & bit) != 0) {
+      void*& slot = node->slots()[popcount32(node->leaves & (bit - 1))];
+      const auto* existing = static_cast<const value_base*>(slot);
+      if (existing->var_id() != id) return nullptr;
+      slot = const_cast<value_base*>(value);
+      return existing;
+    }
+    if ((node->children & bit) == 0) return nullptr;
+    node = static_cast<map_node*>(
+        node->slots()[popcount32(node->leaves) + popcount32(node->children & (bit - 1))]);
+  }
+  return nullptr;
+}
+
 map_node* map_erase(const map_node* root, std::uint32_t id) {
   if (root == nullptr) return nullptr;
   bool found = false;
@@ -417,6 +436,15 @@ token_state set_value(const value_base* value, std::string_view var_name,
   context_box& box = current_box();
   if (residue_observer* obs = observer()) obs->on_value_created(value, var_name, demangle(type));
   const value_base* old = map_find(box.root, value->var_id());
+  if (old != nullptr) {
+    // Overwriting in a map nobody else shares: no copy, and the token takes
+    // over the map's reference to the old value.
+    if (const value_base* displaced = map_replace_in_place(box.root, value)) {
+      guard.value = nullptr;
+      bump_epoch();
+      return token_state(value->var_id(), box.lineage, displaced);
+    }
+  }
   map_node* new_root = map_insert(box.root, value);
   guard.value = nullptr;  // the new map holds it now
   if (old != nullptr) old->add_ref();
@@ -446,7 +474,13 @@ void reset_value(std::uint32_t var_id, std::string_view var_name, token_state& t
   }
   map_node* new_root = nullptr;
   if (token.old_ != nullptr) {
-    token.old_->add_ref();
+    token.old_->add_ref();  // the token keeps its own, for old_value()
+    if (const value_base* displaced = map_replace_in_place(box->root, token.old_)) {
+      displaced->release();
+      token.used_ = true;
+      bump_epoch();
+      return;
+    }
     new_root = map_insert(box->root, token.old_);
   } else {
     new_root = map_erase(box->root, var_id);

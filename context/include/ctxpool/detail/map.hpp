@@ -124,6 +124,13 @@ inline const value_base* map_find(const map_node* node, std::uint32_t id) noexce
 /// is absent the result is `root` itself with one more reference.
 [[nodiscard]] map_node* map_erase(const map_node* root, std::uint32_t id);
 
+/// Overwrites the value stored under `value`'s id in place when every node on
+/// the way is referenced only once (no snapshot can see the change), adopting
+/// the caller's reference to `value`. @returns the displaced value, whose
+/// reference passes to the caller, or nullptr when nothing was changed.
+[[nodiscard]] const value_base* map_replace_in_place(map_node* root,
+                                                     const value_base* value) noexcept;
+
 [[nodiscard]] inline std::size_t map_size(const map_node* root) noexcept {
   return root == nullptr ? 0 : root->size;
 }
