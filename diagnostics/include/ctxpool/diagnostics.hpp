@@ -1,17 +1,49 @@
 // Residue detection: the diagnostic mode that reports stale thread-local reads.
 //
-// (Interface seed: the diagnostics layer fills this in. The three functions
-// below are what the executor relies on and must keep their meaning.)
+// Thread pools reuse threads, and a value a task leaves in a thread-local is
+// seen by the next task on that thread: the anonymous request that runs with
+// the previous request's auth token. ctxpool wipes `lifetime::task` slots after
+// every task; in diagnostic mode the wipe leaves a tombstone naming the writer,
+// and a later task that reads the slot is reported (a *stale read*): on an
+// ordinary pool it would have seen the earlier task's value. The read itself
+// still behaves as in production (the value is gone).
+//
+// Switch it on with `CTXPOOL_DIAGNOSTICS=residue[:options]` (see
+// <ctxpool/diagnostics/options.hpp>) or `enable()`. Findings are printed to
+// stderr as they occur, one `SUMMARY: ctxpool: <kind>: ...` line per kind is
+// printed at exit, and the process then exits with status 66 (`exitcode=`).
+//
+// Not reported, by design: `lifetime::thread` slots (deliberate caches); a
+// value the reading task wrote itself; values written outside any task (a
+// thread start hook); reads by a task of the same context lineage as the
+// writer — a coroutine's later resumption, or a handler bound with
+// `bind_context` to the writer's context — since that is one logical task
+// split into steps, not another request's residue.
+//
+// Pools call `enabled()`, `pool_observer()` and `next_task_id()`; a
+// hand-written worker loop uses `task_scope`.
+//
+// @par Thread safety
+// `enabled`, `pool_observer` and `next_task_id` may be called from any thread.
+// `enable` and `disable` are for start-up and for tests: call them while no
+// task runs.
+//
+// @par Lifetime
+// The detector is process-wide and never destroyed; pointers it hands out stay
+// valid for the life of the process.
 #pragma once
 
 #include <cstdint>
 
+#include <ctxpool/diagnostics/findings.hpp>
+#include <ctxpool/diagnostics/options.hpp>
+#include <ctxpool/diagnostics/task_scope.hpp>
 #include <ctxpool/hooks.hpp>
 
 namespace ctxpool::diagnostics {
 
-/// Whether residue detection is on (CTXPOOL_DIAGNOSTICS=residue[:options]).
-/// Cheap after the first call; pools read it once when they are constructed.
+/// Whether residue detection is on (CTXPOOL_DIAGNOSTICS=residue[:options], or
+/// `enable()`). Cheap; pools read it once when they are constructed.
 [[nodiscard]] bool enabled() noexcept;
 
 /// The observer a pool adds to its task observers when detection is on, so
@@ -21,5 +53,18 @@ namespace ctxpool::diagnostics {
 /// A fresh, process-unique task id (the first is 1). Pools call it per task
 /// only when detection is on.
 [[nodiscard]] std::uint64_t next_task_id() noexcept;
+
+/// Switches detection on (or, with `mode::off`, off) with `opts`, replacing
+/// the environment's configuration: reads the suppressions file, opens the
+/// report, installs the residue observer and the exit handler.
+/// @throws config_error if the suppressions file cannot be read or parsed or
+///         the report cannot be opened for writing.
+void enable(options opts = {});
+
+/// Switches detection off; recorded findings stay until taken or cleared.
+void disable() noexcept;
+
+/// The options in force (mode::off when detection is off).
+[[nodiscard]] options current_options();
 
 }  // namespace ctxpool::diagnostics

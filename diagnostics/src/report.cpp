@@ -1,0 +1,354 @@
+// Finding text, SUMMARY lines, and the JSON-lines and SARIF 2.1.0 reports.
+#include <unistd.h>
+
+#include <climits>
+#include <cstdlib>
+#include <optional>
+#include <cstdio>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "detector.hpp"
+
+namespace ctxpool::diagnostics {
+namespace detail {
+namespace {
+
+constexpr int json_schema_version = 1;
+constexpr std::string_view tool_name = "ctxpool-diagnostics";
+constexpr std::string_view tool_version = "0.1.0";
+
+bool known(const std::source_location& site) noexcept { return site.line() != 0; }
+
+std::string describe_site(const std::source_location& site) {
+  if (!known(site)) return "an unknown site";
+  std::string_view function = site.function_name();
+  if (function.empty()) return fmt::format("{}:{}", site.file_name(), site.line());
+  return fmt::format("{}:{} in {}", site.file_name(), site.line(), function);
+}
+
+std::string describe_task(const task_ref& task) {
+  if (task.id == 0) return "code outside any task";
+  if (task.name.empty()) return fmt::format("task #{}", task.id);
+  return fmt::format("task #{} \"{}\"", task.id, task.name);
+}
+
+std::string describe_thread(const finding& f) {
+  if (f.worker < 0) return fmt::format("T{}", f.thread);
+  return fmt::format("T{} (worker {})", f.thread, f.worker);
+}
+
+/// The one-line message used in JSON and SARIF.
+std::string one_line(const finding& f) {
+  switch (f.kind) {
+    case finding_kind::stale_read:
+      return fmt::format(
+          "{} read '{}' ({}) on thread {} and found the tombstone of a value {} left there "
+          "({} task(s) in between): an ordinary thread pool would have handed it the earlier "
+          "task's value",
+          describe_task(f.task), f.variable, f.type, describe_thread(f), describe_task(f.writer),
+          f.tasks_between);
+    case finding_kind::residue:
+      return fmt::format("{} left the watched thread_local '{}' ({}) changed on thread {}",
+                         describe_task(f.task), f.variable, f.type, describe_thread(f));
+    case finding_kind::leaked_value:
+      return fmt::format(
+          "a value of context_var '{}' ({}) set by {} is still alive but held by no live "
+          "context (a token, a captured snapshot or a stored handler keeps it)",
+          f.variable, f.type, describe_task(f.task));
+    case finding_kind::leaked_context:
+      return fmt::format("a context created by {} outlived it and is still alive",
+                         describe_task(f.task));
+  }
+  return {};
+}
+
+/// The location a report attaches a finding to: where it happened if known,
+/// else where its task was submitted.
+const std::source_location& primary_site(const finding& f) noexcept {
+  if (known(f.site)) return f.site;
+  return f.task.submit_site;
+}
+
+std::string json_site(const std::source_location& site) {
+  if (!known(site)) return "null";
+  return fmt::format(R"({{"file":{},"line":{},"function":{}}})", json_string(site.file_name()),
+                     site.line(), json_string(site.function_name()));
+}
+
+std::string json_task(const task_ref& task) {
+  if (task.id == 0) return "null";
+  return fmt::format(R"({{"id":{},"name":{},"submit_site":{}}})", task.id,
+                     json_string(task.name), json_site(task.submit_site));
+}
+
+/// A SARIF artifact URI: relative to $GITHUB_WORKSPACE or else the working
+/// directory when the file is under it (what code scanning expects), else an
+/// absolute file URI.
+std::string sarif_uri(std::string_view file) {
+  auto relative_to = [&](std::string root) -> std::optional<std::string> {
+    if (root.empty()) return std::nullopt;
+    if (root.back() != '/') root += '/';
+    if (file.substr(0, root.size()) != root) return std::nullopt;
+    return std::string(file.substr(root.size()));
+  };
+  // In a GitHub Actions job, paths relative to the checkout are what code
+  // scanning maps onto the repository.
+  if (const char* workspace = std::getenv("GITHUB_WORKSPACE")) {
+    if (auto uri = relative_to(workspace)) return *uri;
+  }
+  char cwd_buffer[PATH_MAX];
+  if (::getcwd(cwd_buffer, sizeof cwd_buffer) != nullptr) {
+    if (auto uri = relative_to(cwd_buffer)) return *uri;
+  }
+  if (!file.empty() && file.front() == '/') return fmt::format("file://{}", file);
+  return std::string(file);
+}
+
+std::string sarif_location(const std::source_location& site, std::string_view message) {
+  const std::string uri = known(site) ? sarif_uri(site.file_name()) : std::string("unknown");
+  const unsigned line = known(site) ? site.line() : 1U;
+  std::string text = "{";
+  if (!message.empty()) text += fmt::format(R"("message":{{"text":{}}},)", json_string(message));
+  text += fmt::format(R"("physicalLocation":{{"artifactLocation":{{"uri":{}}},)", json_string(uri));
+  text += fmt::format(R"("region":{{"startLine":{}}}}})", line);
+  text += "}";
+  return text;
+}
+
+struct rule_text {
+  finding_kind kind;
+  std::string_view name;
+  std::string_view short_text;
+  std::string_view full_text;
+  std::string_view level;
+};
+
+constexpr rule_text rules[] = {
+    {finding_kind::stale_read, "StaleThreadLocalRead", "Stale thread-local read",
+     "A task read a lifetime::task thread-local slot that an earlier task on the same reused "
+     "thread had written; ctxpool wiped it, but an ordinary thread pool would have handed the "
+     "earlier task's value (an auth token, a request id) to this one.",
+     "error"},
+    {finding_kind::residue, "ThreadLocalResidue", "Thread-local residue",
+     "A task left a watched plain thread_local changed; the next task on that thread would "
+     "have seen the change.",
+     "error"},
+    {finding_kind::leaked_value, "LeakedContextValue", "Leaked context value",
+     "A context variable's value is still alive at exit although no live context holds it.",
+     "warning"},
+    {finding_kind::leaked_context, "ContextOutlivedTask", "Context outlived its task",
+     "A context created inside a pool task is still alive at exit.", "warning"},
+};
+
+std::size_t rule_index(finding_kind kind) noexcept {
+  for (std::size_t i = 0; i < std::size(rules); ++i) {
+    if (rules[i].kind == kind) return i;
+  }
+  return 0;
+}
+
+void write_json_lines(std::FILE* out, const run_summary& run) {
+  for (const finding& f : run.findings) {
+    const std::string line = fmt::format(
+        R"({{"schema":"{}","schema_version":{},"type":"finding","kind":"{}","variable":{},)"
+        R"("type_name":{},"count":{},"thread":{},"worker":{},"tasks_between":{},)"
+        R"("task":{},"site":{},"writer":{},"write_site":{},"message":{}}})"
+        "\n",
+        tool_name, json_schema_version, to_string(f.kind), json_string(f.variable),
+        json_string(f.type), f.count, f.thread, f.worker, f.tasks_between, json_task(f.task),
+        json_site(f.site), json_task(f.writer), json_site(f.write_site),
+        json_string(one_line(f)));
+    std::fputs(line.c_str(), out);
+  }
+  std::string counts;
+  for (finding_kind kind : all_kinds) {
+    const kind_total total = total_of(run.findings, kind);
+    if (!counts.empty()) counts += ',';
+    counts += fmt::format(R"("{}":{{"findings":{},"occurrences":{}}})", to_string(kind),
+                          total.unique, total.occurrences);
+  }
+  std::string suppressed;
+  for (const suppression_count& rule : run.suppressions) {
+    if (!suppressed.empty()) suppressed += ',';
+    suppressed += fmt::format(R"({{"kind":{},"pattern":{},"suppressed":{}}})",
+                              json_string(rule.rule.kind), json_string(rule.rule.pattern),
+                              rule.hits);
+  }
+  std::fputs(fmt::format(R"({{"schema":"{}","schema_version":{},"type":"summary",)"
+                         R"("counts":{{{}}},"suppressions":[{}]}})"
+                         "\n",
+                         tool_name, json_schema_version, counts, suppressed)
+                 .c_str(),
+             out);
+}
+
+void write_sarif(std::FILE* out, const run_summary& run) {
+  std::string rule_list;
+  for (const rule_text& rule : rules) {
+    if (!rule_list.empty()) rule_list += ',';
+    rule_list += fmt::format(
+        R"({{"id":"{}","name":{},"shortDescription":{{"text":{}}},"fullDescription":{{"text":{}}},)"
+        R"("defaultConfiguration":{{"level":"{}"}}}})",
+        to_string(rule.kind), json_string(rule.name), json_string(rule.short_text),
+        json_string(rule.full_text), rule.level);
+  }
+  std::string results;
+  for (const finding& f : run.findings) {
+    if (!results.empty()) results += ',';
+    std::string related;
+    int related_id = 0;
+    auto relate = [&](const std::source_location& site, const std::string& message) {
+      if (!known(site)) return;
+      if (!related.empty()) related += ',';
+      std::string location = sarif_location(site, message);
+      location.insert(1, fmt::format(R"("id":{},)", related_id++));
+      related += location;
+    };
+    relate(f.write_site, fmt::format("written by {}", describe_task(f.writer)));
+    if (f.writer.id != 0) {
+      relate(f.writer.submit_site, fmt::format("{} submitted here", describe_task(f.writer)));
+    }
+    if (f.task.id != 0 && known(f.site)) {
+      relate(f.task.submit_site, fmt::format("{} submitted here", describe_task(f.task)));
+    }
+    const rule_text& rule = rules[rule_index(f.kind)];
+    results += fmt::format(
+        R"({{"ruleId":"{}","ruleIndex":{},"level":"{}","message":{{"text":{}}},)"
+        R"("locations":[{}],"relatedLocations":[{}],"occurrenceCount":{},)"
+        R"("properties":{{"variable":{},"type":{},"thread":{},"tasksBetween":{}}}}})",
+        to_string(f.kind), rule_index(f.kind), rule.level, json_string(one_line(f)),
+        sarif_location(primary_site(f), {}), related, f.count, json_string(f.variable),
+        json_string(f.type), f.thread, f.tasks_between);
+  }
+  std::fputs(
+      fmt::format(
+          R"({{"$schema":"https://json.schemastore.org/sarif-2.1.0.json","version":"2.1.0",)"
+          R"("runs":[{{"tool":{{"driver":{{"name":"{}","version":"{}",)"
+          R"("informationUri":"https://github.com/ctxpool/ctxpool","rules":[{}]}}}},)"
+          R"("results":[{}]}}]}})"
+          "\n",
+          tool_name, tool_version, rule_list, results)
+          .c_str(),
+      out);
+}
+
+}  // namespace
+
+std::string json_string(std::string_view s) {
+  std::string out;
+  out.reserve(s.size() + 2);
+  out += '"';
+  for (const char c : s) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string format_summary(const run_summary& run) {
+  std::string out;
+  for (finding_kind kind : all_kinds) {
+    const kind_total total = total_of(run.findings, kind);
+    if (total.unique == 0) continue;
+    out += fmt::format("SUMMARY: ctxpool: {}: {} finding(s), {} occurrence(s)\n", to_string(kind),
+                       total.unique, total.occurrences);
+  }
+  for (const suppression_count& rule : run.suppressions) {
+    out += fmt::format("ctxpool: suppression '{}:{}' suppressed {} occurrence(s)\n",
+                       rule.rule.kind, rule.rule.pattern, rule.hits);
+  }
+  return out;
+}
+
+void write_report(std::FILE* out, report_format format, const run_summary& run) {
+  switch (format) {
+    case report_format::text:
+      for (const finding& f : run.findings) std::fputs(format_finding(f).c_str(), out);
+      std::fputs(format_summary(run).c_str(), out);
+      break;
+    case report_format::json: write_json_lines(out, run); break;
+    case report_format::sarif: write_sarif(out, run); break;
+  }
+  std::fflush(out);
+}
+
+}  // namespace detail
+
+std::string_view to_string(finding_kind kind) noexcept {
+  switch (kind) {
+    case finding_kind::stale_read: return "stale-read";
+    case finding_kind::residue: return "residue";
+    case finding_kind::leaked_value: return "leaked-value";
+    case finding_kind::leaked_context: return "leaked-context";
+  }
+  return "?";
+}
+
+std::string format_finding(const finding& f) {
+  using detail::describe_site;
+  using detail::describe_task;
+  using detail::describe_thread;
+  const int pid = static_cast<int>(::getpid());
+  std::string out;
+  switch (f.kind) {
+    case finding_kind::stale_read:
+      out = fmt::format(
+          "=={}==ERROR: ctxpool: stale-read of '{}' ({}) on thread {}\n"
+          "  read by {}\n"
+          "    at {}\n"
+          "    submitted at {}\n"
+          "  the value had been left there by {}\n"
+          "    written at {}\n"
+          "    submitted at {}\n"
+          "  {} task(s) ran on this thread in between. The pool wiped the value, so this read\n"
+          "  found none (as in production); an ordinary thread pool would have handed it the\n"
+          "  earlier task's value. The value is not shown.\n",
+          pid, f.variable, f.type, describe_thread(f), describe_task(f.task),
+          describe_site(f.site), describe_site(f.task.submit_site), describe_task(f.writer),
+          describe_site(f.write_site), describe_site(f.writer.submit_site), f.tasks_between);
+      break;
+    case finding_kind::residue:
+      out = fmt::format(
+          "=={}==ERROR: ctxpool: residue in watched thread_local '{}' ({}) on thread {}\n"
+          "  left changed by {}\n"
+          "    submitted at {}\n"
+          "  ctxpool restored it; without it the next task on this thread would see the change.\n",
+          pid, f.variable, f.type, describe_thread(f), describe_task(f.task),
+          describe_site(f.task.submit_site));
+      break;
+    case finding_kind::leaked_value:
+      out = fmt::format(
+          "=={}==ERROR: ctxpool: leaked-value of context_var '{}' ({})\n"
+          "  set by {} on thread T{}\n"
+          "    submitted at {}\n"
+          "  still alive, but no live context holds it: a token, a captured snapshot or a\n"
+          "  stored handler keeps it.\n",
+          pid, f.variable, f.type, describe_task(f.task), f.thread,
+          describe_site(f.task.submit_site));
+      break;
+    case finding_kind::leaked_context:
+      out = fmt::format(
+          "=={}==ERROR: ctxpool: leaked-context created by {} on thread T{}\n"
+          "    submitted at {}\n"
+          "  the context outlived its task and is still alive.\n",
+          pid, describe_task(f.task), f.thread, describe_site(f.task.submit_site));
+      break;
+  }
+  return out;
+}
+
+}  // namespace ctxpool::diagnostics

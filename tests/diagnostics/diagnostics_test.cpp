@@ -1,0 +1,360 @@
+// Tests of <ctxpool/diagnostics.hpp>: stale reads, residue, false positives,
+// deduplication, suppressions, on/off. Tasks run on hand-written workers marked
+// with diagnostics::task_scope (the same hooks the thread_pool drives).
+#include <ctxpool/diagnostics.hpp>
+
+#include <doctest/doctest.h>
+
+#include <string>
+#include <thread>
+
+#include <ctxpool/context.hpp>
+#include <ctxpool/thread_local.hpp>
+
+#include "support.hpp"
+
+namespace diag = ctxpool::diagnostics;
+using ctxpool_test::detection_session;
+using ctxpool_test::worker;
+
+namespace {
+
+ctxpool::thread_local_var<std::string> auth_token{"auth_token"};
+ctxpool::thread_local_var<int> connection{"connection", ctxpool::lifetime::thread};
+ctxpool::local_stack<int> request_stack{"request_stack"};
+
+thread_local std::string legacy_user;  // a plain thread_local the code cannot change
+
+std::vector<diag::finding> of_kind(diag::finding_kind kind) {
+  std::vector<diag::finding> result;
+  for (auto& f : diag::findings()) {
+    if (f.kind == kind) result.push_back(f);
+  }
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("off: nothing installed, no ids, no findings") {
+  diag::disable();
+  CHECK_FALSE(diag::enabled());
+  CHECK(diag::pool_observer() == nullptr);
+  CHECK(ctxpool::get_residue_observer() == nullptr);
+  CHECK(diag::current_options().mode == diag::mode::off);
+  worker w;
+  w.run("login", [] { auth_token.set("secret"); });
+  bool seen = true;
+  w.run("anonymous", [&] { seen = auth_token.has_value(); });
+  CHECK_FALSE(seen);  // wiped all the same
+  CHECK(diag::findings().empty());
+}
+
+TEST_CASE("enable installs the observers; disable removes them") {
+  {
+    detection_session session;
+    CHECK(diag::enabled());
+    CHECK(diag::pool_observer() != nullptr);
+    CHECK(ctxpool::get_residue_observer() != nullptr);
+    CHECK(diag::current_options().mode == diag::mode::residue);
+  }
+  CHECK_FALSE(diag::enabled());
+  CHECK(ctxpool::get_residue_observer() == nullptr);
+}
+
+TEST_CASE("next_task_id is unique and increasing") {
+  const auto a = diag::next_task_id();
+  const auto b = diag::next_task_id();
+  CHECK(a >= 1);
+  CHECK(b > a);
+}
+
+TEST_CASE("a task reading a value an earlier task left is a stale read, with the details") {
+  detection_session session;
+  worker w;
+  std::source_location write_site;
+  std::source_location read_site;
+  w.run("login", [&] {
+    write_site = std::source_location::current(); auth_token.set("alice-token");
+  });
+  w.run("health-check", [] {});
+  w.run("metrics", [] {});
+  bool seen = true;
+  const auto reader_submit = std::source_location::current(); w.run("anonymous", [&] {
+    read_site = std::source_location::current(); seen = auth_token.has_value();
+  });
+  CHECK_FALSE(seen);  // the read behaves as in production: the value is gone
+
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 1);
+  const diag::finding& f = found.front();
+  CHECK(f.kind == diag::finding_kind::stale_read);
+  CHECK(f.variable == "auth_token");
+  CHECK(f.type == "std::string");
+  CHECK(f.task.name == "anonymous");
+  CHECK(f.task.id != 0);
+  CHECK(f.task.submit_site.line() == reader_submit.line());
+  CHECK(f.site.line() == read_site.line());
+  CHECK(std::string(f.site.file_name()) == read_site.file_name());
+  CHECK(f.writer.name == "login");
+  CHECK(f.writer.id != 0);
+  CHECK(f.writer.id < f.task.id);
+  CHECK(f.write_site.line() == write_site.line());
+  CHECK(f.tasks_between == 2);
+  CHECK(f.thread != 0);
+  CHECK(f.count == 1);
+
+  const std::string text = diag::format_finding(f);
+  CHECK(text.find("ERROR: ctxpool: stale-read of 'auth_token' (std::string)") != std::string::npos);
+  CHECK(text.find("\"anonymous\"") != std::string::npos);
+  CHECK(text.find("\"login\"") != std::string::npos);
+  CHECK(text.find("2 task(s) ran on this thread in between") != std::string::npos);
+  CHECK(text.find("alice-token") == std::string::npos);  // values are never printed
+}
+
+TEST_CASE("every read form reports: value, value_or, has_value, top, pop, size") {
+  detection_session session;
+  worker w;
+  w.run("writer", [] {
+    auth_token.set("t");
+    request_stack.push(1);
+  });
+  w.run("reader", [] {
+    CHECK_THROWS_AS((void)auth_token.value(), ctxpool::lookup_error);
+    CHECK(auth_token.value_or("none") == "none");
+    CHECK(request_stack.top() == nullptr);
+    CHECK_FALSE(request_stack.pop().has_value());
+    CHECK(request_stack.size() == 0);
+  });
+  const auto found = diag::findings();
+  // Five distinct read sites, each its own finding.
+  CHECK(found.size() == 5);
+  for (const auto& f : found) CHECK(f.kind == diag::finding_kind::stale_read);
+}
+
+TEST_CASE("identical findings are reported once, with a count") {
+  detection_session session;
+  worker w;
+  auto write = [] { auth_token.set("t"); };
+  auto read = [] { (void)auth_token.has_value(); };
+  for (int i = 0; i < 4; ++i) {
+    w.run("login", write);
+    w.run("anonymous", read);
+  }
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().count == 4);
+}
+
+TEST_CASE("no finding: a task reading what it wrote itself") {
+  detection_session session;
+  worker w;
+  w.run("self", [] {
+    auth_token.set("mine");
+    CHECK(auth_token.value() == "mine");
+    {
+      // An inner scope wipes what it first wrote; reading it back in the
+      // same task is not another task's residue.
+      ctxpool::task_slot_scope inner;
+      request_stack.push(7);
+    }
+    CHECK(request_stack.size() == 0);
+  });
+  CHECK(diag::findings().empty());
+}
+
+TEST_CASE("no finding: lifetime::thread slots are deliberate caches") {
+  detection_session session;
+  worker w;
+  w.run("first", [] { connection.set(42); });
+  int seen = 0;
+  w.run("second", [&] { seen = connection.value_or(-1); });
+  CHECK(seen == 42);
+  CHECK(diag::findings().empty());
+}
+
+TEST_CASE("no finding: values written outside any task (a thread start hook)") {
+  detection_session session;
+  ctxpool::thread_local_var<std::string> locale{"locale"};
+  std::string seen;
+  std::thread t([&] {
+    locale.set("en_GB");  // thread start: no task on this thread yet
+    {
+      diag::task_scope task{"request"};
+      seen = locale.value_or("?");
+    }
+    {
+      diag::task_scope task{"request"};
+      seen += "," + locale.value_or("?");
+    }
+  });
+  t.join();
+  CHECK(seen == "en_GB,en_GB");
+  CHECK(diag::findings().empty());
+}
+
+TEST_CASE("no finding: the value was reset or rewritten before the read") {
+  detection_session session;
+  worker w;
+  w.run("login", [] { auth_token.set("a"); });
+  w.run("careful", [] {
+    auth_token.reset();  // clears the tombstone
+    CHECK_FALSE(auth_token.has_value());
+  });
+  w.run("login", [] { auth_token.set("b"); });
+  w.run("writes-first", [] {
+    auth_token.set("c");
+    CHECK(auth_token.value() == "c");
+  });
+  CHECK(diag::findings().empty());
+}
+
+TEST_CASE("no finding: values propagated by context") {
+  detection_session session;
+  ctxpool::context_var<std::string> user{"user"};
+  worker w;
+  w.run("a", [&] { (void)user.set("alice"); });
+  std::string seen = "x";
+  w.run("b", [&] { seen = user.get_or("nobody"); });
+  CHECK(seen == "nobody");  // each task_scope runs in a fresh copy of the context
+  CHECK(diag::findings().empty());
+}
+
+TEST_CASE("tombstones are per thread: two workers do not see each other's values") {
+  detection_session session;
+  worker a;
+  worker b;
+  a.run("login", [] { auth_token.set("t"); });
+  bool seen = true;
+  b.run("anonymous", [&] { seen = auth_token.has_value(); });
+  CHECK_FALSE(seen);
+  CHECK(diag::findings().empty());
+  a.run("anonymous", [&] { seen = auth_token.has_value(); });
+  CHECK(diag::findings().size() == 1);
+}
+
+TEST_CASE("no finding: one context lineage resumed in steps (a coroutine's resumptions)") {
+  detection_session session;
+  ctxpool::task_observer* observer = diag::pool_observer();
+  REQUIRE(observer != nullptr);
+  // What a pool does for a coroutine: capture its context once (here: a fresh
+  // task context, which has a lineage), and resume each step as a
+  // continuation of it, each step a task of its own.
+  std::optional<ctxpool::detail::captured_context> coroutine_context;
+  {
+    diag::task_scope spawn{"co_spawn"};
+    coroutine_context = ctxpool::detail::captured_context::capture();
+  }
+  auto step = [&](auto&& body) {
+    ctxpool::detail::fresh_context_scope resumed(*coroutine_context, /*continuation=*/true);
+    ctxpool::task_slot_scope slots;
+    const ctxpool::task_info info{diag::next_task_id(), std::source_location::current(), "coro"};
+    observer->on_task_begin(info);
+    body();
+    observer->on_task_end(info);
+  };
+  std::thread t([&] {
+    step([] { auth_token.set("step-1"); });
+    step([] { (void)auth_token.has_value(); });
+  });
+  t.join();
+  CHECK(diag::findings().empty());
+  // A different task on the same thread is still caught.
+  std::thread u([&] {
+    step([] { auth_token.set("step-1"); });
+    diag::task_scope other{"other request"};
+    (void)auth_token.has_value();
+  });
+  u.join();
+  CHECK(diag::findings().size() == 1);
+}
+
+TEST_CASE("nested (inline) tasks are attributed to the innermost task") {
+  detection_session session;
+  worker w;
+  std::uint64_t inner_id = 0;
+  w.run("outer", [&] {
+    {
+      diag::task_scope inner{"inline-dispatched"};
+      inner_id = inner.id();
+      auth_token.set("inner's");
+    }
+    (void)auth_token.has_value();  // the outer task reads what the inner one left
+  });
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().writer.id == inner_id);
+  CHECK(found.front().writer.name == "inline-dispatched");
+  CHECK(found.front().task.name == "outer");
+}
+
+TEST_CASE("a read outside any task of a tombstone is reported, naming no reading task") {
+  detection_session session;
+  std::thread t([] {
+    {
+      diag::task_scope task{"writer"};
+      auth_token.set("t");
+    }
+    (void)auth_token.has_value();  // e.g. in a thread stop hook
+  });
+  t.join();
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().task.id == 0);
+  CHECK(diag::format_finding(found.front()).find("code outside any task") != std::string::npos);
+}
+
+TEST_CASE("a watched plain thread_local left changed is residue naming the task") {
+  detection_session session;
+  auto watch = ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
+  worker w;
+  w.run("leaves-it", [] { legacy_user = "mallory"; });
+  std::string seen = "x";
+  w.run("next", [&] { seen = legacy_user; });
+  CHECK(seen.empty());  // restored
+  const auto found = of_kind(diag::finding_kind::residue);
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().variable == "legacy_user");
+  CHECK(found.front().type == "std::string");
+  CHECK(found.front().task.name == "leaves-it");
+  CHECK(diag::format_finding(found.front()).find("mallory") == std::string::npos);
+}
+
+TEST_CASE("suppressions silence matching findings and count them") {
+  auto opts = detection_session::quiet();
+  opts.suppressions = {{"stale-read", "auth_*"}, {"residue", "*"}, {"leak", "*"}};
+  detection_session session(opts);
+  worker w;
+  for (int i = 0; i < 3; ++i) {
+    w.run("login", [] { auth_token.set("t"); });
+    w.run("anonymous", [] { (void)auth_token.has_value(); });
+  }
+  w.run("push", [] { request_stack.push(1); });
+  w.run("peek", [] { (void)request_stack.top(); });
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().variable == "request_stack");
+}
+
+TEST_CASE("suppressions match source files by glob") {
+  auto opts = detection_session::quiet();
+  opts.suppressions = {{"*", "*diagnostics_test.cpp"}};
+  detection_session session(opts);
+  worker w;
+  w.run("login", [] { auth_token.set("t"); });
+  w.run("anonymous", [] { (void)auth_token.has_value(); });
+  CHECK(diag::findings().empty());
+}
+
+TEST_CASE("take_findings withdraws, clear_findings clears") {
+  detection_session session;
+  worker w;
+  w.run("login", [] { auth_token.set("t"); });
+  w.run("anonymous", [] { (void)auth_token.has_value(); });
+  CHECK(diag::take_findings().size() == 1);
+  CHECK(diag::findings().empty());
+  w.run("login", [] { auth_token.set("t"); });
+  w.run("anonymous", [] { (void)auth_token.has_value(); });
+  CHECK(diag::findings().size() == 1);
+  diag::clear_findings();
+  CHECK(diag::findings().empty());
+}
