@@ -424,3 +424,29 @@ TEST_CASE("large values are shared, not copied, through shared_ptr<const T>") {
   CHECK(a.get() == b.get());
   CHECK(a->data.size() == 1000);
 }
+
+TEST_CASE("overwriting never changes what a snapshot or a token sees") {
+  isolated([] {
+    std::vector<std::unique_ptr<context_var<int>>> others;
+    std::vector<ctxpool::token<int>> keep;
+    for (int i = 0; i < 100; ++i) {  // deep enough that values sit below the root node
+      others.push_back(std::make_unique<context_var<int>>("o" + std::to_string(i)));
+      keep.push_back(others.back()->set(i));
+    }
+    context_var<int>& var = *others[77];
+    auto t2 = var.set(1000);
+    CHECK(t2.old_value() == 77);
+    context snapshot = copy_context();
+    auto t3 = var.set(2000);
+    CHECK(snapshot.get(var) == 1000);
+    CHECK(var.get() == 2000);
+    var.reset(t3);
+    CHECK(var.get() == 1000);
+    CHECK(t3.old_value() == 1000);
+    var.reset(t2);
+    CHECK(var.get() == 77);
+    CHECK(t2.old_value() == 77);
+    CHECK(snapshot.get(var) == 1000);
+    for (int i = 0; i < 100; ++i) CHECK(snapshot.get(*others[i]) == (i == 77 ? 1000 : i));
+  });
+}
