@@ -186,6 +186,9 @@ void pool_core::join() {
 void pool_core::stop() {
   if (running_in_this_thread()) throw_called_from_worker("stop()");
   std::lock_guard lock(lifecycle_mutex_);
+  // Stop the io_context before closing: a running task that sees the pool
+  // closed must not be followed by another task on its worker.
+  io_.stop();
   closed_.store(true, std::memory_order_seq_cst);
   if (!threads_ended_) {
     end_threads();  // io_.stop(): each worker returns after its current handler

@@ -53,6 +53,7 @@
 #include <boost/asio/associator.hpp>
 #include <boost/asio/execution.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/detail/pool_core.hpp>
@@ -142,7 +143,7 @@ class pool_executor {
                                               : detail::captured_context{});
     const task_info info{core_->next_task_id(), {}, {}};
     if (!(bits_ & never_bit) && core_->running_in_this_thread()) {
-      core_->run_inline(std::forward<F>(f), captured, /*continuation=*/true, info);
+      core_->run_inline(std::forward<F>(f), std::move(captured), /*continuation=*/true, info);
     } else {
       core_->enqueue(std::forward<F>(f), std::move(captured), /*continuation=*/true, info,
                      /*check_open=*/false, (bits_ & continuation_bit) != 0);
@@ -226,6 +227,7 @@ class pool_executor {
 
  private:
   friend class thread_pool;
+  friend class boost::asio::strand<pool_executor>;  // binds each handler to its context
   static constexpr std::uint8_t never_bit = 1;
   static constexpr std::uint8_t continuation_bit = 2;
   static constexpr std::uint8_t tracked_bit = 4;
@@ -418,6 +420,8 @@ template <class Handler>
 }
 
 }  // namespace ctxpool
+
+#include <ctxpool/detail/strand.hpp>
 
 namespace boost::asio {
 

@@ -96,7 +96,7 @@ class pool_core {
   /// Runs `f` now on this worker as a nested task (Asio's dispatch from a
   /// pool thread).
   template <class F>
-  void run_inline(F&& f, const captured_context& snapshot, bool continuation,
+  void run_inline(F&& f, captured_context snapshot, bool continuation,
                   const task_info& info) noexcept;
 
   [[nodiscard]] bool running_in_this_thread() const noexcept {
@@ -170,7 +170,7 @@ class pool_core {
   }
 
   template <class F>
-  void run_task(F& f, const captured_context& snapshot, bool continuation,
+  void run_task(F& f, captured_context&& snapshot, bool continuation,
                 const task_info& info) noexcept;
   void notify_begin(const task_info& info) noexcept;
   void notify_end(const task_info& info) noexcept;
@@ -239,10 +239,9 @@ class task_op {
 
   void operator()() {
     armed_ = false;
-    pool_->run_task(f_, snapshot_, continuation_, info_);
-    // Drop the snapshot before the work count: once wait() returns, values
-    // held only by finished tasks are gone.
-    snapshot_ = captured_context{};
+    // The task's context consumes the snapshot and drops it before the work
+    // count: once wait() returns, values held only by finished tasks are gone.
+    pool_->run_task(f_, std::move(snapshot_), continuation_, info_);
     pool_->remove_work();
   }
 
@@ -256,7 +255,7 @@ class task_op {
 };
 
 template <class F>
-void pool_core::run_task(F& f, const captured_context& snapshot, bool continuation,
+void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
                          const task_info& info) noexcept {
   worker_counters& counters = counters_for_this_thread();
   if (CTXPOOL_UNLIKELY(&counters == &foreign_counters_)) {
@@ -270,7 +269,7 @@ void pool_core::run_task(F& f, const captured_context& snapshot, bool continuati
   const bool observed = !observers_.empty();
   {
     std::optional<fresh_context_scope> context_scope;
-    if (CTXPOOL_LIKELY(tuning_.propagate_context)) context_scope.emplace(snapshot, continuation);
+    if (CTXPOOL_LIKELY(tuning_.propagate_context)) context_scope.emplace(std::move(snapshot), continuation);
     {
       std::optional<task_slot_scope> slots;
       if (CTXPOOL_LIKELY(tuning_.wipe_slots)) slots.emplace();
@@ -316,11 +315,11 @@ void pool_core::enqueue(F&& f, captured_context snapshot, bool continuation,
 }
 
 template <class F>
-void pool_core::run_inline(F&& f, const captured_context& snapshot, bool continuation,
+void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
                            const task_info& info) noexcept {
   outstanding_.fetch_add(1, std::memory_order_seq_cst);
   std::optional<std::decay_t<F>> local(std::in_place, std::forward<F>(f));
-  run_task(local, snapshot, continuation, info);
+  run_task(local, std::move(snapshot), continuation, info);
   remove_work();
 }
 

@@ -1,0 +1,243 @@
+// Coroutines on the pool keep one context for their whole life, across every
+// co_await: timers on the pool, posts, timers on a foreign io_context, and
+// resumption on another worker.
+#include <ctxpool/executor.hpp>
+
+#include <doctest/doctest.h>
+
+#include <chrono>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+namespace {
+
+ctxpool::context_var<std::string> request_id{"request_id"};
+ctxpool::context_var<int> step{"step", 0};
+
+asio::awaitable<void> sleep_on_pool(std::chrono::milliseconds d) {
+  asio::steady_timer timer(co_await asio::this_coro::executor, d);
+  co_await timer.async_wait(asio::use_awaitable);
+}
+
+/// A separate io_context run by its own thread, as a library's I/O loop would be.
+struct foreign_loop {
+  asio::io_context io;
+  asio::executor_work_guard<asio::io_context::executor_type> work = asio::make_work_guard(io);
+  std::thread thread{[this] { io.run(); }};
+  ~foreign_loop() {
+    work.reset();
+    thread.join();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("co_spawn: the coroutine sees the spawner's values and returns its result") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::set_scope scope(request_id, "spawner");
+  auto result = asio::co_spawn(
+      pool.get_executor(),
+      []() -> asio::awaitable<std::string> { co_return request_id.get(); },
+      asio::use_future);
+  CHECK(result.get() == "spawner");
+}
+
+TEST_CASE("co_spawn: an exception in the coroutine reaches the completion") {
+  ctxpool::thread_pool pool{2};
+  auto result = asio::co_spawn(
+      pool.get_executor(),
+      []() -> asio::awaitable<int> {
+        co_await asio::post(asio::use_awaitable);
+        throw std::runtime_error("coroutine failed");
+      },
+      asio::use_future);
+  CHECK_THROWS_WITH_AS(result.get(), "coroutine failed", std::runtime_error);
+}
+
+TEST_CASE("a coroutine keeps the values it sets across co_await on pool timers and posts") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::set_scope scope(request_id, "spawner");
+  auto result = asio::co_spawn(
+      pool.get_executor(),
+      [&pool]() -> asio::awaitable<int> {
+        int failures = 0;
+        auto tok = request_id.set("inside");
+        for (int i = 1; i <= 20; ++i) {
+          step.set(i);
+          if (i % 2 == 0) {
+            co_await sleep_on_pool(1ms);
+          } else {
+            co_await asio::post(asio::use_awaitable);
+          }
+          if (!pool.running_in_this_thread()) ++failures;
+          if (step.get() != i || request_id.get() != "inside") ++failures;
+        }
+        // The token from before all those suspensions still resets.
+        request_id.reset(tok);
+        if (request_id.get() != "spawner") ++failures;
+        co_return failures;
+      },
+      asio::use_future);
+  CHECK(result.get() == 0);
+  CHECK(request_id.get() == "spawner");  // nothing leaked back
+  CHECK(step.get() == 0);
+}
+
+TEST_CASE("a coroutine keeps its context when a foreign io_context completes its wait") {
+  foreign_loop foreign;
+  ctxpool::thread_pool pool{2};
+  auto result = asio::co_spawn(
+      pool.get_executor(),
+      [&]() -> asio::awaitable<int> {
+        int failures = 0;
+        ctxpool::set_scope scope(request_id, "crossing");
+        for (int i = 1; i <= 10; ++i) {
+          step.set(i);
+          asio::steady_timer timer(foreign.io, 1ms);
+          co_await timer.async_wait(asio::use_awaitable);
+          // The completion ran on the foreign thread and hopped back to the pool.
+          if (!pool.running_in_this_thread()) ++failures;
+          if (step.get() != i || request_id.get() != "crossing") ++failures;
+        }
+        co_return failures;
+      },
+      asio::use_future);
+  CHECK(result.get() == 0);
+}
+
+TEST_CASE("a coroutine resumed on another worker keeps its context") {
+  ctxpool::thread_pool pool{2};
+  std::promise<std::thread::id> first_thread;
+  std::promise<void> finished;
+  auto report = asio::co_spawn(
+      pool.get_executor(),
+      [&]() -> asio::awaitable<std::pair<std::thread::id, std::string>> {
+        ctxpool::set_scope scope(request_id, "migrating");
+        first_thread.set_value(std::this_thread::get_id());
+        co_await sleep_on_pool(5ms);
+        auto seen = std::make_pair(std::this_thread::get_id(), request_id.get());
+        finished.set_value();
+        co_return seen;
+      },
+      asio::use_future);
+  // Occupy the worker the coroutine started on until it has finished, so its
+  // resumption has to run on the other worker.
+  const std::thread::id start = first_thread.get_future().get();
+  auto finished_future = finished.get_future().share();
+  std::atomic<bool> pinned{false};
+  while (!pinned) {
+    pool.post([&, finished_future] {
+      if (std::this_thread::get_id() == start && !pinned.exchange(true)) finished_future.wait();
+    });
+    std::this_thread::yield();
+    if (finished_future.wait_for(0s) == std::future_status::ready) break;
+  }
+  const auto [resumed_on, value] = report.get();
+  CHECK(value == "migrating");
+  if (pinned) CHECK(resumed_on != start);
+  pool.wait();
+}
+
+TEST_CASE("a coroutine spawned from inside a task and resumed elsewhere keeps its context") {
+  // The spawning task runs the coroutine inline up to its first suspension,
+  // then blocks its worker until the coroutine is done: the coroutine must
+  // resume on the other worker.
+  ctxpool::thread_pool pool{2};
+  auto outcome = pool.submit([&pool] {
+    ctxpool::set_scope scope(request_id, "parent-task");
+    std::promise<std::pair<std::thread::id, std::string>> done;
+    asio::co_spawn(
+        pool.get_executor(),
+        [&done]() -> asio::awaitable<void> {
+          auto tok = step.set(41);
+          co_await sleep_on_pool(2ms);
+          step.reset(tok);
+          auto t = step.set(step.get() + 1);
+          done.set_value({std::this_thread::get_id(), request_id.get() + "/" +
+                                                          std::to_string(step.get())});
+        },
+        asio::detached);
+    auto [thread, seen] = done.get_future().get();
+    return std::make_pair(thread != std::this_thread::get_id(), seen);
+  });
+  const auto [moved, seen] = outcome.get();
+  CHECK(moved);
+  CHECK(seen == "parent-task/1");
+}
+
+TEST_CASE("interleaved coroutines never see each other's sets") {
+  ctxpool::thread_pool pool{2};
+  std::vector<std::future<int>> results;
+  for (int c = 0; c < 8; ++c) {
+    ctxpool::set_scope scope(request_id, "coro-" + std::to_string(c));
+    results.push_back(asio::co_spawn(
+        pool.get_executor(),
+        [c]() -> asio::awaitable<int> {
+          int failures = 0;
+          const std::string mine = "coro-" + std::to_string(c);
+          for (int i = 0; i < 50; ++i) {
+            auto tok = step.set(c * 1000 + i);
+            if (i % 3 == 0) {
+              co_await sleep_on_pool(1ms);
+            } else {
+              co_await asio::post(asio::use_awaitable);
+            }
+            if (step.get() != c * 1000 + i || request_id.get() != mine) ++failures;
+            step.reset(tok);
+          }
+          co_return failures;
+        },
+        asio::use_future));
+  }
+  for (auto& r : results) CHECK(r.get() == 0);
+}
+
+TEST_CASE("a coroutine on a strand of the pool keeps its context") {
+  ctxpool::thread_pool pool{2};
+  auto strand = asio::make_strand(pool.get_executor());
+  ctxpool::set_scope scope(request_id, "on-strand");
+  auto result = asio::co_spawn(
+      strand,
+      []() -> asio::awaitable<int> {
+        int failures = 0;
+        for (int i = 0; i < 10; ++i) {
+          step.set(i);
+          co_await sleep_on_pool(1ms);
+          if (step.get() != i || request_id.get() != "on-strand") ++failures;
+        }
+        co_return failures;
+      },
+      asio::use_future);
+  CHECK(result.get() == 0);
+}
+
+TEST_CASE("wait() waits for a coroutine suspended on a timer") {
+  ctxpool::thread_pool pool{2};
+  std::atomic<bool> finished{false};
+  asio::co_spawn(
+      pool.get_executor(),
+      [&finished]() -> asio::awaitable<void> {
+        co_await sleep_on_pool(20ms);
+        co_await sleep_on_pool(20ms);
+        finished = true;
+      },
+      asio::detached);
+  pool.wait();
+  CHECK(finished);
+}

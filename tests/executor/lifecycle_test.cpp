@@ -1,0 +1,193 @@
+// Tests of thread_pool's lifecycle: wait, join, stop, the destructor, and
+// the errors that misuse gets instead of a hang or a crash.
+#include <ctxpool/executor.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+namespace asio = boost::asio;
+
+namespace {
+
+/// Occupies the only worker of `pool` until the pool is closed, then returns.
+/// Posting no-ops is how a task can observe the close without a timing guess.
+void block_until_closed(ctxpool::thread_pool& pool) {
+  for (;;) {
+    try {
+      pool.post([] {});
+    } catch (const ctxpool::pool_closed&) {
+      return;
+    }
+    std::this_thread::yield();
+  }
+}
+
+}  // namespace
+
+TEST_CASE("wait returns once everything queued has run, and the pool stays usable") {
+  ctxpool::thread_pool pool{2};
+  std::atomic<int> done{0};
+  for (int i = 0; i < 1000; ++i) pool.post([&done] { ++done; });
+  pool.wait();
+  CHECK(done == 1000);
+  for (int i = 0; i < 10; ++i) pool.post([&done] { ++done; });
+  pool.wait();
+  CHECK(done == 1010);
+}
+
+TEST_CASE("wait also waits for work that running tasks submit") {
+  ctxpool::thread_pool pool{2};
+  std::atomic<int> done{0};
+  pool.post([&pool, &done] {
+    for (int i = 0; i < 100; ++i) {
+      pool.post([&pool, &done] { pool.post([&done] { ++done; }); });
+    }
+  });
+  pool.wait();
+  CHECK(done == 100);
+}
+
+TEST_CASE("wait waits for a pending timer started through the executor") {
+  ctxpool::thread_pool pool{2};
+  std::atomic<bool> fired{false};
+  asio::steady_timer timer(pool.get_executor(), std::chrono::milliseconds(30));
+  timer.async_wait([&fired](boost::system::error_code) { fired = true; });
+  pool.wait();
+  CHECK(fired);
+}
+
+TEST_CASE("wait, join and stop from a pool thread throw instead of deadlocking") {
+  ctxpool::thread_pool pool{1};
+  CHECK_THROWS_AS(pool.submit([&pool] { pool.wait(); }).get(), std::logic_error);
+  CHECK_THROWS_AS(pool.submit([&pool] { pool.join(); }).get(), std::logic_error);
+  CHECK_THROWS_AS(pool.submit([&pool] { pool.stop(); }).get(), std::logic_error);
+  CHECK(pool.submit([] { return 3; }).get() == 3);
+}
+
+TEST_CASE("join runs everything queued, then submit and post throw pool_closed") {
+  ctxpool::thread_pool pool{2};
+  std::atomic<int> done{0};
+  for (int i = 0; i < 500; ++i) {
+    pool.post([&pool, &done] {
+      ++done;
+      pool.post([&done] { ++done; });  // tasks may still submit during the join
+    });
+  }
+  pool.join();
+  CHECK(done == 1000);
+  CHECK_THROWS_AS(pool.post([] {}), ctxpool::pool_closed);
+  CHECK_THROWS_AS((void)pool.submit([] {}), ctxpool::pool_closed);
+  pool.join();  // idempotent
+  pool.stop();  // and stop after join is harmless
+}
+
+TEST_CASE("pool_closed is a runtime_error with a message that says what happened") {
+  ctxpool::thread_pool pool{1};
+  pool.join();
+  try {
+    pool.post([] {});
+    FAIL("post after join did not throw");
+  } catch (const std::runtime_error& e) {
+    CHECK(dynamic_cast<const ctxpool::pool_closed*>(&e) != nullptr);
+    CHECK(std::string(e.what()).find("joined or stopped") != std::string::npos);
+  }
+}
+
+TEST_CASE("stop lets the running task finish and breaks the promises of queued ones") {
+  ctxpool::thread_pool pool{1};
+  std::promise<void> started;
+  auto running = pool.submit([&pool, &started] {
+    started.set_value();
+    block_until_closed(pool);
+    return 1;
+  });
+  started.get_future().wait();
+  std::vector<std::future<int>> queued;
+  for (int i = 0; i < 20; ++i) queued.push_back(pool.submit([] { return 2; }));
+  pool.stop();
+  CHECK(running.get() == 1);
+  for (auto& f : queued) {
+    REQUIRE(f.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+    try {
+      f.get();
+      FAIL("a queued task ran after stop");
+    } catch (const std::future_error& e) {
+      CHECK(e.code() == std::future_errc::broken_promise);
+    }
+  }
+  CHECK_THROWS_AS((void)pool.submit([] { return 0; }), ctxpool::pool_closed);
+  pool.stop();  // idempotent
+  pool.join();  // harmless after stop
+}
+
+TEST_CASE("stop destroys queued tasks before it returns, releasing what they hold") {
+  auto held = std::make_shared<int>(5);
+  std::weak_ptr<int> watch = held;
+  ctxpool::thread_pool pool{1};
+  std::promise<void> started;
+  pool.post([&pool, &started] {
+    started.set_value();
+    block_until_closed(pool);
+  });
+  started.get_future().wait();
+  pool.post([h = std::move(held)] { (void)h; });
+  pool.stop();
+  CHECK(watch.expired());
+}
+
+TEST_CASE("stop with a pending timer destroys the wait without running it") {
+  ctxpool::thread_pool pool{1};
+  std::atomic<bool> fired{false};
+  auto timer = std::make_unique<asio::steady_timer>(pool.get_executor(), std::chrono::hours(1));
+  timer->async_wait([&fired](boost::system::error_code) { fired = true; });
+  pool.stop();
+  CHECK_FALSE(fired);
+  timer.reset();  // a timer may outlive stop() (but not the pool)
+}
+
+TEST_CASE("the destructor behaves like join: nothing queued is lost") {
+  std::atomic<int> done{0};
+  {
+    ctxpool::thread_pool pool{1};
+    std::promise<void> release;
+    pool.post([gate = release.get_future()] { gate.wait(); });
+    for (int i = 0; i < 100; ++i) {
+      pool.post([&pool, &done] {
+        ++done;
+        pool.post([&done] { ++done; });
+      });
+    }
+    release.set_value();
+  }
+  CHECK(done == 200);
+}
+
+TEST_CASE("submit racing with join either runs or throws pool_closed, never hangs or drops") {
+  for (int round = 0; round < 20; ++round) {
+    ctxpool::thread_pool pool{2};
+    std::atomic<int> accepted{0};
+    std::atomic<int> ran{0};
+    std::thread submitter([&] {
+      for (int i = 0; i < 1000; ++i) {
+        try {
+          pool.post([&ran] { ++ran; });
+          ++accepted;
+        } catch (const ctxpool::pool_closed&) {
+          break;
+        }
+      }
+    });
+    pool.join();
+    submitter.join();
+    CHECK(ran == accepted);
+  }
+}
