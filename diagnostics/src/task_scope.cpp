@@ -6,8 +6,7 @@
 namespace ctxpool::diagnostics {
 
 task_scope::task_scope(std::string_view name, std::source_location submit_site)
-    : snapshot_(detail::captured_context::capture()),
-      context_(snapshot_, /*continuation=*/false),
+    : context_(detail::captured_context::capture(), /*continuation=*/false),
       name_(name),
       end_{task_info{0, submit_site, name_}, pool_observer()} {
   if (end_.observer != nullptr) {

@@ -57,7 +57,6 @@ class task_scope {
     }
   };
 
-  detail::captured_context snapshot_;
   detail::fresh_context_scope context_;
   std::string name_;
   task_end end_;

@@ -1,0 +1,90 @@
+// Per-task cost of residue detection: the same task loop with detection off
+// and on, side by side in one run. Design target: on <= 3x off; off costs
+// nothing beyond the wipe (no observer installed: each hook is one branch).
+//
+// One "task" is what a pool does around a task, through the hand-written-pool
+// API: diagnostics::task_scope (fresh context, task_slot_scope, and with
+// detection on a task id and begin/end), one thread_local_var write, one read.
+#include <benchmark/benchmark.h>
+
+#include <string>
+
+#include <ctxpool/diagnostics.hpp>
+#include <ctxpool/thread_local.hpp>
+
+namespace {
+
+namespace diag = ctxpool::diagnostics;
+
+ctxpool::thread_local_var<int> request_id{"request_id"};
+ctxpool::thread_local_var<std::string> auth_token{"auth_token"};
+
+void set_detection(bool on) {
+  if (on) {
+    diag::options opts;
+    opts.exitcode = 0;  // the stale-read benchmark makes findings on purpose
+    opts.print = false;
+    diag::enable(opts);
+  } else {
+    diag::disable();
+  }
+  diag::clear_findings();
+}
+
+/// The per-task loop: write then read in the same task (the clean case).
+void task_write_read(benchmark::State& state) {
+  set_detection(state.range(0) != 0);
+  int i = 0;
+  for (auto _ : state) {
+    diag::task_scope task;
+    request_id.set(++i);
+    benchmark::DoNotOptimize(request_id.value());
+  }
+  set_detection(false);
+}
+
+/// The same with a string (an auth token) instead of an int.
+void task_write_read_string(benchmark::State& state) {
+  set_detection(state.range(0) != 0);
+  for (auto _ : state) {
+    diag::task_scope task;
+    auth_token.set("bearer-abc");
+    benchmark::DoNotOptimize(auth_token.value().size());
+  }
+  set_detection(false);
+}
+
+/// A task that only reads (finds a tombstone each time with detection on:
+/// the cost of a stale read once it has been deduplicated).
+void task_stale_read(benchmark::State& state) {
+  set_detection(state.range(0) != 0);
+  {
+    diag::task_scope writer;
+    request_id.set(1);
+  }
+  for (auto _ : state) {
+    diag::task_scope task;
+    benchmark::DoNotOptimize(request_id.has_value());
+  }
+  diag::clear_findings();
+  set_detection(false);
+}
+
+/// An empty task: begin/end and the scope alone.
+void task_empty(benchmark::State& state) {
+  set_detection(state.range(0) != 0);
+  for (auto _ : state) {
+    diag::task_scope task;
+    benchmark::ClobberMemory();
+  }
+  set_detection(false);
+}
+
+}  // namespace
+
+BENCHMARK(task_write_read)->ArgName("detection")->Arg(0)->Arg(1);
+BENCHMARK(task_write_read_string)->ArgName("detection")->Arg(0)->Arg(1);
+BENCHMARK(task_empty)->ArgName("detection")->Arg(0)->Arg(1);
+BENCHMARK(task_stale_read)->ArgName("detection")->Arg(0)->Arg(1);
+
+BENCHMARK_MAIN();
