@@ -107,28 +107,28 @@ class thread_pool;
 class pool_executor {
  public:
   pool_executor(const pool_executor& other) noexcept
-      : core_(other.core_), snapshot_(other.snapshot_), bits_(other.bits_) {
-    if (tracked()) core_->add_tracked();
+      : tagged_core_(other.tagged_core_), snapshot_(other.snapshot_) {
+    if (tracked()) core().add_tracked();
   }
   pool_executor(pool_executor&& other) noexcept
-      : core_(other.core_),
-        snapshot_(std::move(other.snapshot_)),
-        bits_(std::exchange(other.bits_, static_cast<std::uint8_t>(other.bits_ & ~tracked_bit))) {}
+      : tagged_core_(std::exchange(other.tagged_core_,
+                                   other.tagged_core_ & ~std::uintptr_t{tracked_bit})),
+        snapshot_(std::move(other.snapshot_)) {}
   pool_executor& operator=(const pool_executor& other) noexcept {
     if (this != &other) *this = pool_executor(other);
     return *this;
   }
   pool_executor& operator=(pool_executor&& other) noexcept {
     if (this != &other) {
-      if (tracked()) core_->remove_tracked();
-      core_ = other.core_;
+      if (tracked()) core().remove_tracked();
+      tagged_core_ =
+          std::exchange(other.tagged_core_, other.tagged_core_ & ~std::uintptr_t{tracked_bit});
       snapshot_ = std::move(other.snapshot_);
-      bits_ = std::exchange(other.bits_, static_cast<std::uint8_t>(other.bits_ & ~tracked_bit));
     }
     return *this;
   }
   ~pool_executor() {
-    if (tracked()) core_->remove_tracked();
+    if (tracked()) core().remove_tracked();
   }
 
   /// Runs `f` on the pool: inline when called from one of the pool's threads
@@ -139,29 +139,29 @@ class pool_executor {
   void execute(F&& f) const {
     detail::captured_context captured =
         has_snapshot() ? snapshot_
-                       : (core_->propagates() ? detail::captured_context::capture()
+                       : (core().propagates() ? detail::captured_context::capture()
                                               : detail::captured_context{});
-    const task_info info{core_->next_task_id(), {}, {}};
-    if (!(bits_ & never_bit) && core_->running_in_this_thread()) {
-      core_->run_inline(std::forward<F>(f), std::move(captured), /*continuation=*/true, info);
+    const task_info info{core().next_task_id(), {}, {}};
+    if (!(bits() & never_bit) && core().running_in_this_thread()) {
+      core().run_inline(std::forward<F>(f), std::move(captured), /*continuation=*/true, info);
     } else {
-      core_->enqueue(std::forward<F>(f), std::move(captured), /*continuation=*/true, info,
-                     /*check_open=*/false, (bits_ & continuation_bit) != 0);
+      core().enqueue(std::forward<F>(f), std::move(captured), /*continuation=*/true, info,
+                     /*check_open=*/false, (bits() & continuation_bit) != 0);
     }
   }
 
   /// The io_context that hosts the pool's timers and sockets.
   [[nodiscard]] boost::asio::io_context& query(boost::asio::execution::context_t) const noexcept {
-    return core_->io();
+    return core().io();
   }
   [[nodiscard]] boost::asio::execution::blocking_t query(
       boost::asio::execution::blocking_t) const noexcept {
-    if (bits_ & never_bit) return boost::asio::execution::blocking.never;
+    if (bits() & never_bit) return boost::asio::execution::blocking.never;
     return boost::asio::execution::blocking.possibly;
   }
   [[nodiscard]] boost::asio::execution::relationship_t query(
       boost::asio::execution::relationship_t) const noexcept {
-    if (bits_ & continuation_bit) return boost::asio::execution::relationship.continuation;
+    if (bits() & continuation_bit) return boost::asio::execution::relationship.continuation;
     return boost::asio::execution::relationship.fork;
   }
   [[nodiscard]] boost::asio::execution::outstanding_work_t query(
@@ -181,45 +181,45 @@ class pool_executor {
   }
   /// The number of worker threads (how much work is worth handing out at once).
   [[nodiscard]] std::size_t query(boost::asio::execution::occupancy_t) const noexcept {
-    return core_->thread_count();
+    return core().thread_count();
   }
 
   [[nodiscard]] pool_executor require(boost::asio::execution::blocking_t::possibly_t) const {
-    return with_bits(static_cast<std::uint8_t>(bits_ & ~never_bit));
+    return with_bits(static_cast<std::uint8_t>(bits() & ~never_bit));
   }
   [[nodiscard]] pool_executor require(boost::asio::execution::blocking_t::never_t) const {
-    return with_bits(static_cast<std::uint8_t>(bits_ | never_bit));
+    return with_bits(static_cast<std::uint8_t>(bits() | never_bit));
   }
   [[nodiscard]] pool_executor require(boost::asio::execution::relationship_t::fork_t) const {
-    return with_bits(static_cast<std::uint8_t>(bits_ & ~continuation_bit));
+    return with_bits(static_cast<std::uint8_t>(bits() & ~continuation_bit));
   }
   [[nodiscard]] pool_executor require(
       boost::asio::execution::relationship_t::continuation_t) const {
-    return with_bits(static_cast<std::uint8_t>(bits_ | continuation_bit));
+    return with_bits(static_cast<std::uint8_t>(bits() | continuation_bit));
   }
   /// Counts as outstanding work while it (or a copy) lives, and captures the
   /// calling thread's context now: see the class comment.
   [[nodiscard]] pool_executor require(boost::asio::execution::outstanding_work_t::tracked_t) const {
-    return pool_executor(core_,
-                         core_->propagates() ? detail::captured_context::capture()
+    return pool_executor(&core(),
+                         core().propagates() ? detail::captured_context::capture()
                                              : detail::captured_context{},
-                         static_cast<std::uint8_t>(bits_ | tracked_bit | snapshot_bit));
+                         static_cast<std::uint8_t>(bits() | tracked_bit | snapshot_bit));
   }
   [[nodiscard]] pool_executor require(
       boost::asio::execution::outstanding_work_t::untracked_t) const {
-    return pool_executor(core_, {},
-                         static_cast<std::uint8_t>(bits_ & ~(tracked_bit | snapshot_bit)));
+    return pool_executor(&core(), {},
+                         static_cast<std::uint8_t>(bits() & ~(tracked_bit | snapshot_bit)));
   }
 
   /// Whether the calling thread is one of the pool's workers.
   [[nodiscard]] bool running_in_this_thread() const noexcept {
-    return core_->running_in_this_thread();
+    return core().running_in_this_thread();
   }
 
   /// Same pool and same properties (the captured context does not count,
   /// as an allocator would not).
   friend bool operator==(const pool_executor& a, const pool_executor& b) noexcept {
-    return a.core_ == b.core_ && a.bits_ == b.bits_;
+    return a.tagged_core_ == b.tagged_core_;
   }
   friend bool operator!=(const pool_executor& a, const pool_executor& b) noexcept {
     return !(a == b);
@@ -233,22 +233,36 @@ class pool_executor {
   static constexpr std::uint8_t tracked_bit = 4;
   static constexpr std::uint8_t snapshot_bit = 8;
 
+  static constexpr std::uintptr_t bit_mask = 15;
+
   pool_executor(detail::pool_core* core, detail::captured_context snapshot,
                 std::uint8_t bits) noexcept
-      : core_(core), snapshot_(std::move(snapshot)), bits_(bits) {
-    if (tracked()) core_->add_tracked();
+      : tagged_core_(reinterpret_cast<std::uintptr_t>(core) | bits),
+        snapshot_(std::move(snapshot)) {
+    static_assert(alignof(detail::pool_core) > bit_mask, "the property bits live in the pointer");
+    if (tracked()) core->add_tracked();
   }
 
   [[nodiscard]] pool_executor with_bits(std::uint8_t bits) const {
-    return pool_executor(core_, snapshot_, bits);
+    return pool_executor(&core(), snapshot_, bits);
   }
-  [[nodiscard]] bool tracked() const noexcept { return (bits_ & tracked_bit) != 0; }
-  [[nodiscard]] bool has_snapshot() const noexcept { return (bits_ & snapshot_bit) != 0; }
+  [[nodiscard]] detail::pool_core& core() const noexcept {
+    return *reinterpret_cast<detail::pool_core*>(tagged_core_ & ~bit_mask);
+  }
+  [[nodiscard]] std::uint8_t bits() const noexcept {
+    return static_cast<std::uint8_t>(tagged_core_ & bit_mask);
+  }
+  [[nodiscard]] bool tracked() const noexcept { return (bits() & tracked_bit) != 0; }
+  [[nodiscard]] bool has_snapshot() const noexcept { return (bits() & snapshot_bit) != 0; }
 
-  detail::pool_core* core_;
+  // The pool and the property bits in one word: with the snapshot the
+  // executor is 24 bytes, small enough for any_io_executor to store inline
+  // (no allocation, no shared reference count) when a coroutine uses it.
+  std::uintptr_t tagged_core_;
   detail::captured_context snapshot_;  // meaningful when snapshot_bit is set
-  std::uint8_t bits_;
 };
+
+static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_executor's buffer");
 
 /// A fixed set of worker threads running tasks in their submitters' contexts.
 ///

@@ -114,7 +114,7 @@ class strand<ctxpool::pool_executor> {
   void execute(F&& f) const {
     const ctxpool::detail::strand_inner inner = impl_.get_inner_executor();
     const ctxpool::pool_executor& executor = inner.get();
-    ctxpool::detail::pool_core& core = *executor.core_;
+    ctxpool::detail::pool_core& core = executor.core();
     ctxpool::detail::captured_context snapshot =
         executor.has_snapshot() ? executor.snapshot_
                                 : (core.propagates() ? ctxpool::detail::captured_context::capture()
