@@ -242,9 +242,6 @@ class detector final : public residue_observer, public task_observer {
     const frame* reader = current_frame();
     // A task reading back what it wrote itself (an inner scope wiped it).
     if (reader != nullptr && reader->id == rec->task_id) return;
-    // One logical task split into steps: a coroutine's later resumption, a
-    // handler bound to the writer's context.
-    if (rec->lineage != 0 && rec->lineage == current_lineage()) return;
     try {
       finding f;
       f.kind = finding_kind::stale_read;
@@ -258,6 +255,9 @@ class detector final : public residue_observer, public task_observer {
       f.worker = ts.worker;
       const std::uint64_t now = reader != nullptr ? reader->seq : ts.tasks_run + 1;
       f.tasks_between = now > rec->seq ? now - rec->seq - 1 : 0;
+      // Same lineage: a coroutine's later step, or work posted from the
+      // writer's context. Still reported (see diagnostics.hpp), with a note.
+      f.same_context = rec->lineage != 0 && rec->lineage == current_lineage();
       record(std::move(f));
     } catch (...) {
     }

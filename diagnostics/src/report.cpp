@@ -153,11 +153,12 @@ void write_json_lines(std::FILE* out, const run_summary& run) {
   for (const finding& f : run.findings) {
     const std::string line = fmt::format(
         R"({{"schema":"{}","schema_version":{},"type":"finding","kind":"{}","variable":{},)"
-        R"("type_name":{},"count":{},"thread":{},"worker":{},"tasks_between":{},)"
+        R"("type_name":{},"count":{},"thread":{},"worker":{},"tasks_between":{},"same_context":{},)"
         R"("task":{},"site":{},"writer":{},"write_site":{},"message":{}}})"
         "\n",
         tool_name, json_schema_version, to_string(f.kind), json_string(f.variable),
-        json_string(f.type), f.count, f.thread, f.worker, f.tasks_between, json_task(f.task),
+        json_string(f.type), f.count, f.thread, f.worker, f.tasks_between, f.same_context,
+        json_task(f.task),
         json_site(f.site), json_task(f.writer), json_site(f.write_site),
         json_string(one_line(f)));
     std::fputs(line.c_str(), out);
@@ -316,10 +317,17 @@ std::string format_finding(const finding& f) {
           "    submitted at {}\n"
           "  {} task(s) ran on this thread in between. The pool wiped the value, so this read\n"
           "  found none (as in production); an ordinary thread pool would have handed it the\n"
-          "  earlier task's value. The value is not shown.\n",
+          "  earlier task's value. The value is not shown.\n"
+          "{}",
           pid, f.variable, f.type, describe_thread(f), describe_task(f.task),
           describe_site(f.site), describe_site(f.task.submit_site), describe_task(f.writer),
-          describe_site(f.write_site), describe_site(f.writer.submit_site), f.tasks_between);
+          describe_site(f.write_site), describe_site(f.writer.submit_site), f.tasks_between,
+          f.same_context
+              ? "  The reader continues the writer's context (a coroutine's later step, or work\n"
+                "  posted from it): a thread-local does not follow a coroutine across co_await\n"
+                "  (resumed on another worker it reads nothing, or another request's value);\n"
+                "  keep this state in a context_var.\n"
+              : "");
       break;
     case finding_kind::residue:
       out = fmt::format(

@@ -232,13 +232,12 @@ TEST_CASE("tombstones are per thread: two workers do not see each other's values
   CHECK(diag::findings().size() == 1);
 }
 
-TEST_CASE("no finding: one context lineage resumed in steps (a coroutine's resumptions)") {
+TEST_CASE("a coroutine's later step reading its earlier step's thread-local: reported, marked same_context") {
   detection_session session;
   ctxpool::task_observer* observer = diag::pool_observer();
   REQUIRE(observer != nullptr);
-  // What a pool does for a coroutine: capture its context once (here: a fresh
-  // task context, which has a lineage), and resume each step as a
-  // continuation of it, each step a task of its own.
+  // What the pool does for a coroutine: each step is a task of its own, run
+  // in a continuation of the coroutine's context (same lineage).
   std::optional<ctxpool::detail::captured_context> coroutine_context;
   {
     diag::task_scope spawn{"co_spawn"};
@@ -254,18 +253,32 @@ TEST_CASE("no finding: one context lineage resumed in steps (a coroutine's resum
   };
   std::thread t([&] {
     step([] { auth_token.set("step-1"); });
-    step([] { (void)auth_token.has_value(); });
+    step([] { (void)auth_token.has_value(); });  // after co_await, same thread
   });
   t.join();
-  CHECK(diag::findings().empty());
-  // A different task on the same thread is still caught.
+  auto found = diag::take_findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().same_context);
+  CHECK(diag::format_finding(found.front()).find("keep this state in a context_var") !=
+        std::string::npos);
+
+  // Another task (another context) reading on the same thread: not marked.
   std::thread u([&] {
     step([] { auth_token.set("step-1"); });
     diag::task_scope other{"other request"};
     (void)auth_token.has_value();
   });
   u.join();
-  CHECK(diag::findings().size() == 1);
+  found = diag::take_findings();
+  REQUIRE(found.size() == 1);
+  CHECK_FALSE(found.front().same_context);
+
+  // The coroutine's later step resuming on another thread: nothing there.
+  std::thread writer([&] { step([] { auth_token.set("step-1"); }); });
+  writer.join();
+  std::thread resumed([&] { step([] { (void)auth_token.has_value(); }); });
+  resumed.join();
+  CHECK(diag::findings().empty());
 }
 
 TEST_CASE("nested (inline) tasks are attributed to the innermost task") {

@@ -15,10 +15,18 @@
 //
 // Not reported, by design: `lifetime::thread` slots (deliberate caches); a
 // value the reading task wrote itself; values written outside any task (a
-// thread start hook); reads by a task of the same context lineage as the
-// writer — a coroutine's later resumption, or a handler bound with
-// `bind_context` to the writer's context — since that is one logical task
-// split into steps, not another request's residue.
+// thread start hook); anything on another thread (a coroutine resuming on
+// another worker, a strand hopping threads: tombstones are per thread).
+//
+// Reported, with a note: a coroutine's later step (after `co_await`) reading a
+// thread-local its earlier step wrote, on the same thread. The pool's
+// executor runs each step as a task in a continuation of the same context,
+// but so it runs every handler posted from one context (every connection a
+// coroutine acceptor spawns), so the context cannot tell "my own earlier
+// step" from "another request": staying silent would hide the headline bug.
+// And the read is a bug either way: on another worker the step reads nothing,
+// or another request's value. Keep such state in a `context_var`, which
+// follows the coroutine. The finding's `same_context` flag marks these.
 //
 // Pools call `enabled()`, `pool_observer()` and `next_task_id()`; a
 // hand-written worker loop uses `task_scope`.

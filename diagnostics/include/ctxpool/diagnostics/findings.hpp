@@ -61,6 +61,9 @@ struct finding {
   std::uint64_t thread = 0;           ///< the detector's number for the thread (T1, T2, ...)
   std::int64_t worker = -1;           ///< the pool's worker index, -1 if unknown
   std::uint64_t tasks_between = 0;    ///< stale-read: tasks that ran on the thread in between
+  /// stale-read: the reader runs in a continuation of the writer's context (a
+  /// coroutine's later step, or work the writer's context posted).
+  bool same_context = false;
   std::uint64_t count = 1;            ///< how many times this finding occurred
   std::uint64_t last_seen = 0;        ///< detector-wide sequence number of its last occurrence
 };
