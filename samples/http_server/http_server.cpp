@@ -23,13 +23,13 @@
 // It exits non-zero on any failure and gives up (exit 3) after 60 seconds.
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <map>
-#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -42,7 +42,6 @@
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -417,14 +416,39 @@ std::vector<malformed_case> malformed_cases() {
   };
 }
 
-int self_test(int connections, int requests, std::size_t threads) {
-  // A watchdog: a hung server must fail the test, not stall CI.
-  std::thread([] {
-    std::this_thread::sleep_for(std::chrono::seconds(60));
-    std::fprintf(stderr, "http_server: self-test timed out after 60 s\n");
-    std::_Exit(3);
-  }).detach();
+/// Ends the process if the self-test has not finished in time: a hung server
+/// must fail the test, not stall CI. Joined like every other thread.
+class watchdog {
+ public:
+  explicit watchdog(std::chrono::seconds limit)
+      : thread_([this, limit] {
+          std::unique_lock lock(mutex_);
+          if (!done_cv_.wait_for(lock, limit, [this] { return done_; })) {
+            std::fprintf(stderr, "http_server: self-test timed out after %lld s\n",
+                         static_cast<long long>(limit.count()));
+            std::_Exit(3);
+          }
+        }) {}
+  ~watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      done_ = true;
+    }
+    done_cv_.notify_one();
+    thread_.join();
+  }
+  watchdog(const watchdog&) = delete;
+  watchdog& operator=(const watchdog&) = delete;
 
+ private:
+  std::mutex mutex_;
+  std::condition_variable done_cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: starts once the members it uses exist
+};
+
+int self_test(int connections, int requests, std::size_t threads) {
+  const watchdog limit(std::chrono::seconds(60));
   const auto started = std::chrono::steady_clock::now();
   request_log log(6);
   ctxpool::thread_pool pool(threads);
