@@ -5,11 +5,14 @@
 // One "task" is what a pool does around a task, through the hand-written-pool
 // API: diagnostics::task_scope (fresh context, task_slot_scope, and with
 // detection on a task id and begin/end), one thread_local_var write, one read.
+// `pool_post_write_read` does the same through ctxpool::thread_pool (one
+// worker, fed in batches from outside), queueing included.
 #include <benchmark/benchmark.h>
 
 #include <string>
 
 #include <ctxpool/diagnostics.hpp>
+#include <ctxpool/executor.hpp>
 #include <ctxpool/thread_local.hpp>
 
 namespace {
@@ -80,8 +83,33 @@ void task_empty(benchmark::State& state) {
   set_detection(false);
 }
 
+/// The same task body on ctxpool::thread_pool: post a batch, wait, per task.
+void pool_post_write_read(benchmark::State& state) {
+  set_detection(state.range(0) != 0);
+  constexpr int batch = 1000;
+  {
+    ctxpool::thread_pool pool{1};  // reads enabled() here
+    for (auto _ : state) {
+      for (int i = 0; i < batch; ++i) {
+        pool.post([i] {
+          request_id.set(i);
+          benchmark::DoNotOptimize(request_id.value());
+        });
+      }
+      pool.wait();
+    }
+    pool.join();
+  }
+  state.SetItemsProcessed(state.iterations() * batch);
+  state.counters["ns_per_task"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * batch),
+      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  set_detection(false);
+}
+
 }  // namespace
 
+BENCHMARK(pool_post_write_read)->ArgName("detection")->Arg(0)->Arg(1)->UseRealTime();
 BENCHMARK(task_write_read)->ArgName("detection")->Arg(0)->Arg(1);
 BENCHMARK(task_write_read_string)->ArgName("detection")->Arg(0)->Arg(1);
 BENCHMARK(task_empty)->ArgName("detection")->Arg(0)->Arg(1);
