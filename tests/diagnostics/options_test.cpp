@@ -145,6 +145,7 @@ TEST_CASE("suppressions: bad lines are errors with file and line") {
 }
 
 TEST_CASE("enable: a missing suppressions file is an error naming it") {
+  diag::disable();  // a failed enable leaves the previous state as it was
   diag::options opts;
   opts.suppressions_path = "/nonexistent/ctxpool-suppressions.txt";
   try {
@@ -157,6 +158,7 @@ TEST_CASE("enable: a missing suppressions file is an error naming it") {
 }
 
 TEST_CASE("enable: a malformed suppressions file is an error naming the line") {
+  diag::disable();  // a failed enable leaves the previous state as it was
   ctxpool_test::scratch_dir dir;
   const auto path = dir.file("supp.txt");
   std::ofstream(path) << "stale-read:ok\nnonsense\n";
@@ -172,6 +174,7 @@ TEST_CASE("enable: a malformed suppressions file is an error naming the line") {
 }
 
 TEST_CASE("enable: an unwritable report path is an error naming it") {
+  diag::disable();  // a failed enable leaves the previous state as it was
   diag::options opts;
   opts.report_path = "/nonexistent-dir/report.json";
   try {
@@ -190,4 +193,15 @@ TEST_CASE("enable with mode off switches detection off") {
   off.mode = diag::mode::off;
   diag::enable(off);
   CHECK_FALSE(diag::enabled());
+}
+
+TEST_CASE("enable: a failed enable leaves the options in force as they were") {
+  diag::options first = ctxpool_test::detection_session::quiet();
+  first.exitcode = 7;
+  ctxpool_test::detection_session session(first);
+  diag::options bad;
+  bad.report_path = "/nonexistent-dir/report.json";
+  CHECK_THROWS_AS(diag::enable(bad), diag::config_error);
+  CHECK(diag::enabled());
+  CHECK(diag::current_options().exitcode == 7);
 }
