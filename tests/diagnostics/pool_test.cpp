@@ -11,6 +11,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -93,6 +94,24 @@ TEST_CASE("thread_pool: handlers posted through the Asio executor from one conte
   const auto found = diag::findings();
   REQUIRE(found.size() == 1);
   CHECK(found.front().same_context);  // both continue this thread's context
+}
+
+TEST_CASE("thread_pool: an inline dispatch is a nested task, attributed as such") {
+  detection_session session;
+  ctxpool::thread_pool pool{1};
+  pool.submit([&] {
+        // Runs inline on this worker: a task nested in this one.
+        asio::dispatch(pool.get_executor(), [] { auth_token.set("inner"); });
+        CHECK_FALSE(auth_token.has_value());  // wiped when the inner task ended
+      })
+      .get();
+  pool.join();
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().writer.id != 0);
+  CHECK(found.front().task.id != 0);
+  CHECK(found.front().writer.id != found.front().task.id);
+  CHECK(found.front().tasks_between == 0);
 }
 
 TEST_CASE("thread_pool: no false positive for coroutines resuming on other workers") {
