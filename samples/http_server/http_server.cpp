@@ -3,13 +3,14 @@
 //
 // The acceptor, the sockets and every handler run on the pool's executor.
 // When a connection is accepted its id is set as a `context_var`; the session
-// coroutine inherits it. When a request has been read, its id (the client's
-// `X-Request-Id`, or one the server makes up) is set as another
+// coroutine spawned there inherits it. When a request has been read, its id
+// (the client's `X-Request-Id`, or one the server makes up) is set as another
 // `context_var`, and from there on nobody passes it around: the handler chain
 // -- a coroutine, an asynchronous "user lookup" that runs as a separate pool
-// task and completes back into the coroutine, and the logger -- reads it from
-// the context. The response echoes it in an `X-Request-Id` header and in the
-// body, and the log prefixes every line with it. Malformed requests get a 400
+// task and completes back into the coroutine, and a logger on its own thread
+// and io_context, reached through `ctxpool::bind_context` -- reads it from the
+// context. The response echoes it in an `X-Request-Id` header and in the
+// body, and every log line is prefixed with it. Malformed requests get a 400
 // and the connection is closed; the server keeps serving everyone else.
 //
 //   http_server [--port N] [--threads N]   serve on 127.0.0.1 until SIGINT/SIGTERM
@@ -21,6 +22,7 @@
 // request id, sends malformed requests and checks each gets a 400 while the
 // others keep being served, shuts the server down and joins every thread.
 // It exits non-zero on any failure and gives up (exit 3) after 60 seconds.
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -29,6 +31,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <future>
 #include <map>
 #include <mutex>
 #include <string>
@@ -43,6 +46,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -70,28 +74,57 @@ ctxpool::context_var<std::string> request_id{"request_id"};             // set p
 
 // ---- the log -------------------------------------------------------------------------
 
-/// Prefixes every line with the connection and request of the current context.
-/// Prints every line in server mode; in the self-test only the first few, and
-/// counts the rest.
+/// An asynchronous logger with its own thread and io_context -- an executor
+/// that is not ctxpool's. Each line is formatted there, prefixed with the
+/// connection and request ids of the context that wrote it:
+/// `ctxpool::bind_context` captures that context at `write` and restores it
+/// on the log thread. Prints every line in server mode; in the self-test only
+/// the first few, and counts the rest.
 class request_log {
  public:
   explicit request_log(std::size_t print_limit) : print_limit_(print_limit) {}
 
-  void write(std::string_view message) {
-    const std::string line = "[conn " + std::to_string(connection_id.get()) + " req " +
-                             request_id.get_or("-") + "] " + std::string(message);
-    std::lock_guard lock(mutex_);
-    if (lines_++ < print_limit_) std::printf("  log: %s\n", line.c_str());
+  /// Drains the lines still queued, then joins the log thread.
+  ~request_log() {
+    work_.reset();
+    thread_.join();
   }
-  [[nodiscard]] std::size_t lines() {
-    std::lock_guard lock(mutex_);
-    return lines_;
+  request_log(const request_log&) = delete;
+  request_log& operator=(const request_log&) = delete;
+
+  void write(std::string message) {
+    asio::post(io_, ctxpool::bind_context([this, message = std::move(message)] {
+      // On the log thread, inside the writer's context.
+      const std::string id = request_id.get_or("-");
+      if (id == "-") without_request_id_.fetch_add(1);
+      if (lines_.fetch_add(1) < print_limit_) {
+        std::printf("  log: [conn %llu req %s] %s\n",
+                    static_cast<unsigned long long>(connection_id.get()), id.c_str(),
+                    message.c_str());
+      }
+    }));
+  }
+
+  /// Returns once every line written so far has been handled.
+  void flush() {
+    std::promise<void> done;
+    asio::post(io_, [&done] { done.set_value(); });
+    done.get_future().wait();
+  }
+
+  /// Lines handled so far, and how many of them had no request id in their context.
+  [[nodiscard]] std::size_t lines() const noexcept { return lines_.load(); }
+  [[nodiscard]] std::size_t lines_without_request_id() const noexcept {
+    return without_request_id_.load();
   }
 
  private:
-  std::mutex mutex_;
-  std::size_t lines_ = 0;
   std::size_t print_limit_;
+  std::atomic<std::size_t> lines_{0};
+  std::atomic<std::size_t> without_request_id_{0};
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::thread thread_{[this] { io_.run(); }};  // last: starts once the rest exists
 };
 
 // ---- an asynchronous step of the handler chain ----------------------------------------
@@ -315,7 +348,25 @@ class server {
     res.keep_alive(false);
     res.body() = why + "\n";
     res.prepare_payload();
-    co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+    auto [ec, written] = co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+    (void)written;
+    if (!ec) co_await linger(socket);
+  }
+
+  /// A lingering close: stop sending, then read and drop what the client may
+  /// still be sending (up to 1 MiB) until it closes. Closing a socket with
+  /// unread data resets the connection, which could destroy the 400 before
+  /// the client has read it.
+  static asio::awaitable<void> linger(tcp::socket& socket) {
+    beast::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    std::array<char, 4096> sink;
+    for (std::size_t total = 0; total < (std::size_t{1} << 20);) {
+      auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink),
+                                                     asio::as_tuple(asio::use_awaitable));
+      if (ec) break;
+      total += n;
+    }
   }
 
   ctxpool::thread_pool& pool_;
@@ -483,6 +534,7 @@ int self_test(int connections, int requests, std::size_t threads) {
   srv.stop();
   pool.wait();
   pool.join();
+  log.flush();
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
 
@@ -506,6 +558,15 @@ int self_test(int connections, int requests, std::size_t threads) {
   if (srv.context_mismatches.load() != 0) {
     std::printf("  FAIL: %llu lookups saw another request's id\n",
                 static_cast<unsigned long long>(srv.context_mismatches.load()));
+    pass = false;
+  }
+  // Three lines per served request, one per malformed one; only the
+  // malformed ones, rejected before a request id was set, lack an id.
+  const std::size_t expected_lines = 3 * static_cast<std::size_t>(ok) + srv.bad_requests.load();
+  if (log.lines() != expected_lines || log.lines_without_request_id() != srv.bad_requests.load()) {
+    std::printf("  FAIL: %zu log lines (want %zu), %zu without a request id (want %llu)\n",
+                log.lines(), expected_lines, log.lines_without_request_id(),
+                static_cast<unsigned long long>(srv.bad_requests.load()));
     pass = false;
   }
   if (srv.active_sessions.load() != 0 || srv.failures.load() != 0) {
