@@ -132,6 +132,8 @@ void part2_mistake(bool keep_leak) {
     cache.recent.clear();
   }
   step("debug cache cleared", 0);
+  std::printf("  (run with --keep-leak under CTXPOOL_DIAGNOSTICS=residue:leaks=1 to see the\n"
+              "  leak report the forgotten cache produces)\n");
 }
 
 }  // namespace
