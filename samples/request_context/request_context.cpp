@@ -107,7 +107,8 @@ std::string render_fragment(int parent) {
   return greeting();
 }
 
-/// Runs on another worker, after the handler posted it.
+/// A separate pool task the handler posts, on whichever worker is free: that
+/// thread's request stack is not the handler's.
 void audit_job(int expected_id) {
   check(request_id.get() == expected_id, expected_id, "background job: request_id travelled");
   bool threw = false;
