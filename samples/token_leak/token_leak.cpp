@@ -12,12 +12,17 @@
 //                        ctxpool::thread_local_var: the residue is wiped
 //   token_leak --fixed   the token travels as a ctxpool::context_var set by
 //                        the submitter: nothing to leak in the first place
-//   token_leak           all three, with an explanation
+//   token_leak --watched legacy code that must keep its raw `thread_local`:
+//                        the naive handler on ctxpool::thread_pool with the
+//                        variable registered by ctxpool::watch_thread_local,
+//                        so the pool restores it after every task
+//   token_leak           the first three, with an explanation
 //
 // Under CTXPOOL_DIAGNOSTICS=residue, `--pool` is reported (the anonymous
 // request *read* a value an earlier task left; in production it got nothing,
 // but on any other pool it would have been someone else) and the process exits
-// 66; `--fixed` is clean.
+// 66; `--fixed` is clean; `--watched` is reported as residue (a task left
+// the watched variable changed) and exits 66.
 //
 // Each mode exits non-zero when what it demonstrates does not hold, so the
 // sample is also a test. One worker thread makes the interleaving, and so the
@@ -219,6 +224,18 @@ std::vector<outcome> run_pool(const std::vector<request>& requests) {
   return out;
 }
 
+std::vector<outcome> run_watched(const std::vector<request>& requests) {
+  // The watch restores naive::auth_token to "" on the worker after each task.
+  const ctxpool::thread_local_watch watch = ctxpool::watch_thread_local(
+      "auth_token", []() -> std::string& { return naive::auth_token; });
+  ctxpool::thread_pool pool(1);
+  std::vector<std::future<std::string>> futures;
+  for (const request& r : requests) futures.push_back(dispatch(pool, r, naive::handle));
+  auto out = collect(requests, futures);
+  pool.join();
+  return out;
+}
+
 std::vector<outcome> run_fixed(const std::vector<request>& requests) {
   ctxpool::thread_pool pool(1);
   std::vector<std::future<std::string>> futures;
@@ -293,8 +310,13 @@ bool demo_fixed(const std::vector<request>& requests) {
                     run_fixed, requests);
 }
 
+bool demo_watched(const std::vector<request>& requests) {
+  return demo_clean("--watched: ctxpool::thread_pool, raw thread_local + watch_thread_local",
+                    run_watched, requests);
+}
+
 int usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s [--naive | --pool | --fixed]\n", argv0);
+  std::fprintf(stderr, "usage: %s [--naive | --pool | --fixed | --watched]\n", argv0);
   return 2;
 }
 
@@ -308,6 +330,7 @@ int main(int argc, char** argv) {
     if (mode == "--naive") return demo_naive(requests) ? 0 : 1;
     if (mode == "--pool") return demo_pool(requests) ? 0 : 1;
     if (mode == "--fixed") return demo_fixed(requests) ? 0 : 1;
+    if (mode == "--watched") return demo_watched(requests) ? 0 : 1;
     return usage(argv[0]);
   }
 
@@ -329,6 +352,7 @@ int main(int argc, char** argv) {
   std::printf(
       "\nThe fix: the token is a context_var set by the code that submits the\n"
       "request; each task runs in a copy of its submitter's context, so it sees\n"
-      "its own caller's token or none, whichever thread runs it.\n");
+      "its own caller's token or none, whichever thread runs it.\n\n"
+      "Code that must keep a raw thread_local can still be protected: see --watched.\n");
   return ok ? 0 : 1;
 }
