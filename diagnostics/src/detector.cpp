@@ -21,6 +21,7 @@
 #include <unordered_set>
 
 #include <ctxpool/detail/map.hpp>
+#include <ctxpool/detail/small_alloc.hpp>
 #include <ctxpool/detail/state.hpp>
 #include <fmt/format.h>
 
@@ -79,6 +80,25 @@ struct write_rec {
   std::uint64_t seq;
   std::uint64_t lineage;
   std::string task_name;
+};
+
+/// Write records come and go once per task write: recycle their blocks
+/// through the context layer's per-thread free lists.
+template <class T>
+struct record_allocator {
+  using value_type = T;
+  record_allocator() noexcept = default;
+  template <class U>
+  explicit record_allocator(const record_allocator<U>& /*other*/) noexcept {}
+  T* allocate(std::size_t n) {
+    return static_cast<T*>(ctxpool::detail::small_alloc(n * sizeof(T)));
+  }
+  void deallocate(T* block, std::size_t n) noexcept {
+    ctxpool::detail::small_free(block, n * sizeof(T));
+  }
+  friend bool operator==(const record_allocator&, const record_allocator&) noexcept {
+    return true;
+  }
 };
 
 task_ref ref_of(const frame* f) {
@@ -227,9 +247,10 @@ class detector final : public residue_observer, public task_observer {
     // such values are never wiped, so they leave no tombstone.
     if (task == nullptr) return nullptr;
     try {
-      return std::make_shared<const write_rec>(write_rec{task->id, task->submit_site, where,
-                                                         task->seq, current_lineage(),
-                                                         std::string(task->name)});
+      return std::allocate_shared<const write_rec>(
+          record_allocator<write_rec>{},
+          write_rec{task->id, task->submit_site, where, task->seq, current_lineage(),
+                    std::string(task->name)});
     } catch (...) {
       return nullptr;
     }
