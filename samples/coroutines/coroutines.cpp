@@ -9,6 +9,10 @@
 // while the coroutines are suspended, each in a copy of its own submitter's
 // context; nothing one sets is seen by another.
 //
+// Some coroutines run on strands of the pool; some of their timers live on a
+// separate io_context with its own thread (a "foreign" one), whose
+// completions still resume the coroutine on the pool, in its own context.
+//
 // Every coroutine and task checks what it sees at every step; the program
 // exits non-zero on any mismatch, or if pool.wait() returns while a coroutine
 // is still suspended on a timer.
@@ -24,6 +28,9 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -61,6 +68,9 @@ asio::awaitable<std::string> lookup(std::chrono::milliseconds delay) {
   co_return who.get_or("<none>");
 }
 
+/// Timers for some rounds live here: an io_context run by a thread of its own.
+asio::io_context* foreign_io = nullptr;
+
 asio::awaitable<int> session(int n) {
   const std::string me = "coroutine " + std::to_string(n);
   check(who.get_or("") == me, me, "started in its spawner's context");
@@ -70,9 +80,15 @@ asio::awaitable<int> session(int n) {
 
   for (int i = 0; i < rounds; ++i) {
     auto tok = step.set(i);
-    asio::steady_timer timer(co_await asio::this_coro::executor,
-                             std::chrono::milliseconds((n + i) % 3));
-    co_await timer.async_wait(asio::use_awaitable);  // other work runs on this worker now
+    const auto delay = std::chrono::milliseconds((n + i) % 3);
+    if (i % 3 == 2) {
+      // Completes on the foreign io_context's thread; resumes on the pool.
+      asio::steady_timer timer(*foreign_io, delay);
+      co_await timer.async_wait(asio::use_awaitable);
+    } else {
+      asio::steady_timer timer(co_await asio::this_coro::executor, delay);
+      co_await timer.async_wait(asio::use_awaitable);  // other work runs on this worker now
+    }
 
     check(who.get_or("") == me, me, "who survived the co_await");
     check(step.get() == i, me, "its own step survived the co_await");
@@ -107,10 +123,15 @@ void plain_task(int n) {
 int main() {
   constexpr int coroutines = 40;
   constexpr int tasks = 160;
+  asio::io_context foreign;
+  auto foreign_work = asio::make_work_guard(foreign);
+  std::thread foreign_thread([&foreign] { foreign.run(); });
+  foreign_io = &foreign;
   ctxpool::thread_pool pool(2);
 
   // Interleave: every fifth piece of work is a coroutine, the rest plain tasks.
-  // Half the coroutines are detached, half report through a completion handler.
+  // Half the coroutines are detached, half report through a completion
+  // handler; every third runs on a strand of its own.
   int next_coroutine = 0;
   int next_task = 0;
   std::vector<std::future<void>> task_results;
@@ -118,8 +139,10 @@ int main() {
     if (i % 5 == 0 && next_coroutine < coroutines) {
       const int n = next_coroutine++;
       ctxpool::set_scope as_spawner(who, "coroutine " + std::to_string(n));
+      asio::any_io_executor ex = pool.get_executor();
+      if (n % 3 == 0) ex = asio::make_strand(pool.get_executor());
       if (n % 2 == 0) {
-        asio::co_spawn(pool.get_executor(), session(n), [n](std::exception_ptr e, int result) {
+        asio::co_spawn(ex, session(n), [n](std::exception_ptr e, int result) {
           if (e) {
             check(false, "coroutine " + std::to_string(n), "threw");
           } else {
@@ -129,7 +152,7 @@ int main() {
         });
       } else {
         asio::co_spawn(
-            pool.get_executor(),
+            ex,
             [n]() -> asio::awaitable<void> {
               co_await session(n);
               coroutines_done.fetch_add(1);
@@ -147,6 +170,8 @@ int main() {
   pool.wait();  // includes timers the coroutines are suspended on
   const int finished = coroutines_done.load();
   pool.join();
+  foreign_work.reset();
+  foreign_thread.join();
 
   std::printf("coroutines: %d coroutines (%d resumed on another worker at least once), %d "
               "plain tasks, %d failures\n",

@@ -286,13 +286,17 @@ class server {
           co_await http::async_read(socket, buffer, parser, asio::as_tuple(asio::use_awaitable));
       (void)bytes;
       if (ec) {
-        if (is_malformed(ec)) co_await send_bad_request(socket, "malformed request: " + ec.message());
+        if (is_malformed(ec)) {
+          co_await send_bad_request(socket, "malformed request: " + ec.message());
+        }
         break;
       }
       http::request<http::string_body> req = parser.release();
 
       std::string id(req["X-Request-Id"]);
-      if (id.empty()) id = "srv-" + std::to_string(connection_id.get()) + "-" + std::to_string(served.load());
+      if (id.empty()) {
+        id = "srv-" + std::to_string(connection_id.get()) + "-" + std::to_string(served.load());
+      }
       if (!is_valid_request_id(id)) {
         co_await send_bad_request(socket, "X-Request-Id must be 1-64 of [A-Za-z0-9._-]");
         break;
@@ -327,7 +331,8 @@ class server {
       res.result(http::status::not_found);
       res.body() = "not found\n";
     } else {
-      const std::string seen_by_lookup = co_await async_lookup_user(pool_, log_, asio::use_awaitable);
+      const std::string seen_by_lookup =
+          co_await async_lookup_user(pool_, log_, asio::use_awaitable);
       const std::string id = request_id.get();  // after the co_await: still ours
       if (seen_by_lookup != id) context_mismatches.fetch_add(1);
       res.result(http::status::ok);
@@ -348,7 +353,8 @@ class server {
     res.keep_alive(false);
     res.body() = why + "\n";
     res.prepare_payload();
-    auto [ec, written] = co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+    auto [ec, written] =
+        co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
     (void)written;
     if (!ec) co_await linger(socket);
   }
