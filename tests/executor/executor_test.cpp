@@ -14,6 +14,7 @@
 #include <latch>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -395,6 +396,36 @@ TEST_CASE("a strand runs each handler in the context of the code that posted it"
   pool.wait();
   CHECK(ran == 100);
   CHECK(mismatches == 0);
+}
+
+TEST_CASE("a strand of the pool serialises its handlers and answers Asio's queries") {
+  ctxpool::thread_pool pool{2};
+  auto strand = asio::make_strand(pool.get_executor());
+  static_assert(asio::execution::is_executor<decltype(strand)>::value);
+  asio::any_io_executor any = strand;  // what a coroutine on the strand holds
+  (void)any;
+  CHECK(strand == strand);
+  CHECK(strand != asio::make_strand(pool.get_executor()));
+  CHECK(&asio::query(strand, asio::execution::context) ==
+        &asio::query(pool.get_executor(), asio::execution::context));
+  std::optional tracked = asio::prefer(strand, asio::execution::outstanding_work.tracked);
+  CHECK(asio::query(*tracked, asio::execution::outstanding_work) ==
+        asio::execution::outstanding_work.tracked);
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  std::atomic<int> not_in_strand{0};
+  for (int i = 0; i < 2000; ++i) {
+    asio::post(i % 2 == 0 ? strand : *tracked, [&] {
+      if (inside.fetch_add(1) != 0) ++overlaps;
+      if (!strand.running_in_this_thread()) ++not_in_strand;
+      inside.fetch_sub(1);
+    });
+  }
+  tracked.reset();  // a tracked executor is outstanding work: wait() would wait for it
+  pool.wait();
+  CHECK(overlaps == 0);
+  CHECK(not_in_strand == 0);
+  CHECK_FALSE(strand.running_in_this_thread());
 }
 
 TEST_CASE("the executor satisfies Asio's executor concept and queries") {
