@@ -1,7 +1,12 @@
 # Runs one sample and checks its exit status and output.
 #
 #   cmake -DPROGRAM=<exe> [-DARGS=a|b] [-DEXPECT_EXIT=66] [-DEXPECT=re1|re2]
-#         [-DREJECT=re1|re2] -P check_run.cmake
+#         [-DREJECT=re1|re2] [-DREPORT=<file> -DREPORT_EXPECT=re1|re2]
+#         -P check_run.cmake
+#
+# REPORT names a file the program is expected to write (a diagnostics report);
+# it is removed before the run, so that a stale one cannot pass, and must then
+# exist and match every REPORT_EXPECT regex.
 #
 # ARGS, EXPECT and REJECT are '|'-separated (CTest's own list separator, ';',
 # does not survive add_test). EXPECT and REJECT are regular expressions that
@@ -16,6 +21,10 @@ endif()
 set(args "")
 if(DEFINED ARGS AND NOT ARGS STREQUAL "")
   string(REPLACE "|" ";" args "${ARGS}")
+endif()
+
+if(DEFINED REPORT AND NOT REPORT STREQUAL "")
+  file(REMOVE "${REPORT}")
 endif()
 
 execute_process(COMMAND "${PROGRAM}" ${args}
@@ -46,6 +55,21 @@ if(DEFINED REJECT AND NOT REJECT STREQUAL "")
       set(failed TRUE)
     endif()
   endforeach()
+endif()
+if(DEFINED REPORT AND NOT REPORT STREQUAL "")
+  if(NOT EXISTS "${REPORT}")
+    message(SEND_ERROR "report ${REPORT} was not written")
+    set(failed TRUE)
+  else()
+    file(READ "${REPORT}" report_text)
+    string(REPLACE "|" ";" patterns "${REPORT_EXPECT}")
+    foreach(pattern IN LISTS patterns)
+      if(NOT report_text MATCHES "${pattern}")
+        message(SEND_ERROR "report ${REPORT} does not match '${pattern}'")
+        set(failed TRUE)
+      endif()
+    endforeach()
+  endif()
 endif()
 if(failed)
   message(FATAL_ERROR "check failed: ${PROGRAM} ${args}")
