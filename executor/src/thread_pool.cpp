@@ -12,6 +12,8 @@
 
 #include <ctxpool/diagnostics.hpp>
 
+#include <boost/asio/post.hpp>
+
 namespace ctxpool {
 namespace detail {
 
@@ -28,6 +30,15 @@ void throw_called_from_worker(const char* operation) {
 }
 
 namespace {
+
+/// Tells the CPU we are spinning (saves power, frees the sibling hyperthread).
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
 
 /// The pool's threads: at least one, at most thread_pool::max_threads.
 std::size_t resolve_thread_count(std::size_t requested) {
@@ -100,9 +111,11 @@ pool_core::pool_core(std::size_t threads, std::string name_prefix,
 }
 
 pool_core::~pool_core() {
-  // thread_pool's destructor joins first; this only covers a constructor that
-  // failed after starting some threads.
+  // thread_pool's destructor joins first; this covers a constructor that
+  // failed after starting some threads, and Asio handlers executed after the
+  // close, which are destroyed unrun as an io_context does.
   end_threads();
+  destroy_queued_tasks();
 }
 
 void pool_core::start_threads(const std::string& name_prefix) {
@@ -124,12 +137,42 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   pthread_setname_np(pthread_self(), short_name.c_str());
   current_worker = {this, index};
   for (task_observer* observer : observers_) observer->on_thread_start(index);
+  // How often a busy worker lets ready timer and I/O handlers run.
+  constexpr unsigned io_poll_interval = 64;
+  // How long an idle worker looks for new tasks before it sleeps: waking a
+  // sleeping thread costs microseconds, a short spin a fraction of that.
+  constexpr int idle_spins = 200;
+  unsigned since_poll = 0;
   for (;;) {
     try {
-      io_.run();
-      break;
+      if (stopping_.load(std::memory_order_acquire)) break;
+      if (task_node* task = pop()) {
+        task->complete(true);
+        if (++since_poll == io_poll_interval) {
+          since_poll = 0;
+          io_.poll_one();
+        }
+        continue;
+      }
+      since_poll = 0;
+      if (io_.poll_one() != 0) continue;
+      bool found = false;
+      for (int spin = 0; spin < idle_spins && !found; ++spin) {
+        cpu_relax();
+        found = head_.load(std::memory_order_relaxed) != nullptr;
+      }
+      if (found) continue;
+      // Sleep in the io_context, so that timers and I/O wake us too; push()
+      // wakes us with a no-op handler. Announce ourselves before the last look
+      // at the queue: see push().
+      sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      if (head_.load(std::memory_order_seq_cst) == nullptr &&
+          !stopping_.load(std::memory_order_seq_cst)) {
+        io_.run_one();
+      }
+      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
     } catch (...) {
-      // Only a raw handler posted straight to io() can get here; ctxpool's
+      // Only a raw handler posted straight to io() can throw here; ctxpool's
       // own tasks catch everything.
       report_exception(std::current_exception(), task_info{});
     }
@@ -138,9 +181,53 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   current_worker = {nullptr, 0};
 }
 
+task_node* pool_core::pop() noexcept {
+  if (head_.load(std::memory_order_relaxed) == nullptr) return nullptr;  // cheap peek
+  task_node* node = nullptr;
+  bool more = false;
+  {
+    std::lock_guard lock(queue_mutex_);
+    node = head_.load(std::memory_order_relaxed);
+    if (node == nullptr) return nullptr;
+    head_.store(node->next, std::memory_order_relaxed);
+    if (node->next == nullptr) tail_ = nullptr;
+    more = node->next != nullptr;
+  }
+  // More work than this worker can take: pass the wake-up on.
+  if (more && sleepers_.load(std::memory_order_seq_cst) != 0) wake_one();
+  return node;
+}
+
+void pool_core::wake_one() noexcept {
+  // One wake-up in flight at a time; the worker it wakes passes it on (pop).
+  if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
+  try {
+    boost::asio::post(io_, [this] { wake_pending_.store(false, std::memory_order_release); });
+  } catch (...) {
+    // Out of memory for a wake-up: clear the flag so the next push retries;
+    // a worker's spin or a later push still finds the task.
+    wake_pending_.store(false, std::memory_order_release);
+  }
+}
+
+void pool_core::destroy_queued_tasks() noexcept {
+  task_node* node = nullptr;
+  {
+    std::lock_guard lock(queue_mutex_);
+    node = head_.exchange(nullptr, std::memory_order_relaxed);
+    tail_ = nullptr;
+  }
+  while (node != nullptr) {
+    task_node* next = node->next;
+    node->complete(false);
+    node = next;
+  }
+}
+
 void pool_core::end_threads() noexcept {
+  stopping_.store(true, std::memory_order_seq_cst);
   guard_.reset();
-  io_.stop();
+  io_.stop();  // wakes workers sleeping in run_one
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
@@ -186,17 +273,19 @@ void pool_core::join() {
 void pool_core::stop() {
   if (running_in_this_thread()) throw_called_from_worker("stop()");
   std::lock_guard lock(lifecycle_mutex_);
-  // Stop the io_context before closing: a running task that sees the pool
+  // Stop the workers before closing: a running task that sees the pool
   // closed must not be followed by another task on its worker.
+  stopping_.store(true, std::memory_order_seq_cst);
   io_.stop();
   closed_.store(true, std::memory_order_seq_cst);
   if (!threads_ended_) {
-    end_threads();  // io_.stop(): each worker returns after its current handler
+    end_threads();  // each worker returns after its current task
     threads_ended_ = true;
   }
+  // Destroys queued tasks (their promises report broken_promise) and pending
+  // timer waits on this thread, before stop() returns.
+  destroy_queued_tasks();
   if (!handlers_destroyed_) {
-    // Destroys queued tasks (their promises report broken_promise) and
-    // pending timer waits on this thread, before stop() returns.
     io_.destroy_queued_handlers();
     handlers_destroyed_ = true;
   }

@@ -28,6 +28,7 @@
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/detail/config.hpp>
+#include <ctxpool/detail/small_alloc.hpp>
 #include <ctxpool/hooks.hpp>
 #include <ctxpool/thread_local.hpp>
 
@@ -70,6 +71,26 @@ class pool_io_context : public boost::asio::io_context {
 struct alignas(64) worker_counters {
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> completed{0};
+};
+
+/// One queued task: an intrusive list node with a type-erased run/destroy.
+/// The callable lives in the same block, allocated with small_alloc so that
+/// tasks submitted from a worker recycle that worker's blocks.
+class task_node {
+ public:
+  task_node* next = nullptr;
+
+  /// Runs the task (run == true) or abandons it (stop(), or a pool destroyed
+  /// with work queued after close); either way the node is freed.
+  void complete(bool run) noexcept { complete_(this, run); }
+
+ protected:
+  using complete_fn = void (*)(task_node*, bool) noexcept;
+  explicit task_node(complete_fn complete) noexcept : complete_(complete) {}
+  ~task_node() = default;
+
+ private:
+  complete_fn complete_;
 };
 
 [[noreturn]] void throw_pool_closed(const char* operation);
@@ -146,7 +167,26 @@ class pool_core {
 
  private:
   template <class F>
-  friend class task_op;
+  friend class task_node_impl;
+
+  /// Appends a task to the queue and wakes a sleeping worker if there is one.
+  void push(task_node* node) noexcept {
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (tail_ == nullptr) {
+        // seq_cst pairs with the sleeper's check in worker_main: either the
+        // worker sees this task or we see the worker and wake it.
+        head_.store(node, std::memory_order_seq_cst);
+      } else {
+        tail_->next = node;
+      }
+      tail_ = node;
+    }
+    if (sleepers_.load(std::memory_order_seq_cst) != 0) wake_one();
+  }
+  task_node* pop() noexcept;
+  void wake_one() noexcept;
+  void destroy_queued_tasks() noexcept;
 
   void start_threads(const std::string& name_prefix);
   void worker_main(std::size_t index, const std::string& name);
@@ -200,58 +240,57 @@ class pool_core {
   bool handlers_destroyed_ = false;
   std::vector<std::thread> threads_;
 
-  // Declared last so that it is destroyed first: queued tasks it destroys
-  // still reach the counters above.
+  // The task queue: an intrusive FIFO. Workers sleep in io_.run_one(), so a
+  // sleeping worker also wakes for timers and I/O; a task push wakes one with
+  // a no-op handler only when some worker sleeps.
+  alignas(64) std::mutex queue_mutex_;
+  std::atomic<task_node*> head_{nullptr};  // written under queue_mutex_; read lock-free to peek
+  task_node* tail_ = nullptr;              // guarded by queue_mutex_
+  alignas(64) std::atomic<int> sleepers_{0};
+  std::atomic<bool> wake_pending_{false};  // a wake-up handler is queued and not yet run
+  std::atomic<bool> stopping_{false};      // workers exit instead of taking the next task
+
+  // Declared last so that it is destroyed first: handlers it destroys still
+  // reach the counters above.
   pool_io_context io_;
   std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
 };
 
-/// What the io_context runs for one task: the callable, its context snapshot
-/// and its identity. A task that is destroyed without running (stop(), or a
-/// pool destroyed with work queued after close) gives its work count back.
 template <class F>
-class task_op {
+class task_node_impl final : public task_node {
  public:
   template <class G>
-  task_op(pool_core& pool, G&& f, captured_context snapshot, bool continuation,
-          const task_info& info)
-      : pool_(&pool),
+  task_node_impl(pool_core& pool, G&& f, captured_context snapshot, bool continuation,
+                 const task_info& info)
+      : task_node(&do_complete),
+        pool_(&pool),
         f_(std::in_place, std::forward<G>(f)),
         snapshot_(std::move(snapshot)),
         info_(info),
         continuation_(continuation) {}
 
-  task_op(task_op&& other) noexcept(std::is_nothrow_move_constructible_v<F>)
-      : pool_(other.pool_),
-        f_(std::move(other.f_)),
-        snapshot_(std::move(other.snapshot_)),
-        info_(other.info_),
-        continuation_(other.continuation_),
-        armed_(std::exchange(other.armed_, false)) {}
-  task_op& operator=(task_op&&) = delete;
-
-  ~task_op() {
-    if (armed_) pool_->remove_work();
-  }
-
-  /// Takes over one unit of outstanding work.
-  void arm() noexcept { armed_ = true; }
-
-  void operator()() {
-    armed_ = false;
-    // The task's context consumes the snapshot and drops it before the work
-    // count: once wait() returns, values held only by finished tasks are gone.
-    pool_->run_task(f_, std::move(snapshot_), continuation_, info_);
-    pool_->remove_work();
-  }
+  static void* operator new(std::size_t size) { return small_alloc(size); }
+  static void operator delete(void* block, std::size_t size) noexcept { small_free(block, size); }
 
  private:
+  static void do_complete(task_node* base, bool run) noexcept {
+    auto* self = static_cast<task_node_impl*>(base);
+    pool_core* pool = self->pool_;
+    if (run) {
+      // The task's context consumes the snapshot and drops it before the
+      // work count: once wait() returns, values held only by finished tasks
+      // are gone.
+      pool->run_task(self->f_, std::move(self->snapshot_), self->continuation_, self->info_);
+    }
+    delete self;
+    pool->remove_work();
+  }
+
   pool_core* pool_;
   std::optional<F> f_;
   captured_context snapshot_;
   task_info info_;
   bool continuation_;
-  bool armed_ = false;
 };
 
 template <class F>
@@ -297,21 +336,17 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
 
 template <class F>
 void pool_core::enqueue(F&& f, captured_context snapshot, bool continuation,
-                        const task_info& info, bool check_open, bool defer) {
-  task_op<std::decay_t<F>> op(*this, std::forward<F>(f), std::move(snapshot), continuation, info);
-  add_task(check_open);
-  op.arm();
-  namespace execution = boost::asio::execution;
-  // blocking.never: a task is always queued, even when submitted from a worker
-  // (only Asio's dispatch runs inline). relationship.continuation lets Asio keep
-  // a deferred handler on the submitting worker's private queue.
-  if (defer) {
-    boost::asio::require(io_.get_executor(), execution::blocking.never,
-                         execution::relationship.continuation)
-        .execute(std::move(op));
-  } else {
-    boost::asio::require(io_.get_executor(), execution::blocking.never).execute(std::move(op));
+                        const task_info& info, bool check_open, bool /*defer*/) {
+  auto* node = new task_node_impl<std::decay_t<F>>(*this, std::forward<F>(f), std::move(snapshot),
+                                                   continuation, info);
+  try {
+    add_task(check_open);
+  } catch (...) {
+    // Not counted yet: free the node without touching the work count.
+    delete node;
+    throw;
   }
+  push(node);
 }
 
 template <class F>
