@@ -235,6 +235,19 @@ void write_sarif(std::FILE* out, const run_summary& run) {
       out);
 }
 
+/// The suppressions line that would silence `f`, shown with every finding.
+std::string suppression_hint(const finding& f) {
+  if (f.kind != finding_kind::leaked_context && !f.variable.empty()) {
+    return fmt::format("{}:{}", to_string(f.kind), f.variable);
+  }
+  std::string_view file = primary_site(f).file_name();
+  if (const auto slash = file.rfind('/'); slash != std::string_view::npos) {
+    file.remove_prefix(slash + 1);
+  }
+  if (file.empty()) return fmt::format("{}:*", to_string(f.kind));
+  return fmt::format("{}:{}", to_string(f.kind), file);
+}
+
 }  // namespace
 
 std::string json_string(std::string_view s) {
@@ -356,6 +369,8 @@ std::string format_finding(const finding& f) {
           pid, describe_task(f.task), f.thread, describe_site(f.task.submit_site));
       break;
   }
+  out += fmt::format("  (suppressions file line to silence this: {})\n",
+                     detail::suppression_hint(f));
   return out;
 }
 

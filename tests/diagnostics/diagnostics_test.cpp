@@ -109,6 +109,7 @@ TEST_CASE("a task reading a value an earlier task left is a stale read, with the
   CHECK(text.find("\"login\"") != std::string::npos);
   CHECK(text.find("2 task(s) ran on this thread in between") != std::string::npos);
   CHECK(text.find("alice-token") == std::string::npos);  // values are never printed
+  CHECK(text.find("silence this: stale-read:auth_token)") != std::string::npos);
 }
 
 TEST_CASE("every read form reports: value, value_or, has_value, top, pop, size") {

@@ -162,6 +162,10 @@ TEST_CASE("suppressions file: silences matches and prints what each suppressed")
   CHECK_FALSE(contains(result.err, "ERROR: ctxpool: stale-read"));
   CHECK(contains(result.err, "suppression 'stale-read:auth_*' suppressed 3 occurrence(s)"));
   CHECK(contains(result.err, "suppression 'residue:nothing_matches_this' suppressed 0 occurrence(s)"));
+  // The lines the findings themselves suggest silence them.
+  std::ofstream(supp) << "stale-read:auth_token\nresidue:legacy_flags\n";
+  CHECK(contains(result.err, "silence this: residue:legacy_flags"));
+  CHECK(run("both", "residue:suppressions=" + supp, dir).exit_status == 0);
   std::ofstream(supp) << "stale-read:*\nresidue:*diagnostics_child.cpp\n";
   CHECK(run("both", "residue:suppressions=" + supp, dir).exit_status == 0);
 }

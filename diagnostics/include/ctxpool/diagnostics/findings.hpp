@@ -91,7 +91,11 @@ void clear_findings() noexcept;
 /// Runs the leak accounting now (it also runs at exit with `leaks=1`) and
 /// records what it finds. Values are reported when nothing but a token, a
 /// captured snapshot or a leaked map still holds them; contexts when they were
-/// created inside a task and are still alive.
+/// created inside a task and are still alive. Only values and contexts made
+/// while detection ran with `leaks` on are accounted for.
+///
+/// Unlike the rest of this header, call it while no other thread sets
+/// context variables (between tests, at exit): it walks live contexts' maps.
 void check_leaks();
 
 }  // namespace ctxpool::diagnostics
