@@ -372,3 +372,26 @@ TEST_CASE("take_findings withdraws, clear_findings clears") {
   diag::clear_findings();
   CHECK(diag::findings().empty());
 }
+
+TEST_CASE("findings from many threads at once: deduplicated, every occurrence counted") {
+  detection_session session;
+  constexpr int threads = 4;
+  constexpr int rounds = 50;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) {
+    pool.emplace_back([] {
+      for (int i = 0; i < rounds; ++i) {
+        {
+          diag::task_scope writer{"writer"};
+          auth_token.set("t");
+        }
+        diag::task_scope reader{"reader"};
+        (void)auth_token.has_value();
+      }
+    });
+  }
+  for (auto& t : pool) t.join();
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().count == threads * rounds);
+}
