@@ -166,11 +166,14 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       // wakes us with a no-op handler. Announce ourselves before the last look
       // at the queue: see push().
       sleepers_.fetch_add(1, std::memory_order_seq_cst);
+      struct leave_sleepers {
+        std::atomic<int>& count;
+        ~leave_sleepers() { count.fetch_sub(1, std::memory_order_seq_cst); }
+      } leave{sleepers_};  // also when a raw handler throws out of run_one
       if (head_.load(std::memory_order_seq_cst) == nullptr &&
           !stopping_.load(std::memory_order_seq_cst)) {
         io_.run_one();
       }
-      sleepers_.fetch_sub(1, std::memory_order_seq_cst);
     } catch (...) {
       // Only a raw handler posted straight to io() can throw here; ctxpool's
       // own tasks catch everything.

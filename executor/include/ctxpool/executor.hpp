@@ -146,7 +146,7 @@ class pool_executor {
       core().run_inline(std::forward<F>(f), std::move(captured), /*continuation=*/true, info);
     } else {
       core().enqueue(std::forward<F>(f), std::move(captured), /*continuation=*/true, info,
-                     /*check_open=*/false, (bits() & continuation_bit) != 0);
+                     /*check_open=*/false);
     }
   }
 
@@ -329,7 +329,7 @@ class thread_pool {
           }
         },
         capture(), /*continuation=*/false, task_info{core_->next_task_id(), where, {}},
-        /*check_open=*/true, /*defer=*/false);
+        /*check_open=*/true);
     return future;
   }
 
@@ -339,8 +339,7 @@ class thread_pool {
   template <class F>
   void post(F&& f, std::source_location where = std::source_location::current()) {
     core_->enqueue(std::forward<F>(f), capture(), /*continuation=*/false,
-                   task_info{core_->next_task_id(), where, {}}, /*check_open=*/true,
-                   /*defer=*/false);
+                   task_info{core_->next_task_id(), where, {}}, /*check_open=*/true);
   }
 
   /// The pool's Asio executor (blocking.possibly, relationship.fork,

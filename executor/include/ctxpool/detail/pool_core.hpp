@@ -20,11 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/execution/blocking.hpp>
-#include <boost/asio/execution/relationship.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/require.hpp>
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/detail/config.hpp>
@@ -112,7 +109,7 @@ class pool_core {
   /// destroyed with the pool, as an io_context does with a stopped queue.
   template <class F>
   void enqueue(F&& f, captured_context snapshot, bool continuation, const task_info& info,
-               bool check_open, bool defer);
+               bool check_open);
 
   /// Runs `f` now on this worker as a nested task (Asio's dispatch from a
   /// pool thread).
@@ -336,7 +333,7 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
 
 template <class F>
 void pool_core::enqueue(F&& f, captured_context snapshot, bool continuation,
-                        const task_info& info, bool check_open, bool /*defer*/) {
+                        const task_info& info, bool check_open) {
   auto* node = new task_node_impl<std::decay_t<F>>(*this, std::forward<F>(f), std::move(snapshot),
                                                    continuation, info);
   try {
