@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
@@ -54,6 +55,21 @@ TEST_CASE("wait also waits for work that running tasks submit") {
   });
   pool.wait();
   CHECK(done == 100);
+}
+
+TEST_CASE("once wait returns, values held only by finished tasks' contexts are released") {
+  ctxpool::context_var<std::shared_ptr<int>> payload{"payload"};
+  ctxpool::thread_pool pool{2};
+  std::weak_ptr<int> watch;
+  {
+    auto value = std::make_shared<int>(7);
+    watch = value;
+    auto tok = payload.set(std::move(value));
+    for (int i = 0; i < 100; ++i) pool.post([&payload] { (void)payload.get(); });
+    payload.reset(tok);  // the submitter lets go; only the tasks' snapshots hold it
+  }
+  pool.wait();
+  CHECK(watch.expired());
 }
 
 TEST_CASE("wait waits for a pending timer started through the executor") {

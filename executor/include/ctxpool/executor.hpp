@@ -141,7 +141,7 @@ class pool_executor {
         has_snapshot() ? snapshot_
                        : (core().propagates() ? detail::captured_context::capture()
                                               : detail::captured_context{});
-    const task_info info{core().next_task_id(), {}, {}};
+    const task_info info{core().next_task_id(), {}, "asio handler"};
     if (!(bits() & never_bit) && core().running_in_this_thread()) {
       core().run_inline(std::forward<F>(f), std::move(captured), /*continuation=*/true, info);
     } else {

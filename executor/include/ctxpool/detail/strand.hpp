@@ -75,7 +75,7 @@ class strand_task {
 
   void operator()() {
     core_->run_inline(std::move(f_), std::move(snapshot_), /*continuation=*/true,
-                      task_info{core_->next_task_id(), {}, {}});
+                      task_info{core_->next_task_id(), {}, "asio strand handler"});
   }
 
  private:
