@@ -273,6 +273,21 @@ static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_exe
 /// default prints the exception and the task's submit site to stderr and the
 /// pool keeps running. Exceptions are never swallowed silently and never
 /// terminate the process.
+///
+/// @par What a task goes through on a worker
+/// It enters a fresh context holding the snapshot taken when it was
+/// submitted; opens a `task_slot_scope`; observers' `on_task_begin` run; the
+/// function runs and its result or exception is delivered; the slot scope
+/// ends, wiping every `lifetime::task` slot the task wrote and restoring
+/// watched `thread_local`s; observers' `on_task_end` run (in reverse order);
+/// the context is left. Every step also happens when the function throws.
+///
+/// @par Scheduling
+/// Tasks wait in the pool's own FIFO queue, which costs one small allocation
+/// and one short lock per task. The pool's io_context hosts timers and
+/// sockets made from the executor; workers run its handlers too, and sleep
+/// in it when there is no task, so a timer wakes them as a new task does.
+/// Asio's `dispatch` from a worker runs inline; everything else is queued.
 class thread_pool {
  public:
   /// The Asio executor type (`get_executor()`).

@@ -83,7 +83,7 @@ class task_node {
 
  protected:
   using complete_fn = void (*)(task_node*, bool) noexcept;
-  explicit task_node(complete_fn complete) noexcept : complete_(complete) {}
+  explicit task_node(complete_fn on_complete) noexcept : complete_(on_complete) {}
   ~task_node() = default;
 
  private:

@@ -128,7 +128,7 @@ class strand<ctxpool::pool_executor> {
 
   /// The pool's executor this strand runs on, with the strand's properties.
   [[nodiscard]] inner_executor_type get_inner_executor() const noexcept {
-    return pool_executor(state().core, snapshot_, bits());
+    return pool_executor(state().core, snapshot_, static_cast<std::uint8_t>(bits()));
   }
 
   [[nodiscard]] execution::outstanding_work_t query(execution::outstanding_work_t) const noexcept {
