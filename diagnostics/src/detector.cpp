@@ -127,7 +127,7 @@ struct state {
   std::vector<finding> list;
   std::unordered_map<std::string, std::size_t> index;  // dedup key -> position in list
   std::uint64_t seq = 0;
-  std::FILE* report = nullptr;
+  std::string report_path;  // resolved ("%p" replaced); empty: no report
   bool exit_handler_registered = false;
   bool finished = false;
 
@@ -358,10 +358,9 @@ bool finish(bool leak_check) noexcept {
     const std::string summary = format_summary(run);
     std::fwrite(summary.data(), 1, summary.size(), stderr);
     std::fflush(stderr);
-    if (s.report != nullptr) {
-      write_report(s.report, s.opts.format, run);
-      std::fclose(s.report);
-      s.report = nullptr;
+    if (!s.report_path.empty() && !write_report(s.report_path, s.opts.format, run)) {
+      std::fprintf(stderr, "ctxpool: cannot write report '%s': %s\n", s.report_path.c_str(),
+                   std::strerror(errno));
     }
     return found;
   } catch (...) {
@@ -504,22 +503,24 @@ void enable_now(options opts) {
   }
   for (const auto& rule : opts.suppressions) rules.push_back({rule, 0});
 
-  std::FILE* report = nullptr;
+  std::string report_path;
   if (!opts.report_path.empty()) {
-    const std::string path = detail::resolve_report_path(opts.report_path);
-    report = std::fopen(path.c_str(), "w");
+    report_path = detail::resolve_report_path(opts.report_path);
+    // Checked now, written at exit. Not truncated: the processes of one test
+    // run add to the same report.
+    std::FILE* report = std::fopen(report_path.c_str(), "a");
     if (report == nullptr) {
-      throw config_error(fmt::format("CTXPOOL_DIAGNOSTICS: cannot write report '{}': {}", path,
-                                     std::strerror(errno)));
+      throw config_error(fmt::format("CTXPOOL_DIAGNOSTICS: cannot write report '{}': {}",
+                                     report_path, std::strerror(errno)));
     }
+    std::fclose(report);
   }
 
   detail::state& s = detail::the_state();
   bool register_handler = false;
   {
     std::lock_guard lock(s.mutex);
-    if (s.report != nullptr) std::fclose(s.report);
-    s.report = report;
+    s.report_path = std::move(report_path);
     s.suppressions = std::move(rules);
     s.opts = std::move(opts);
     s.finished = false;

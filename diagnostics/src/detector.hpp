@@ -1,7 +1,6 @@
 // Private interface between the detector and the report writers.
 #pragma once
 
-#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -32,8 +31,11 @@ struct kind_total {
 /// The SUMMARY lines and suppression counts, as printed at exit.
 [[nodiscard]] std::string format_summary(const run_summary& run);
 
-/// Writes the whole report to `out` in `format`.
-void write_report(std::FILE* out, report_format format, const run_summary& run);
+/// Adds this process's report to the file at `path`, under an exclusive
+/// lock: text and JSON lines are appended, SARIF results are merged into the
+/// file's single run (a file that is not a ctxpool SARIF log is replaced).
+/// @returns false if the file could not be written.
+bool write_report(const std::string& path, report_format format, const run_summary& run);
 
 /// A JSON string literal for `s`, quotes included.
 [[nodiscard]] std::string json_string(std::string_view s);

@@ -1,5 +1,9 @@
 // Finding text, SUMMARY lines, and the JSON-lines and SARIF 2.1.0 reports.
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <climits>
 #include <cstdlib>
@@ -149,7 +153,8 @@ std::size_t rule_index(finding_kind kind) noexcept {
   return 0;
 }
 
-void write_json_lines(std::FILE* out, const run_summary& run) {
+std::string json_lines(const run_summary& run) {
+  std::string out;
   for (const finding& f : run.findings) {
     const std::string line = fmt::format(
         R"({{"schema":"{}","schema_version":{},"type":"finding","kind":"{}","variable":{},)"
@@ -161,7 +166,7 @@ void write_json_lines(std::FILE* out, const run_summary& run) {
         json_task(f.task),
         json_site(f.site), json_task(f.writer), json_site(f.write_site),
         json_string(one_line(f)));
-    std::fputs(line.c_str(), out);
+    out += line;
   }
   std::string counts;
   for (finding_kind kind : all_kinds) {
@@ -177,24 +182,29 @@ void write_json_lines(std::FILE* out, const run_summary& run) {
                               json_string(rule.rule.kind), json_string(rule.rule.pattern),
                               rule.hits);
   }
-  std::fputs(fmt::format(R"({{"schema":"{}","schema_version":{},"type":"summary",)"
-                         R"("counts":{{{}}},"suppressions":[{}]}})"
-                         "\n",
-                         tool_name, json_schema_version, counts, suppressed)
-                 .c_str(),
-             out);
+  out += fmt::format(R"({{"schema":"{}","schema_version":{},"type":"summary","pid":{},)"
+                     R"("counts":{{{}}},"suppressions":[{}]}})"
+                     "\n",
+                     tool_name, json_schema_version, static_cast<int>(::getpid()), counts,
+                     suppressed);
+  return out;
 }
 
-void write_sarif(std::FILE* out, const run_summary& run) {
-  std::string rule_list;
-  for (const rule_text& rule : rules) {
-    if (!rule_list.empty()) rule_list += ',';
-    rule_list += fmt::format(
-        R"({{"id":"{}","name":{},"shortDescription":{{"text":{}}},"fullDescription":{{"text":{}}},)"
-        R"("defaultConfiguration":{{"level":"{}"}}}})",
-        to_string(rule.kind), json_string(rule.name), json_string(rule.short_text),
-        json_string(rule.full_text), rule.level);
+/// The suppressions line that would silence `f`, shown with every finding.
+std::string suppression_hint(const finding& f) {
+  if (f.kind != finding_kind::leaked_context && !f.variable.empty()) {
+    return fmt::format("{}:{}", to_string(f.kind), f.variable);
   }
+  std::string_view file = primary_site(f).file_name();
+  if (const auto slash = file.rfind('/'); slash != std::string_view::npos) {
+    file.remove_prefix(slash + 1);
+  }
+  if (file.empty()) return fmt::format("{}:*", to_string(f.kind));
+  return fmt::format("{}:{}", to_string(f.kind), file);
+}
+
+/// The results of `run` as the comma-separated inside of a SARIF results array.
+std::string sarif_results(const run_summary& run) {
   std::string results;
   for (const finding& f : run.findings) {
     if (!results.empty()) results += ',';
@@ -223,29 +233,66 @@ void write_sarif(std::FILE* out, const run_summary& run) {
         sarif_location(primary_site(f), {}), related, f.count, json_string(f.variable),
         json_string(f.type), f.thread, f.tasks_between);
   }
-  std::fputs(
-      fmt::format(
-          R"({{"$schema":"https://json.schemastore.org/sarif-2.1.0.json","version":"2.1.0",)"
-          R"("runs":[{{"tool":{{"driver":{{"name":"{}","version":"{}",)"
-          R"("informationUri":"https://github.com/ctxpool/ctxpool","rules":[{}]}}}},)"
-          R"("results":[{}]}}]}})"
-          "\n",
-          tool_name, tool_version, rule_list, results)
-          .c_str(),
-      out);
+  return results;
 }
 
-/// The suppressions line that would silence `f`, shown with every finding.
-std::string suppression_hint(const finding& f) {
-  if (f.kind != finding_kind::leaked_context && !f.variable.empty()) {
-    return fmt::format("{}:{}", to_string(f.kind), f.variable);
+// A ctxpool SARIF log is written as sarif_head + results + sarif_tail, with
+// one run, so that another process can merge its results into the file.
+constexpr std::string_view sarif_results_key = R"("results":[)";
+constexpr std::string_view sarif_tail = "]}]}\n";
+
+std::string sarif_document(std::string_view results) {
+  std::string rule_list;
+  for (const rule_text& rule : rules) {
+    if (!rule_list.empty()) rule_list += ',';
+    rule_list += fmt::format(
+        R"({{"id":"{}","name":{},"shortDescription":{{"text":{}}},"fullDescription":{{"text":{}}},)"
+        R"("defaultConfiguration":{{"level":"{}"}}}})",
+        to_string(rule.kind), json_string(rule.name), json_string(rule.short_text),
+        json_string(rule.full_text), rule.level);
   }
-  std::string_view file = primary_site(f).file_name();
-  if (const auto slash = file.rfind('/'); slash != std::string_view::npos) {
-    file.remove_prefix(slash + 1);
+  return fmt::format(
+      R"({{"$schema":"https://json.schemastore.org/sarif-2.1.0.json","version":"2.1.0",)"
+      R"("runs":[{{"tool":{{"driver":{{"name":"{}","version":"{}",)"
+      R"("informationUri":"https://github.com/ctxpool/ctxpool","rules":[{}]}}}},)"
+      R"({}{}{})",
+      tool_name, tool_version, rule_list, sarif_results_key, results, sarif_tail);
+}
+
+/// The results inside a ctxpool SARIF log written by sarif_document, or
+/// nullopt if `log` is not one.
+std::optional<std::string_view> sarif_existing_results(std::string_view log) {
+  const std::size_t key = log.find(sarif_results_key);
+  if (key == std::string_view::npos || !log.ends_with(sarif_tail)) return std::nullopt;
+  const std::size_t begin = key + sarif_results_key.size();
+  const std::size_t end = log.size() - sarif_tail.size();
+  if (end < begin) return std::nullopt;
+  return log.substr(begin, end - begin);
+}
+
+bool write_all(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t written = ::write(fd, data.data(), data.size());
+    if (written < 0) {
+      if (errno == EINTR) continue;
+      return false;
+    }
+    data.remove_prefix(static_cast<std::size_t>(written));
   }
-  if (file.empty()) return fmt::format("{}:*", to_string(f.kind));
-  return fmt::format("{}:{}", to_string(f.kind), file);
+  return true;
+}
+
+std::string read_all(int fd) {
+  std::string content;
+  char buffer[8192];
+  ::lseek(fd, 0, SEEK_SET);
+  while (true) {
+    const ssize_t got = ::read(fd, buffer, sizeof buffer);
+    if (got < 0 && errno == EINTR) continue;
+    if (got <= 0) break;
+    content.append(buffer, static_cast<std::size_t>(got));
+  }
+  return content;
 }
 
 }  // namespace
@@ -288,16 +335,38 @@ std::string format_summary(const run_summary& run) {
   return out;
 }
 
-void write_report(std::FILE* out, report_format format, const run_summary& run) {
-  switch (format) {
-    case report_format::text:
-      for (const finding& f : run.findings) std::fputs(format_finding(f).c_str(), out);
-      std::fputs(format_summary(run).c_str(), out);
-      break;
-    case report_format::json: write_json_lines(out, run); break;
-    case report_format::sarif: write_sarif(out, run); break;
+bool write_report(const std::string& path, report_format format, const run_summary& run) {
+  const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return false;
+  // Every process of a test run may write the same report: one at a time.
+  while (::flock(fd, LOCK_EX) < 0 && errno == EINTR) {
   }
-  std::fflush(out);
+  bool ok = true;
+  switch (format) {
+    case report_format::text: {
+      std::string text;
+      for (const finding& f : run.findings) text += format_finding(f);
+      text += format_summary(run);
+      ok = ::lseek(fd, 0, SEEK_END) >= 0 && write_all(fd, text);
+      break;
+    }
+    case report_format::json:
+      ok = ::lseek(fd, 0, SEEK_END) >= 0 && write_all(fd, json_lines(run));
+      break;
+    case report_format::sarif: {
+      const std::string existing = read_all(fd);
+      std::string results = sarif_results(run);
+      if (const auto earlier = sarif_existing_results(existing); earlier && !earlier->empty()) {
+        results = std::string(*earlier) + (results.empty() ? "" : ",") + results;
+      }
+      // A file that is not a ctxpool log (or is empty) is replaced.
+      const std::string document = sarif_document(results);
+      ok = ::ftruncate(fd, 0) == 0 && ::lseek(fd, 0, SEEK_SET) == 0 && write_all(fd, document);
+      break;
+    }
+  }
+  ::flock(fd, LOCK_UN);
+  return ::close(fd) == 0 && ok;
 }
 
 }  // namespace detail

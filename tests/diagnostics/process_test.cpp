@@ -256,3 +256,41 @@ TEST_CASE("report=%p is replaced by the process id, so test processes do not ove
   }
   CHECK(files == 1);
 }
+
+TEST_CASE("one SARIF report for many processes: results merged into one run") {
+  scratch_dir dir;
+  const auto path = dir.file("residue.sarif");
+  std::ofstream(path) << "left over from something else\n";  // not ctxpool's: replaced
+  CHECK(run("stale", "residue:report=" + path, dir).exit_status == 66);
+  CHECK(run("clean", "residue:report=" + path, dir).exit_status == 0);
+  CHECK(run("residue", "residue:report=" + path, dir).exit_status == 66);
+  const auto log = json::parse(ctxpool_test::read_file(path)).as_object();
+  const auto& runs = log.at("runs").as_array();
+  REQUIRE(runs.size() == 1);  // code scanning takes one run per tool and category
+  const auto& results = runs[0].at("results").as_array();
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].at("ruleId").as_string() == "stale-read");
+  CHECK(results[1].at("ruleId").as_string() == "residue");
+}
+
+TEST_CASE("a clean process alone still writes a valid, empty SARIF log") {
+  scratch_dir dir;
+  const auto path = dir.file("clean.sarif");
+  CHECK(run("clean", "residue:report=" + path, dir).exit_status == 0);
+  const auto log = json::parse(ctxpool_test::read_file(path)).as_object();
+  CHECK(log.at("runs").as_array()[0].at("results").as_array().empty());
+}
+
+TEST_CASE("one JSON-lines report for many processes: each appends its lines") {
+  scratch_dir dir;
+  const auto path = dir.file("residue.jsonl");
+  CHECK(run("stale", "residue:report=" + path, dir).exit_status == 66);
+  CHECK(run("residue", "residue:report=" + path, dir).exit_status == 66);
+  const auto lines = json_lines(path);
+  REQUIRE(lines.size() == 4);
+  CHECK(lines[0].at("kind").as_string() == "stale-read");
+  CHECK(lines[1].at("type").as_string() == "summary");
+  CHECK(lines[2].at("kind").as_string() == "residue");
+  CHECK(lines[3].at("type").as_string() == "summary");
+  CHECK(lines[1].at("pid").as_int64() != lines[3].at("pid").as_int64());
+}

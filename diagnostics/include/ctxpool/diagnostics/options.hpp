@@ -17,6 +17,13 @@
 // | `suppressions`  | a file              | none    | `kind:pattern` lines that silence findings          |
 // | `leaks`         | 0, 1                | 0       | at exit, report context values and contexts leaked  |
 //
+// A report file is shared by every process that names it, so that one test
+// run (ctest starts a process per test case) yields one report: at exit each
+// process takes a lock on the file and appends its JSON lines or text, or
+// merges its SARIF results into the file's single run (GitHub code scanning
+// rejects several runs of one tool in an upload). The file is not truncated:
+// delete it before a run. `%p` in the path gives each process its own file.
+//
 // Anything else (an unknown mode or option, a malformed number, a missing
 // suppressions file, a report path that cannot be written) is a `config_error`;
 // from the environment it is printed and the process exits with status 2 before
@@ -73,7 +80,7 @@ struct options {
   diagnostics::mode mode = mode::residue;
   int exitcode = 66;            ///< exit status at exit when anything was found (0: leave it)
   bool halt_on_error = false;   ///< exit with `exitcode` at the first finding
-  std::string report_path;      ///< empty: no report file; "%p" is replaced by the process id
+  std::string report_path;      ///< empty: no report file; "%p" is replaced by the process id; shared, see above
   report_format format = report_format::json;
   std::string suppressions_path;          ///< read by `enable`
   std::vector<suppression> suppressions;  ///< used in addition to the file's
