@@ -359,7 +359,9 @@ class thread_pool {
 
   /// The pool's Asio executor (blocking.possibly, relationship.fork,
   /// outstanding_work.untracked): it captures the context at each `execute`.
-  [[nodiscard]] executor_type get_executor() noexcept { return executor_type(core_.get(), {}, 0); }
+  [[nodiscard]] executor_type get_executor() const noexcept {
+    return executor_type(core_.get(), {}, 0);
+  }
 
   /// Blocks until no task is queued or running and no tracked work (an
   /// operation started through the executor, such as a timer a coroutine

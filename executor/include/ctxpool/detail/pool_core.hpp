@@ -305,7 +305,9 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
   const bool observed = !observers_.empty();
   {
     std::optional<fresh_context_scope> context_scope;
-    if (CTXPOOL_LIKELY(tuning_.propagate_context)) context_scope.emplace(std::move(snapshot), continuation);
+    if (CTXPOOL_LIKELY(tuning_.propagate_context)) {
+      context_scope.emplace(std::move(snapshot), continuation);
+    }
     {
       std::optional<task_slot_scope> slots;
       if (CTXPOOL_LIKELY(tuning_.wipe_slots)) slots.emplace();
