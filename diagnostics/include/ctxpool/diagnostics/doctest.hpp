@@ -28,6 +28,7 @@
 #pragma once
 
 #include <cstdint>
+#include <source_location>
 
 #include <doctest/doctest.h>
 
@@ -38,7 +39,10 @@ namespace ctxpool::diagnostics {
 /// Fails the running doctest test case for each finding made while it lives.
 class doctest_guard {
  public:
-  doctest_guard() {
+  /// Starts watching; `where` is where a finding without a site of its own
+  /// (a leak made outside any task) is reported.
+  explicit doctest_guard(std::source_location where = std::source_location::current())
+      : where_(where) {
     if (!enabled()) enable();
     mark_ = finding_mark();
   }
@@ -46,14 +50,15 @@ class doctest_guard {
   doctest_guard& operator=(const doctest_guard&) = delete;
   ~doctest_guard() {
     for (const finding& f : take_findings_since(mark_)) {
-      const std::source_location& where = f.site.line() != 0 ? f.site : f.task.submit_site;
-      const char* file = where.line() != 0 ? where.file_name() : __FILE__;
-      const int line = where.line() != 0 ? static_cast<int>(where.line()) : __LINE__;
-      DOCTEST_ADD_FAIL_CHECK_AT(file, line, format_finding(f));
+      std::source_location where = f.site.line() != 0 ? f.site : f.task.submit_site;
+      if (where.line() == 0) where = where_;
+      DOCTEST_ADD_FAIL_CHECK_AT(where.file_name(), static_cast<int>(where.line()),
+                                format_finding(f));
     }
   }
 
  private:
+  std::source_location where_;
   std::uint64_t mark_ = 0;
 };
 
