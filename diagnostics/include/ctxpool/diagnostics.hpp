@@ -10,8 +10,10 @@
 //
 // Switch it on with `CTXPOOL_DIAGNOSTICS=residue[:options]` (see
 // <ctxpool/diagnostics/options.hpp>) or `enable()`. Findings are printed to
-// stderr as they occur, one `SUMMARY: ctxpool: <kind>: ...` line per kind is
-// printed at exit, and the process then exits with status 66 (`exitcode=`).
+// stderr as they occur (once each; repeats are counted), and at exit one
+// `SUMMARY: ctxpool: <kind>: N finding(s), M occurrence(s)` line is printed
+// per kind found, then the process exits with status 66 (`exitcode=`). A
+// clean run prints nothing and keeps its own exit status.
 //
 // Not reported, by design: `lifetime::thread` slots (deliberate caches); a
 // value the reading task wrote itself; values written outside any task (a
