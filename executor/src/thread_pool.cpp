@@ -140,8 +140,11 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   // How often a busy worker lets ready timer and I/O handlers run.
   constexpr unsigned io_poll_interval = 64;
   // How long an idle worker looks for new tasks before it sleeps: waking a
-  // sleeping thread costs microseconds, a short spin a fraction of that.
-  constexpr int idle_spins = 200;
+  // sleeping thread costs microseconds, a short spin a fraction of that. The
+  // yields hand the core to a submitter that shares it, so that spinning
+  // never delays the work it waits for.
+  constexpr int idle_spins = 64;
+  constexpr int idle_yields = 4;
   unsigned since_poll = 0;
   for (;;) {
     try {
@@ -159,6 +162,10 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       bool found = false;
       for (int spin = 0; spin < idle_spins && !found; ++spin) {
         cpu_relax();
+        found = head_.load(std::memory_order_relaxed) != nullptr;
+      }
+      for (int yield = 0; yield < idle_yields && !found; ++yield) {
+        std::this_thread::yield();
         found = head_.load(std::memory_order_relaxed) != nullptr;
       }
       if (found) continue;
