@@ -5,8 +5,10 @@
 // Every throughput benchmark feeds empty (or tiny) tasks to 2 workers from
 // one outside thread and counts items per second of real time; compare the
 // rows of one run, not absolute numbers across machines. The
-// `ctxpool_post/no_propagation_no_wipe` row prices what propagation and the
-// slot wipe add per task. Latency rows report p50/p99 (ns) as counters.
+// `ctxpool_post_no_propagation_no_wipe` row runs the same workload with
+// propagation and the slot wipe switched off; the `task_cost_*` pair prices
+// them per task without queueing noise (tasks run inline on one worker).
+// Latency rows report p50/p99 (ns) as counters.
 //
 //   pool_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
@@ -288,6 +290,29 @@ void latency_handwritten(benchmark::State& state) {
   run_latency(state, [&pool](auto f) { pool.post(std::move(f)); });
 }
 
+// ---- the price of propagation + wipe, per task ---------------------------------
+
+// Tasks run inline on one worker (the executor's execute from a pool thread),
+// so no queue or wake-up blurs the figure: the difference between the two
+// rows is what propagation and the slot wipe add to each task.
+void per_task_cost(benchmark::State& state, bool propagate_and_wipe) {
+  ctxpool::thread_pool pool{ctxpool::thread_pool_options{1, "ctxpool-", {}},
+                            ctxpool::detail::pool_tuning{propagate_and_wipe, propagate_and_wipe}};
+  request_scope scope;
+  auto executor = pool.get_executor();
+  constexpr int tasks = 10'000;
+  for (auto _ : state) {
+    pool.submit([&executor] {
+          for (int i = 0; i < tasks; ++i) executor.execute([] {});
+        })
+        .get();
+  }
+  state.SetItemsProcessed(state.iterations() * tasks);
+}
+
+void task_cost_with_propagation_and_wipe(benchmark::State& state) { per_task_cost(state, true); }
+void task_cost_without(benchmark::State& state) { per_task_cost(state, false); }
+
 constexpr double min_time = 0.3;  // seconds per benchmark and repetition
 
 }  // namespace
@@ -306,6 +331,8 @@ BENCHMARK(future_std_async)->UseRealTime()->MinTime(min_time);
 BENCHMARK(fan_ctxpool)->UseRealTime()->MinTime(min_time);
 BENCHMARK(fan_asio_thread_pool)->UseRealTime()->MinTime(min_time);
 BENCHMARK(fan_handwritten)->UseRealTime()->MinTime(min_time);
+BENCHMARK(task_cost_with_propagation_and_wipe)->UseRealTime()->MinTime(min_time);
+BENCHMARK(task_cost_without)->UseRealTime()->MinTime(min_time);
 BENCHMARK(latency_ctxpool)->UseManualTime()->Iterations(2000);
 BENCHMARK(latency_asio_thread_pool)->UseManualTime()->Iterations(2000);
 BENCHMARK(latency_handwritten)->UseManualTime()->Iterations(2000);
