@@ -5,8 +5,10 @@
 
 #include <doctest/doctest.h>
 
+#include <atomic>
 #include <chrono>
 #include <future>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -240,4 +242,29 @@ TEST_CASE("wait() waits for a coroutine suspended on a timer") {
       asio::detached);
   pool.wait();
   CHECK(finished);
+}
+
+TEST_CASE("stop() with a coroutine suspended on a pool timer destroys it without running it") {
+  auto held = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = held;
+  std::atomic<bool> resumed{false};
+  {
+    ctxpool::thread_pool pool{2};
+    std::promise<void> suspended;
+    asio::co_spawn(
+        pool.get_executor(),
+        [&, h = std::move(held)]() -> asio::awaitable<void> {
+          asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::hours(1));
+          suspended.set_value();
+          co_await timer.async_wait(asio::use_awaitable);
+          resumed = true;
+          (void)h;
+        },
+        asio::detached);
+    suspended.get_future().wait();
+    pool.stop();
+    CHECK_FALSE(resumed);
+  }
+  CHECK_FALSE(resumed);
+  CHECK(watch.expired());  // the coroutine frame and what it held are gone
 }
