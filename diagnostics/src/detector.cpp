@@ -127,6 +127,9 @@ struct state {
   std::vector<finding> list;
   std::unordered_map<std::string, std::size_t> index;  // dedup key -> position in list
   std::uint64_t seq = 0;
+  // Changes whenever `list` is reordered or emptied or the suppressions
+  // change, invalidating the positions that threads cache (repeat_cache).
+  std::uint64_t generation = 1;
   std::string report_path;  // resolved ("%p" replaced); empty: no report
   bool exit_handler_registered = false;
   bool finished = false;
@@ -183,16 +186,23 @@ std::string dedup_key(const finding& f) {
 
 [[noreturn]] void halt(int exitcode);
 
+/// Where one occurrence went: a position in `list` or in `suppressions`.
+struct placement {
+  std::uint64_t generation = 0;  // 0: nowhere (not recorded)
+  std::size_t index = 0;
+  bool suppressed = false;
+};
+
 /// Records one occurrence of `f`: suppressed, counted against an earlier
 /// identical finding, or new (then printed, and with halt_on_error the end).
-void record(finding f) noexcept {
+placement record(finding f) noexcept {
   try {
     state& s = the_state();
     std::unique_lock lock(s.mutex);
-    for (auto& rule : s.suppressions) {
-      if (matches(rule.rule, f)) {
-        ++rule.hits;
-        return;
+    for (std::size_t i = 0; i < s.suppressions.size(); ++i) {
+      if (matches(s.suppressions[i].rule, f)) {
+        ++s.suppressions[i].hits;
+        return {s.generation, i, true};
       }
     }
     f.last_seen = ++s.seq;
@@ -201,8 +211,9 @@ void record(finding f) noexcept {
       finding& earlier = s.list[it->second];
       ++earlier.count;
       earlier.last_seen = f.last_seen;
-      return;
+      return {s.generation, it->second, false};
     }
+    const placement where{s.generation, s.list.size(), false};
     s.list.push_back(f);
     if (s.opts.print) {
       const std::string text = format_finding(f);
@@ -214,9 +225,47 @@ void record(finding f) noexcept {
       lock.unlock();
       halt(code);
     }
+    return where;
   } catch (...) {
     // Out of memory while reporting: nothing better to do than to drop it.
+    return {};
   }
+}
+
+/// The sites of the last stale read this thread recorded and where it went,
+/// so that a repeat (a loop reading a tombstone, the same bug in every
+/// request) is counted without building and formatting a finding again.
+struct repeat_cache {
+  const char* variable;  // the slot's name (stable while the variable lives)
+  const char* sites[4];  // file names: read, write, reading task's, writing task's submit
+  std::uint_least32_t lines[4];
+  placement where;
+};
+constinit thread_local repeat_cache last_stale_read{};
+
+/// Counts a repeat of the cached stale read, if `key` is one and the cache is
+/// still valid. The variable's name is compared in full: another variable
+/// may live where a destroyed one was.
+bool count_repeat(const repeat_cache& key, std::string_view variable) noexcept {
+  const repeat_cache& last = last_stale_read;
+  if (last.where.generation == 0 || last.variable != key.variable) return false;
+  for (int i = 0; i < 4; ++i) {
+    if (last.sites[i] != key.sites[i] || last.lines[i] != key.lines[i]) return false;
+  }
+  state& s = the_state();
+  std::lock_guard lock(s.mutex);
+  if (last.where.generation != s.generation) return false;
+  if (last.where.suppressed) {
+    if (last.where.index >= s.suppressions.size()) return false;
+    ++s.suppressions[last.where.index].hits;
+    return true;
+  }
+  if (last.where.index >= s.list.size()) return false;
+  finding& earlier = s.list[last.where.index];
+  if (earlier.variable != variable) return false;
+  ++earlier.count;
+  earlier.last_seen = ++s.seq;
+  return true;
 }
 
 // ---- the observer -------------------------------------------------------------------
@@ -263,6 +312,15 @@ class detector final : public residue_observer, public task_observer {
     const frame* reader = current_frame();
     // A task reading back what it wrote itself (an inner scope wiped it).
     if (reader != nullptr && reader->id == rec->task_id) return;
+    const std::source_location reader_submit =
+        reader != nullptr ? reader->submit_site : std::source_location{};
+    repeat_cache key{slot.name.data(),
+                     {where.file_name(), rec->write_site.file_name(), reader_submit.file_name(),
+                      rec->submit_site.file_name()},
+                     {where.line(), rec->write_site.line(), reader_submit.line(),
+                      rec->submit_site.line()},
+                     {}};
+    if (count_repeat(key, slot.name)) return;
     try {
       finding f;
       f.kind = finding_kind::stale_read;
@@ -279,7 +337,8 @@ class detector final : public residue_observer, public task_observer {
       // Same lineage: a coroutine's later step, or work posted from the
       // writer's context. Still reported (see diagnostics.hpp), with a note.
       f.same_context = rec->lineage != 0 && rec->lineage == current_lineage();
-      record(std::move(f));
+      key.where = record(std::move(f));
+      last_stale_read = key;
     } catch (...) {
     }
   }
@@ -522,6 +581,7 @@ void enable_now(options opts) {
     std::lock_guard lock(s.mutex);
     s.report_path = std::move(report_path);
     s.suppressions = std::move(rules);
+    ++s.generation;
     s.opts = std::move(opts);
     s.finished = false;
     register_handler = !std::exchange(s.exit_handler_registered, true);
@@ -571,6 +631,7 @@ std::vector<finding> take_findings() {
   std::vector<finding> result;
   result.swap(s.list);
   s.index.clear();
+  ++s.generation;
   return result;
 }
 
@@ -579,6 +640,7 @@ void clear_findings() noexcept {
   std::lock_guard lock(s.mutex);
   s.list.clear();
   s.index.clear();
+  ++s.generation;
   for (auto& rule : s.suppressions) rule.hits = 0;
 }
 
@@ -596,6 +658,7 @@ std::vector<finding> take_findings_since(std::uint64_t mark) {
   for (finding& f : s.list) (f.last_seen > mark ? taken : kept).push_back(std::move(f));
   s.list = std::move(kept);
   s.index.clear();
+  ++s.generation;
   for (std::size_t i = 0; i < s.list.size(); ++i) s.index.emplace(detail::dedup_key(s.list[i]), i);
   return taken;
 }
