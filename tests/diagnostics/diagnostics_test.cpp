@@ -395,3 +395,35 @@ TEST_CASE("findings from many threads at once: deduplicated, every occurrence co
   REQUIRE(found.size() == 1);
   CHECK(found.front().count == threads * rounds);
 }
+
+TEST_CASE("repeats are counted against the right finding after the configuration changes") {
+  detection_session session;
+  worker w;
+  auto write = [] { auth_token.set("t"); };
+  auto read = [] { (void)auth_token.has_value(); };
+  for (int i = 0; i < 3; ++i) {
+    w.run("login", write);
+    w.run("anonymous", read);
+  }
+  REQUIRE(diag::findings().size() == 1);
+  CHECK(diag::findings().front().count == 3);
+
+  // New suppressions: the same read is now silenced, not counted.
+  auto opts = detection_session::quiet();
+  opts.suppressions = {{"stale-read", "auth_token"}};
+  diag::enable(opts);
+  for (int i = 0; i < 2; ++i) {
+    w.run("login", write);
+    w.run("anonymous", read);
+  }
+  REQUIRE(diag::findings().size() == 1);
+  CHECK(diag::findings().front().count == 3);
+
+  // Suppressions gone and findings cleared: counted afresh.
+  diag::enable(detection_session::quiet());
+  diag::clear_findings();
+  w.run("login", write);
+  w.run("anonymous", read);
+  REQUIRE(diag::findings().size() == 1);
+  CHECK(diag::findings().front().count == 1);
+}
