@@ -12,7 +12,7 @@
 // |-----------------|---------------------|---------|-----------------------------------------------------|
 // | `exitcode`      | 0..255              | 66      | process exit status at exit when anything was found |
 // | `halt_on_error` | 0, 1                | 0       | exit with `exitcode` at the first finding           |
-// | `report`        | a path (`%p` = pid) | none    | also write a machine-readable report there          |
+// | `report`        | a path (`%p` = pid) | none    | at exit, also write a machine-readable report there |
 // | `format`        | text, json, sarif   | json, or sarif for a `.sarif` path | format of `report` |
 // | `suppressions`  | a file              | none    | `kind:pattern` lines that silence findings          |
 // | `leaks`         | 0, 1                | 0       | at exit, report context values and contexts leaked  |
@@ -24,7 +24,7 @@
 // rejects several runs of one tool in an upload). The file is not truncated:
 // delete it before a run. `%p` in the path gives each process its own file.
 //
-// Anything else (an unknown mode or option, a malformed number, a missing
+// Bad configuration (an unknown mode or option, a malformed number, a missing
 // suppressions file, a report path that cannot be written) is a `config_error`;
 // from the environment it is printed and the process exits with status 2 before
 // `main`, so that a typo never switches detection off in CI.
