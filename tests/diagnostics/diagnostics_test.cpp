@@ -50,6 +50,7 @@ TEST_CASE("off: nothing installed, no ids, no findings") {
 }
 
 TEST_CASE("enable installs the observers; disable removes them") {
+  diag::disable();
   {
     detection_session session;
     CHECK(diag::enabled());

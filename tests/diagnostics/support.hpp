@@ -31,17 +31,19 @@ extern char** environ;
 
 namespace ctxpool_test {
 
-/// Detection on for one test case, findings not printed, all cleared and
-/// detection off again at the end.
+/// Detection on for one test case, findings not printed; at the end the
+/// findings are cleared and the previous configuration (the environment's,
+/// say) is back.
 class detection_session {
  public:
-  explicit detection_session(ctxpool::diagnostics::options opts = quiet()) {
+  explicit detection_session(ctxpool::diagnostics::options opts = quiet())
+      : previous_(ctxpool::diagnostics::current_options()) {
     ctxpool::diagnostics::enable(std::move(opts));
     ctxpool::diagnostics::clear_findings();
   }
   ~detection_session() {
     ctxpool::diagnostics::clear_findings();
-    ctxpool::diagnostics::disable();
+    ctxpool::diagnostics::enable(previous_);  // mode::off disables
   }
   detection_session(const detection_session&) = delete;
   detection_session& operator=(const detection_session&) = delete;
@@ -51,6 +53,9 @@ class detection_session {
     opts.print = false;
     return opts;
   }
+
+ private:
+  ctxpool::diagnostics::options previous_;
 };
 
 /// A hand-written worker: one std::thread running queued jobs, each inside a
