@@ -341,6 +341,10 @@ TEST_CASE("stats report threads, queued, running and completed tasks") {
   CHECK(idle.running == 0);
   CHECK(idle.queued == 0);
   CHECK(idle.completed == 4);
+  CHECK(pool.tasks_queued() == 0);
+  CHECK(pool.tasks_running() == 0);
+  CHECK(pool.tasks_completed() == 4);
+  CHECK(pool.thread_count() == 1);
 }
 
 TEST_CASE("asio::post, dispatch and defer through the executor propagate the context") {

@@ -392,6 +392,12 @@ class thread_pool {
 
   /// Queued, running and completed task counts (approximate under load).
   [[nodiscard]] thread_pool_stats stats() const noexcept;
+  /// Tasks accepted and not yet started (`stats().queued`).
+  [[nodiscard]] std::size_t tasks_queued() const noexcept { return stats().queued; }
+  /// Tasks running now (`stats().running`).
+  [[nodiscard]] std::size_t tasks_running() const noexcept { return stats().running; }
+  /// Tasks that have finished (`stats().completed`).
+  [[nodiscard]] std::uint64_t tasks_completed() const noexcept { return stats().completed; }
 
   /// Whether the calling thread is one of this pool's workers.
   [[nodiscard]] bool running_in_this_thread() const noexcept {
