@@ -23,7 +23,9 @@
 // thread, except that `wait()`, `join()`, `stop()` and the destructor must not
 // be called from one of the pool's own threads (`wait`, `join` and `stop`
 // throw `std::logic_error` there instead of deadlocking). Executors may be
-// copied and used from any thread.
+// copied and used from any thread. A task that blocks on another task's
+// future can deadlock a pool whose workers all do the same, as with any
+// fixed-size pool; prefer continuations (coroutines, post) inside the pool.
 //
 // @par Lifetime
 // The pool owns its threads: none is detached, and all have ended when
