@@ -120,6 +120,28 @@ TEST_CASE("a token set by the submitter cannot be reset inside a submitted task"
   request_id.reset(tok);
 }
 
+TEST_CASE("a handler run through the executor continues its scheduler's context") {
+  // Unlike submit/post, Asio handlers continue the logical context that
+  // scheduled them: a token made there can be reset inside, and the reset
+  // stays inside the handler.
+  ctxpool::thread_pool pool{1};
+  ctxpool::context scheduler;  // keeps this test's set out of the thread's base context
+  scheduler.run([&pool] {
+    auto tok = request_id.set("scheduler");
+    std::promise<std::string> after_reset;
+    asio::post(pool.get_executor(), [&] {
+      try {
+        request_id.reset(tok);
+        after_reset.set_value(request_id.get_or("unset"));
+      } catch (const ctxpool::token_error& e) {
+        after_reset.set_value(std::string("token_error: ") + e.what());
+      }
+    });
+    CHECK(after_reset.get_future().get() == "unset");
+    CHECK(request_id.get() == "scheduler");  // the scheduler's own context is untouched
+  });
+}
+
 TEST_CASE("a worker thread starts in an empty context whatever thread created the pool") {
   ctxpool::set_scope scope(request_id, "creator");
   ctxpool::thread_pool pool{1};
