@@ -242,12 +242,13 @@ struct repeat_cache {
   placement where;
 };
 constinit thread_local repeat_cache last_stale_read{};
+constinit thread_local repeat_cache last_residue{};  // sites: only the task's submit site
 
-/// Counts a repeat of the cached stale read, if `key` is one and the cache is
-/// still valid. The variable's name is compared in full: another variable
-/// may live where a destroyed one was.
-bool count_repeat(const repeat_cache& key, std::string_view variable) noexcept {
-  const repeat_cache& last = last_stale_read;
+/// Counts a repeat of the finding cached in `last`, if `key` is the same and
+/// the cache is still valid. The variable's name is compared in full:
+/// another variable may live where a destroyed one was.
+bool count_repeat(const repeat_cache& last, const repeat_cache& key,
+                  std::string_view variable) noexcept {
   if (last.where.generation == 0 || last.variable != key.variable) return false;
   for (int i = 0; i < 4; ++i) {
     if (last.sites[i] != key.sites[i] || last.lines[i] != key.lines[i]) return false;
@@ -320,7 +321,7 @@ class detector final : public residue_observer, public task_observer {
                      {where.line(), rec->write_site.line(), reader_submit.line(),
                       rec->submit_site.line()},
                      {}};
-    if (count_repeat(key, slot.name)) return;
+    if (count_repeat(last_stale_read, key, slot.name)) return;
     try {
       finding f;
       f.kind = finding_kind::stale_read;
@@ -344,15 +345,20 @@ class detector final : public residue_observer, public task_observer {
   }
 
   void on_watched_residue(const slot_view& slot) noexcept override {
+    const frame* task = current_frame();
+    const std::source_location submit = task != nullptr ? task->submit_site : std::source_location{};
+    repeat_cache key{slot.name.data(), {"", "", submit.file_name(), ""}, {0, 0, submit.line(), 0}, {}};
+    if (count_repeat(last_residue, key, slot.name)) return;
     try {
       finding f;
       f.kind = finding_kind::residue;
       f.variable = std::string(slot.name);
       f.type = std::string(slot.type_name);
-      f.task = ref_of(current_frame());
+      f.task = ref_of(task);
       f.thread = thread_ordinal();
       f.worker = ts.worker;
-      record(std::move(f));
+      key.where = record(std::move(f));
+      last_residue = key;
     } catch (...) {
     }
   }

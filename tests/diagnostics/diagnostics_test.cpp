@@ -428,3 +428,25 @@ TEST_CASE("repeats are counted against the right finding after the configuration
   REQUIRE(diag::findings().size() == 1);
   CHECK(diag::findings().front().count == 1);
 }
+
+TEST_CASE("repeated residue is one finding with a count; another watch is another finding") {
+  detection_session session;
+  auto watch = ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
+  worker w;
+  auto leave = [] { legacy_user = "mallory"; };
+  for (int i = 0; i < 3; ++i) w.run("leaves-it", leave);
+  {
+    auto found = diag::findings();
+    REQUIRE(found.size() == 1);
+    CHECK(found.front().count == 3);
+  }
+  // A watch registered later under another name, possibly where the first one's
+  // bookkeeping lived: counted apart.
+  watch = {};
+  auto other = ctxpool::watch_thread_local("legacy_user_v2", []() -> std::string& { return legacy_user; });
+  w.run("leaves-it", leave);
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 2);
+  CHECK(found.back().variable == "legacy_user_v2");
+  CHECK(found.back().count == 1);
+}
