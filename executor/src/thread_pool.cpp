@@ -169,17 +169,39 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
         found = head_.load(std::memory_order_relaxed) != nullptr;
       }
       if (found) continue;
-      // Sleep in the io_context, so that timers and I/O wake us too; push()
-      // wakes us with a no-op handler. Announce ourselves before the last look
-      // at the queue: see push().
-      sleepers_.fetch_add(1, std::memory_order_seq_cst);
-      struct leave_sleepers {
-        std::atomic<int>& count;
-        ~leave_sleepers() { count.fetch_sub(1, std::memory_order_seq_cst); }
-      } leave{sleepers_};  // also when a raw handler throws out of run_one
-      if (head_.load(std::memory_order_seq_cst) == nullptr &&
-          !stopping_.load(std::memory_order_seq_cst)) {
-        io_.run_one();
+      if (!io_waiter_taken_.exchange(true, std::memory_order_acq_rel)) {
+        // The I/O waiter sleeps in the io_context, so that timers and I/O
+        // wake it too; push() wakes it with a no-op handler. Announce
+        // ourselves before the last look at the queue: see push().
+        io_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        struct release_role {
+          pool_core& pool;
+          ~release_role() {  // also when a raw handler throws out of run_one
+            pool.io_sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+            bool wake_parked = false;
+            {
+              std::lock_guard lock(pool.queue_mutex_);
+              pool.io_waiter_taken_.store(false, std::memory_order_release);
+              wake_parked = pool.parked_ != 0;
+            }
+            // A parked worker takes the role over, so that timers and I/O
+            // are never left waiting for a busy worker.
+            if (wake_parked) pool.queue_cv_.notify_one();
+          }
+        } release{*this};
+        if (head_.load(std::memory_order_seq_cst) == nullptr &&
+            !stopping_.load(std::memory_order_seq_cst)) {
+          io_.run_one();
+        }
+      } else {
+        std::unique_lock lock(queue_mutex_);
+        ++parked_;
+        queue_cv_.wait(lock, [this] {
+          return head_.load(std::memory_order_relaxed) != nullptr ||
+                 stopping_.load(std::memory_order_relaxed) ||
+                 !io_waiter_taken_.load(std::memory_order_relaxed);
+        });
+        --parked_;
       }
     } catch (...) {
       // Only a raw handler posted straight to io() can throw here; ctxpool's
@@ -195,6 +217,7 @@ task_node* pool_core::pop() noexcept {
   if (head_.load(std::memory_order_relaxed) == nullptr) return nullptr;  // cheap peek
   task_node* node = nullptr;
   bool more = false;
+  bool wake_parked = false;
   {
     std::lock_guard lock(queue_mutex_);
     node = head_.load(std::memory_order_relaxed);
@@ -202,9 +225,14 @@ task_node* pool_core::pop() noexcept {
     head_.store(node->next, std::memory_order_relaxed);
     if (node->next == nullptr) tail_ = nullptr;
     more = node->next != nullptr;
+    wake_parked = more && parked_ != 0;
   }
   // More work than this worker can take: pass the wake-up on.
-  if (more && sleepers_.load(std::memory_order_seq_cst) != 0) wake_one();
+  if (wake_parked) {
+    queue_cv_.notify_one();
+  } else if (more && io_sleepers_.load(std::memory_order_seq_cst) != 0) {
+    wake_one();
+  }
   return node;
 }
 
@@ -235,9 +263,13 @@ void pool_core::destroy_queued_tasks() noexcept {
 }
 
 void pool_core::end_threads() noexcept {
-  stopping_.store(true, std::memory_order_seq_cst);
+  {
+    std::lock_guard lock(queue_mutex_);  // parked workers check stopping_ under it
+    stopping_.store(true, std::memory_order_seq_cst);
+  }
+  queue_cv_.notify_all();
   guard_.reset();
-  io_.stop();  // wakes workers sleeping in run_one
+  io_.stop();  // wakes the worker sleeping in run_one
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
@@ -285,7 +317,11 @@ void pool_core::stop() {
   std::lock_guard lock(lifecycle_mutex_);
   // Stop the workers before closing: a running task that sees the pool
   // closed must not be followed by another task on its worker.
-  stopping_.store(true, std::memory_order_seq_cst);
+  {
+    std::lock_guard queue_lock(queue_mutex_);
+    stopping_.store(true, std::memory_order_seq_cst);
+  }
+  queue_cv_.notify_all();
   io_.stop();
   closed_.store(true, std::memory_order_seq_cst);
   if (!threads_ended_) {

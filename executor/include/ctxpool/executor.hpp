@@ -287,8 +287,9 @@ static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_exe
 /// @par Scheduling
 /// Tasks wait in the pool's own FIFO queue, which costs one small allocation
 /// and one short lock per task. The pool's io_context hosts timers and
-/// sockets made from the executor; workers run its handlers too, and sleep
-/// in it when there is no task, so a timer wakes them as a new task does.
+/// sockets made from the executor; workers run its handlers too. Of the idle
+/// workers, one sleeps in the io_context, so that a timer or I/O wakes it as
+/// a new task does, and the others on a condition variable.
 /// Asio's `dispatch` from a worker runs inline; everything else is queued.
 class thread_pool {
  public:

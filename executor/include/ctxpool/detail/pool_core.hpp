@@ -168,18 +168,24 @@ class pool_core {
 
   /// Appends a task to the queue and wakes a sleeping worker if there is one.
   void push(task_node* node) noexcept {
+    bool wake_parked = false;
     {
       std::lock_guard lock(queue_mutex_);
       if (tail_ == nullptr) {
-        // seq_cst pairs with the sleeper's check in worker_main: either the
-        // worker sees this task or we see the worker and wake it.
+        // seq_cst pairs with the I/O waiter's check in worker_main: either
+        // it sees this task or we see it asleep and wake it.
         head_.store(node, std::memory_order_seq_cst);
       } else {
         tail_->next = node;
       }
       tail_ = node;
+      wake_parked = parked_ != 0;
     }
-    if (sleepers_.load(std::memory_order_seq_cst) != 0) wake_one();
+    if (wake_parked) {
+      queue_cv_.notify_one();  // the cheap wake-up: a condition variable
+    } else if (io_sleepers_.load(std::memory_order_seq_cst) != 0) {
+      wake_one();
+    }
   }
   task_node* pop() noexcept;
   void wake_one() noexcept;
@@ -237,15 +243,22 @@ class pool_core {
   bool handlers_destroyed_ = false;
   std::vector<std::thread> threads_;
 
-  // The task queue: an intrusive FIFO. Workers sleep in io_.run_one(), so a
-  // sleeping worker also wakes for timers and I/O; a task push wakes one with
-  // a no-op handler only when some worker sleeps.
+  // The task queue: an intrusive FIFO; a push wakes a worker only when one
+  // sleeps.
   alignas(64) std::mutex queue_mutex_;
   std::atomic<task_node*> head_{nullptr};  // written under queue_mutex_; read lock-free to peek
   task_node* tail_ = nullptr;              // guarded by queue_mutex_
-  alignas(64) std::atomic<int> sleepers_{0};
-  std::atomic<bool> wake_pending_{false};  // a wake-up handler is queued and not yet run
-  std::atomic<bool> stopping_{false};      // workers exit instead of taking the next task
+  //
+  // An idle worker sleeps in one of two ways. One at a time (the I/O waiter)
+  // sleeps in io_.run_one(), so that timers and I/O wake it; a push wakes it
+  // with a no-op handler. The others park on queue_cv_, the cheaper wake-up,
+  // until a task arrives or the I/O waiter's role falls free.
+  std::condition_variable queue_cv_;  // with queue_mutex_
+  int parked_ = 0;                    // workers waiting on queue_cv_; guarded by queue_mutex_
+  alignas(64) std::atomic<int> io_sleepers_{0};
+  std::atomic<bool> io_waiter_taken_{false};  // written under queue_mutex_ when released
+  std::atomic<bool> wake_pending_{false};     // a wake-up handler is queued and not yet run
+  std::atomic<bool> stopping_{false};         // workers exit instead of taking the next task
 
   // Declared last so that it is destroyed first: handlers it destroys still
   // reach the counters above.
