@@ -11,3 +11,21 @@ if(CTXPOOL_SANITIZE)
   add_compile_options(-fsanitize=${CTXPOOL_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${CTXPOOL_SANITIZE})
 endif()
+
+# ctxpool_add_layer(<layer> SOURCES <files...> [PUBLIC <deps...>] [PRIVATE <deps...>])
+# Defines the library of one folder: target ctxpool_<layer>, alias
+# ctxpool::<layer>, headers under <folder>/include. A layer only sees the
+# headers of the layers it links, which is how the build enforces the layering.
+function(ctxpool_add_layer layer)
+  cmake_parse_arguments(arg "" "" "SOURCES;PUBLIC;PRIVATE" ${ARGN})
+  set(target ctxpool_${layer})
+  add_library(${target} ${arg_SOURCES})
+  add_library(ctxpool::${layer} ALIAS ${target})
+  set_target_properties(${target} PROPERTIES EXPORT_NAME ${layer})
+  target_include_directories(${target} PUBLIC
+    $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
+    $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
+  target_compile_features(${target} PUBLIC cxx_std_20)
+  target_link_libraries(${target} PUBLIC ${arg_PUBLIC} PRIVATE ${arg_PRIVATE})
+  ctxpool_target_settings(${target})
+endfunction()
