@@ -74,6 +74,17 @@ void* small_alloc(std::size_t size) {
   return ::operator new((c + 1) * size_class_width);
 }
 
+void* small_alloc_cached(std::size_t size) noexcept {
+  if constexpr (CTXPOOL_SANITIZED) return nullptr;
+  if (size == 0 || size > small_alloc_max) return nullptr;
+  const std::size_t c = class_of(size);
+  free_block* block = alloc_tls.heads[c];
+  if (block == nullptr) return nullptr;
+  alloc_tls.heads[c] = block->next;
+  --alloc_tls.counts[c];
+  return block;
+}
+
 void small_free(void* block, std::size_t size) noexcept {
   if constexpr (CTXPOOL_SANITIZED) {
     ::operator delete(block);

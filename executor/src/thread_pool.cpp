@@ -31,15 +31,6 @@ void throw_called_from_worker(const char* operation) {
 
 namespace {
 
-/// Tells the CPU we are spinning (saves power, frees the sibling hyperthread).
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
-
 /// The pool's threads: at least one, at most thread_pool::max_threads.
 std::size_t resolve_thread_count(std::size_t requested) {
   if (requested == 0) {
@@ -116,6 +107,7 @@ pool_core::~pool_core() {
   // close, which are destroyed unrun as an io_context does.
   end_threads();
   destroy_queued_tasks();
+  drain_recycled();
 }
 
 void pool_core::start_threads(const std::string& name_prefix) {
@@ -139,12 +131,6 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   for (task_observer* observer : observers_) observer->on_thread_start(index);
   // How often a busy worker lets ready timer and I/O handlers run.
   constexpr unsigned io_poll_interval = 64;
-  // How long an idle worker looks for new tasks before it sleeps: waking a
-  // sleeping thread costs microseconds, a short spin a fraction of that. The
-  // yields hand the core to a submitter that shares it, so that spinning
-  // never delays the work it waits for.
-  constexpr int idle_spins = 64;
-  constexpr int idle_yields = 4;
   unsigned since_poll = 0;
   for (;;) {
     try {
@@ -159,16 +145,9 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       }
       since_poll = 0;
       if (io_.poll_one() != 0) continue;
-      bool found = false;
-      for (int spin = 0; spin < idle_spins && !found; ++spin) {
-        cpu_relax();
-        found = head_.load(std::memory_order_relaxed) != nullptr;
-      }
-      for (int yield = 0; yield < idle_yields && !found; ++yield) {
-        std::this_thread::yield();
-        found = head_.load(std::memory_order_relaxed) != nullptr;
-      }
-      if (found) continue;
+      // No spinning before sleeping: with as many workers as cores, a
+      // spinning worker takes the core from the thread that feeds it (64
+      // spins and 4 yields cost a third of the throughput from outside).
       if (!io_waiter_taken_.exchange(true, std::memory_order_acq_rel)) {
         // The I/O waiter sleeps in the io_context, so that timers and I/O
         // wake it too; push() wakes it with a no-op handler. Announce
@@ -245,6 +224,52 @@ void pool_core::wake_one() noexcept {
     // Out of memory for a wake-up: clear the flag so the next push retries;
     // a worker's spin or a later push still finds the task.
     wake_pending_.store(false, std::memory_order_release);
+  }
+}
+
+void* pool_core::allocate_task(std::size_t size) {
+  if (void* block = small_alloc_cached(size)) return block;
+  if (!CTXPOOL_ASAN && size <= small_alloc_max) {
+    std::atomic<recycled_block*>& stack = recycled_[small_alloc_rounded(size) / 16 - 1];
+    if (stack.load(std::memory_order_relaxed) != nullptr) {
+      recycled_block* list = stack.exchange(nullptr, std::memory_order_acquire);
+      if (list != nullptr) {
+        // Keep one, move the rest into this thread's cache for the next tasks.
+        for (recycled_block* rest = list->next; rest != nullptr;) {
+          recycled_block* next = rest->next;
+          small_free(rest, size);
+          rest = next;
+        }
+        return list;
+      }
+    }
+  }
+  return small_alloc(size);
+}
+
+void pool_core::free_task(void* block, std::size_t size) noexcept {
+  // Under ASan every block goes back to the allocator, so that it sees each
+  // use after free (TSan keeps the recycling, to check it).
+  if (CTXPOOL_ASAN || size > small_alloc_max || current_worker.pool != this) {
+    small_free(block, size);
+    return;
+  }
+  std::atomic<recycled_block*>& stack = recycled_[small_alloc_rounded(size) / 16 - 1];
+  auto* node = static_cast<recycled_block*>(block);
+  node->next = stack.load(std::memory_order_relaxed);
+  while (!stack.compare_exchange_weak(node->next, node, std::memory_order_release,
+                                      std::memory_order_relaxed)) {
+  }
+}
+
+void pool_core::drain_recycled() noexcept {
+  for (std::size_t c = 0; c < recycle_classes; ++c) {
+    recycled_block* list = recycled_[c].exchange(nullptr, std::memory_order_acquire);
+    while (list != nullptr) {
+      recycled_block* next = list->next;
+      small_free(list, (c + 1) * 16);
+      list = next;
+    }
   }
 }
 

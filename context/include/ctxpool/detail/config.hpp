@@ -25,6 +25,18 @@
 #  define CTXPOOL_SANITIZED 0
 #endif
 
+// AddressSanitizer alone: recycling memory hides a use after free from it.
+#if defined(__SANITIZE_ADDRESS__)
+#  define CTXPOOL_ASAN 1
+#elif defined(__has_feature)
+#  if __has_feature(address_sanitizer)
+#    define CTXPOOL_ASAN 1
+#  endif
+#endif
+#ifndef CTXPOOL_ASAN
+#  define CTXPOOL_ASAN 0
+#endif
+
 namespace ctxpool::detail {
 [[noreturn]] inline void assert_fail(const char* file, int line, const char* message) noexcept {
   std::fprintf(stderr, "%s:%d: ctxpool internal error: %s\n", file, line, message);

@@ -17,6 +17,16 @@ inline constexpr std::size_t small_alloc_max = 256;
 /// the sanitizers see each allocation.
 void* small_alloc(std::size_t size);
 
+/// A block from this thread's cache, or nullptr when the cache for that size
+/// is empty (or the size is not cached). Lets a caller with a cheaper refill
+/// than ::operator new try the cache first.
+void* small_alloc_cached(std::size_t size) noexcept;
+
+/// The size small_alloc really allocates for `size` (its size class).
+[[nodiscard]] constexpr std::size_t small_alloc_rounded(std::size_t size) noexcept {
+  return size == 0 || size > small_alloc_max ? size : (size + 15) / 16 * 16;
+}
+
 /// Frees a block from small_alloc; `size` must be the size it was allocated with.
 void small_free(void* block, std::size_t size) noexcept;
 

@@ -126,6 +126,16 @@ class pool_core {
 
   [[nodiscard]] bool propagates() const noexcept { return tuning_.propagate_context; }
 
+  // ---- task blocks ----------------------------------------------------------
+
+  /// Memory for a task node: the calling thread's small_alloc cache, refilled
+  /// from the blocks workers recycled. A submitter outside the pool never gets
+  /// its blocks back from the workers that free them, so without recycling
+  /// every task would pay a malloc/free pair across threads.
+  void* allocate_task(std::size_t size);
+  /// Returns a task node's memory; from a worker it goes back to submitters.
+  void free_task(void* block, std::size_t size) noexcept;
+
   // ---- outstanding work (queued + running tasks + tracked executors) ------
 
   void add_tracked() noexcept {
@@ -260,6 +270,16 @@ class pool_core {
   std::atomic<bool> wake_pending_{false};     // a wake-up handler is queued and not yet run
   std::atomic<bool> stopping_{false};         // workers exit instead of taking the next task
 
+  // Recycled task blocks, one stack per small_alloc size class. Workers push
+  // one block at a time; a submitter takes a whole stack with one exchange,
+  // so there is no ABA problem.
+  struct recycled_block {
+    recycled_block* next;
+  };
+  static constexpr std::size_t recycle_classes = small_alloc_max / 16;
+  alignas(64) std::atomic<recycled_block*> recycled_[recycle_classes] = {};
+  void drain_recycled() noexcept;
+
   // Declared last so that it is destroyed first: handlers it destroys still
   // reach the counters above.
   pool_io_context io_;
@@ -279,8 +299,7 @@ class task_node_impl final : public task_node {
         info_(info),
         continuation_(continuation) {}
 
-  static void* operator new(std::size_t size) { return small_alloc(size); }
-  static void operator delete(void* block, std::size_t size) noexcept { small_free(block, size); }
+  ~task_node_impl() = default;
 
  private:
   static void do_complete(task_node* base, bool run) noexcept {
@@ -292,7 +311,8 @@ class task_node_impl final : public task_node {
       // are gone.
       pool->run_task(self->f_, std::move(self->snapshot_), self->continuation_, self->info_);
     }
-    delete self;
+    self->~task_node_impl();
+    pool->free_task(self, sizeof(task_node_impl));  // before remove_work: the pool may go then
     pool->remove_work();
   }
 
@@ -349,13 +369,21 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
 template <class F>
 void pool_core::enqueue(F&& f, captured_context snapshot, bool continuation,
                         const task_info& info, bool check_open) {
-  auto* node = new task_node_impl<std::decay_t<F>>(*this, std::forward<F>(f), std::move(snapshot),
-                                                   continuation, info);
+  using node_type = task_node_impl<std::decay_t<F>>;
+  void* block = allocate_task(sizeof(node_type));
+  node_type* node = nullptr;
+  try {
+    node = new (block) node_type(*this, std::forward<F>(f), std::move(snapshot), continuation, info);
+  } catch (...) {
+    free_task(block, sizeof(node_type));
+    throw;
+  }
   try {
     add_task(check_open);
   } catch (...) {
     // Not counted yet: free the node without touching the work count.
-    delete node;
+    node->~node_type();
+    free_task(block, sizeof(node_type));
     throw;
   }
   push(node);
