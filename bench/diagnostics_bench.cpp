@@ -101,7 +101,8 @@ void pool_post_write_read(benchmark::State& state) {
     pool.join();
   }
   state.SetItemsProcessed(state.iterations() * batch);
-  state.counters["ns_per_task"] = benchmark::Counter(
+  // kIsRate | kInvert gives seconds per task.
+  state.counters["s_per_task"] = benchmark::Counter(
       static_cast<double>(state.iterations() * batch),
       benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   set_detection(false);

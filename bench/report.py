@@ -4,7 +4,17 @@ usage: report.py <out_dir> <program>...   (reads <out_dir>/<program>.json)
 """
 import json
 import os
+import re
 import sys
+
+# The empty-task throughput group of pool_bench, in the order the plot shows it.
+THROUGHPUT = ["ctxpool_post", "ctxpool_post_no_propagation_no_wipe", "ctxpool_asio_post",
+              "asio_thread_pool_post", "handwritten_post", "std_async"]
+
+
+def short(name):
+    """`ctxpool_post/min_time:0.300/real_time` -> `ctxpool_post`."""
+    return re.sub(r"/(min_time|iterations):[^/]*|/real_time|/manual_time", "", name)
 
 
 def fmt_time(ns):
@@ -40,7 +50,7 @@ def main():
         for b in data["benchmarks"]:
             if b.get("aggregate_name") != "median":
                 continue
-            name = b["run_name"]
+            name = short(b["run_name"])
             ns = to_ns(b["real_time"], b["time_unit"])
             ips = b.get("items_per_second")
             skip = {"name", "run_name", "run_type", "repetitions", "repetition_index",
@@ -51,14 +61,14 @@ def main():
                                  if k not in skip and isinstance(v, (int, float)))
             lines.append(f"| `{name}` | {fmt_time(ns)} | "
                          f"{'' if ips is None else f'{ips / 1e6:.2f} M'} | {counters} |")
-            if program == "pool_bench" and ips and "throughput" in name:
+            if program == "pool_bench" and ips and name in THROUGHPUT:
                 throughput.append((name, ips))
         lines.append("")
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write("\n".join(lines))
     with open(os.path.join(out_dir, "pool_throughput.dat"), "w") as f:
-        for name, ips in throughput:
-            label = name.replace("BM_", "").replace("/real_time", "").replace("_", " ")
+        for name, ips in sorted(throughput, key=lambda t: THROUGHPUT.index(t[0])):
+            label = name.replace("_", " ")
             f.write(f'"{label}" {ips / 1e6:.4f}\n')
 
 
