@@ -222,6 +222,17 @@ class pool_core {
     return current_worker.pool == this ? counters_[current_worker.index] : foreign_counters_;
   }
 
+  /// Adds one to a counter of `counters`: a plain load and store for a
+  /// worker's own counters (one writer), under a lock for the foreign ones.
+  void count(worker_counters& counters, std::atomic<std::uint64_t>& counter) noexcept {
+    if (CTXPOOL_UNLIKELY(&counters == &foreign_counters_)) {
+      std::lock_guard lock(foreign_mutex_);
+      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    } else {
+      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+  }
+
   template <class F>
   void run_task(F& f, captured_context&& snapshot, bool continuation,
                 const task_info& info) noexcept;
@@ -327,14 +338,7 @@ template <class F>
 void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
                          const task_info& info) noexcept {
   worker_counters& counters = counters_for_this_thread();
-  if (CTXPOOL_UNLIKELY(&counters == &foreign_counters_)) {
-    std::lock_guard lock(foreign_mutex_);
-    counters.started.store(counters.started.load(std::memory_order_relaxed) + 1,
-                           std::memory_order_relaxed);
-  } else {
-    counters.started.store(counters.started.load(std::memory_order_relaxed) + 1,
-                           std::memory_order_relaxed);
-  }
+  count(counters, counters.started);
   const bool observed = !observers_.empty();
   {
     std::optional<fresh_context_scope> context_scope;
@@ -356,14 +360,7 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
     }
     if (observed) notify_end(info);
   }
-  if (CTXPOOL_UNLIKELY(&counters == &foreign_counters_)) {
-    std::lock_guard lock(foreign_mutex_);
-    counters.completed.store(counters.completed.load(std::memory_order_relaxed) + 1,
-                             std::memory_order_relaxed);
-  } else {
-    counters.completed.store(counters.completed.load(std::memory_order_relaxed) + 1,
-                             std::memory_order_relaxed);
-  }
+  count(counters, counters.completed);
 }
 
 template <class F>
