@@ -58,7 +58,10 @@ struct cache_drainer {
 }  // namespace
 
 void* small_alloc(std::size_t size) {
-  if constexpr (CTXPOOL_SANITIZED) return ::operator new(size);
+  // Blocks always span their whole size class, so that a caller recycling them
+  // by class (the pool's task blocks) may reuse one for any size in it; only
+  // ASan, for which nothing is recycled, gets exact sizes to check overflows.
+  if constexpr (CTXPOOL_SANITIZED) return ::operator new(CTXPOOL_ASAN ? size : small_alloc_rounded(size));
   if (size == 0 || size > small_alloc_max) return ::operator new(size);
   const std::size_t c = class_of(size);
   if (free_block* block = alloc_tls.heads[c]) {

@@ -8,7 +8,8 @@ namespace ctxpool::detail {
 /// Largest block served from the per-thread caches; larger ones go to ::operator new.
 inline constexpr std::size_t small_alloc_max = 256;
 
-/// Allocates `size` bytes aligned for any scalar type.
+/// Allocates `size` bytes aligned for any scalar type; the block is usable up
+/// to small_alloc_rounded(size) bytes (except under ASan).
 ///
 /// Blocks of up to small_alloc_max bytes are recycled through per-thread free
 /// lists, because a context `set`/`reset` pair allocates and frees two of them
