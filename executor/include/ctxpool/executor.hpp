@@ -18,6 +18,13 @@
 // completes on another io_context. `bind_context(handler)` does the same for a
 // handler that completes on an executor that is not ctxpool's.
 //
+// The context comes back because Asio asks the handler's executor for
+// `outstanding_work.tracked` when an operation starts, and that executor
+// captures the context then. Every Asio operation does; a hand-written
+// asynchronous operation must do the same (as Asio's rules require anyway),
+// or a coroutine awaiting it resumes in a copy of its context: values stay
+// right, but a token set before the `co_await` can no longer be reset.
+//
 // @par Thread safety
 // All member functions of `thread_pool` may be called concurrently from any
 // thread, except that `wait()`, `join()`, `stop()` and the destructor must not
