@@ -21,8 +21,6 @@ namespace detail {
 
 namespace {
 
-constexpr std::size_t size_class_width = 16;
-constexpr std::size_t size_classes = small_alloc_max / size_class_width;
 constexpr std::size_t max_cached_per_class = 256;  // bounds what a thread can hoard
 
 struct free_block {
@@ -31,8 +29,8 @@ struct free_block {
 
 // Plain data so that it needs no TLS wrapper; drained by `cache_drainer`.
 struct alloc_cache {
-  free_block* heads[size_classes];
-  std::uint16_t counts[size_classes];
+  free_block* heads[small_alloc_classes];
+  std::uint16_t counts[small_alloc_classes];
   bool drainer_armed;
   bool dead;  // the thread is exiting: free directly from now on
 };
@@ -41,7 +39,7 @@ constinit thread_local alloc_cache alloc_tls{};
 struct cache_drainer {
   ~cache_drainer() {
     alloc_tls.dead = true;
-    for (std::size_t c = 0; c < size_classes; ++c) {
+    for (std::size_t c = 0; c < small_alloc_classes; ++c) {
       while (free_block* block = alloc_tls.heads[c]) {
         alloc_tls.heads[c] = block->next;
         ::operator delete(block);
@@ -51,10 +49,6 @@ struct cache_drainer {
   }
 };
 
-[[nodiscard]] std::size_t class_of(std::size_t size) noexcept {
-  return (size + size_class_width - 1) / size_class_width - 1;
-}
-
 }  // namespace
 
 void* small_alloc(std::size_t size) {
@@ -63,7 +57,7 @@ void* small_alloc(std::size_t size) {
   // ASan, for which nothing is recycled, gets exact sizes to check overflows.
   if constexpr (CTXPOOL_SANITIZED) return ::operator new(CTXPOOL_ASAN ? size : small_alloc_rounded(size));
   if (size == 0 || size > small_alloc_max) return ::operator new(size);
-  const std::size_t c = class_of(size);
+  const std::size_t c = small_alloc_class(size);
   if (free_block* block = alloc_tls.heads[c]) {
     alloc_tls.heads[c] = block->next;
     --alloc_tls.counts[c];
@@ -74,13 +68,13 @@ void* small_alloc(std::size_t size) {
     static thread_local cache_drainer drainer;  // constructed once per thread, drains at exit
     (void)drainer;
   }
-  return ::operator new((c + 1) * size_class_width);
+  return ::operator new(small_alloc_class_size(c));
 }
 
 void* small_alloc_cached(std::size_t size) noexcept {
   if constexpr (CTXPOOL_SANITIZED) return nullptr;
   if (size == 0 || size > small_alloc_max) return nullptr;
-  const std::size_t c = class_of(size);
+  const std::size_t c = small_alloc_class(size);
   free_block* block = alloc_tls.heads[c];
   if (block == nullptr) return nullptr;
   alloc_tls.heads[c] = block->next;
@@ -98,7 +92,7 @@ void small_free(void* block, std::size_t size) noexcept {
     ::operator delete(block);
     return;
   }
-  const std::size_t c = class_of(size);
+  const std::size_t c = small_alloc_class(size);
   if (alloc_tls.dead || !alloc_tls.drainer_armed || alloc_tls.counts[c] >= max_cached_per_class) {
     ::operator delete(block);
     return;

@@ -5,6 +5,7 @@
 #include <string>
 #include <typeinfo>
 
+#include <ctxpool/detail/demangle.hpp>
 #include <ctxpool/hooks.hpp>
 
 namespace ctxpool::detail {
@@ -17,7 +18,5 @@ inline residue_observer* observer() noexcept {
   return installed_observer.load(std::memory_order_acquire);
 }
 
-/// A readable name for `type` ("std::string", not "NSt7__cxx1112basic_string...").
-std::string demangle(const std::type_info& type);
 
 }  // namespace ctxpool::detail

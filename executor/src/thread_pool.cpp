@@ -8,8 +8,7 @@
 #include <string>
 #include <typeinfo>
 
-#include <cxxabi.h>
-
+#include <ctxpool/detail/demangle.hpp>
 #include <ctxpool/diagnostics.hpp>
 
 #include <boost/asio/post.hpp>
@@ -50,11 +49,7 @@ std::string exception_description(const std::exception_ptr& error) {
   try {
     std::rethrow_exception(error);
   } catch (const std::exception& e) {
-    int status = 0;
-    char* name = abi::__cxa_demangle(typeid(e).name(), nullptr, nullptr, &status);
-    std::string result = (status == 0 && name != nullptr) ? name : typeid(e).name();
-    std::free(name);
-    return result + ": " + e.what();
+    return demangle(typeid(e)) + ": " + e.what();
   } catch (...) {
     return "an exception not derived from std::exception";
   }
@@ -230,7 +225,7 @@ void pool_core::wake_one() noexcept {
 void* pool_core::allocate_task(std::size_t size) {
   if (void* block = small_alloc_cached(size)) return block;
   if (!CTXPOOL_ASAN && size <= small_alloc_max) {
-    std::atomic<recycled_block*>& stack = recycled_[small_alloc_rounded(size) / 16 - 1];
+    std::atomic<recycled_block*>& stack = recycled_[small_alloc_class(size)];
     if (stack.load(std::memory_order_relaxed) != nullptr) {
       recycled_block* list = stack.exchange(nullptr, std::memory_order_acquire);
       if (list != nullptr) {
@@ -254,7 +249,7 @@ void pool_core::free_task(void* block, std::size_t size) noexcept {
     small_free(block, size);
     return;
   }
-  std::atomic<recycled_block*>& stack = recycled_[small_alloc_rounded(size) / 16 - 1];
+  std::atomic<recycled_block*>& stack = recycled_[small_alloc_class(size)];
   auto* node = static_cast<recycled_block*>(block);
   node->next = stack.load(std::memory_order_relaxed);
   while (!stack.compare_exchange_weak(node->next, node, std::memory_order_release,
@@ -263,11 +258,11 @@ void pool_core::free_task(void* block, std::size_t size) noexcept {
 }
 
 void pool_core::drain_recycled() noexcept {
-  for (std::size_t c = 0; c < recycle_classes; ++c) {
+  for (std::size_t c = 0; c < small_alloc_classes; ++c) {
     recycled_block* list = recycled_[c].exchange(nullptr, std::memory_order_acquire);
     while (list != nullptr) {
       recycled_block* next = list->next;
-      small_free(list, (c + 1) * 16);
+      small_free(list, small_alloc_class_size(c));
       list = next;
     }
   }

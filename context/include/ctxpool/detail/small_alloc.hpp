@@ -23,9 +23,24 @@ void* small_alloc(std::size_t size);
 /// than ::operator new try the cache first.
 void* small_alloc_cached(std::size_t size) noexcept;
 
-/// The size small_alloc really allocates for `size` (its size class).
+/// Blocks are cached in classes of this many bytes: class c holds blocks of
+/// (c + 1) * small_alloc_class_width bytes.
+inline constexpr std::size_t small_alloc_class_width = 16;
+inline constexpr std::size_t small_alloc_classes = small_alloc_max / small_alloc_class_width;
+
+/// The class of a cached size (1 to small_alloc_max bytes).
+[[nodiscard]] constexpr std::size_t small_alloc_class(std::size_t size) noexcept {
+  return (size + small_alloc_class_width - 1) / small_alloc_class_width - 1;
+}
+
+/// The size of the blocks of class `c`.
+[[nodiscard]] constexpr std::size_t small_alloc_class_size(std::size_t c) noexcept {
+  return (c + 1) * small_alloc_class_width;
+}
+
+/// The size small_alloc really allocates for `size` (its class's size).
 [[nodiscard]] constexpr std::size_t small_alloc_rounded(std::size_t size) noexcept {
-  return size == 0 || size > small_alloc_max ? size : (size + 15) / 16 * 16;
+  return size == 0 || size > small_alloc_max ? size : small_alloc_class_size(small_alloc_class(size));
 }
 
 /// Frees a block from small_alloc; `size` must be the size it was allocated with.

@@ -287,8 +287,7 @@ class pool_core {
   struct recycled_block {
     recycled_block* next;
   };
-  static constexpr std::size_t recycle_classes = small_alloc_max / 16;
-  alignas(64) std::atomic<recycled_block*> recycled_[recycle_classes] = {};
+  alignas(64) std::atomic<recycled_block*> recycled_[small_alloc_classes] = {};
   void drain_recycled() noexcept;
 
   // Declared last so that it is destroyed first: handlers it destroys still
