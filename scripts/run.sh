@@ -10,13 +10,16 @@
 #   scripts/run.sh deps      only install the Debian packages
 #
 # Needs Debian 12 and root (or sudo) for apt-get; packages are installed only
-# when missing. Build trees go to ./build (override with CTXPOOL_BUILD_ROOT).
+# when missing (the list below: compilers, Boost, fmt, test frameworks, the
+# benchmark peers, and elfutils + capstone for plain thread_local detection).
+# Build trees go to ./build (override with CTXPOOL_BUILD_ROOT).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 build_root="${CTXPOOL_BUILD_ROOT:-$root/build}"
 jobs="${CTXPOOL_JOBS:-$(nproc)}"
-packages=(g++ cmake make libboost1.81-dev libfmt-dev doctest-dev libbenchmark-dev)
+packages=(g++ cmake make libboost1.81-dev libfmt-dev doctest-dev libbenchmark-dev libgtest-dev libtbb-dev
+  libdw-dev libelf-dev libcapstone-dev clang-16 curl)
 
 log() { printf '\n==> %s\n' "$*"; }
 
