@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <string>
+#include <vector>
 
 #include "symbolizer.hpp"
 #include "tls_discovery.hpp"
@@ -127,25 +128,46 @@ bool is_assignment_like(std::string_view function) noexcept {
 }
 
 classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
+  symbolizer& symbols = the_symbolizer();
   std::uintptr_t insn_pc = hit.insn_pc != 0 ? hit.insn_pc : hit.pc_after - 1;
-  code_location where = the_symbolizer().lookup(insn_pc);
-  decoded d = decode_access(hit, where);
+  // The access, then its callers (a return address minus one is inside the call).
+  std::vector<code_location> chain;
+  chain.push_back(symbols.lookup(insn_pc));
+  decoded d = decode_access(hit, chain.front());
+
+  // Walk the frames innermost out, across inlining and calls, to the first
+  // one that is the program's own: the read site. Library frames on the way
+  // say whether the access is part of an assignment.
+  bool assignment = false;
+  std::size_t user = 0;
+  bool found_user = false;
+  for (std::size_t level = 0; level <= hit.caller_count && !found_user; ++level) {
+    if (level > 0) chain.push_back(symbols.lookup(hit.callers[level - 1] - 1));
+    const code_location& loc = chain.back();
+    std::vector<std::string> names = loc.frames;
+    if (names.empty()) names.push_back(loc.symbol);
+    for (const std::string& name : names) {
+      if (is_assignment_like(name)) assignment = true;
+      if (!name.empty() && !is_runtime_name(name)) {
+        user = chain.size() - 1;
+        found_user = true;
+        break;
+      }
+    }
+  }
+  const code_location& site = chain[user];
+
   classified_access out;
   if (d.found && d.writes && !d.reads) {
     out.kind = access_kind::write;
-  } else if (changed_by_end) {
-    bool assignment = !where.has_debug_info || where.frames.empty();
-    for (const std::string& frame : where.frames) {
-      if (is_assignment_like(frame)) assignment = true;
-      if (!is_runtime_name(frame)) break;  // the user's own frame ends the walk
-    }
-    if (where.frames.empty() && is_assignment_like(where.symbol)) assignment = true;
-    out.kind = assignment ? access_kind::write : access_kind::read;
+  } else if (changed_by_end && (assignment || !site.has_debug_info)) {
+    out.kind = access_kind::write;
   }
-  out.site.function = where.user_function;
-  out.site.file = where.file;
-  out.site.line = where.line;
-  out.site.inlined = where.inlined;
+  out.site.function = site.user_function;
+  out.site.file = site.file;
+  out.site.line = site.line;
+  out.site.inlined = user == 0 ? chain.front().inlined
+                               : (chain.front().frames.empty() ? chain.front().symbol : chain.front().frames.front());
   out.site.pc = d.found ? d.pc : hit.pc_after;
   return out;
 }

@@ -91,35 +91,60 @@ code_location symbolizer::lookup(std::uintptr_t pc) {
   Dwarf_Addr bias = 0;
   if (Dwarf_Die* cu = dwfl_module_addrdie(mod, pc, &bias)) {
     loc.has_debug_info = true;
-    Dwarf_Die* scopes = nullptr;
-    int n = dwarf_getscopes(cu, pc - bias, &scopes);
     Dwarf_Files* files = nullptr;
     std::size_t file_count = 0;
     dwarf_getsrcfiles(cu, &files, &file_count);
-    // The line inside frame i is the pc's own line for the innermost frame,
-    // else the call line recorded on frame i-1 (inlined into frame i).
-    Dwarf_Die* inner_inline = nullptr;
-    for (int i = 0; i < n; ++i) {
+    // The chain of frames: dwarf_getscopes gives the innermost function-like
+    // DIE at the pc; dwarf_getscopes_die on each gives the DIE it is inlined
+    // into, up to the out-of-line subprogram. The line inside frame i is the
+    // pc's own line for the innermost frame, else the call line recorded on
+    // the frame inlined into it.
+    Dwarf_Die* scopes = nullptr;
+    int n = dwarf_getscopes(cu, pc - bias, &scopes);
+    Dwarf_Die frame{};
+    bool have_frame = false;
+    for (int i = 0; i < n && !have_frame; ++i) {
       int tag = dwarf_tag(&scopes[i]);
-      if (tag != DW_TAG_subprogram && tag != DW_TAG_inlined_subroutine) continue;
-      std::string name = die_name(&scopes[i]);
+      if (tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine) {
+        frame = scopes[i];
+        have_frame = true;
+      }
+    }
+    std::free(scopes);
+    Dwarf_Die inner{};
+    bool have_inner = false;
+    for (int depth = 0; have_frame && depth < 64; ++depth) {
+      int tag = dwarf_tag(&frame);
+      std::string name = die_name(&frame);
       loc.frames.push_back(name);
       if (loc.user_function.empty() && !is_library_frame(name)) {
         loc.user_function = name;
-        if (inner_inline != nullptr) {
+        if (have_inner) {
           Dwarf_Attribute attr;
           Dwarf_Word file_index = 0, line = 0;
-          if (dwarf_formudata(dwarf_attr(inner_inline, DW_AT_call_file, &attr), &file_index) == 0 &&
+          if (dwarf_formudata(dwarf_attr(&inner, DW_AT_call_file, &attr), &file_index) == 0 &&
               files != nullptr && file_index < file_count) {
             if (const char* f = dwarf_filesrc(files, file_index, nullptr, nullptr)) loc.file = f;
           }
-          if (dwarf_formudata(dwarf_attr(inner_inline, DW_AT_call_line, &attr), &line) == 0) {
+          if (dwarf_formudata(dwarf_attr(&inner, DW_AT_call_line, &attr), &line) == 0) {
             loc.line = static_cast<unsigned>(line);
           }
         }
       }
-      if (tag == DW_TAG_inlined_subroutine) inner_inline = &scopes[i];
-      if (tag == DW_TAG_subprogram) break;
+      if (tag != DW_TAG_inlined_subroutine) break;
+      inner = frame;
+      have_inner = true;
+      Dwarf_Die* outer = nullptr;
+      int m = dwarf_getscopes_die(&frame, &outer);
+      have_frame = false;
+      for (int j = 1; j < m && !have_frame; ++j) {
+        int t = dwarf_tag(&outer[j]);
+        if (t == DW_TAG_subprogram || t == DW_TAG_inlined_subroutine) {
+          frame = outer[j];
+          have_frame = true;
+        }
+      }
+      std::free(outer);
     }
     if (!loc.frames.empty() && loc.frames.front() != loc.user_function) loc.inlined = loc.frames.front();
     if (loc.user_function.empty() || loc.frames.empty() || loc.frames.front() == loc.user_function) {
@@ -131,7 +156,6 @@ code_location symbolizer::lookup(std::uintptr_t pc) {
         }
       }
     }
-    std::free(scopes);
   }
   if (loc.user_function.empty()) loc.user_function = loc.symbol;
   cache_.emplace(pc, loc);

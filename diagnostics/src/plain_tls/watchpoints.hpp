@@ -20,7 +20,8 @@
 // without working debug registers, never the default.
 //
 // The SIGTRAP handler is async-signal-safe (preallocated per-thread storage,
-// ioctl) and chains to the handler installed before it for traps not ours.
+// ioctl) but for one call: backtrace(), to name the callers (primed at
+// install, so that it does not load libgcc_s inside the handler). It chains to the handler installed before it for traps not ours.
 //
 // @par Thread safety
 // `install` once, before tasks; `arm`/`disarm` on the worker, in pairs.
@@ -42,12 +43,19 @@ struct watch_request {
   const unsigned char* before = nullptr;  ///< its bytes at task begin (snapshot)
 };
 
+inline constexpr std::size_t max_callers = 8;
+
 /// The first access to one watched variable.
 struct watch_hit {
   std::uint32_t var = 0;
   std::uintptr_t pc_after = 0;  ///< where the thread resumed (after the instruction)
   std::uintptr_t insn_pc = 0;   ///< the accessing instruction if known (single step), else 0
   bool changed = false;         ///< the variable's bytes differed from `before` at the trap
+  /// Return addresses of the accessing function's callers, innermost first:
+  /// the read site of an access inside an out-of-line library function
+  /// (`std::string::_M_assign` in libstdc++.so) is in one of them.
+  std::uintptr_t callers[max_callers] = {};
+  std::size_t caller_count = 0;
 };
 
 /// At most this many variables are armed per task (the single-step backend

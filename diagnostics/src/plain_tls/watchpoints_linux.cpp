@@ -2,6 +2,7 @@
 // single-step tracer; one SIGTRAP handler for both.
 #include "watchpoints.hpp"
 
+#include <execinfo.h>
 #include <fcntl.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
@@ -67,6 +68,8 @@ struct thread_watch {
   std::uintptr_t pc_after[max_watched_per_task] = {};
   std::uintptr_t insn_pc[max_watched_per_task] = {};
   bool changed[max_watched_per_task] = {};
+  std::uintptr_t callers[max_watched_per_task][max_callers] = {};
+  std::size_t caller_count[max_watched_per_task] = {};
   volatile sig_atomic_t active = 0;
 #if defined(__x86_64__)
   // single step
@@ -96,10 +99,27 @@ bool same_bytes(const unsigned char* a, const unsigned char* b, std::size_t n) n
   return true;
 }
 
-void record_hit(thread_watch& t, std::size_t r, std::uintptr_t pc_after, std::uintptr_t insn_pc) noexcept {
+/// The interrupted code's callers: the frames after the one at `resume`
+/// (the unwinder goes through this handler and the signal trampoline first).
+void record_callers(thread_watch& t, std::size_t r, std::uintptr_t resume) noexcept {
+  constexpr int depth = static_cast<int>(max_callers) + 8;
+  void* frames[depth];
+  int n = ::backtrace(frames, depth);
+  int at = 0;
+  while (at < n && reinterpret_cast<std::uintptr_t>(frames[at]) != resume) ++at;
+  std::size_t count = 0;
+  for (int i = at + 1; i < n && count < max_callers; ++i) {
+    t.callers[r][count++] = reinterpret_cast<std::uintptr_t>(frames[i]);
+  }
+  t.caller_count[r] = at < n ? count : 0;
+}
+
+void record_hit(thread_watch& t, std::size_t r, std::uintptr_t pc_after, std::uintptr_t insn_pc,
+                std::uintptr_t resume) noexcept {
   if (t.hit[r]) return;
   t.pc_after[r] = pc_after;
   t.insn_pc[r] = insn_pc;
+  record_callers(t, r, resume);
   t.changed[r] = !same_bytes(t.requests[r].addr, t.requests[r].before, t.requests[r].size);
   t.hit[r] = 1;
 }
@@ -129,7 +149,7 @@ void on_hardware_hit(thread_watch& t, std::size_t slot, const ucontext_t* uc) no
   if (slot >= hw_registers) return;
   std::uint32_t r = t.slots[slot].request;
   if (r < t.count) {
-    record_hit(t, r, resume_pc(uc), 0);
+    record_hit(t, r, resume_pc(uc), 0, resume_pc(uc));
     // One trap per variable per task: silence every slot of this variable.
     for (hw_slot& s : t.slots) {
       if (s.enabled && s.request == r) {
@@ -218,7 +238,7 @@ std::uintptr_t register_value(const greg_t* g, unsigned reg, std::uintptr_t next
 
 /// Which watched variables the instruction at `t.previous_pc`, run with the
 /// registers in `t.previous`, touched.
-void check_previous_instruction(thread_watch& t) noexcept {
+void check_previous_instruction(thread_watch& t, std::uintptr_t resume) noexcept {
   const auto* code = reinterpret_cast<const std::uint8_t*>(t.previous_pc);
   std::size_t size = 16;
   std::uint64_t address = t.previous_pc;
@@ -239,7 +259,7 @@ void check_previous_instruction(thread_watch& t) noexcept {
     for (std::size_t r = 0; r < t.count; ++r) {
       auto lo = reinterpret_cast<std::uintptr_t>(t.requests[r].addr);
       if (!t.hit[r] && ea < lo + t.requests[r].size && lo < ea + len) {
-        record_hit(t, r, next_pc, t.previous_pc);
+        record_hit(t, r, next_pc, t.previous_pc, resume);
         --t.remaining;
       }
     }
@@ -248,7 +268,7 @@ void check_previous_instruction(thread_watch& t) noexcept {
 
 void on_step(thread_watch& t, ucontext_t* uc) noexcept {
   greg_t* g = uc->uc_mcontext.gregs;
-  if (t.have_previous) check_previous_instruction(t);
+  if (t.have_previous) check_previous_instruction(t, static_cast<std::uintptr_t>(g[REG_RIP]));
   std::memcpy(t.previous, g, sizeof t.previous);
   t.previous_pc = static_cast<std::uintptr_t>(g[REG_RIP]);
   t.have_previous = true;
@@ -373,6 +393,8 @@ bool probe_hardware(std::string& why) {
 
 bool install_watchpoints(watch_mode mode, std::string& why) {
   backend_.store(backend::none);
+  void* prime[1];
+  ::backtrace(prime, 1);  // loads the unwinder now, not inside the handler
   if (mode == watch_mode::off) {
     why = "watchpoints forced off (CTXPOOL_PLAIN_TLS_WATCH=off or force_watch_mode)";
     return false;
@@ -494,7 +516,10 @@ std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
   t.active = 0;
   std::size_t hits = 0;
   for (std::size_t r = 0; r < t.count && hits < capacity; ++r) {
-    if (t.hit[r]) out[hits++] = {t.requests[r].var, t.pc_after[r], t.insn_pc[r], t.changed[r]};
+    if (!t.hit[r]) continue;
+    watch_hit& h = out[hits++];
+    h = {t.requests[r].var, t.pc_after[r], t.insn_pc[r], t.changed[r], {}, t.caller_count[r]};
+    for (std::size_t i = 0; i < t.caller_count[r]; ++i) h.callers[i] = t.callers[r][i];
   }
   t.count = 0;
   return hits;
