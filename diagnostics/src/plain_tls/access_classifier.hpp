@@ -9,26 +9,31 @@
 //     Read, or read and written (`addl $1, %fs:x` is `++depth`, a compare, a
 //     load): a read, unless rule 3 says the read is part of an assignment.
 //  3. An assignment reads the old state to replace it (a string's assignment
-//     reads its pointer and capacity first). A read counts as a write when
-//     the variable ended the task changed *and*
-//     - with debug information: one of the inline frames at the instruction
-//       (libdw scopes, innermost out to the first function that is not the
-//       standard library's) is an assignment-like function: `operator=`,
-//       `assign`, `clear`, `reset`, `swap`, `_M_assign`, `_M_replace`,
-//       `_M_construct`, `_M_set_length`, `_M_erase`, `resize`, `emplace`;
-//     - without debug information: always (the enclosing function is all
-//       that is known, and an inlined assignment looks like any read).
-//     The "ended changed" half keeps a copy *out of* the variable (whose
-//     copy constructor or `operator=` reads it) a read.
+//     reads its pointer and capacity first). Walk the frames from the access
+//     outwards -- the inline frames at the PC (libdw scopes), then those of
+//     each caller (return addresses taken at the trap) -- up to the first
+//     frame that is not the standard library's, ctxpool's or a runtime's:
+//     the user's frame. A read counts as a write when the variable ended the
+//     task changed *and*
+//     - a frame on that walk is assignment-like: `operator=`, `assign`,
+//       `clear`, `reset`, `swap`, `_M_assign`, `_M_replace`, `_M_construct`,
+//       `_M_set_length`, `_M_erase`, `resize`, `emplace` (with debug
+//       information these are the inlined functions; without it, out-of-line
+//       ones such as libstdc++.so's `_M_assign`, named by the symbol table);
+//     - or the user's frame has no debug information (an inlined assignment
+//       then looks like any other read).
+//     The "ended changed" half keeps a copy *out of* the variable (whose copy
+//     constructor or `operator=` reads it) a read.
 // Consequences, stated in the README: a read of a stale value followed by a
 // change in the same task, inside an assignment-like function or in code
 // without debug information, is not reported (a missed finding, never a false
 // one); an access only beyond a large variable's first 16 bytes is not seen by
 // hardware watchpoints.
 //
-// The read site: the innermost frame that is not the standard library's
-// (the user's function), with the source line in it (libdw call lines across
-// inlined library code), the library function inlined there, and the PC.
+// The read site is the user's frame: its function, the source line in it (a
+// libdw call line where library code is inlined there, the caller's line
+// where the access is in an out-of-line library function), the library
+// function at the access, and the PC of the accessing instruction.
 //
 // @par Thread safety
 // `classify` may be called from any thread; symbolisation is cached per PC.

@@ -80,7 +80,8 @@ enum class watch_mode {
 
 /// Forces how first accesses are watched, before start(). The environment
 /// variable CTXPOOL_PLAIN_TLS_WATCH (`auto`, `hardware`, `single_step`, `off`)
-/// does the same for a whole process; this call wins over it.
+/// does the same for a whole process; this call wins over it, except that
+/// forcing `automatic` hands the choice back to the environment.
 void force_watch_mode(watch_mode mode) noexcept;
 
 /// Discovers the variables and probes watchpoints. `is_cache(name)` says which

@@ -68,6 +68,9 @@ struct thread_state {
   bool broken = false;  // could not allocate its snapshot: this thread is not watched
   watch_request requests[max_watched_per_task];
   std::size_t armed = 0;
+  // A task run inline inside another (a nested task_scope): only the
+  // outermost begins and ends, so the inner one cannot clobber the snapshot.
+  unsigned depth = 0;
 };
 
 thread_local std::unique_ptr<thread_state> this_thread_;
@@ -150,7 +153,8 @@ status start(std::function<bool(std::string_view name)> is_cache) {
   st.discovery = true;
   std::string notice;
   int forced = forced_mode.load();
-  watch_mode mode = forced >= 0 ? static_cast<watch_mode>(forced) : mode_from_environment(notice);
+  watch_mode mode = forced > static_cast<int>(watch_mode::automatic) ? static_cast<watch_mode>(forced)
+                                                                      : mode_from_environment(notice);
   std::string why;
   st.watchpoints = install_watchpoints(mode, why);
   s.watching.store(st.watchpoints, std::memory_order_release);
@@ -183,7 +187,7 @@ void task_begin() noexcept {
   try {
     if (!this_thread_) this_thread_ = std::make_unique<thread_state>();
     thread_state& t = *this_thread_;
-    if (t.broken) return;
+    if (t.depth++ > 0 || t.broken) return;
     const tls_layout* layout = current_layout(s);
     if (t.snapshot.layout() != layout) {
       t.snapshot.bind(*layout);
@@ -202,7 +206,7 @@ void task_begin() noexcept {
 task_outcome task_end() {
   task_outcome out;
   thread_state* t = this_thread_.get();
-  if (t == nullptr || !t->bound) return out;
+  if (t == nullptr || t->depth == 0 || --t->depth > 0 || !t->bound || t->broken) return out;
   monitor_state& s = state();
   watch_hit hits[max_watched_per_task];
   std::size_t n = disarm_watchpoints(hits, max_watched_per_task);

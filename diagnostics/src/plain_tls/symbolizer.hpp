@@ -19,7 +19,7 @@ struct code_location {
   std::uintptr_t function_begin = 0;  ///< the enclosing (out-of-line) function's symbol
   std::uintptr_t function_end = 0;    ///< 0 when no symbol covers the address
   std::string symbol;                 ///< its demangled name; empty if none
-  bool has_debug_info = false;        ///< a compilation unit covers the address
+  bool has_debug_info = false;        ///< a function's DWARF covers the address
   /// Demangled names of the inline frames at the address, innermost first,
   /// ending with the out-of-line function (empty without debug information).
   std::vector<std::string> frames;

@@ -157,6 +157,9 @@ code_location symbolizer::lookup(std::uintptr_t pc) {
       }
     }
   }
+  // A compilation unit without a function DIE at the pc (sanitizer
+  // instrumentation units, -g0 objects in a -g link) is no debug information.
+  loc.has_debug_info = !loc.frames.empty();
   if (loc.user_function.empty()) loc.user_function = loc.symbol;
   cache_.emplace(pc, loc);
   return loc;

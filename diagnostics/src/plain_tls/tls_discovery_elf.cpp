@@ -225,8 +225,8 @@ const tls_layout* tls_discovery::refresh() {
       next->described.push_back({std::move(name), path, s.size});
       any = true;
     }
-    // A module without variables of its own still matters if it has TLS
-    // initialisers? No: they only initialise its own variables.
+    // A module with no variable of the program's own is not diffed, and its
+    // initialisers (runtime or library units) are left to run on first use.
     if (any) next->modules.push_back(std::move(mod));
   }
   versions_.push_back(std::move(next));

@@ -87,8 +87,30 @@ struct thread_watch {
 constinit thread_local thread_watch* self_ = nullptr;
 struct sigaction previous_action_ {};
 
+/// Frees the thread's watch state and descriptors when the thread exits.
+/// `self_` itself stays trivially destructible, for the signal handler.
+struct thread_watch_owner {
+  ~thread_watch_owner() {
+    thread_watch* t = self_;
+    if (t == nullptr) return;
+    self_ = nullptr;
+    for (hw_slot& s : t->slots) {
+      if (s.fd >= 0) ::close(s.fd);
+    }
+#if defined(__x86_64__)
+    if (t->insn != nullptr) cs_free(t->insn, 1);
+    if (t->capstone != 0) cs_close(&t->capstone);
+#endif
+    delete t;
+  }
+};
+thread_local thread_watch_owner owner_;
+
 thread_watch& this_thread_watch() {
-  if (self_ == nullptr) self_ = new thread_watch;  // lives as long as its thread's fds: the process
+  if (self_ == nullptr) {
+    (void)&owner_;  // registers the owner's destructor for this thread
+    self_ = new thread_watch;
+  }
   return *self_;
 }
 
@@ -327,7 +349,7 @@ void on_sigtrap(int sig, siginfo_t* si, void* ucv) {
 
 bool handler_installed_ = false;  // guarded by the monitor's lock (install_watchpoints)
 
-bool install_handler(std::string& why) {
+[[maybe_unused]] bool install_handler(std::string& why) {
   if (handler_installed_) return true;  // installing over ourselves would chain to ourselves
   struct sigaction sa {};
   sa.sa_sigaction = on_sigtrap;
@@ -341,7 +363,7 @@ bool install_handler(std::string& why) {
   return true;
 }
 
-void remove_handler() {
+[[maybe_unused]] void remove_handler() {
   if (handler_installed_) ::sigaction(SIGTRAP, &previous_action_, nullptr);
   handler_installed_ = false;
 }
@@ -355,7 +377,7 @@ std::string paranoid_level() {
 
 constinit thread_local long probe_target = 0;
 
-bool probe_hardware(std::string& why) {
+[[maybe_unused]] bool probe_hardware(std::string& why) {
   int fd = open_breakpoint(reinterpret_cast<std::uintptr_t>(&probe_target), sizeof(long), 0);
   if (fd < 0) {
     int err = errno;
@@ -368,23 +390,27 @@ bool probe_hardware(std::string& why) {
   }
   ::close(fd);
   backend_.store(backend::hardware);
-  unsigned char before[sizeof(long)];
-  std::memcpy(before, &probe_target, sizeof before);
-  watch_request r{0, reinterpret_cast<unsigned char*>(&probe_target), sizeof(long), before};
-  if (arm_watchpoints(&r, 1) != 1) {
-    backend_.store(backend::none);
-    why = "perf_event_open accepted a hardware breakpoint but it could not be enabled";
-    return false;
-  }
-  long seen = *static_cast<volatile long*>(&probe_target);
-  (void)seen;
-  watch_hit hit;
-  std::size_t hits = disarm_watchpoints(&hit, 1);
-  if (hits != 1) {
-    backend_.store(backend::none);
-    why = "hardware breakpoints are accepted but never fire on this machine (a virtual machine "
-          "that does not pass debug registers through?)";
-    return false;
+  // Twice: the first arm opens the descriptor, the second moves it with
+  // PERF_EVENT_IOC_MODIFY_ATTRIBUTES, the path every later task takes.
+  for (int round = 0; round < 2; ++round) {
+    unsigned char before[sizeof(long)];
+    std::memcpy(before, &probe_target, sizeof before);
+    watch_request r{0, reinterpret_cast<unsigned char*>(&probe_target), sizeof(long), before};
+    if (arm_watchpoints(&r, 1) != 1) {
+      disarm_watchpoints(nullptr, 0);
+      backend_.store(backend::none);
+      why = "perf_event_open accepted a hardware breakpoint but it could not be enabled or moved";
+      return false;
+    }
+    long seen = *static_cast<volatile long*>(&probe_target);
+    (void)seen;
+    watch_hit hit;
+    if (disarm_watchpoints(&hit, 1) != 1) {
+      backend_.store(backend::none);
+      why = "hardware breakpoints are accepted but never fire on this machine (a virtual machine "
+            "that does not pass debug registers through?)";
+      return false;
+    }
   }
   return true;
 }

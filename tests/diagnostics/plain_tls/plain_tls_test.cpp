@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 #include <dlfcn.h>
 
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -351,6 +352,34 @@ TEST_CASE("plain_tls: forced off: a notice says so, and left-dirty findings stil
   std::thread worker([&] {
     CHECK(left_dirty(run_task([] { login("mallory"); }), *token));
     CHECK(run_task([] { (void)anonymous_request(); }).read_first.empty());
+  });
+  worker.join();
+}
+
+TEST_CASE("plain_tls: CTXPOOL_PLAIN_TLS_WATCH=off turns watchpoints off, a bad value is named") {
+  ::setenv("CTXPOOL_PLAIN_TLS_WATCH", "off", 1);
+  pt::status off = start_in(pt::watch_mode::automatic);
+  CHECK_FALSE(off.watchpoints);
+  CHECK(off.notice.find("CTXPOOL_PLAIN_TLS_WATCH=off") != std::string::npos);
+
+  ::setenv("CTXPOOL_PLAIN_TLS_WATCH", "hardwire", 1);
+  pt::status bad = start_in(pt::watch_mode::automatic);
+  CHECK(bad.notice.find("'hardwire' is not one of") != std::string::npos);
+  ::unsetenv("CTXPOOL_PLAIN_TLS_WATCH");
+}
+
+TEST_CASE("plain_tls: a task nested inside another on one thread is part of the outer one") {
+  start_in(pt::watch_mode::off);
+  auto token = find("auth_token");
+  REQUIRE(token);
+  std::thread worker([&] {
+    pt::task_begin();
+    pt::task_begin();
+    login("nested");
+    pt::task_outcome inner = pt::task_end();
+    CHECK(inner.left_dirty.empty());
+    pt::task_outcome outer = pt::task_end();
+    CHECK(left_dirty(outer, *token));
   });
   worker.join();
 }
