@@ -108,6 +108,17 @@ inline std::uint64_t hash_kib(const std::array<unsigned char, 1024>& data, std::
   return h;
 }
 
+/// `f` as a std::packaged_task behind a shared_ptr: the copyable, const-callable
+/// job and the future a user writes for pools that copy their callables
+/// (std::function) or call them as const (TBB).
+template <class F>
+auto shared_packaged_task(F&& f) {
+  using result = std::invoke_result_t<std::decay_t<F>&>;
+  auto task = std::make_shared<std::packaged_task<result()>>(std::forward<F>(f));
+  auto future = task->get_future();
+  return std::pair{[task] { (*task)(); }, std::move(future)};
+}
+
 // ---- threads that submit concurrently (W4) ----------------------------------
 
 /// `count` persistent threads that run the same job once per `run`, so a
@@ -282,12 +293,9 @@ struct handwritten_peer : plain_session {
   }
   template <class F>
   auto submit(F&& f) {
-    // std::function needs a copyable callable: the usual shared_ptr wrapper.
-    auto task = std::make_shared<std::packaged_task<std::invoke_result_t<std::decay_t<F>&>()>>(
-        std::forward<F>(f));
-    auto future = task->get_future();
-    pool.post([task] { (*task)(); });
-    return future;
+    auto [job, future] = shared_packaged_task(std::forward<F>(f));  // std::function copies
+    pool.post(std::move(job));
+    return std::move(future);
   }
 };
 
@@ -338,12 +346,9 @@ struct tbb_enqueue_peer : plain_session {
   }
   template <class F>
   auto submit(F&& f) {
-    // TBB calls the functor as const: the usual shared_ptr wrapper.
-    auto task = std::make_shared<std::packaged_task<std::invoke_result_t<std::decay_t<F>&>()>>(
-        std::forward<F>(f));
-    auto future = task->get_future();
-    arena.enqueue([task] { (*task)(); });
-    return future;
+    auto [job, future] = shared_packaged_task(std::forward<F>(f));  // TBB calls it as const
+    arena.enqueue(std::move(job));
+    return std::move(future);
   }
 };
 

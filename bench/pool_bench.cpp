@@ -313,61 +313,41 @@ void add(const std::string& name, bench_fn fn, feed how) {
 
 // One workload on every peer: each queueing peer and std::async with both
 // feeds, TBB's task_group once (its tg.wait() is the only way it waits).
-template <template <class> class Workload, bool with_task_group>
-void add_workload(const std::string& workload) {
+// `pick(std::type_identity<Peer>{})` names the workload's instance for Peer.
+template <bool with_task_group, class Pick>
+void add_workload(const std::string& workload, Pick pick) {
   for (feed how : {feed::latch, feed::yield}) {
     const std::string suffix = std::string("/") + bench::feed_name(how);
-    add(workload + "/ctxpool" + suffix, Workload<bench::ctxpool_peer>::fn, how);
-    add(workload + "/handwritten" + suffix, Workload<bench::handwritten_peer>::fn, how);
-    add(workload + "/asio" + suffix, Workload<bench::asio_peer>::fn, how);
+    add(workload + "/ctxpool" + suffix, pick(std::type_identity<bench::ctxpool_peer>{}), how);
+    add(workload + "/handwritten" + suffix, pick(std::type_identity<bench::handwritten_peer>{}), how);
+    add(workload + "/asio" + suffix, pick(std::type_identity<bench::asio_peer>{}), how);
 #if CTXPOOL_BENCH_HAVE_TBB
-    add(workload + "/tbb_enqueue" + suffix, Workload<bench::tbb_enqueue_peer>::fn, how);
+    add(workload + "/tbb_enqueue" + suffix, pick(std::type_identity<bench::tbb_enqueue_peer>{}), how);
 #endif
-    add(workload + "/std_async" + suffix, Workload<bench::std_async_peer>::fn, how);
+    add(workload + "/std_async" + suffix, pick(std::type_identity<bench::std_async_peer>{}), how);
   }
 #if CTXPOOL_BENCH_HAVE_TBB
   if constexpr (with_task_group) {
-    add(workload + "/tbb_task_group", Workload<bench::tbb_task_group_peer>::fn, feed::latch);
+    add(workload + "/tbb_task_group", pick(std::type_identity<bench::tbb_task_group_peer>{}), feed::latch);
   }
 #endif
 }
 
-template <class Peer>
-struct w1 {
-  static constexpr bench_fn fn = w1_fire_and_forget<Peer>;
-};
-template <class Peer>
-struct w2 {
-  static constexpr bench_fn fn = w2_submit_wait<Peer>;
-};
-template <class Peer>
-struct w3 {
-  static constexpr bench_fn fn = w3_fan_out_in<Peer>;
-};
-template <class Peer>
-struct w4 {
-  static constexpr bench_fn fn = w4_four_producers<Peer>;
-};
-template <class Peer>
-struct w5 {
-  static constexpr bench_fn fn = w5_recursive<Peer>;
-};
-template <class Peer>
-struct w6 {
-  static constexpr bench_fn fn = w6_2us_tasks<Peer>;
-};
+// The instance of workload template `fn` for the peer `pick` is given.
+#define CTXPOOL_BENCH_PICK(fn) \
+  []<class Peer>(std::type_identity<Peer>) -> bench_fn { return fn<Peer>; }
 
 void register_all() {
-  add_workload<w1, true>("W1_fire_and_forget");
+  add_workload<true>("W1_fire_and_forget", CTXPOOL_BENCH_PICK(w1_fire_and_forget));
   add("W1_fire_and_forget/ctxpool_asio_post/latch", w1_ctxpool_asio_post, feed::latch);
   add("W1_fire_and_forget/ctxpool_no_propagation_no_wipe/latch", w1_ctxpool_bare, feed::latch);
   // A task_group round trip would run on the waiting thread itself: not cross-thread.
-  add_workload<w2, false>("W2_submit_wait");
-  add_workload<w3, true>("W3_fan_out_in");
+  add_workload<false>("W2_submit_wait", CTXPOOL_BENCH_PICK(w2_submit_wait));
+  add_workload<true>("W3_fan_out_in", CTXPOOL_BENCH_PICK(w3_fan_out_in));
   // task_group::run is not meant to be called from several outside threads at once.
-  add_workload<w4, false>("W4_four_producers");
-  add_workload<w5, true>("W5_recursive");
-  add_workload<w6, true>("W6_2us_tasks");
+  add_workload<false>("W4_four_producers", CTXPOOL_BENCH_PICK(w4_four_producers));
+  add_workload<true>("W5_recursive", CTXPOOL_BENCH_PICK(w5_recursive));
+  add_workload<true>("W6_2us_tasks", CTXPOOL_BENCH_PICK(w6_2us_tasks));
 
   benchmark::RegisterBenchmark("task_body/W3_200ns_inline", w3_task_body_inline)->MinTime(min_time);
   benchmark::RegisterBenchmark("task_body/W6_2us_inline", w6_task_body_inline)->MinTime(min_time);
