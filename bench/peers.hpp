@@ -9,7 +9,8 @@
 //                           needs it inside its arena; everyone else just calls it)
 //   wait(done, how)         wait until `done` reached zero (task_group: tg.wait())
 //   producer_scope()        what a submitting thread sets up (ctxpool: a request id)
-//   name, blockable_workers (threads a W7 blocker task can occupy), max_batch
+//   blockable_workers       threads a W7 blocker task can occupy
+//   max_batch               the most tasks one iteration should queue
 //
 // Every pool has 2 worker threads (`workers`). Benchmark code, not library
 // code: the peers are written the way a user would write them, no tuning.
@@ -201,7 +202,6 @@ struct plain_session {
 
 /// ctxpool::thread_pool through its own API; every submitter has a request id set.
 struct ctxpool_peer : plain_session {
-  static constexpr const char* name = "ctxpool";
   ctxpool::thread_pool pool{workers};
   request_scope scope;
 
@@ -218,7 +218,6 @@ struct ctxpool_peer : plain_session {
 
 /// boost::asio::thread_pool with asio::post, futures through std::packaged_task.
 struct asio_peer : plain_session {
-  static constexpr const char* name = "asio";
   boost::asio::thread_pool pool{workers};
   ~asio_peer() { pool.join(); }
 
@@ -284,7 +283,6 @@ class handwritten_pool {
 };
 
 struct handwritten_peer : plain_session {
-  static constexpr const char* name = "handwritten";
   handwritten_pool pool{workers};
 
   template <class F>
@@ -303,7 +301,6 @@ struct handwritten_peer : plain_session {
 /// the iteration's wait, which joins the threads (part of the measured cost).
 /// Far slower than any pool, so its batches are smaller.
 struct std_async_peer : plain_session {
-  static constexpr const char* name = "std_async";
   static constexpr int max_batch = 500;
   std::mutex mutex;
   std::vector<std::future<void>> futures;
@@ -334,7 +331,6 @@ struct std_async_peer : plain_session {
 /// oneTBB task_arena::enqueue: fire-and-forget into an arena of 2 worker
 /// threads (no slot reserved for the submitter), the cross-thread pattern.
 struct tbb_enqueue_peer : plain_session {
-  static constexpr const char* name = "tbb_enqueue";
   // TBB creates hardware_concurrency - 1 workers by default; the arena wants 2.
   tbb::global_control parallelism{tbb::global_control::max_allowed_parallelism, workers + 1};
   tbb::task_arena arena{workers, 0};
@@ -355,7 +351,6 @@ struct tbb_enqueue_peer : plain_session {
 /// oneTBB task_group run/wait in an arena of 2 threads, TBB's usual model:
 /// the thread that waits is one of the two and runs tasks while it waits.
 struct tbb_task_group_peer {
-  static constexpr const char* name = "tbb_task_group";
   static constexpr int max_batch = 1 << 30;
   static constexpr int blockable_workers = workers - 1;  // the other slot is the waiter's
   tbb::task_arena arena{workers};
