@@ -13,6 +13,9 @@
 
 namespace {
 
+// Nanosecond operations: 0.2 s gives tens of millions of iterations each.
+constexpr double min_time = 0.2;
+
 thread_local int raw_value = 42;
 
 ctxpool::context_var<int> int_var{"bench_int"};
@@ -26,7 +29,7 @@ void BM_raw_thread_local_read(benchmark::State& state) {
     benchmark::DoNotOptimize(value);
   }
 }
-BENCHMARK(BM_raw_thread_local_read);
+BENCHMARK(BM_raw_thread_local_read)->MinTime(min_time);
 
 std::atomic<long> counter{0};
 
@@ -35,7 +38,7 @@ void BM_atomic_increment(benchmark::State& state) {
     benchmark::DoNotOptimize(counter.fetch_add(1));
   }
 }
-BENCHMARK(BM_atomic_increment);
+BENCHMARK(BM_atomic_increment)->MinTime(min_time);
 
 void BM_context_var_get(benchmark::State& state) {
   ctxpool::context ctx;
@@ -46,14 +49,14 @@ void BM_context_var_get(benchmark::State& state) {
     }
   });
 }
-BENCHMARK(BM_context_var_get);
+BENCHMARK(BM_context_var_get)->MinTime(min_time);
 
 void BM_context_var_get_default(benchmark::State& state) {
   for (auto _ : state) {
     benchmark::DoNotOptimize(default_var.get());
   }
 }
-BENCHMARK(BM_context_var_get_default);
+BENCHMARK(BM_context_var_get_default)->MinTime(min_time);
 
 // The first get after a context switch misses the cache and walks the map.
 void BM_context_var_get_uncached(benchmark::State& state) {
@@ -66,7 +69,7 @@ void BM_context_var_get_uncached(benchmark::State& state) {
     }
   });
 }
-BENCHMARK(BM_context_var_get_uncached);
+BENCHMARK(BM_context_var_get_uncached)->MinTime(min_time);
 
 void BM_context_var_set_reset(benchmark::State& state) {
   ctxpool::context ctx;
@@ -77,7 +80,7 @@ void BM_context_var_set_reset(benchmark::State& state) {
     }
   });
 }
-BENCHMARK(BM_context_var_set_reset);
+BENCHMARK(BM_context_var_set_reset)->MinTime(min_time);
 
 // The same with the variable already set (the token then holds an old value).
 void BM_context_var_set_reset_overwrite(benchmark::State& state) {
@@ -90,7 +93,7 @@ void BM_context_var_set_reset_overwrite(benchmark::State& state) {
     }
   });
 }
-BENCHMARK(BM_context_var_set_reset_overwrite);
+BENCHMARK(BM_context_var_set_reset_overwrite)->MinTime(min_time);
 
 // copy_context with N variables set: must not depend on N.
 void BM_copy_context(benchmark::State& state) {
@@ -108,7 +111,7 @@ void BM_copy_context(benchmark::State& state) {
   });
   state.counters["vars"] = static_cast<double>(count);
 }
-BENCHMARK(BM_copy_context)->Arg(1)->Arg(10000);
+BENCHMARK(BM_copy_context)->Arg(1)->Arg(10000)->MinTime(min_time);
 
 void BM_context_run_empty(benchmark::State& state) {
   ctxpool::context ctx;
@@ -116,7 +119,7 @@ void BM_context_run_empty(benchmark::State& state) {
     ctx.run([] {});
   }
 }
-BENCHMARK(BM_context_run_empty);
+BENCHMARK(BM_context_run_empty)->MinTime(min_time);
 
 // What a pool pays per task for propagation: capture on submit, fresh context on the worker.
 void BM_capture_and_enter(benchmark::State& state) {
@@ -130,7 +133,7 @@ void BM_capture_and_enter(benchmark::State& state) {
     }
   });
 }
-BENCHMARK(BM_capture_and_enter);
+BENCHMARK(BM_capture_and_enter)->MinTime(min_time);
 
 }  // namespace
 

@@ -63,6 +63,13 @@ def to_ns(value, unit):
     return value * {"ns": 1, "us": 1e3, "ms": 1e6, "s": 1e9}[unit]
 
 
+def measured_time(b):
+    """The time Google Benchmark measured by: real (wall) time for UseRealTime and
+    manual-time rows, else CPU time, which a busy machine disturbs less."""
+    name = b.get("run_name", b["name"])
+    return b["real_time"] if re.search(r"/(real|manual)_time", name) else b["cpu_time"]
+
+
 def medians(data):
     """name -> benchmark entry: the medians, or the single runs when there were no repetitions."""
     rows = {}
@@ -91,7 +98,7 @@ class Run:
 
     def ns(self, name):
         b = self.all.get(name)
-        return None if b is None or b.get("error_occurred") else to_ns(b["real_time"], b["time_unit"])
+        return None if b is None or b.get("error_occurred") else to_ns(measured_time(b), b["time_unit"])
 
     def counter(self, name, key):
         b = self.all.get(name)
@@ -233,7 +240,7 @@ def full_tables(run):
             if b.get("error_occurred"):
                 lines.append(f"| `{name}` | error: {b.get('error_message', '')} | | |")
                 continue
-            ns = to_ns(b["real_time"], b["time_unit"])
+            ns = to_ns(measured_time(b), b["time_unit"])
             ips = b.get("items_per_second")
             skip = {"name", "run_name", "run_type", "repetitions", "repetition_index", "threads",
                     "iterations", "real_time", "cpu_time", "time_unit", "family_index",
@@ -285,7 +292,9 @@ def main():
     run = Run(out_dir, programs)
     lines = ["# ctxpool benchmark results", "", run.header(), "",
              "Ratios are ctxpool / peer from this run: throughput ratios above 1× mean ctxpool is "
-             "faster; context ratios are time over the peer operation's time.", "",
+             "faster; context ratios are time over the peer operation's time. Times are wall "
+             "time for the rows marked real_time or manual_time (the pools), CPU time for the "
+             "single-thread micro-benchmarks.", "",
              "## Summary (also in the README)", ""]
     lines += summary(run)[2:]
     lines += full_tables(run)
