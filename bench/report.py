@@ -19,11 +19,14 @@ import sys
 WORKLOADS = [
     ("W1_fire_and_forget", "W1 fire-and-forget, one thread"),
     ("W2_submit_wait", "W2 submit + wait on the future"),
-    ("W3_fan_out_in", "W3 fan-out/fan-in, 64 × ~200 ns"),
+    ("W3_fan_out_in", "W3 fan-out/fan-in of 64 tasks"),
     ("W4_four_producers", "W4 four producers"),
     ("W5_recursive", "W5 recursive, depth 16"),
-    ("W6_2us_tasks", "W6 ~2 µs tasks (hash 1 KiB)"),
+    ("W6_2us_tasks", "W6 tasks hashing 1 KiB"),
 ]
+# A workload's task body: the row timing it inline on one thread, and its nominal cost.
+BODY_COST = {"W3_fan_out_in": ("task_body/W3_200ns_inline", "~200 ns"),
+             "W6_2us_tasks": ("task_body/W6_2us_inline", "~2 µs")}
 # Queueing peers, measured with both feeds.
 PEERS = [("handwritten", "hand-written pool"), ("asio", "asio::thread_pool"),
          ("tbb_enqueue", "oneTBB arena enqueue"), ("std_async", "std::async")]
@@ -159,6 +162,10 @@ def pool_table(run):
            [TASK_GROUP[1]] + [PEERS[3][1]]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for workload, label in WORKLOADS:
+        if workload in BODY_COST:  # what the task body costs alone, from this run when measured
+            row, nominal = BODY_COST[workload]
+            body = run.ns(row)
+            label += f", {nominal if body is None else fmt_time(body)} each"
         latch, yld = run.ips(f"{workload}/ctxpool/latch"), run.ips(f"{workload}/ctxpool/yield")
         if latch is None and yld is None:
             continue
