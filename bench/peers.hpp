@@ -21,6 +21,8 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <future>
 #include <memory>
@@ -46,6 +48,60 @@
 namespace bench {
 
 inline constexpr int workers = 2;
+
+// ---- progress, so that a hang fails the run instead of stalling it ------------
+
+/// Benchmark iterations finished so far in this process (any thread).
+inline std::atomic<std::uint64_t>& progress() {
+  static std::atomic<std::uint64_t> count{0};
+  return count;
+}
+inline void note_progress() noexcept { progress().fetch_add(1, std::memory_order_relaxed); }
+
+/// Ends the program with a message when no benchmark iteration finishes for
+/// `limit`: a lost task or a worker that never wakes would otherwise hang an
+/// unattended `scripts/run.sh bench` instead of failing it. The longest
+/// legitimate iteration (std::async's task tree) takes about a second.
+class stall_watchdog {
+ public:
+  explicit stall_watchdog(std::chrono::seconds limit) : thread_([this, limit] { watch(limit); }) {}
+  ~stall_watchdog() {
+    {
+      std::lock_guard lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  stall_watchdog(const stall_watchdog&) = delete;
+  stall_watchdog& operator=(const stall_watchdog&) = delete;
+
+ private:
+  void watch(std::chrono::seconds limit) {
+    using clock = std::chrono::steady_clock;
+    std::unique_lock lock(mutex_);
+    std::uint64_t seen = progress().load(std::memory_order_relaxed);
+    auto since = clock::now();
+    while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return stop_; })) {
+      const std::uint64_t now_seen = progress().load(std::memory_order_relaxed);
+      if (now_seen != seen) {
+        seen = now_seen;
+        since = clock::now();
+      } else if (clock::now() - since > limit) {
+        std::fprintf(stderr,
+                     "ctxpool bench: no iteration finished for %lld s, in the benchmark after the "
+                     "last one reported: a task was lost or a worker was never woken. Aborting.\n",
+                     static_cast<long long>(limit.count()));
+        std::abort();
+      }
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread thread_;  // last: it uses the members above
+};
 
 // ---- completion counting and the two feeding patterns ------------------------
 
@@ -74,6 +130,7 @@ class completion {
         std::this_thread::yield();
       }
     }
+    note_progress();
   }
   [[nodiscard]] int remaining() const noexcept { return remaining_.load(std::memory_order_acquire); }
 
@@ -88,6 +145,7 @@ void wait_future(std::future<T>& f, feed how) {
   } else {
     while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) std::this_thread::yield();
   }
+  note_progress();
 }
 
 // ---- task bodies of a known cost --------------------------------------------

@@ -271,6 +271,7 @@ void per_task_cost(benchmark::State& state, bool propagate_and_wipe) {
           for (int i = 0; i < tasks; ++i) executor.execute([] {});
         })
         .get();
+    bench::note_progress();
   }
   state.SetItemsProcessed(state.iterations() * tasks);
 }
@@ -293,6 +294,7 @@ void latency(benchmark::State& state) {
     const double ns = std::chrono::duration<double, std::nano>(t1 - t0).count();
     samples.push_back(ns);
     state.SetIterationTime(ns * 1e-9);
+    bench::note_progress();
   }
   std::sort(samples.begin(), samples.end());
   auto at = [&samples](double q) {
@@ -379,6 +381,7 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   register_all();
+  bench::stall_watchdog watchdog{std::chrono::seconds(120)};
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;

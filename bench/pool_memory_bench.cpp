@@ -87,6 +87,8 @@ static_assert(sizeof(task32) == 32);
 /// value when the peer's workers could not all be blocked or a task was lost.
 template <class Peer>
 double measure_bytes_per_task() {
+  // Only in the child: the parent must stay single-threaded to fork safely.
+  bench::stall_watchdog watchdog{std::chrono::seconds(120)};
   completion done;
   blocker_gate gate;
   double bytes_per_task = -1;
