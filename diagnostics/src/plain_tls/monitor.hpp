@@ -76,6 +76,10 @@ enum class watch_mode {
                 ///< variable was touched; exact but ~35 µs per instruction in a VM, for
                 ///< tests and machines whose debug registers do not work
   off,          ///< dirty findings only (the notice says it was forced)
+  /// Hardware watchpoints without the probe that checks they fire: only to
+  /// measure arming and disarming where the debug registers do not work
+  /// (bench/plain_tls_bench); finds nothing there.
+  hardware_unprobed,
 };
 
 /// Forces how first accesses are watched, before start(). The environment

@@ -444,6 +444,17 @@ bool install_watchpoints(watch_mode mode, std::string& why) {
     return false;
   }
   if (!install_handler(why)) return false;
+  if (mode == watch_mode::hardware_unprobed) {
+    int fd = open_breakpoint(reinterpret_cast<std::uintptr_t>(&probe_target), sizeof(long), 0);
+    if (fd < 0) {
+      why = std::string("perf_event_open refused a hardware breakpoint (") + std::strerror(errno) + ")";
+      remove_handler();
+      return false;
+    }
+    ::close(fd);
+    backend_.store(backend::hardware);
+    return true;
+  }
   if (!probe_hardware(why)) {
     remove_handler();
     return false;
