@@ -171,7 +171,12 @@ void on_hardware_hit(thread_watch& t, std::size_t slot, const ucontext_t* uc) no
   if (slot >= hw_registers) return;
   std::uint32_t r = t.slots[slot].request;
   if (r < t.count) {
-    record_hit(t, r, resume_pc(uc), 0, resume_pc(uc));
+#if defined(__aarch64__)
+    // Arm reports a watchpoint at the accessing instruction itself.
+    record_hit(t, r, resume_pc(uc) + 4, resume_pc(uc), resume_pc(uc));
+#else
+    record_hit(t, r, resume_pc(uc), 0, resume_pc(uc));  // x86 traps after the instruction
+#endif
     // One trap per variable per task: silence every slot of this variable.
     for (hw_slot& s : t.slots) {
       if (s.enabled && s.request == r) {
@@ -330,19 +335,19 @@ void on_sigtrap(int sig, siginfo_t* si, void* ucv) {
   thread_watch* t = self_;
   auto* uc = static_cast<ucontext_t*>(ucv);
   bool ours = false;
-  if (t != nullptr && t->active) {
-    backend b = backend_.load(std::memory_order_relaxed);
-    if (b == backend::hardware && si->si_code == TRAP_PERF && (perf_data(si) & sig_tag_mask) == sig_tag) {
-      ours = true;
-      on_hardware_hit(*t, perf_data(si) & 0xff, uc);
-    }
-#if defined(__x86_64__)
-    if (b == backend::single_step && t->stepping && si->si_code == TRAP_TRACE) {
-      ours = true;
-      on_step(*t, uc);
-    }
-#endif
+  if (si->si_code == TRAP_PERF && (perf_data(si) & sig_tag_mask) == sig_tag) {
+    // Ours even when it arrives outside a task (it should not): never
+    // chained, so it cannot reach a default action that kills the process.
+    ours = true;
+    if (t != nullptr && t->active) on_hardware_hit(*t, perf_data(si) & 0xff, uc);
   }
+#if defined(__x86_64__)
+  if (t != nullptr && t->active && t->stepping && si->si_code == TRAP_TRACE &&
+      backend_.load(std::memory_order_relaxed) == backend::single_step) {
+    ours = true;
+    on_step(*t, uc);
+  }
+#endif
   errno = saved_errno;
   if (!ours) chain(sig, si, ucv);
 }
@@ -488,6 +493,7 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
   thread_watch& t = *tp;
   t.count = 0;
   if (b == backend::hardware) {
+    t.active = 1;  // before any slot is live: a trap must find the state ready
     std::size_t slot = 0;
     for (std::size_t i = 0; i < n && t.count < max_watched_per_task; ++i) {
       const watch_request& req = requests[i];
@@ -506,10 +512,19 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
         covered += len;
         ++slot;
       }
-      if (!ok) break;
+      if (!ok) {
+        // Half-armed: silence what was programmed for it, so that a trap the
+        // handler would not count cannot repeat on every access.
+        for (hw_slot& s : t.slots) {
+          if (s.enabled && s.request == r) {
+            ::ioctl(s.fd, PERF_EVENT_IOC_DISABLE, 0);
+            s.enabled = false;
+          }
+        }
+        break;
+      }
       ++t.count;
     }
-    t.active = 1;
     return t.count;
   }
 #if defined(__x86_64__)

@@ -286,16 +286,19 @@ TEST_CASE("plain_tls: single step: empty(), ++depth and a copy read first, with 
   CHECK(pt::stats().variables_watched >= 3);
 }
 
-TEST_CASE("plain_tls: single step: every task reads first, with 1 and 4 workers") {
+TEST_CASE("plain_tls: single step: every task reads first, with 1, 2 and 4 workers, in repeated rounds") {
   pt::status st = start_in(pt::watch_mode::single_step);
   if (under_tsan) {
     CHECK_FALSE(st.watchpoints);
     return;
   }
   REQUIRE(st.watchpoints);
-  for (int workers : {1, 4}) {
-    CAPTURE(workers);
-    check_every_worker_reads_first(workers);
+  for (int round = 0; round < 3; ++round) {
+    for (int workers : {1, 2, 4}) {
+      CAPTURE(round);
+      CAPTURE(workers);
+      check_every_worker_reads_first(workers);
+    }
   }
 }
 
@@ -313,9 +316,12 @@ TEST_CASE("plain_tls: hardware watchpoints: the same reads, or an honest notice 
     return;
   }
   check_reads_first();
-  for (int workers : {1, 4}) {
-    CAPTURE(workers);
-    check_every_worker_reads_first(workers);
+  for (int round = 0; round < 3; ++round) {
+    for (int workers : {1, 2, 4}) {
+      CAPTURE(round);
+      CAPTURE(workers);
+      check_every_worker_reads_first(workers);
+    }
   }
 }
 
