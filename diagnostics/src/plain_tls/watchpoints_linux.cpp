@@ -293,13 +293,36 @@ void check_previous_instruction(thread_watch& t, std::uintptr_t resume) noexcept
   }
 }
 
+/// True if tracing must stop before the next instruction: a system call that
+/// blocks SIGTRAP (a trace trap while it is blocked kills the process; glibc
+/// blocks every signal around thread creation) or creates a thread or
+/// process (the child would inherit the trap flag).
+bool must_stop_tracing(const greg_t* g) noexcept {
+  const auto* pc = reinterpret_cast<const unsigned char*>(g[REG_RIP]);
+  if (pc[0] != 0x0f || pc[1] != 0x05) return false;  // not `syscall`
+  long nr = static_cast<long>(g[REG_RAX]);
+  if (nr == SYS_rt_sigprocmask) {
+    long how = static_cast<long>(g[REG_RDI]);
+    const auto* set = reinterpret_cast<const unsigned long*>(g[REG_RSI]);
+    return (how == SIG_BLOCK || how == SIG_SETMASK) && set != nullptr &&
+           (*set & (1UL << (SIGTRAP - 1))) != 0;
+  }
+  return nr == SYS_clone || nr == SYS_fork || nr == SYS_vfork
+#ifdef SYS_clone3
+         || nr == SYS_clone3
+#endif
+      ;
+}
+
 void on_step(thread_watch& t, ucontext_t* uc) noexcept {
   greg_t* g = uc->uc_mcontext.gregs;
   if (t.have_previous) check_previous_instruction(t, static_cast<std::uintptr_t>(g[REG_RIP]));
   std::memcpy(t.previous, g, sizeof t.previous);
   t.previous_pc = static_cast<std::uintptr_t>(g[REG_RIP]);
   t.have_previous = true;
-  if (t.remaining == 0) {
+  if (t.remaining == 0 || must_stop_tracing(g)) {
+    // Done, or stop here: the rest of a task that blocks SIGTRAP or starts
+    // a thread is not traced (its later first accesses are not seen).
     g[REG_EFL] &= ~static_cast<greg_t>(trap_flag);
     t.stepping = 0;
   }

@@ -302,6 +302,34 @@ TEST_CASE("plain_tls: single step: every task reads first, with 1, 2 and 4 worke
   }
 }
 
+TEST_CASE("plain_tls: single step: a watched task may start threads of its own") {
+  pt::status st = start_in(pt::watch_mode::single_step);
+  if (!st.watchpoints) return;  // TSan: checked above
+  auto token = find("auth_token");
+  REQUIRE(token);
+  leave_everything_dirty();
+  std::thread worker([&] {
+    int seen = 0;
+    pt::task_outcome out = run_task([&] {
+      (void)anonymous_request();
+      std::thread helper([&] { seen = 1; });  // created while this thread is traced
+      helper.join();
+    });
+    CHECK(seen == 1);
+    CHECK(read_first(out, *token));
+    // A task that starts a thread before its first access: tracing stops at
+    // the thread's creation, the task still ends normally.
+    pt::task_outcome later = run_task([&] {
+      std::thread helper([&] { seen = 2; });
+      helper.join();
+      (void)anonymous_request();
+    });
+    CHECK(seen == 2);
+    CHECK(later.left_dirty.empty());
+  });
+  worker.join();
+}
+
 TEST_CASE("plain_tls: hardware watchpoints: the same reads, or an honest notice when the machine has none") {
   pt::status st = start_in(pt::watch_mode::hardware);
   if (under_tsan) {
