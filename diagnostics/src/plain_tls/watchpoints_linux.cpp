@@ -378,7 +378,10 @@ void on_sigtrap(int sig, siginfo_t* si, void* ucv) {
 bool handler_installed_ = false;  // guarded by the monitor's lock (install_watchpoints)
 
 [[maybe_unused]] bool install_handler(std::string& why) {
-  if (handler_installed_) return true;  // installing over ourselves would chain to ourselves
+  struct sigaction current {};
+  ::sigaction(SIGTRAP, nullptr, &current);
+  bool ours = (current.sa_flags & SA_SIGINFO) != 0 && current.sa_sigaction == on_sigtrap;
+  if (handler_installed_ && ours) return true;  // installing over ourselves would chain to ourselves
   struct sigaction sa {};
   sa.sa_sigaction = on_sigtrap;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;

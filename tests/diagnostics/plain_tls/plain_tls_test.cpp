@@ -6,6 +6,7 @@
 
 #include <doctest/doctest.h>
 #include <dlfcn.h>
+#include <signal.h>
 
 #include <cstdlib>
 #include <string>
@@ -328,6 +329,29 @@ TEST_CASE("plain_tls: single step: a watched task may start threads of its own")
     CHECK(later.left_dirty.empty());
   });
   worker.join();
+}
+
+namespace {
+volatile sig_atomic_t foreign_traps = 0;
+void count_foreign_trap(int) { foreign_traps = foreign_traps + 1; }
+}  // namespace
+
+TEST_CASE("plain_tls: a SIGTRAP that is not a watchpoint's reaches the handler installed before") {
+  struct sigaction mine {}, saved {};
+  mine.sa_handler = count_foreign_trap;
+  sigemptyset(&mine.sa_mask);
+  REQUIRE(::sigaction(SIGTRAP, &mine, &saved) == 0);
+  pt::status st = start_in(pt::watch_mode::single_step);
+  if (!under_tsan) {
+    REQUIRE(st.watchpoints);
+    struct sigaction now {};
+    ::sigaction(SIGTRAP, nullptr, &now);
+    CHECK((now.sa_handler != count_foreign_trap));  // the monitor's handler is in front
+  }
+  foreign_traps = 0;
+  ::raise(SIGTRAP);
+  CHECK(foreign_traps == 1);
+  ::sigaction(SIGTRAP, &saved, nullptr);
 }
 
 TEST_CASE("plain_tls: hardware watchpoints: the same reads, or an honest notice when the machine has none") {
