@@ -89,7 +89,10 @@ enum class watch_mode {
 void force_watch_mode(watch_mode mode) noexcept;
 
 /// Discovers the variables and probes watchpoints. `is_cache(name)` says which
-/// variables are declared per-thread caches (never diffed nor watched).
+/// variables are declared per-thread caches (never diffed nor watched); it is
+/// kept and asked again for modules loaded later. Called again (tests switch
+/// watch modes), it keeps the first `is_cache` and the variables found, and
+/// installs watchpoints anew for the mode now in force.
 status start(std::function<bool(std::string_view name)> is_cache);
 
 /// The variable behind an index from a task_outcome.
