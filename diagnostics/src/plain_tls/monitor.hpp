@@ -76,6 +76,10 @@ enum class watch_mode {
                 ///< variable was touched; exact but ~35 µs per instruction in a VM, for
                 ///< tests and machines whose debug registers do not work
   off,          ///< dirty findings only (the notice says it was forced)
+  /// Hardware watchpoints without the probe that checks they fire: only to
+  /// measure arming and disarming where the debug registers do not work
+  /// (bench/plain_tls_bench); finds nothing there.
+  hardware_unprobed,
 };
 
 /// Forces how first accesses are watched, before start(). The environment
@@ -85,7 +89,10 @@ enum class watch_mode {
 void force_watch_mode(watch_mode mode) noexcept;
 
 /// Discovers the variables and probes watchpoints. `is_cache(name)` says which
-/// variables are declared per-thread caches (never diffed nor watched).
+/// variables are declared per-thread caches (never diffed nor watched); it is
+/// kept and asked again for modules loaded later. Called again (tests switch
+/// watch modes), it keeps the first `is_cache` and the variables found, and
+/// installs watchpoints anew for the mode now in force.
 status start(std::function<bool(std::string_view name)> is_cache);
 
 /// The variable behind an index from a task_outcome.

@@ -17,7 +17,9 @@
 // instruction's memory operands are decoded (capstone) and compared with the
 // watched ranges, until every watched variable was touched. Exact and with no
 // register limit, but each instruction costs a trap: for tests and machines
-// without working debug registers, never the default.
+// without working debug registers, never the default. Tracing stops at a
+// system call that blocks SIGTRAP or creates a thread or process (glibc's
+// pthread_create does both), so a first access after it is not seen.
 //
 // The SIGTRAP handler is async-signal-safe (preallocated per-thread storage,
 // ioctl) but for one call: backtrace(), to name the callers (primed at
