@@ -70,8 +70,9 @@ struct status {
 
 /// How first accesses are watched; `automatic` unless forced (tests, options).
 enum class watch_mode {
-  automatic,    ///< hardware watchpoints if the probe at start() sees one fire, else off
-  hardware,     ///< same as automatic (named for the notice and for tests)
+  automatic,    ///< hardware watchpoints if the probe at start() sees one fire, else
+                ///< single step on x86-64 (with a notice), else off
+  hardware,     ///< hardware watchpoints if the probe sees one fire, else off
   single_step,  ///< x86-64 Linux: trace each instruction of a task until every watched
                 ///< variable was touched; exact but ~35 µs per instruction in a VM, for
                 ///< tests and machines whose debug registers do not work

@@ -49,6 +49,10 @@ constexpr std::size_t hw_registers = 0;
 enum class backend : int { none, hardware, single_step };
 std::atomic<backend> backend_{backend::none};
 
+// Watched variables left unseen because a task ran out of its single-step
+// budget before touching them (counted as unwatched in the summary).
+std::atomic<std::uint64_t> budget_misses_{0};
+
 // sig_data tag that tells our traps from anyone else's perf SIGTRAPs.
 constexpr unsigned long sig_tag = 0xC7F0'0100UL;
 constexpr unsigned long sig_tag_mask = ~0xffUL;
@@ -81,6 +85,7 @@ struct thread_watch {
   greg_t previous[NGREG] = {};
   std::uintptr_t fs_base = 0;
   std::size_t remaining = 0;
+  std::size_t steps_left = 0;  // instruction budget of the current task
 #endif
 };
 
@@ -320,7 +325,7 @@ void on_step(thread_watch& t, ucontext_t* uc) noexcept {
   std::memcpy(t.previous, g, sizeof t.previous);
   t.previous_pc = static_cast<std::uintptr_t>(g[REG_RIP]);
   t.have_previous = true;
-  if (t.remaining == 0 || must_stop_tracing(g)) {
+  if (t.remaining == 0 || --t.steps_left == 0 || must_stop_tracing(g)) {
     // Done, or stop here: the rest of a task that blocks SIGTRAP or starts
     // a thread is not traced (its later first accesses are not seen).
     g[REG_EFL] &= ~static_cast<greg_t>(trap_flag);
@@ -487,11 +492,26 @@ bool install_watchpoints(watch_mode mode, std::string& why) {
     return true;
   }
   if (!probe_hardware(why)) {
+#if defined(__x86_64__)
+    if (mode == watch_mode::automatic) {
+      // Exact but slow: better than reporting every variable a task leaves
+      // changed, which would flag the tasks that write before they read.
+      backend_.store(backend::single_step);
+      why = "plain thread_local watchpoints: " + why + "; first accesses are traced by single-stepping " +
+            "instead (each instruction traps, at most " + std::to_string(single_step_budget) +
+            " per task; CTXPOOL_PLAIN_TLS_WATCH=off for left-dirty findings only)";
+      return true;
+    }
+#endif
     remove_handler();
     return false;
   }
   return true;
 #endif
+}
+
+std::uint64_t single_step_budget_misses() noexcept {
+  return budget_misses_.load(std::memory_order_relaxed);
 }
 
 std::size_t watch_slots() noexcept {
@@ -566,6 +586,7 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
       ++t.count;
     }
     t.remaining = t.count;
+    t.steps_left = single_step_budget;
     t.have_previous = false;
     t.fs_base = reinterpret_cast<std::uintptr_t>(__builtin_thread_pointer());
     t.active = 1;
@@ -584,6 +605,7 @@ std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
 #if defined(__x86_64__)
   if (t.stepping) set_trap_flag(false);
   t.stepping = 0;
+  if (t.steps_left == 0 && t.remaining > 0) budget_misses_.fetch_add(t.remaining, std::memory_order_relaxed);
 #endif
   for (hw_slot& s : t.slots) {
     if (s.enabled) {
