@@ -76,7 +76,7 @@ class log_queue {
     std::copy_n(line.data(), n, out);
     out[n] = '\n';
     std::size_t done = 0;
-    while (done < n + 1) {
+    while (done < n + 1 && !past_deadline()) {
       pollfd p{fd_, POLLOUT, 0};
       const int ready = ::poll(&p, 1, 100);  // wake up now and then to look at the deadline
       if (ready < 0 && errno != EINTR) break;
@@ -85,9 +85,7 @@ class log_queue {
         const ssize_t w = ::write(fd_, out + done, n + 1 - done);
         if (w < 0 && errno != EINTR && errno != EAGAIN) break;
         if (w > 0) done += static_cast<std::size_t>(w);
-        continue;
       }
-      if (past_deadline()) break;
     }
     (done == n + 1 ? written_ : dropped_).fetch_add(1, std::memory_order_relaxed);
   }
