@@ -437,16 +437,23 @@ std::string numbered_id(char kind, int client, int n) {
   return id;
 }
 
-/// One GET on a new connection; true when it is answered with 200 and its own id.
-bool hello_works(unsigned short port, const std::string& id) {
+/// Sends `request` on a new connection and reads the answer into `res`;
+/// false when there was none.
+bool exchange(unsigned short port, const std::string& request,
+              http::response<http::string_body>& res) {
   try {
     connection c(port);
-    http::response<http::string_body> res;
-    return c.send(get_request("/hello", id)) && c.read(res) == connection::outcome::response &&
-           res.result() == http::status::ok && res.body() == "hello from request " + id + "\n";
+    return c.send(request) && c.read(res) == connection::outcome::response;
   } catch (const std::exception&) {
     return false;
   }
+}
+
+/// One GET on a new connection; true when it is answered with 200 and its own id.
+bool hello_works(unsigned short port, const std::string& id) {
+  http::response<http::string_body> res;
+  return exchange(port, get_request("/hello", id), res) && res.result() == http::status::ok &&
+         res.body() == "hello from request " + id + "\n";
 }
 
 // ---- the scenarios ------------------------------------------------------------------------
@@ -717,21 +724,17 @@ void check_graceful_shutdown(const std::string& program) {
 void check_limits(const std::string& program) {
   server_process server(program, {});
   http::response<http::string_body> res;
-  {
-    connection c(server.port());
-    c.send("GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'h') + "\r\n\r\n");
-    check(c.read(res) == connection::outcome::response &&
-              res.result() == http::status::request_header_fields_too_large && !res.keep_alive(),
-          "headers over 8 KiB get 431 and the connection is closed");
-  }
-  {
-    connection c(server.port());
-    c.send("POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
-           "Expect: 100-continue\r\n\r\n");
-    check(c.read(res) == connection::outcome::response &&
-              res.result() == http::status::payload_too_large && !res.keep_alive(),
-          "a body announced over 64 KiB gets 413 instead of 100 Continue, before it is sent");
-  }
+  check(exchange(server.port(),
+                 "GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(9000, 'h') + "\r\n\r\n",
+                 res) &&
+            res.result() == http::status::request_header_fields_too_large && !res.keep_alive(),
+        "headers over 8 KiB get 431 and the connection is closed");
+  check(exchange(server.port(),
+                 "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n"
+                 "Expect: 100-continue\r\n\r\n",
+                 res) &&
+            res.result() == http::status::payload_too_large && !res.keep_alive(),
+        "a body announced over 64 KiB gets 413 instead of 100 Continue, before it is sent");
   {
     connection c(server.port());
     c.send("POST /hello HTTP/1.1\r\nHost: x\r\nX-Request-Id: cont\r\nContent-Length: 5\r\n"
