@@ -19,13 +19,15 @@
 #include <utility>
 
 #include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 
 namespace http_sample {
 
-/// One connection: its stream, the strand it lives on, and whether a request
-/// is under way. Everything but `strand` is used only on that strand.
+/// One connection: its stream, the strand it lives on, whether a request is
+/// under way, and the signal that cancels whatever its coroutine awaits.
+/// Everything but `strand` is used only on that strand.
 struct connection {
   explicit connection(boost::asio::any_io_executor on) : strand(on), stream(std::move(on)) {}
 
@@ -33,6 +35,9 @@ struct connection {
   boost::beast::tcp_stream stream;
   /// From a request's first byte until its response is written.
   bool in_request = false;
+  /// Bound to the connection's coroutine when it is spawned: at the drain
+  /// deadline it also ends a handler that is not waiting on the socket.
+  boost::asio::cancellation_signal cancel;
 };
 
 /// The registry of open connections. All members may be called from any thread.
@@ -78,10 +83,15 @@ class connection_registry {
     }, /*start_draining=*/true);
   }
 
-  /// Closes every connection still open, whatever it is doing.
+  /// Closes every connection still open, whatever it is doing: its
+  /// coroutine is cancelled, so a handler waiting on something else than
+  /// the socket (a slow database) ends too.
   void close_all() {
     for_each_open([](const std::shared_ptr<connection>& c) {
-      boost::asio::post(c->strand, [c] { c->stream.close(); });
+      boost::asio::post(c->strand, [c] {
+        c->cancel.emit(boost::asio::cancellation_type::terminal);
+        c->stream.close();
+      });
     }, /*start_draining=*/true);
   }
 

@@ -63,6 +63,7 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
@@ -295,10 +296,11 @@ class server {
       // Set at accept: the session spawned here starts in a copy of this
       // context and keeps its own for its whole life.
       ctxpool::set_scope for_this_connection(connection_id, id);
-      asio::co_spawn(c->strand, session(id, c), [this](std::exception_ptr e) {
-        if (e) note_failure("a session threw", e);
-        active_sessions.fetch_sub(1);
-      });
+      asio::co_spawn(c->strand, session(id, c),
+                     asio::bind_cancellation_slot(c->cancel.slot(), [this, c](std::exception_ptr e) {
+                       if (e) note_failure("a session threw", e);
+                       active_sessions.fetch_sub(1);
+                     }));
     }
     beast::error_code ignored;
     acceptor_.close(ignored);
@@ -319,13 +321,17 @@ class server {
   }
 
   asio::awaitable<void> session(std::uint64_t id, std::shared_ptr<http_sample::connection> c) {
+    std::exception_ptr failure;
     try {
       co_await serve_requests(*c);
+    } catch (const boost::system::system_error& e) {
+      // Cancelled at the drain deadline (registry_.close_all()): not a failure.
+      if (e.code() != asio::error::operation_aborted) failure = std::current_exception();
     } catch (...) {
-      close(id, *c);
-      throw;
+      failure = std::current_exception();
     }
     close(id, *c);
+    if (failure) std::rethrow_exception(failure);
   }
 
   void close(std::uint64_t id, http_sample::connection& c) {

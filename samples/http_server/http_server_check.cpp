@@ -18,6 +18,8 @@
 //                      on the connection is answered correctly
 //   graceful_shutdown  SIGTERM under load: every request the server started is
 //                      answered, as counted by the clients
+//   drain_deadline     a request that outlasts the drain time is cut off there,
+//                      and the server exits
 //   limits             431, 413 (also instead of `100 Continue`), and
 //                      `100 Continue` before a body, on one keep-alive connection
 //   curl               HEAD then GET on one connection, `100 Continue` and 431,
@@ -721,6 +723,31 @@ void check_graceful_shutdown(const std::string& program) {
   check(report.closed_at_deadline == 0, "none was cut off at the drain deadline");
 }
 
+void check_drain_deadline(const std::string& program) {
+  // The "database" takes 20 s; the server may drain for 500 ms.
+  server_process server(program, {{"--lookup-delay", "20s", "--drain-timeout", "500ms"}});
+  connection slow(server.port());
+  slow.send(get_request("/hello", "too-slow"));
+  connection idle(server.port());
+  http::response<http::string_body> res;
+  // The request is under way once the server has logged it; its log line
+  // is on stdout, which the check reads.
+  const auto until = steady::now() + 30s;
+  while (server.out_text().find("req too-slow] GET") == std::string::npos && steady::now() < until) {
+    std::this_thread::sleep_for(10ms);
+  }
+  // Far below the 20 s the request would take: the drain deadline ended it.
+  const int status = server.stop(SIGTERM, 15s);
+  check(status == 0, "the server exits with status 0 once the drain time is up");
+  check(slow.read(res, false, 5s) == connection::outcome::closed_before,
+        "the request still under way then is closed without an answer");
+  check(idle.wait_closed(5s), "the idle connection is closed too");
+  const exit_report report = parse_exit_report(server.err_text());
+  check(report.found && report.started == 1 && report.answered == 0 &&
+            report.closed_at_deadline == 1,
+        "it reports 1 request started, 0 answered, 1 connection closed at the drain deadline");
+}
+
 void check_limits(const std::string& program) {
   server_process server(program, {});
   http::response<http::string_body> res;
@@ -822,6 +849,7 @@ int main(int argc, char** argv) {
       {"log_backpressure", check_log_backpressure},
       {"head", check_head},
       {"graceful_shutdown", check_graceful_shutdown},
+      {"drain_deadline", check_drain_deadline},
       {"limits", check_limits},
       {"curl", check_with_curl},
   };
