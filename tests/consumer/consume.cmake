@@ -51,14 +51,16 @@ function(fail_step what)
   set(step_output "${out}" PARENT_SCOPE)
 endfunction()
 
-# expect_output(<regex>...): each must match `step_output`.
-macro(expect_output)
-  foreach(pattern ${ARGN})
-    if(NOT step_output MATCHES "${pattern}")
+# expect_output(<regex>...): each must match `step_output`, with every run
+# of blanks and newlines read as one space (CMake wraps its messages).
+function(expect_output)
+  string(REGEX REPLACE "[ \t\r\n]+" " " flat "${step_output}")
+  foreach(pattern IN LISTS ARGN)
+    if(NOT flat MATCHES "${pattern}")
       message(FATAL_ERROR "consumer (${MODE}): output does not match '${pattern}':\n${step_output}")
     endif()
   endforeach()
-endmacro()
+endfunction()
 
 set(compiler -DCMAKE_CXX_COMPILER=${CXX_COMPILER})
 
@@ -132,7 +134,9 @@ elseif(MODE STREQUAL "old_compiler")
 elseif(MODE STREQUAL "headers")
   run_step("configure" ${CMAKE_COMMAND} -S ${CONSUMER_DIR}/headers -B ${scratch}/build
            -DCMAKE_CXX_COMPILER=${HEADER_CXX} -DCTXPOOL_SOURCE_DIR=${CTXPOOL_SOURCE_DIR})
-  run_step("build" ${CMAKE_COMMAND} --build ${scratch}/build -j2 --target ctxpool_header_check)
+  # -k: one run lists every header that fails, not just the first.
+  run_step("build" ${CMAKE_COMMAND} --build ${scratch}/build -j2 --target ctxpool_header_check
+           -- -k)
   message(STATUS "consumer (${MODE}): every header compiled cleanly with ${HEADER_CXX}")
 
 else()
