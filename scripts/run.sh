@@ -72,17 +72,27 @@ run_ctest() {
   return "$status"
 }
 
-# story_step <expected exit status> <command...>: runs one step of the samples'
-# story, shows its output indented (source paths relative to the checkout, long
-# function signatures cut, only the anonymous requests) and its exit status; returns 1 when the status is
-# not the expected one, so the story cannot pass while not holding.
+# story_step <title> <CTXPOOL_DIAGNOSTICS value> <expected exit status> <token_leak args...>:
+# one step of the samples' story. Shows the command, its output indented
+# (source paths relative to the checkout, long function signatures cut, of the
+# request lines only the anonymous ones) and its exit status; returns 1 when
+# the status is not the expected one, so the story cannot pass while not holding.
 story_step() {
-  local expected="$1"
-  shift
-  local out status=0
-  out="$("$@" 2>&1)" || status=$?
+  local title="$1" diagnostics="$2" expected="$3"
+  shift 3
+  log "$title"
+  local shown="token_leak $*"
+  if [[ $diagnostics != off ]]; then shown="CTXPOOL_DIAGNOSTICS=$diagnostics $shown"; fi
+  echo "    \$ $shown"
+  local out err status=0
+  err="$(mktemp)"
+  # stdout, then stderr (the findings): in a pipe stdout is buffered, so mixed
+  # they would come out in the wrong order.
+  out="$(CTXPOOL_DIAGNOSTICS="$diagnostics" "$story_program" "$@" 2>"$err")" || status=$?
+  out+=$'\n'"$(cat "$err")"
+  rm -f "$err"
   sed -E -e "s|$root/||g" -e 's/^( +(at|submitted at|written at) [^ ]+) in .*/\1/' <<<"$out" |
-    awk '!/^  request / || $3 == "anonymous"' | sed 's/^/    /'
+    awk 'NF && (!/^  request / || $3 == "anonymous")' | sed 's/^/    /'
   echo "    (exit status $status)"
   if [[ $status -ne $expected ]]; then
     echo "    UNEXPECTED: exit status $status, expected $expected" >&2
@@ -96,23 +106,15 @@ cmd_samples() {
   log "building the samples (Release) in $dir"
   configure "$dir" -DCTXPOOL_BUILD_TESTS=OFF -DCTXPOOL_BUILD_BENCH=OFF -DCTXPOOL_BUILD_SAMPLES=ON
   cmake --build "$dir" -j "$jobs" >/dev/null
-  local leak="$dir/samples/token_leak" status=0
-
-  log "1. The bug: a hand-written std::thread pool, the auth token in a plain thread_local"
-  echo "    \$ token_leak --naive      (12 requests on 2 workers; 3, 6, 9 and 12 are anonymous)"
-  CTXPOOL_DIAGNOSTICS=off story_step 0 "$leak" --naive || status=1
-
-  log "2. The wipe: the same code on ctxpool::thread_pool, the token in a thread_local_var"
-  echo "    \$ token_leak --pool       (each task's slots are wiped when it ends)"
-  CTXPOOL_DIAGNOSTICS=off story_step 0 "$leak" --pool || status=1
-
-  log "3. The detection: the wipe hides the bug, CI finds the code that has it"
-  echo "    \$ CTXPOOL_DIAGNOSTICS=residue token_leak --pool"
-  CTXPOOL_DIAGNOSTICS=residue story_step 66 "$leak" --pool || status=1
-
-  log "4. The fix: the token in a context_var, set by the code that submits the request"
-  echo "    \$ CTXPOOL_DIAGNOSTICS=residue token_leak --fixed"
-  CTXPOOL_DIAGNOSTICS=residue story_step 0 "$leak" --fixed || status=1
+  local story_program="$dir/samples/token_leak" status=0
+  story_step "1. The bug: a hand-written std::thread pool, the auth token in a plain thread_local" \
+    off 0 --naive || status=1
+  story_step "2. The wipe: the same code on ctxpool::thread_pool, the token in a thread_local_var" \
+    off 0 --pool || status=1
+  story_step "3. The detection: the wipe hides the bug; CI finds the code that has it" \
+    residue 66 --pool || status=1
+  story_step "4. The fix: the token in a context_var, set by the code that submits the request" \
+    residue 0 --fixed || status=1
 
   log "every sample's own checks (ctest -L samples; samples/README.md says what each shows)"
   local out
