@@ -20,6 +20,14 @@ const ::testing::TestInfo& current_test() {
   return *::testing::UnitTest::GetInstance()->current_test_info();
 }
 
+// Ends the current test for `listener`; the failures it reports go to
+// `failures` instead of failing this test.
+void end_of_test(diag::gtest_listener& listener, ::testing::TestPartResultArray& failures) {
+  ::testing::ScopedFakeTestPartResultReporter capture{
+      ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures};
+  listener.OnTestEnd(current_test());
+}
+
 // One worker, so the anonymous task runs where the login task left its key.
 void login_then_anonymous_request() {
   ctxpool::thread_pool pool{1};
@@ -43,11 +51,7 @@ TEST(gtest_listener, a_stale_read_fails_the_test_with_the_finding_as_message) {
   login_then_anonymous_request();
 
   ::testing::TestPartResultArray failures;
-  {
-    ::testing::ScopedFakeTestPartResultReporter capture{
-        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures};
-    listener.OnTestEnd(current_test());
-  }
+  end_of_test(listener, failures);
   ASSERT_EQ(failures.size(), 1);
   const ::testing::TestPartResult& failure = failures.GetTestPartResult(0);
   EXPECT_TRUE(failure.nonfatally_failed());
@@ -71,11 +75,7 @@ TEST(gtest_listener, a_clean_test_gets_no_failure) {
     pool.join();
   }
   ::testing::TestPartResultArray failures;
-  {
-    ::testing::ScopedFakeTestPartResultReporter capture{
-        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures};
-    listener.OnTestEnd(current_test());
-  }
+  end_of_test(listener, failures);
   EXPECT_EQ(failures.size(), 0);
 }
 
@@ -85,11 +85,7 @@ TEST(gtest_listener, findings_before_the_test_started_are_not_its_business) {
   diag::gtest_listener listener;
   listener.OnTestStart(current_test());
   ::testing::TestPartResultArray failures;
-  {
-    ::testing::ScopedFakeTestPartResultReporter capture{
-        ::testing::ScopedFakeTestPartResultReporter::INTERCEPT_ONLY_CURRENT_THREAD, &failures};
-    listener.OnTestEnd(current_test());
-  }
+  end_of_test(listener, failures);
   EXPECT_EQ(failures.size(), 0);
   EXPECT_EQ(diag::findings().size(), 1u);  // still recorded, not taken
   diag::clear_findings();  // this test made it on purpose; the installed listener must not see it
