@@ -10,7 +10,7 @@ if(CTXPOOL_SANITIZE)
   # Applied to the whole build so that the library and its tests agree.
   add_compile_options(-fsanitize=${CTXPOOL_SANITIZE} -fno-omit-frame-pointer -fno-sanitize-recover=all)
   add_link_options(-fsanitize=${CTXPOOL_SANITIZE})
-  if(CTXPOOL_SANITIZE MATCHES "thread")
+  if(CTXPOOL_SANITIZE MATCHES "thread" AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     # Asio's reference counts use fences TSan cannot model; ctxpool's own
     # executors avoid them (they fit in any_io_executor's inline buffer).
     add_compile_options(-Wno-tsan)
@@ -34,3 +34,12 @@ function(ctxpool_add_layer layer)
   target_link_libraries(${target} PUBLIC ${arg_PUBLIC} PRIVATE ${arg_PRIVATE})
   ctxpool_target_settings(${target})
 endfunction()
+
+# ctxpool_skip(<option> <what> <why>): switches an optional part off for this
+# configure (the cache keeps the user's choice, so installing the package and
+# configuring again brings the part back) and says so.
+macro(ctxpool_skip option what why)
+  set(${option} OFF)
+  message(NOTICE "ctxpool: skipping the ${what}: ${why}. The library does not need it; "
+                 "-D${option}=OFF skips this part without the note.")
+endmacro()

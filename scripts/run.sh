@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # ctxpool's one entry point: installs what is missing, builds, runs.
 #
-#   scripts/run.sh samples   build and run the sample programs
+#   scripts/run.sh samples   build the sample programs, tell token_leak's story
+#                            (the bug, the wipe, the detection, the fix), run
+#                            every sample's checks
 #   scripts/run.sh tests     the whole test suite: Release build (tests, samples,
-#                            consumer projects), then ASan+UBSan and TSan builds
-#                            of the test suites
+#                            consumer projects), then ASan+UBSan, TSan and
+#                            clang-16 builds of the test suites
 #   scripts/run.sh bench     build and run every benchmark, regenerate
 #                            bench/results/ (table and plot)
 #   scripts/run.sh deps      only install the Debian packages
@@ -70,14 +72,65 @@ run_ctest() {
   return "$status"
 }
 
+# story_step <title> <CTXPOOL_DIAGNOSTICS value> <expected exit status> <token_leak args...>:
+# one step of the samples' story. Shows the command, its output indented
+# (source paths relative to the checkout, long function signatures cut, of the
+# request lines only the anonymous ones) and its exit status; returns 1 when
+# the status is not the expected one, so the story cannot pass while not holding.
+story_step() {
+  local title="$1" diagnostics="$2" expected="$3"
+  shift 3
+  log "$title"
+  local shown="token_leak $*"
+  if [[ $diagnostics != off ]]; then shown="CTXPOOL_DIAGNOSTICS=$diagnostics $shown"; fi
+  echo "    \$ $shown"
+  local out err status=0
+  err="$(mktemp)"
+  # stdout, then stderr (the findings): in a pipe stdout is buffered, so mixed
+  # they would come out in the wrong order.
+  out="$(CTXPOOL_DIAGNOSTICS="$diagnostics" "$story_program" "$@" 2>"$err")" || status=$?
+  out+=$'\n'"$(cat "$err")"
+  rm -f "$err"
+  sed -E -e "s|$root/||g" -e 's/^( +(at|submitted at|written at) [^ ]+) in .*/\1/' <<<"$out" |
+    awk 'NF && (!/^  request / || $3 == "anonymous")' | sed 's/^/    /'
+  echo "    (exit status $status)"
+  if [[ $status -ne $expected ]]; then
+    echo "    UNEXPECTED: exit status $status, expected $expected" >&2
+    return 1
+  fi
+}
+
 cmd_samples() {
   install_deps "${packages[@]}"
   local dir="$build_root/release"
-  log "building samples (Release) in $dir"
+  log "building the samples (Release) in $dir"
   configure "$dir" -DCTXPOOL_BUILD_TESTS=OFF -DCTXPOOL_BUILD_BENCH=OFF -DCTXPOOL_BUILD_SAMPLES=ON
-  cmake --build "$dir" -j "$jobs"
-  log "running samples"
-  run_ctest "$dir" -L samples
+  cmake --build "$dir" -j "$jobs" >/dev/null
+  local story_program="$dir/samples/token_leak" status=0
+  story_step "1. The bug: a hand-written std::thread pool, the auth token in a plain thread_local" \
+    off 0 --naive || status=1
+  story_step "2. The wipe: the same code on ctxpool::thread_pool, the token in a thread_local_var" \
+    off 0 --pool || status=1
+  story_step "3. The detection: the wipe hides the bug; CI finds the code that has it" \
+    residue 66 --pool || status=1
+  story_step "4. The fix: the token in a context_var, set by the code that submits the request" \
+    residue 0 --fixed || status=1
+
+  log "every sample's own checks (ctest -L samples; samples/README.md says what each shows)"
+  local out
+  out="$(mktemp)"
+  if ctest --test-dir "$dir" -L samples -j "$jobs" --output-on-failure >"$out" 2>&1; then
+    grep -E '^[0-9]+% tests passed' "$out" | sed 's/^/    /'
+  else
+    cat "$out"
+    status=1
+  fi
+  rm -f "$out"
+
+  log "the sample programs are in $dir/samples/ (run any of them; samples/README.md has the commands):"
+  find "$dir/samples" -maxdepth 1 -type f -executable -printf '%f\n' | sort | paste -sd ' ' |
+    fold -s -w 76 | sed 's/^/    /'
+  return "$status"
 }
 
 cmd_tests() {
@@ -96,7 +149,7 @@ cmd_tests() {
   log "ASan+UBSan build of the test suites"
   configure "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
     -DCTXPOOL_SANITIZE=address,undefined -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
-    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor"
+    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;gtest"
   cmake --build "$asan" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run_ctest "$asan" || status=1
@@ -105,9 +158,19 @@ cmd_tests() {
   log "TSan build of the test suites"
   configure "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
     -DCTXPOOL_SANITIZE=thread -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
-    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor"
+    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;gtest"
   cmake --build "$tsan" -j "$jobs"
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest "$tsan" || status=1
+
+  # clang-16 with Debian's libstdc++ (g++ 12's): the library and the test
+  # suites, lean (-O1, no debug info), to keep ctxpool building with both.
+  local clang="$build_root/clang"
+  log "clang-16 build of the library and the test suites"
+  configure "$clang" -DCMAKE_CXX_COMPILER=clang++-16 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1" -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
+    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;gtest"
+  cmake --build "$clang" -j "$jobs"
+  run_ctest "$clang" || status=1
 
   echo
   echo "ctxpool: ${passed_total} passed, ${failed_total} failed"
@@ -128,7 +191,7 @@ case "${1:-}" in
   bench) cmd_bench ;;
   deps) install_deps "${packages[@]}" ;;
   *)
-    sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,15p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     exit 2
     ;;
 esac

@@ -1,32 +1,145 @@
-# Configures, builds and runs tests/consumer/project against ctxpool.
-#   MODE=find_package     installs the already-built ctxpool into a scratch
-#                         prefix and consumes it with find_package(ctxpool)
-#   MODE=add_subdirectory consumes the source tree with add_subdirectory
+# Builds a user project against ctxpool and checks what the user would see.
+#
+#   cmake -DMODE=<mode> -DCTXPOOL_SOURCE_DIR=... -DCTXPOOL_BINARY_DIR=... \
+#         -DCTXPOOL_VERSION=... -DCONSUMER_DIR=... -DWORK_DIR=... -DCXX_COMPILER=... \
+#         -P consume.cmake
+#
+# MODE:
+#   find_package     install the built ctxpool into a scratch prefix, consume it
+#                    with find_package(ctxpool <major.minor>), run the program;
+#                    a context-only program from the installed package rejects
+#                    a misspelt CTXPOOL_DIAGNOSTICS
+#   version_too_new  find_package(ctxpool <next minor>) must not accept this one
+#   add_subdirectory consume the source tree with add_subdirectory, with no
+#                    build type: the parent's must stay empty
+#   fetchcontent_install_export
+#                    FetchContent, and the consumer's own install(EXPORT) of a
+#                    library linking ctxpool::ctxpool; a third project then
+#                    uses that installed library with find_package
+#   plain_configure  a top-level configure of ctxpool without doctest and Google
+#                    Benchmark succeeds and says what it skipped
+#   old_compiler     a configure with OLD_CXX fails with one message naming
+#                    the compiler requirement
+#   headers          every public header compiled on its own with HEADER_CXX,
+#                    strict warnings and -Werror, through add_subdirectory
 cmake_minimum_required(VERSION 3.25)
 
-set(scratch ${WORK_DIR}/${MODE})
+if(NOT DEFINED SCRATCH_NAME)
+  set(SCRATCH_NAME ${MODE})
+endif()
+set(scratch ${WORK_DIR}/${SCRATCH_NAME})
 file(REMOVE_RECURSE ${scratch})
 file(MAKE_DIRECTORY ${scratch})
+string(REGEX MATCH "^[0-9]+\\.[0-9]+" major_minor "${CTXPOOL_VERSION}")
 
+# run_step(<what> <command...>): the command must succeed; its output goes to
+# `step_output` in the caller.
 function(run_step what)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
   if(NOT result EQUAL 0)
-    message(FATAL_ERROR "consumer (${MODE}): ${what} failed:\n${out}")
+    message(FATAL_ERROR "consumer (${MODE}): ${what} failed (${result}):\n${out}")
   endif()
+  set(step_output "${out}" PARENT_SCOPE)
 endfunction()
 
-set(configure_args -S ${CONSUMER_SOURCE_DIR} -B ${scratch}/build -DCMAKE_BUILD_TYPE=Release
-    -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCONSUME_MODE=${MODE})
-if(MODE STREQUAL "find_package")
+# fail_step(<what> <command...>): the command must fail; output in `step_output`.
+function(fail_step what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE result OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(result EQUAL 0)
+    message(FATAL_ERROR "consumer (${MODE}): ${what} succeeded, but must fail:\n${out}")
+  endif()
+  set(step_output "${out}" PARENT_SCOPE)
+endfunction()
+
+# expect_output(<regex>...): each must match `step_output`, with every run
+# of blanks and newlines read as one space (CMake wraps its messages).
+function(expect_output)
+  string(REGEX REPLACE "[ \t\r\n]+" " " flat "${step_output}")
+  foreach(pattern IN LISTS ARGN)
+    if(NOT flat MATCHES "${pattern}")
+      message(FATAL_ERROR "consumer (${MODE}): output does not match '${pattern}':\n${step_output}")
+    endif()
+  endforeach()
+endfunction()
+
+set(compiler -DCMAKE_CXX_COMPILER=${CXX_COMPILER})
+
+if(MODE STREQUAL "find_package" OR MODE STREQUAL "version_too_new")
   run_step("install" ${CMAKE_COMMAND} --install ${CTXPOOL_BINARY_DIR} --prefix ${scratch}/prefix)
-  list(APPEND configure_args -DCMAKE_PREFIX_PATH=${scratch}/prefix)
+  set(args -S ${CONSUMER_DIR}/project -B ${scratch}/build ${compiler} -DCMAKE_BUILD_TYPE=Release
+      -DCONSUME_MODE=find_package -DCMAKE_PREFIX_PATH=${scratch}/prefix)
+  if(MODE STREQUAL "version_too_new")
+    string(REGEX MATCH "^[0-9]+" major "${CTXPOOL_VERSION}")
+    string(REGEX REPLACE "^[0-9]+\\.([0-9]+).*" "\\1" minor "${CTXPOOL_VERSION}")
+    math(EXPR next_minor "${minor} + 1")
+    fail_step("configure asking for ${major}.${next_minor}" ${CMAKE_COMMAND} ${args}
+              -DCTXPOOL_REQUEST=${major}.${next_minor})
+    expect_output("compatible with requested version \"${major}\\.${next_minor}\""
+                  "version: ${CTXPOOL_VERSION}")
+  else()
+    run_step("configure" ${CMAKE_COMMAND} ${args} -DCTXPOOL_REQUEST=${major_minor})
+    run_step("build" ${CMAKE_COMMAND} --build ${scratch}/build -j2)
+    run_step("run" ${scratch}/build/consumer)
+    # The link option that keeps the environment check travels with the package.
+    execute_process(COMMAND ${CMAKE_COMMAND} -E env CTXPOOL_DIAGNOSTICS=residu
+                            ${scratch}/build/context_only
+                    RESULT_VARIABLE result OUTPUT_VARIABLE step_output ERROR_VARIABLE step_output)
+    if(NOT result EQUAL 2)
+      message(FATAL_ERROR "consumer (${MODE}): context_only with CTXPOOL_DIAGNOSTICS=residu exited "
+                          "${result}, expected 2:\n${step_output}")
+    endif()
+    expect_output("unknown mode 'residu'")
+  endif()
+
 elseif(MODE STREQUAL "add_subdirectory")
-  list(APPEND configure_args -DCTXPOOL_SOURCE_DIR=${CTXPOOL_SOURCE_DIR})
+  # No CMAKE_BUILD_TYPE on purpose: the project checks it is still empty.
+  run_step("configure" ${CMAKE_COMMAND} -S ${CONSUMER_DIR}/project -B ${scratch}/build ${compiler}
+           -DCONSUME_MODE=add_subdirectory -DCTXPOOL_SOURCE_DIR=${CTXPOOL_SOURCE_DIR})
+  run_step("build" ${CMAKE_COMMAND} --build ${scratch}/build -j2 --target consumer)
+  run_step("run" ${scratch}/build/consumer)
+
+elseif(MODE STREQUAL "fetchcontent_install_export")
+  run_step("configure" ${CMAKE_COMMAND} -S ${CONSUMER_DIR}/fetchcontent -B ${scratch}/build
+           ${compiler} -DCMAKE_BUILD_TYPE=Release -DCTXPOOL_SOURCE_DIR=${CTXPOOL_SOURCE_DIR}
+           -DCMAKE_INSTALL_PREFIX=${scratch}/prefix)
+  run_step("build" ${CMAKE_COMMAND} --build ${scratch}/build -j2)
+  run_step("install" ${CMAKE_COMMAND} --install ${scratch}/build)
+  run_step("configure downstream" ${CMAKE_COMMAND} -S ${CONSUMER_DIR}/downstream
+           -B ${scratch}/downstream ${compiler} -DCMAKE_BUILD_TYPE=Release
+           -DCMAKE_PREFIX_PATH=${scratch}/prefix)
+  run_step("build downstream" ${CMAKE_COMMAND} --build ${scratch}/downstream -j2)
+  run_step("run downstream" ${scratch}/downstream/downstream)
+  expect_output("greeting: hello from req-9")
+
+elseif(MODE STREQUAL "plain_configure")
+  run_step("configure" ${CMAKE_COMMAND} -S ${CTXPOOL_SOURCE_DIR} -B ${scratch}/build ${compiler}
+           -DCMAKE_DISABLE_FIND_PACKAGE_doctest=ON -DCMAKE_DISABLE_FIND_PACKAGE_benchmark=ON)
+  expect_output("ctxpool: skipping the test suites: doctest"
+                "ctxpool: skipping the benchmarks: Google Benchmark")
+  if(NOT EXISTS ${scratch}/build/ctxpoolConfigVersion.cmake)
+    message(FATAL_ERROR "consumer (${MODE}): the library's install files were not generated")
+  endif()
+
+elseif(MODE STREQUAL "old_compiler")
+  fail_step("configure with ${OLD_CXX}" ${CMAKE_COMMAND} -S ${CTXPOOL_SOURCE_DIR}
+            -B ${scratch}/build -DCMAKE_CXX_COMPILER=${OLD_CXX})
+  expect_output("ctxpool needs C\\+\\+20 with <source_location> and coroutines"
+                "g\\+\\+ 12 or later, or clang 15 or later")
+  string(REGEX MATCHALL "CMake Error" errors "${step_output}")
+  list(LENGTH errors error_count)
+  if(NOT error_count EQUAL 1)
+    message(FATAL_ERROR "consumer (${MODE}): ${error_count} errors, expected one:\n${step_output}")
+  endif()
+
+elseif(MODE STREQUAL "headers")
+  run_step("configure" ${CMAKE_COMMAND} -S ${CONSUMER_DIR}/headers -B ${scratch}/build
+           -DCMAKE_CXX_COMPILER=${HEADER_CXX} -DCTXPOOL_SOURCE_DIR=${CTXPOOL_SOURCE_DIR})
+  # -k: one run lists every header that fails, not just the first.
+  run_step("build" ${CMAKE_COMMAND} --build ${scratch}/build -j2 --target ctxpool_header_check
+           -- -k)
+  message(STATUS "consumer (${MODE}): every header compiled cleanly with ${HEADER_CXX}")
+
 else()
   message(FATAL_ERROR "unknown MODE '${MODE}'")
 endif()
-
-run_step("configure" ${CMAKE_COMMAND} ${configure_args})
-run_step("build" ${CMAKE_COMMAND} --build ${scratch}/build -j2)
-run_step("run" ${scratch}/build/consumer)
-message(STATUS "consumer (${MODE}): built and ran")
+message(STATUS "consumer (${MODE}): ok")

@@ -3,6 +3,10 @@
 #include <ctxpool/executor.hpp>
 
 #include <cstdio>
+
+#if defined(CONSUMER_EXPECT_ASSERTS) && defined(NDEBUG)
+#error "NDEBUG is defined: ctxpool changed the build type of the project that added it"
+#endif
 #include <string>
 
 namespace {

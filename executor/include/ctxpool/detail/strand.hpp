@@ -142,13 +142,13 @@ class strand<ctxpool::pool_executor> {
   }
 
   [[nodiscard]] strand require(execution::blocking_t::possibly_t) const {
-    return with_bits(bits() & ~pool_executor::never_bit, snapshot_);
+    return with_bits(bits() & ~unsigned{pool_executor::never_bit}, snapshot_);
   }
   [[nodiscard]] strand require(execution::blocking_t::never_t) const {
     return with_bits(bits() | pool_executor::never_bit, snapshot_);
   }
   [[nodiscard]] strand require(execution::relationship_t::fork_t) const {
-    return with_bits(bits() & ~pool_executor::continuation_bit, snapshot_);
+    return with_bits(bits() & ~unsigned{pool_executor::continuation_bit}, snapshot_);
   }
   [[nodiscard]] strand require(execution::relationship_t::continuation_t) const {
     return with_bits(bits() | pool_executor::continuation_bit, snapshot_);
@@ -161,7 +161,7 @@ class strand<ctxpool::pool_executor> {
                                                 : ctxpool::detail::captured_context{});
   }
   [[nodiscard]] strand require(execution::outstanding_work_t::untracked_t) const {
-    return with_bits(bits() & ~(pool_executor::tracked_bit | pool_executor::snapshot_bit), {});
+    return with_bits(bits() & ~unsigned{pool_executor::tracked_bit | pool_executor::snapshot_bit}, {});
   }
 
   /// Queues `f` on the strand, bound to its context now.
