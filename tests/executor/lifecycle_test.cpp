@@ -6,12 +6,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -30,6 +33,25 @@ void block_until_closed(ctxpool::thread_pool& pool) {
     }
     std::this_thread::yield();
   }
+}
+
+/// Runs `f` on a thread of its own and fails the test (by aborting the test
+/// program, which CTest reports) if it has not returned within a minute: a
+/// regression to a hang must fail, not stall the suite.
+template <class F>
+void within_a_minute(const char* what, F f) {
+  std::promise<void> done;
+  std::future<void> finished = done.get_future();
+  std::thread runner([&f, &done] {
+    f();
+    done.set_value();
+  });
+  if (finished.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    std::fprintf(stderr, "FAILED: %s did not return within 60 s (a hang)\n", what);
+    std::fflush(stderr);
+    std::abort();
+  }
+  runner.join();
 }
 
 }  // namespace
@@ -206,4 +228,59 @@ TEST_CASE("submit racing with join either runs or throws pool_closed, never hang
     submitter.join();
     CHECK(ran == accepted);
   }
+}
+
+TEST_CASE("submit racing stop: each submit throws pool_closed or its task is done before stop returns") {
+  // Eight producers against stop(), 50 rounds: a task slipping into the queue
+  // after stop() emptied it used to leave its future waiting forever.
+  for (int round = 0; round < 50; ++round) {
+    ctxpool::thread_pool pool{2};
+    constexpr int producers = 8;
+    std::vector<std::vector<std::future<int>>> futures(producers);
+    std::atomic<int> started{0};
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&pool, &futures, &started, p] {
+        ++started;
+        for (int i = 0; i < 2000; ++i) {
+          try {
+            futures[p].push_back(pool.submit([] { return 1; }));
+          } catch (const ctxpool::pool_closed&) {
+            return;
+          }
+        }
+      });
+    }
+    while (started < producers) std::this_thread::yield();
+    within_a_minute("stop() racing submit", [&pool] { pool.stop(); });
+    for (std::thread& t : threads) t.join();
+    // Every accepted submit was accepted before stop() returned, so its task
+    // has run or been destroyed by now: no future may still be waiting.
+    int waiting = 0;
+    int wrong = 0;
+    for (auto& list : futures) {
+      for (auto& f : list) {
+        if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+          ++waiting;
+          continue;
+        }
+        try {
+          if (f.get() != 1) ++wrong;
+        } catch (const std::future_error& e) {
+          if (e.code() != std::future_errc::broken_promise) ++wrong;
+        }
+      }
+    }
+    REQUIRE(waiting == 0);
+    CHECK(wrong == 0);
+    within_a_minute("wait() after stop()", [&pool] { pool.wait(); });
+  }
+}
+
+TEST_CASE("wait after stop returns even with tracked work outstanding") {
+  ctxpool::thread_pool pool{1};
+  auto guard = asio::make_work_guard(pool.get_executor());  // tracked work that never ends
+  pool.stop();
+  within_a_minute("wait() after stop() with a work guard", [&pool] { pool.wait(); });
+  guard.reset();
 }

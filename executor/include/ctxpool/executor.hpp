@@ -61,7 +61,7 @@
 
 #include <boost/asio/associator.hpp>
 #include <boost/asio/execution.hpp>
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/execution_context.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <ctxpool/context.hpp>
@@ -159,10 +159,9 @@ class pool_executor {
     }
   }
 
-  /// The io_context that hosts the pool's timers and sockets.
-  [[nodiscard]] boost::asio::io_context& query(boost::asio::execution::context_t) const noexcept {
-    return core().io();
-  }
+  /// The pool itself: the execution context that hosts its timers, sockets
+  /// and services (as asio::thread_pool's executor answers).
+  [[nodiscard]] thread_pool& query(boost::asio::execution::context_t) const noexcept;
   [[nodiscard]] boost::asio::execution::blocking_t query(
       boost::asio::execution::blocking_t) const noexcept {
     if (bits() & never_bit) return boost::asio::execution::blocking.never;
@@ -298,7 +297,7 @@ static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_exe
 /// workers, one sleeps in the io_context, so that a timer or I/O wakes it as
 /// a new task does, and the others on a condition variable.
 /// Asio's `dispatch` from a worker runs inline; everything else is queued.
-class thread_pool {
+class thread_pool : public boost::asio::execution_context {
  public:
   /// The Asio executor type (`get_executor()`).
   using executor_type = pool_executor;
@@ -385,9 +384,12 @@ class thread_pool {
   void join() { core_->join(); }
 
   /// Lets running tasks finish, destroys every queued task (their futures
-  /// report broken_promise) and ends the threads. Idempotent.
+  /// report broken_promise) and every pending operation's handler (a timer
+  /// wait, a coroutine suspended on one), and ends the threads. Idempotent.
+  /// A `submit` racing it either throws pool_closed or has its task
+  /// destroyed before stop() returns.
   /// @throws std::logic_error when called from one of the pool's threads.
-  void stop() { core_->stop(); }
+  void stop();
 
   /// Replaces the handler for exceptions of `post`ed tasks and Asio handlers;
   /// an empty function restores the default (print to stderr and continue).
@@ -422,6 +424,10 @@ class thread_pool {
 
   std::unique_ptr<detail::pool_core> core_;
 };
+
+inline thread_pool& pool_executor::query(boost::asio::execution::context_t) const noexcept {
+  return static_cast<thread_pool&>(core().owner());
+}
 
 /// A handler that runs inside the context that was current when it was bound.
 /// Made by `bind_context`; Asio sees the wrapped handler's associated
