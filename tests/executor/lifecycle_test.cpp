@@ -14,7 +14,13 @@
 #include <thread>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -192,7 +198,7 @@ TEST_CASE("stop with a pending timer destroys the wait without running it") {
   timer.reset();  // a timer may outlive stop() (but not the pool)
 }
 
-TEST_CASE("the destructor behaves like join: nothing queued is lost") {
+TEST_CASE("the destructor runs every queued task, including what they submit") {
   std::atomic<int> done{0};
   {
     ctxpool::thread_pool pool{1};
@@ -283,4 +289,61 @@ TEST_CASE("wait after stop returns even with tracked work outstanding") {
   pool.stop();
   within_a_minute("wait() after stop() with a work guard", [&pool] { pool.wait(); });
   guard.reset();
+}
+
+TEST_CASE("the destructor does not wait for a coroutine awaiting an accept that never comes") {
+  auto held = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = held;
+  std::atomic<bool> resumed{false};
+  auto pool = std::make_unique<ctxpool::thread_pool>(2);
+  std::promise<void> listening;
+  asio::co_spawn(
+      *pool,
+      [&, h = std::move(held)]() -> asio::awaitable<void> {
+        asio::ip::tcp::acceptor acceptor(co_await asio::this_coro::executor,
+                                         {asio::ip::address_v4::loopback(), 0});
+        listening.set_value();
+        auto socket = co_await acceptor.async_accept(asio::use_awaitable);  // nobody connects
+        resumed = true;
+        (void)h;
+      },
+      asio::detached);
+  listening.get_future().wait();
+  within_a_minute("~thread_pool with a pending accept", [&pool] { pool.reset(); });
+  CHECK_FALSE(resumed);
+  CHECK(watch.expired());  // the coroutine frame was destroyed with the pending accept
+}
+
+TEST_CASE("the destructor abandons a one-hour timer and still runs the queued tasks") {
+  auto held = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = held;
+  std::atomic<bool> fired{false};
+  std::atomic<int> ran{0};
+  auto pool = std::make_unique<ctxpool::thread_pool>(1);
+  std::promise<void> armed;
+  asio::co_spawn(
+      *pool,
+      [&, h = std::move(held)]() -> asio::awaitable<void> {
+        asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::hours(1));
+        armed.set_value();
+        co_await timer.async_wait(asio::use_awaitable);
+        fired = true;
+        (void)h;
+      },
+      asio::detached);
+  armed.get_future().wait();
+  for (int i = 0; i < 100; ++i) pool->post([&ran] { ++ran; });
+  within_a_minute("~thread_pool with a one-hour timer", [&pool] { pool.reset(); });
+  CHECK(ran == 100);
+  CHECK_FALSE(fired);
+  CHECK(watch.expired());
+}
+
+TEST_CASE("join still waits for tracked work such as a pending timer") {
+  ctxpool::thread_pool pool{1};
+  std::atomic<bool> fired{false};
+  asio::steady_timer timer(pool, std::chrono::milliseconds(20));
+  timer.async_wait([&fired](boost::system::error_code ec) { fired = !ec; });
+  pool.join();
+  CHECK(fired);
 }

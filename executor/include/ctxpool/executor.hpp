@@ -34,16 +34,34 @@
 // future can deadlock a pool whose workers all do the same, as with any
 // fixed-size pool; prefer continuations (coroutines, post) inside the pool.
 //
+// The pool is also an Asio execution context, as `asio::thread_pool` is:
+// `asio::post(pool, f)`, `dispatch`, `defer`, `asio::make_strand(pool)`,
+// `asio::steady_timer t(pool)`, sockets built from the pool,
+// `asio::co_spawn(pool, ...)` and `use_service`/`make_service` work, and
+// `query(ex, execution::context)` returns the pool, so code written for
+// `asio::thread_pool` moves by changing the type.
+//
 // @par Lifetime
 // The pool owns its threads: none is detached, and all have ended when
-// `join()`, `stop()` or the destructor returns. The destructor behaves like
-// `join()`: it runs everything already queued, including work that queued
-// tasks submit, then ends the threads; nothing is lost. `stop()` instead
-// abandons queued tasks: they are destroyed before it returns and their
-// futures report `std::future_errc::broken_promise`. Executors, timers and
-// other I/O objects made from the pool must not outlive it (as with any Asio
-// execution context); an executor that tracks work keeps `wait()` and
-// `join()` waiting while it exists.
+// `join()`, `stop()` or the destructor returns. The three ends of life:
+// - `join()` waits until nothing is queued or running and no tracked work
+//   (a pending timer or socket operation started through the executor) is
+//   left, then ends the threads. Pending I/O keeps it waiting.
+// - The destructor runs every task already queued, including work those tasks
+//   submit, so nothing queued is lost; it does *not* wait for pending I/O.
+//   Once no task is queued or running it ends the threads and destroys the
+//   handlers of operations still pending (a timer due in an hour, an accept
+//   nobody connects to), together with the coroutine frames that await them,
+//   as `asio::thread_pool`'s destructor does. It therefore returns as soon as
+//   the queued tasks are done.
+// - `stop()` abandons queued tasks and pending operations at once: they are
+//   destroyed before it returns and futures report
+//   `std::future_errc::broken_promise`.
+// Executors, timers, sockets and other I/O objects made from the pool must
+// not outlive it (as with any Asio execution context); an executor that
+// tracks work keeps `wait()` and `join()` waiting while it exists. Work
+// handed to the executor after the end is kept unrun and destroyed with the
+// pool, as an io_context treats a stopped queue.
 #pragma once
 
 #include <cstddef>
@@ -317,8 +335,11 @@ class thread_pool : public boost::asio::execution_context {
   /// Test and benchmark use only: `tuning` can switch propagation and wipe off.
   thread_pool(thread_pool_options options, detail::pool_tuning tuning);
 
-  /// Behaves like `join()`: runs everything queued, then ends the threads.
-  /// Must not run on one of the pool's threads.
+  /// Runs every queued task (and what they submit), then ends the threads
+  /// and destroys pending operations (timer waits, socket operations) and the
+  /// coroutines awaiting them without waiting for them: see the header's
+  /// Lifetime paragraph. Must not run on one of the pool's threads (the
+  /// process aborts with a message saying so).
   ~thread_pool();
 
   thread_pool(const thread_pool&) = delete;
