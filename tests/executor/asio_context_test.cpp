@@ -22,6 +22,8 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/prefer.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -168,4 +170,70 @@ TEST_CASE("use_service, has_service and make_service work on the pool") {
   }
   (void)service;  // destroyed with the pool; only its construction count remains
   CHECK(counting_service::constructed == before + 1);
+}
+
+TEST_CASE("strand<pool_executor> converts to strand<any_io_executor> by construction and assignment") {
+  using pool_strand = asio::strand<ctxpool::pool_executor>;
+  using any_strand = asio::strand<asio::any_io_executor>;
+  static_assert(std::is_constructible_v<any_strand, const pool_strand&>);
+  static_assert(std::is_constructible_v<any_strand, pool_strand&&>);
+  static_assert(std::is_assignable_v<any_strand&, const pool_strand&>);
+  static_assert(std::is_assignable_v<any_strand&, pool_strand&&>);
+
+  ctxpool::thread_pool pool{4};
+  pool_strand strand = asio::make_strand(pool);
+  any_strand copied(strand);
+  any_strand moved(pool_strand{strand});
+  asio::io_context other;
+  any_strand assigned = asio::make_strand(other);
+  assigned = strand;
+  any_strand move_assigned = asio::make_strand(other);
+  move_assigned = pool_strand{strand};
+  CHECK(&asio::query(copied, asio::execution::context) == &pool);
+  CHECK(&asio::query(assigned, asio::execution::context) == &pool);
+
+  // All of them share the original's queue: handlers given to any of them
+  // never overlap.
+  int unguarded = 0;
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  auto body = [&] {
+    if (++inside != 1) ++overlaps;
+    ++unguarded;
+    --inside;
+  };
+  std::vector<std::thread> posters;
+  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(strand, body); });
+  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(copied, body); });
+  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(assigned, body); });
+  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(move_assigned, body); });
+  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(moved, body); });
+  for (auto& t : posters) t.join();
+  pool.wait();
+  CHECK(overlaps == 0);
+  CHECK(unguarded == 1500);
+}
+
+TEST_CASE("a tracked strand answers outstanding_work.tracked, directly and through any_io_executor") {
+  ctxpool::thread_pool pool{1};
+  auto strand = asio::make_strand(pool);
+  CHECK(asio::query(strand, asio::execution::outstanding_work) ==
+        asio::execution::outstanding_work.untracked);
+  auto tracked = asio::prefer(strand, asio::execution::outstanding_work.tracked);
+  CHECK(asio::query(tracked, asio::execution::outstanding_work) ==
+        asio::execution::outstanding_work.tracked);
+  CHECK(asio::query(tracked, asio::execution::outstanding_work.tracked) ==
+        asio::execution::outstanding_work.tracked);
+  CHECK(tracked == strand);  // the same queue
+
+  asio::any_io_executor any_tracked = tracked;
+  CHECK(asio::query(any_tracked, asio::execution::outstanding_work.tracked) ==
+        asio::execution::outstanding_work.tracked);
+  asio::any_io_executor any_untracked = strand;
+  CHECK(asio::query(any_untracked, asio::execution::outstanding_work.tracked) ==
+        asio::execution::outstanding_work.untracked);
+
+  auto untracked = asio::prefer(tracked, asio::execution::outstanding_work.untracked);
+  CHECK(asio::query(untracked, asio::execution::outstanding_work) ==
+        asio::execution::outstanding_work.untracked);
 }
