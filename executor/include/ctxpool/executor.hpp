@@ -495,6 +495,7 @@ template <class Handler>
 }  // namespace ctxpool
 
 #include <ctxpool/detail/strand.hpp>
+#include <ctxpool/detail/co_spawn.hpp>
 
 namespace boost::asio {
 
