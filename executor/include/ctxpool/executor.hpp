@@ -80,6 +80,8 @@
 #include <boost/asio/associator.hpp>
 #include <boost/asio/execution.hpp>
 #include <boost/asio/execution_context.hpp>
+#include <boost/asio/query.hpp>
+#include <boost/asio/require.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <ctxpool/context.hpp>
@@ -450,26 +452,61 @@ inline thread_pool& pool_executor::query(boost::asio::execution::context_t) cons
   return static_cast<thread_pool&>(core().owner());
 }
 
-/// A handler that runs inside the context that was current when it was bound.
-/// Made by `bind_context`; Asio sees the wrapped handler's associated
-/// executor, allocator and cancellation slot.
-template <class Handler>
-class context_bound_handler {
+namespace detail {
+
+/// How a bound handler runs: in a continuation of a snapshot taken at binding.
+struct continue_snapshot {
+  captured_context snapshot;
+  template <class F>
+  decltype(auto) invoke(F&& f) const {
+    fresh_context_scope scope(snapshot, /*continuation=*/true);
+    return std::forward<F>(f)();
+  }
+};
+
+/// How a bound handler runs: inside a given context itself (context::run).
+struct enter_context {
+  context ctx;
+  template <class F>
+  decltype(auto) invoke(F&& f) const {
+    return ctx.run(std::forward<F>(f));
+  }
+};
+
+}  // namespace detail
+
+/// A handler that runs in a context chosen when it was bound: a continuation
+/// of the context current then (`bind_context(handler)`), or a given context
+/// itself (`bind_context(ctx, handler)`). Asio sees the wrapped handler's
+/// associated executor, allocator and cancellation slot.
+template <class Handler, class Binding>
+class basic_context_handler {
  public:
   template <class H>
-  context_bound_handler(H&& handler, detail::captured_context snapshot)
-      : handler_(std::forward<H>(handler)), snapshot_(std::move(snapshot)) {}
+  basic_context_handler(H&& handler, Binding binding)
+      : handler_(std::forward<H>(handler)), binding_(std::move(binding)) {}
 
-  /// Calls the handler inside (a continuation of) the bound context.
+  /// Calls the handler inside its bound context.
+  /// @throws context_error for `bind_context(ctx, ...)` when `ctx` is
+  ///         already entered, on any thread (as `context::run` does).
   template <class... Args>
-  decltype(auto) operator()(Args&&... args) {
-    detail::fresh_context_scope scope(snapshot_, /*continuation=*/true);
-    return std::invoke(handler_, std::forward<Args>(args)...);
+  decltype(auto) operator()(Args&&... args) & {
+    return binding_.invoke([&]() -> decltype(auto) {
+      return std::invoke(handler_, std::forward<Args>(args)...);
+    });
   }
   template <class... Args>
-  decltype(auto) operator()(Args&&... args) const {
-    detail::fresh_context_scope scope(snapshot_, /*continuation=*/true);
-    return std::invoke(handler_, std::forward<Args>(args)...);
+  decltype(auto) operator()(Args&&... args) const& {
+    return binding_.invoke([&]() -> decltype(auto) {
+      return std::invoke(handler_, std::forward<Args>(args)...);
+    });
+  }
+  /// Asio calls completion handlers as rvalues; the wrapped one is called so too.
+  template <class... Args>
+  decltype(auto) operator()(Args&&... args) && {
+    return binding_.invoke([&]() -> decltype(auto) {
+      return std::invoke(std::move(handler_), std::forward<Args>(args)...);
+    });
   }
 
   /// The wrapped handler.
@@ -478,8 +515,16 @@ class context_bound_handler {
 
  private:
   Handler handler_;
-  detail::captured_context snapshot_;
+  Binding binding_;
 };
+
+/// A handler bound with `bind_context(handler)`.
+template <class Handler>
+using context_bound_handler = basic_context_handler<Handler, detail::continue_snapshot>;
+
+/// A handler bound with `bind_context(ctx, handler)`.
+template <class Handler>
+using context_entering_handler = basic_context_handler<Handler, detail::enter_context>;
 
 /// Captures the current context now and returns a handler that runs
 /// `handler` inside it (continuing it: tokens set before binding can be reset
@@ -488,8 +533,103 @@ class context_bound_handler {
 /// pool's executor need no binding.
 template <class Handler>
 [[nodiscard]] context_bound_handler<std::decay_t<Handler>> bind_context(Handler&& handler) {
-  return context_bound_handler<std::decay_t<Handler>>(std::forward<Handler>(handler),
-                                                      detail::captured_context::capture());
+  return context_bound_handler<std::decay_t<Handler>>(
+      std::forward<Handler>(handler), detail::continue_snapshot{detail::captured_context::capture()});
+}
+
+/// Returns a handler that runs `handler` inside `ctx` itself, as
+/// `ctx.run(handler, args...)` would (asyncio's `call_soon(cb, context=ctx)`):
+/// its `set`s stay in `ctx` and are seen there afterwards. Calling it while
+/// `ctx` is entered, on any thread, throws `context_error` (run's rule).
+template <class Handler>
+[[nodiscard]] context_entering_handler<std::decay_t<Handler>> bind_context(context ctx,
+                                                                           Handler&& handler) {
+  return context_entering_handler<std::decay_t<Handler>>(std::forward<Handler>(handler),
+                                                         detail::enter_context{std::move(ctx)});
+}
+
+/// An executor that runs every function inside one given context itself,
+/// through another executor (asyncio's `create_task(coro, context=ctx)`).
+/// Made by `in_context`, which puts a strand between the two.
+///
+/// `asio::co_spawn(ctxpool::in_context(ctx, pool.get_executor()), coro(), token)`
+/// runs every step of the coroutine inside `ctx`: its `set`s are seen in
+/// `ctx` after it completes, and its steps share `ctx`'s token identity.
+/// Because a context can be entered by one thread at a time, the functions
+/// run one after another (the strand): a step resumed on another worker
+/// never overlaps the end of the step before it. Two such executors (two
+/// `in_context` calls), or one and `ctx.run` elsewhere, do overlap: a step
+/// that finds `ctx` entered fails with `context_error`, which goes to the
+/// pool's exception handler, and its coroutine is destroyed. A coroutine
+/// spawned from inside with `co_await this_coro::executor` is a new task on
+/// the underlying pool with a copy of `ctx`, as asyncio's `create_task` copies.
+template <class Executor>
+class context_executor {
+ public:
+  /// Runs through `inner` inside `ctx`.
+  context_executor(context ctx, Executor inner) noexcept(
+      std::is_nothrow_move_constructible_v<Executor>)
+      : ctx_(std::move(ctx)), inner_(std::move(inner)) {}
+
+  /// Hands `f` to the inner executor, to be called inside the context. When
+  /// the caller is already inside the context on a thread of the inner
+  /// executor, which may run `f` inline (dispatch), `f` runs at once: it is
+  /// the same step continuing, and entering again would be an error.
+  template <class F>
+  void execute(F&& f) const {
+    if constexpr (requires { inner_.running_in_this_thread(); }) {
+      if (ctx_.is_current() &&
+          boost::asio::query(inner_, boost::asio::execution::blocking) !=
+              boost::asio::execution::blocking.never &&
+          inner_.running_in_this_thread()) {
+        std::decay_t<F> local(std::forward<F>(f));
+        std::move(local)();
+        return;
+      }
+    }
+    inner_.execute([ctx = ctx_, f = std::forward<F>(f)]() mutable { ctx.run(std::move(f)); });
+  }
+
+  /// Answered by the inner executor.
+  template <class P>
+    requires boost::asio::can_query<const Executor&, P>::value
+  [[nodiscard]] decltype(auto) query(const P& p) const
+      noexcept(boost::asio::is_nothrow_query<const Executor&, P>::value) {
+    return boost::asio::query(inner_, p);
+  }
+
+  /// The inner executor with the property, still inside the context.
+  template <class P>
+    requires boost::asio::can_require<const Executor&, P>::value
+  [[nodiscard]] auto require(const P& p) const {
+    using result = std::decay_t<typename boost::asio::require_result<const Executor&, P>::type>;
+    return context_executor<result>(ctx_, boost::asio::require(inner_, p));
+  }
+
+  /// The executor functions are handed to.
+  [[nodiscard]] const Executor& inner_executor() const noexcept { return inner_; }
+  /// The context every function runs in.
+  [[nodiscard]] const context& bound_context() const noexcept { return ctx_; }
+
+  friend bool operator==(const context_executor& a, const context_executor& b) noexcept {
+    return a.ctx_ == b.ctx_ && a.inner_ == b.inner_;
+  }
+  friend bool operator!=(const context_executor& a, const context_executor& b) noexcept {
+    return !(a == b);
+  }
+
+ private:
+  context ctx_;
+  Executor inner_;
+};
+
+/// An executor running everything inside `ctx` itself, one function at a
+/// time, through a new strand of `ex`.
+template <class Executor>
+[[nodiscard]] context_executor<boost::asio::strand<Executor>> in_context(context ctx,
+                                                                         const Executor& ex) {
+  return context_executor<boost::asio::strand<Executor>>(std::move(ctx),
+                                                         boost::asio::strand<Executor>(ex));
 }
 
 }  // namespace ctxpool
@@ -501,14 +641,15 @@ namespace boost::asio {
 
 /// Forwards every associated characteristic (executor, allocator,
 /// cancellation slot, ...) to the wrapped handler, as `bind_executor` does.
-template <template <class, class> class Associator, class Handler, class DefaultCandidate>
-struct associator<Associator, ctxpool::context_bound_handler<Handler>, DefaultCandidate> {
+template <template <class, class> class Associator, class Handler, class Binding,
+          class DefaultCandidate>
+struct associator<Associator, ctxpool::basic_context_handler<Handler, Binding>, DefaultCandidate> {
   using type = typename Associator<Handler, DefaultCandidate>::type;
 
-  static type get(const ctxpool::context_bound_handler<Handler>& h) noexcept {
+  static type get(const ctxpool::basic_context_handler<Handler, Binding>& h) noexcept {
     return Associator<Handler, DefaultCandidate>::get(h.get());
   }
-  static auto get(const ctxpool::context_bound_handler<Handler>& h,
+  static auto get(const ctxpool::basic_context_handler<Handler, Binding>& h,
                   const DefaultCandidate& c) noexcept
       -> decltype(Associator<Handler, DefaultCandidate>::get(h.get(), c)) {
     return Associator<Handler, DefaultCandidate>::get(h.get(), c);

@@ -45,10 +45,23 @@ boost::asio::awaitable<T, Executor> as_new_task(boost::asio::awaitable<T, Execut
   }
 }
 
-/// Whether an any_io_executor runs on a ctxpool pool (directly or on a strand).
-inline bool targets_pool(const boost::asio::any_io_executor& ex) noexcept {
-  return ex.target<pool_executor>() != nullptr ||
-         ex.target<boost::asio::strand<pool_executor>>() != nullptr;
+/// Where a coroutine spawned on `ex` runs, and whether as a new ctxpool task:
+/// yes on the pool or a strand of it; on the pool, with a copy of the context,
+/// for an executor bound to one context (in_context), as asyncio's
+/// create_task copies; otherwise Asio's way.
+struct spawn_target {
+  boost::asio::any_io_executor executor;
+  bool new_task;
+};
+inline spawn_target resolve_spawn_target(const boost::asio::any_io_executor& ex) {
+  if (ex.target<pool_executor>() != nullptr ||
+      ex.target<boost::asio::strand<pool_executor>>() != nullptr) {
+    return {ex, true};
+  }
+  if (const auto* bound = ex.target<context_executor<boost::asio::strand<pool_executor>>>()) {
+    return {bound->inner_executor().get_inner_executor(), true};
+  }
+  return {ex, false};
 }
 
 /// Asio's co_spawn body, with the coroutine started as a new task or not.
@@ -118,8 +131,9 @@ template <class T, class AwaitableExecutor, class CompletionToken>
   requires std::is_convertible_v<any_io_executor, AwaitableExecutor>
 auto co_spawn(const any_io_executor& ex, awaitable<T, AwaitableExecutor> a,
               CompletionToken&& token) {
-  return ctxpool::detail::spawn_awaitable(ex, std::move(a), std::forward<CompletionToken>(token),
-                                          ctxpool::detail::targets_pool(ex));
+  auto target = ctxpool::detail::resolve_spawn_target(ex);
+  return ctxpool::detail::spawn_awaitable(target.executor, std::move(a),
+                                          std::forward<CompletionToken>(token), target.new_task);
 }
 
 /// co_spawn on the pool itself (the execution context): a new task.
@@ -154,8 +168,9 @@ template <class AwaitableExecutor, class CompletionToken>
   requires std::is_convertible_v<any_io_executor, AwaitableExecutor>
 auto co_spawn(const any_io_executor& ex, awaitable<void, AwaitableExecutor> a,
               CompletionToken&& token) {
-  return ctxpool::detail::spawn_awaitable(ex, std::move(a), std::forward<CompletionToken>(token),
-                                          ctxpool::detail::targets_pool(ex));
+  auto target = ctxpool::detail::resolve_spawn_target(ex);
+  return ctxpool::detail::spawn_awaitable(target.executor, std::move(a),
+                                          std::forward<CompletionToken>(token), target.new_task);
 }
 
 template <class AwaitableExecutor, class CompletionToken>
@@ -185,9 +200,9 @@ auto co_spawn(const strand<ctxpool::pool_executor>& ex, F&& f, CompletionToken&&
 template <class F, class CompletionToken>
   requires ctxpool::detail::spawnable_function<F>
 auto co_spawn(const any_io_executor& ex, F&& f, CompletionToken&& token) {
-  return ctxpool::detail::spawn_function(ex, std::forward<F>(f),
-                                         std::forward<CompletionToken>(token),
-                                         ctxpool::detail::targets_pool(ex));
+  auto target = ctxpool::detail::resolve_spawn_target(ex);
+  return ctxpool::detail::spawn_function(target.executor, std::forward<F>(f),
+                                         std::forward<CompletionToken>(token), target.new_task);
 }
 
 template <class F, class CompletionToken>
