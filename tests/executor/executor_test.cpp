@@ -11,12 +11,15 @@
 #include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <source_location>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -576,4 +579,54 @@ TEST_CASE("tasks of different sizes reuse recycled blocks without overlapping") 
   done.wait();
   pool.wait();
   CHECK(corrupted == 0);
+}
+
+TEST_CASE("submit(f, args...) and post(f, args...) pass arguments as std::async does") {
+  ctxpool::thread_pool pool{2};
+  CHECK(pool.submit([](int a, int b) { return a * b; }, 6, 7).get() == 42);
+  CHECK(pool.submit([](std::string s, char c, int n, std::string t) { return s + std::string(n, c) + t; },
+                    std::string("a"), 'b', 3, "c")
+            .get() == "abbbc");
+  // Arguments are decay-copied (a later change to the original is not seen)
+  // unless passed with std::ref, and move-only arguments are moved in.
+  int shared = 1;
+  std::promise<void> gate;
+  auto copied = pool.submit([](int v, std::shared_future<void> g) { g.wait(); return v; }, shared,
+                            gate.get_future().share());
+  shared = 2;
+  gate.set_value();
+  CHECK(copied.get() == 1);
+  int target = 0;
+  pool.submit([](int& out, int v) { out = v; }, std::ref(target), 5).get();
+  CHECK(target == 5);
+  CHECK(pool.submit([](std::unique_ptr<int> p) { return *p; }, std::make_unique<int>(9)).get() == 9);
+
+  std::promise<int> posted;
+  std::future<int> posted_value = posted.get_future();
+  pool.post([](std::promise<int> p, int v) { p.set_value(v); }, std::move(posted), 11);
+  CHECK(posted_value.get() == 11);
+}
+
+TEST_CASE("submit and post with arguments record the caller's submit site, and a wrapper can pass its own caller's") {
+  ctxpool::thread_pool pool{1};
+  std::mutex lock;
+  std::vector<std::source_location> sites;
+  pool.set_exception_handler([&](std::exception_ptr, const ctxpool::task_info& info) {
+    std::lock_guard guard(lock);
+    sites.push_back(info.submit_site);
+  });
+  auto fail = [](int) { throw std::runtime_error("x"); };
+  const std::uint_least32_t line = std::source_location::current().line();
+  pool.post(fail, 1);  // line + 1
+  auto wrapper = [&pool, &fail](std::source_location where = std::source_location::current()) {
+    pool.post_at(where, fail, 2);
+  };
+  wrapper();  // line + 5
+  pool.wait();
+  REQUIRE(sites.size() == 2);
+  CHECK(sites[0].line() == line + 1);
+  CHECK(sites[1].line() == line + 5);
+  CHECK(std::string(sites[0].file_name()).find("executor_test.cpp") != std::string::npos);
+  // submit's future carries the exception; its site is the caller's too.
+  CHECK_THROWS_AS(pool.submit(fail, 3).get(), std::runtime_error);
 }

@@ -380,6 +380,59 @@ class thread_pool : public boost::asio::execution_context {
     return future;
   }
 
+  /// Runs `f(args...)` on a worker, as `std::async(f, args...)` does: `f` and
+  /// the arguments are copied or moved into the task (use `std::ref` to pass
+  /// a reference) and passed as rvalues. The submit site is recorded as for
+  /// `submit(f)`; up to four arguments (bind more into a lambda).
+  ///
+  /// A wrapper that submits for its caller passes the caller's location on,
+  /// so findings and exception reports name the real submit site rather than
+  /// the wrapper: give the wrapper a defaulted `std::source_location` of its
+  /// own and hand it to `submit`/`post` as the last argument, or, for a
+  /// variadic wrapper (where a default cannot follow the pack), to
+  /// `submit_at`/`post_at`:
+  /// @code
+  /// template <class F>
+  /// auto traced(ctxpool::thread_pool& pool, F&& f,
+  ///             std::source_location where = std::source_location::current()) {
+  ///   return pool.submit(std::forward<F>(f), where);
+  /// }
+  /// template <class F, class... Args>
+  /// auto traced_call(std::source_location where, ctxpool::thread_pool& pool, F&& f,
+  ///                  Args&&... args) {
+  ///   return pool.submit_at(where, std::forward<F>(f), std::forward<Args>(args)...);
+  /// }
+  /// @endcode
+  template <class F, class A1>
+  [[nodiscard]] auto submit(F&& f, A1&& a1,
+                            std::source_location where = std::source_location::current()) {
+    return submit_at(where, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2,
+                            std::source_location where = std::source_location::current()) {
+    return submit_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                            std::source_location where = std::source_location::current()) {
+    return submit_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
+  }
+  template <class F, class A1, class A2, class A3, class A4>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4,
+                            std::source_location where = std::source_location::current()) {
+    return submit_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3), std::forward<A4>(a4));
+  }
+
+  /// `submit(f, args...)` with the submit site given explicitly: what a
+  /// wrapper calls with its own caller's `std::source_location`.
+  template <class F, class... Args>
+  [[nodiscard]] auto submit_at(std::source_location where, F&& f, Args&&... args) {
+    return submit(bind_arguments(std::forward<F>(f), std::forward<Args>(args)...), where);
+  }
+
   /// Runs `f()` on a worker in a fresh copy of the caller's context, without
   /// a future: an exception goes to the exception handler.
   /// @throws pool_closed after `join()` or `stop()`.
@@ -387,6 +440,36 @@ class thread_pool : public boost::asio::execution_context {
   void post(F&& f, std::source_location where = std::source_location::current()) {
     core_->enqueue(std::forward<F>(f), capture(), /*continuation=*/false,
                    task_info{core_->next_task_id(), where, {}}, /*check_open=*/true);
+  }
+
+  /// Runs `f(args...)` on a worker without a future, the arguments taken as
+  /// `submit(f, args...)` takes them; up to four arguments.
+  template <class F, class A1>
+  void post(F&& f, A1&& a1, std::source_location where = std::source_location::current()) {
+    post_at(where, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  void post(F&& f, A1&& a1, A2&& a2,
+            std::source_location where = std::source_location::current()) {
+    post_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  void post(F&& f, A1&& a1, A2&& a2, A3&& a3,
+            std::source_location where = std::source_location::current()) {
+    post_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+            std::forward<A3>(a3));
+  }
+  template <class F, class A1, class A2, class A3, class A4>
+  void post(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4,
+            std::source_location where = std::source_location::current()) {
+    post_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+            std::forward<A3>(a3), std::forward<A4>(a4));
+  }
+
+  /// `post(f, args...)` with the submit site given explicitly (see submit_at).
+  template <class F, class... Args>
+  void post_at(std::source_location where, F&& f, Args&&... args) {
+    post(bind_arguments(std::forward<F>(f), std::forward<Args>(args)...), where);
   }
 
   /// The pool's Asio executor (blocking.possibly, relationship.fork,
@@ -441,6 +524,19 @@ class thread_pool : public boost::asio::execution_context {
 
  private:
   static std::size_t checked_count(std::size_t threads);
+  /// `f` and its arguments decay-copied into one callable, invoked with
+  /// rvalues as std::async invokes (no arguments: `f` itself, unchanged).
+  template <class F, class... Args>
+  static decltype(auto) bind_arguments(F&& f, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) {
+      return std::forward<F>(f);
+    } else {
+      return [f = std::forward<F>(f), ... args = std::forward<Args>(args)]() mutable
+                 -> std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...> {
+        return std::invoke(std::move(f), std::move(args)...);
+      };
+    }
+  }
   [[nodiscard]] detail::captured_context capture() const noexcept {
     return core_->propagates() ? detail::captured_context::capture() : detail::captured_context{};
   }
