@@ -89,6 +89,36 @@ boost::asio::detail::scheduler& add_scheduler(boost::asio::execution_context& ow
   boost::asio::add_service<boost::asio::detail::scheduler>(owner, scheduler.get());
   return *scheduler.release();  // owned by the service registry from here on
 }
+/// The installed exception handler itself threw: say so, naming both
+/// exceptions and the task, rather than passing it off as a task's own.
+void print_handler_failure(const std::exception_ptr& handler_error,
+                           const std::exception_ptr& task_error, const task_info& info) noexcept {
+  try {
+    const std::string thrown = exception_description(handler_error);
+    const std::string original = exception_description(task_error);
+    if (info.submit_site.line() != 0) {
+      std::fprintf(stderr,
+                   "ctxpool: the exception handler installed with "
+                   "thread_pool::set_exception_handler threw %s while handling %s from the task "
+                   "submitted at %s:%u (%s); the pool keeps running (an exception handler "
+                   "should not throw)\n",
+                   thrown.c_str(), original.c_str(), info.submit_site.file_name(),
+                   static_cast<unsigned>(info.submit_site.line()),
+                   info.submit_site.function_name());
+    } else {
+      std::fprintf(stderr,
+                   "ctxpool: the exception handler installed with "
+                   "thread_pool::set_exception_handler threw %s while handling %s from an Asio "
+                   "handler run on the pool; the pool keeps running (an exception handler "
+                   "should not throw)\n",
+                   thrown.c_str(), original.c_str());
+    }
+  } catch (...) {
+    std::fputs("ctxpool: the exception handler threw, and reporting it failed (out of memory?)\n",
+               stderr);
+  }
+}
+
 }  // namespace
 
 pool_core::pool_core(boost::asio::execution_context& owner, std::size_t threads,
@@ -413,9 +443,7 @@ void pool_core::report_exception(std::exception_ptr error, const task_info& info
   try {
     (*handler)(error, info);
   } catch (...) {
-    std::fputs("ctxpool: the installed exception handler threw; reporting both:\n", stderr);
-    print_task_exception(error, info);
-    print_task_exception(std::current_exception(), task_info{});
+    print_handler_failure(std::current_exception(), error, info);
   }
 }
 

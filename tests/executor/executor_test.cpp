@@ -5,10 +5,12 @@
 #include <doctest/doctest.h>
 
 #include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <functional>
@@ -244,6 +246,12 @@ TEST_CASE("an exception handler that throws is reported, not propagated") {
   });
   CHECK(output.find("first failure") != std::string::npos);
   CHECK(output.find("handler failed too") != std::string::npos);
+  // Reported as the handler's failure, not as a task's or an Asio handler's.
+  CHECK(output.find("exception handler installed with thread_pool::set_exception_handler threw "
+                    "std::logic_error: handler failed too while handling std::runtime_error: "
+                    "first failure from the task submitted at") != std::string::npos);
+  CHECK(output.find("executor_test.cpp") != std::string::npos);
+  CHECK(output.find("an Asio handler run on the pool threw") == std::string::npos);
 }
 
 TEST_CASE("invalid thread counts are rejected with a clear exception") {
@@ -629,4 +637,59 @@ TEST_CASE("submit and post with arguments record the caller's submit site, and a
   CHECK(std::string(sites[0].file_name()).find("executor_test.cpp") != std::string::npos);
   // submit's future carries the exception; its site is the caller's too.
   CHECK_THROWS_AS(pool.submit(fail, 3).get(), std::runtime_error);
+}
+
+namespace {
+
+/// A value whose destructor throws: a bug the wipe must name, not hide.
+struct throws_on_destruction {
+  bool armed = true;
+  throws_on_destruction() = default;
+  throws_on_destruction(const throws_on_destruction&) = default;
+  throws_on_destruction(throws_on_destruction&& other) noexcept : armed(other.armed) {
+    other.armed = false;
+  }
+  throws_on_destruction& operator=(const throws_on_destruction&) = default;
+  throws_on_destruction& operator=(throws_on_destruction&& other) noexcept {
+    armed = std::exchange(other.armed, false);
+    return *this;
+  }
+  ~throws_on_destruction() noexcept(false) {
+    if (armed) throw std::runtime_error("destructor threw");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a slot value whose destructor throws during the wipe terminates with a message naming the slot") {
+  // In a child process (forked while this test process has no other thread),
+  // whose stderr goes to a file the parent reads.
+  char path[] = "/tmp/ctxpool_wipe_XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGABRT, SIG_DFL);  // the test framework's crash handler stays in the parent
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    {
+      static ctxpool::thread_local_var<throws_on_destruction> risky{"risky_slot"};
+      ctxpool::thread_pool pool{1};
+      pool.post([] { risky.set(throws_on_destruction{}); });
+      pool.wait();
+    }
+    _exit(0);  // not reached when the wipe terminates
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  close(fd);
+  unlink(path);
+  CHECK(WIFSIGNALED(status));
+  INFO("child's output: ", text.str());
+  CHECK(text.str().find("thread-local slot 'risky_slot'") != std::string::npos);
+  CHECK(text.str().find("threw from its destructor while being wiped") != std::string::npos);
 }
