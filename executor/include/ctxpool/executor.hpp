@@ -16,7 +16,11 @@
 // coroutine spawned on the pool keeps one context for its whole life, across
 // every `co_await`, also when it resumes on another worker or its operation
 // completes on another io_context. `bind_context(handler)` does the same for a
-// handler that completes on an executor that is not ctxpool's.
+// handler that completes on an executor that is not ctxpool's. A coroutine
+// `co_spawn`ed on the pool is a new task (its own token identity, a snapshot
+// of its spawner's values); `bind_context(ctx, handler)` and `in_context(ctx,
+// executor)` run a handler or every step of a coroutine inside a given
+// context itself (asyncio's `context=`).
 //
 // The context comes back because Asio asks the handler's executor for
 // `outstanding_work.tracked` when an operation starts, and that executor
@@ -312,10 +316,11 @@ static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_exe
 ///
 /// @par Scheduling
 /// Tasks wait in the pool's own FIFO queue, which costs one small allocation
-/// and one short lock per task. The pool's io_context hosts timers and
-/// sockets made from the executor; workers run its handlers too. Of the idle
-/// workers, one sleeps in the io_context, so that a timer or I/O wakes it as
-/// a new task does, and the others on a condition variable.
+/// and one short lock per task. Asio's scheduler, a service of the pool (as
+/// in asio::thread_pool), hosts timers and sockets made from the pool or its
+/// executor; workers run its handlers too. Of the idle workers, one sleeps in
+/// that scheduler, so that a timer or I/O wakes it as a new task does, and
+/// the others on a condition variable.
 /// Asio's `dispatch` from a worker runs inline; everything else is queued.
 class thread_pool : public boost::asio::execution_context {
  public:
