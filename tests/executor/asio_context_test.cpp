@@ -56,11 +56,37 @@ class counting_service : public asio::execution_context::service {
 class made_service : public asio::execution_context::service {
  public:
   static inline asio::execution_context::id id;
-  made_service(asio::execution_context& owner, int value)
-      : asio::execution_context::service(owner), value(value) {}
+  made_service(asio::execution_context& owner, int initial)
+      : asio::execution_context::service(owner), value(initial) {}
   void shutdown() override {}
   int value;
 };
+
+/// Counts handlers that overlap: only a serialising executor keeps it at zero.
+struct overlap_probe {
+  int unguarded = 0;  // only the serialisation protects it: TSan checks the claim
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  void operator()() {
+    if (++inside != 1) ++overlaps;
+    ++unguarded;
+    --inside;
+  }
+};
+
+/// Posts `count` probes through each executor, each from a thread of its
+/// own, then waits for the pool to run them.
+template <class... Executors>
+void post_probes(ctxpool::thread_pool& pool, overlap_probe& probe, int count,
+                 const Executors&... executors) {
+  std::vector<std::thread> posters;
+  (posters.emplace_back([&probe, count, ex = executors] {
+     for (int i = 0; i < count; ++i) asio::post(ex, [&probe] { probe(); });
+   }),
+   ...);
+  for (auto& t : posters) t.join();
+  pool.wait();
+}
 
 }  // namespace
 
@@ -94,25 +120,10 @@ TEST_CASE("make_strand(pool) serialises handlers posted from many threads") {
   ctxpool::thread_pool pool{4};
   auto strand = asio::make_strand(pool);
   static_assert(std::is_same_v<decltype(strand), asio::strand<ctxpool::pool_executor>>);
-  int unguarded = 0;  // only the strand protects it: TSan checks the claim
-  std::atomic<int> inside{0};
-  std::atomic<int> overlaps{0};
-  std::vector<std::thread> posters;
-  for (int t = 0; t < 4; ++t) {
-    posters.emplace_back([&] {
-      for (int i = 0; i < 500; ++i) {
-        asio::post(strand, [&] {
-          if (++inside != 1) ++overlaps;
-          ++unguarded;
-          --inside;
-        });
-      }
-    });
-  }
-  for (auto& t : posters) t.join();
-  pool.wait();
-  CHECK(overlaps == 0);
-  CHECK(unguarded == 2000);
+  overlap_probe probe;
+  post_probes(pool, probe, 500, strand, strand, strand, strand);
+  CHECK(probe.overlaps == 0);
+  CHECK(probe.unguarded == 2000);
 }
 
 TEST_CASE("a steady_timer built from the pool expires and completes on a worker") {
@@ -194,24 +205,10 @@ TEST_CASE("strand<pool_executor> converts to strand<any_io_executor> by construc
 
   // All of them share the original's queue: handlers given to any of them
   // never overlap.
-  int unguarded = 0;
-  std::atomic<int> inside{0};
-  std::atomic<int> overlaps{0};
-  auto body = [&] {
-    if (++inside != 1) ++overlaps;
-    ++unguarded;
-    --inside;
-  };
-  std::vector<std::thread> posters;
-  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(strand, body); });
-  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(copied, body); });
-  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(assigned, body); });
-  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(move_assigned, body); });
-  posters.emplace_back([&] { for (int i = 0; i < 300; ++i) asio::post(moved, body); });
-  for (auto& t : posters) t.join();
-  pool.wait();
-  CHECK(overlaps == 0);
-  CHECK(unguarded == 1500);
+  overlap_probe probe;
+  post_probes(pool, probe, 300, strand, copied, assigned, move_assigned, moved);
+  CHECK(probe.overlaps == 0);
+  CHECK(probe.unguarded == 1500);
 }
 
 TEST_CASE("a tracked strand answers outstanding_work.tracked, directly and through any_io_executor") {
