@@ -142,10 +142,11 @@ pool_core::pool_core(boost::asio::execution_context& owner, std::size_t threads,
 }
 
 pool_core::~pool_core() {
-  // thread_pool's destructor ends the threads first; this covers a
-  // constructor that failed after starting some threads, and Asio handlers
-  // executed after the close, which are destroyed unrun as an io_context does.
-  end_threads();
+  // thread_pool's destructor ends the threads first (and then destroys the
+  // scheduler with the other services, so it is not touched again here);
+  // what is left are Asio handlers executed after the close, destroyed unrun
+  // as an io_context does.
+  if (!threads_ended_) end_threads();
   destroy_queued_tasks();
   drain_recycled();
 }
