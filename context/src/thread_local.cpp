@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <mutex>
 
 #include "observer.hpp"
@@ -38,6 +41,33 @@ slot_view view_of(const slot_base& slot) noexcept {
   return {info.name, info.type_name, info.life};
 }
 
+// A value whose destructor throws during the wipe terminates the process
+// (clear() is noexcept: nothing could carry the exception on after the task).
+// A terminate handler, chained in front of the one installed before it, names
+// the slot being wiped, so the message says which variable's value threw.
+constinit thread_local const slot_base* slot_being_wiped = nullptr;
+std::terminate_handler terminate_before_wipe = nullptr;
+
+void name_wiped_slot_then_terminate() {
+  if (const slot_base* slot = slot_being_wiped) {
+    const slot_info& info = slot->info();
+    std::fprintf(stderr,
+                 "ctxpool: the value of thread-local slot '%s' (%s) threw from its destructor "
+                 "while being wiped after a task; destructors must not throw. Terminating.\n",
+                 info.name.c_str(), info.type_name.c_str());
+  }
+  if (terminate_before_wipe != nullptr) terminate_before_wipe();
+  std::abort();
+}
+
+void name_slots_on_terminate() noexcept {
+  static const bool installed = [] {
+    terminate_before_wipe = std::set_terminate(&name_wiped_slot_then_terminate);
+    return true;
+  }();
+  (void)installed;
+}
+
 void wipe_from(slot_table& t, std::size_t mark) noexcept {
   residue_observer* obs = observer();
   // Index loop: a value's destructor may write slots, appending to `written`.
@@ -45,7 +75,10 @@ void wipe_from(slot_table& t, std::size_t mark) noexcept {
     slot_base* slot = t.written[i];
     slot->listed = false;
     if (slot->holds_value()) {
+      name_slots_on_terminate();
+      slot_being_wiped = slot;
       slot->clear();
+      slot_being_wiped = nullptr;
       // In diagnostic mode the record of who wrote the value stays behind as
       // a tombstone, so that a later read can be reported as stale.
       slot->tombstone = obs != nullptr && slot->writer != nullptr;

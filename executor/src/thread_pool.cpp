@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <typeinfo>
 
@@ -78,29 +79,74 @@ void print_task_exception(const std::exception_ptr& error, const task_info& info
 
 }  // namespace
 
-pool_core::pool_core(std::size_t threads, std::string name_prefix,
-                     std::vector<task_observer*> observers, pool_tuning tuning)
-    : thread_count_(resolve_thread_count(threads)),
+namespace {
+/// Adds a scheduler to `owner`'s services, as asio::thread_pool does, so that
+/// timers and sockets made from the pool find it with use_service.
+boost::asio::detail::scheduler& add_scheduler(boost::asio::execution_context& owner,
+                                              std::size_t threads) {
+  auto scheduler = std::make_unique<boost::asio::detail::scheduler>(
+      owner, threads == 1 ? 1 : 0, /*own_thread=*/false);
+  boost::asio::add_service<boost::asio::detail::scheduler>(owner, scheduler.get());
+  return *scheduler.release();  // owned by the service registry from here on
+}
+/// The installed exception handler itself threw: say so, naming both
+/// exceptions and the task, rather than passing it off as a task's own.
+void print_handler_failure(const std::exception_ptr& handler_error,
+                           const std::exception_ptr& task_error, const task_info& info) noexcept {
+  try {
+    const std::string thrown = exception_description(handler_error);
+    const std::string original = exception_description(task_error);
+    if (info.submit_site.line() != 0) {
+      std::fprintf(stderr,
+                   "ctxpool: the exception handler installed with "
+                   "thread_pool::set_exception_handler threw %s while handling %s from the task "
+                   "submitted at %s:%u (%s); the pool keeps running (an exception handler "
+                   "should not throw)\n",
+                   thrown.c_str(), original.c_str(), info.submit_site.file_name(),
+                   static_cast<unsigned>(info.submit_site.line()),
+                   info.submit_site.function_name());
+    } else {
+      std::fprintf(stderr,
+                   "ctxpool: the exception handler installed with "
+                   "thread_pool::set_exception_handler threw %s while handling %s from an Asio "
+                   "handler run on the pool; the pool keeps running (an exception handler "
+                   "should not throw)\n",
+                   thrown.c_str(), original.c_str());
+    }
+  } catch (...) {
+    std::fputs("ctxpool: the exception handler threw, and reporting it failed (out of memory?)\n",
+               stderr);
+  }
+}
+
+}  // namespace
+
+pool_core::pool_core(boost::asio::execution_context& owner, std::size_t threads,
+                     std::string name_prefix, std::vector<task_observer*> observers,
+                     pool_tuning tuning)
+    : owner_(owner),
+      thread_count_(resolve_thread_count(threads)),
       tuning_(tuning),
       diagnostics_(diagnostics::enabled()),
       observers_(std::move(observers)),
       counters_(new worker_counters[thread_count_]),
-      io_(static_cast<int>(thread_count_)) {
+      scheduler_(add_scheduler(owner, thread_count_)) {
   std::erase(observers_, nullptr);
   if (diagnostics_) {
     if (task_observer* observer = diagnostics::pool_observer()) {
       observers_.insert(observers_.begin(), observer);
     }
   }
-  guard_.emplace(io_.get_executor());
+  scheduler_.work_started();  // workers keep running it while they wait for tasks
   start_threads(name_prefix);
 }
 
 pool_core::~pool_core() {
-  // thread_pool's destructor joins first; this covers a constructor that
-  // failed after starting some threads, and Asio handlers executed after the
-  // close, which are destroyed unrun as an io_context does.
-  end_threads();
+  // thread_pool's destructor ends the threads first (and then destroys the
+  // scheduler with the other services, so it is not touched again here);
+  // what is left are Asio handlers executed after the close, destroyed unrun
+  // as an io_context does.
+  if (!threads_ended_) end_threads();
   destroy_queued_tasks();
   drain_recycled();
 }
@@ -127,6 +173,7 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   // How often a busy worker lets ready timer and I/O handlers run.
   constexpr unsigned io_poll_interval = 64;
   unsigned since_poll = 0;
+  boost::system::error_code ignored;
   for (;;) {
     try {
       if (stopping_.load(std::memory_order_acquire)) break;
@@ -134,17 +181,17 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
         task->complete(true);
         if (++since_poll == io_poll_interval) {
           since_poll = 0;
-          io_.poll_one();
+          scheduler_.poll_one(ignored);
         }
         continue;
       }
       since_poll = 0;
-      if (io_.poll_one() != 0) continue;
+      if (scheduler_.poll_one(ignored) != 0) continue;
       // No spinning before sleeping: with as many workers as cores, a
       // spinning worker takes the core from the thread that feeds it (64
       // spins and 4 yields cost a third of the throughput from outside).
       if (!io_waiter_taken_.exchange(true, std::memory_order_acq_rel)) {
-        // The I/O waiter sleeps in the io_context, so that timers and I/O
+        // The I/O waiter sleeps in the scheduler, so that timers and I/O
         // wake it too; push() wakes it with a no-op handler. Announce
         // ourselves before the last look at the queue: see push().
         io_sleepers_.fetch_add(1, std::memory_order_seq_cst);
@@ -165,7 +212,7 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
         } release{*this};
         if (head_.load(std::memory_order_seq_cst) == nullptr &&
             !stopping_.load(std::memory_order_seq_cst)) {
-          io_.run_one();
+          scheduler_.run_one(ignored);
         }
       } else {
         std::unique_lock lock(queue_mutex_);
@@ -213,13 +260,7 @@ task_node* pool_core::pop() noexcept {
 void pool_core::wake_one() noexcept {
   // One wake-up in flight at a time; the worker it wakes passes it on (pop).
   if (wake_pending_.exchange(true, std::memory_order_acq_rel)) return;
-  try {
-    boost::asio::post(io_, [this] { wake_pending_.store(false, std::memory_order_release); });
-  } catch (...) {
-    // Out of memory for a wake-up: clear the flag so the next push retries;
-    // a worker's spin or a later push still finds the task.
-    wake_pending_.store(false, std::memory_order_release);
-  }
+  scheduler_.post_immediate_completion(&wake_op_, /*is_continuation=*/false);
 }
 
 void* pool_core::allocate_task(std::size_t size) {
@@ -288,12 +329,18 @@ void pool_core::end_threads() noexcept {
     stopping_.store(true, std::memory_order_seq_cst);
   }
   queue_cv_.notify_all();
-  guard_.reset();
-  io_.stop();  // wakes the worker sleeping in run_one
+  if (std::exchange(scheduler_work_, false)) scheduler_.work_finished();
+  scheduler_.stop();  // wakes the worker sleeping in run_one
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
   threads_.clear();
+  {
+    // Nothing can run any more: a wait() in progress or to come returns.
+    std::lock_guard lock(idle_mutex_);
+    threads_gone_ = true;
+  }
+  idle_cv_.notify_all();
 }
 
 std::uint64_t pool_core::next_task_id() const noexcept {
@@ -305,18 +352,20 @@ void pool_core::notify_idle() noexcept {
   idle_cv_.notify_all();
 }
 
-void pool_core::wait_idle() {
+void pool_core::wait_idle(std::uint64_t mask) {
   waiters_.fetch_add(1, std::memory_order_seq_cst);
   {
     std::unique_lock lock(idle_mutex_);
-    idle_cv_.wait(lock, [this] { return outstanding_.load(std::memory_order_seq_cst) == 0; });
+    idle_cv_.wait(lock, [this, mask] {
+      return (outstanding_.load(std::memory_order_seq_cst) & mask) == 0 || threads_gone_;
+    });
   }
   waiters_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void pool_core::wait() {
   if (running_in_this_thread()) throw_called_from_worker("wait()");
-  wait_idle();
+  wait_idle(~std::uint64_t{0});
 }
 
 void pool_core::join() {
@@ -325,14 +374,26 @@ void pool_core::join() {
   if (threads_ended_) return;
   // Running tasks may still submit while we wait; only then close, and wait
   // again for any submit that raced with the close (see add_task).
-  wait_idle();
+  wait_idle(~std::uint64_t{0});
   closed_.store(true, std::memory_order_seq_cst);
-  wait_idle();
+  wait_idle(~std::uint64_t{0});
   end_threads();
   threads_ended_ = true;
 }
 
-void pool_core::stop() {
+void pool_core::finish() {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (threads_ended_) return;
+  // As join(), but waiting for tasks only: tracked work (a timer, an accept)
+  // may never end, and the owner destroys it once the threads are gone.
+  wait_idle(task_mask);
+  closed_.store(true, std::memory_order_seq_cst);
+  wait_idle(task_mask);
+  end_threads();
+  threads_ended_ = true;
+}
+
+void pool_core::stop(void (*shutdown_services)(boost::asio::execution_context&)) {
   if (running_in_this_thread()) throw_called_from_worker("stop()");
   std::lock_guard lock(lifecycle_mutex_);
   // Stop the workers before closing: a running task that sees the pool
@@ -342,17 +403,23 @@ void pool_core::stop() {
     stopping_.store(true, std::memory_order_seq_cst);
   }
   queue_cv_.notify_all();
-  io_.stop();
+  scheduler_.stop();
   closed_.store(true, std::memory_order_seq_cst);
   if (!threads_ended_) {
     end_threads();  // each worker returns after its current task
     threads_ended_ = true;
   }
   // Destroys queued tasks (their promises report broken_promise) and pending
-  // timer waits on this thread, before stop() returns.
+  // timer waits on this thread, before stop() returns. A submit that passed
+  // the closed check before we closed finds the queue abandoned and throws
+  // pool_closed (see push), so none can slip in after this.
+  {
+    std::lock_guard queue_lock(queue_mutex_);
+    queue_abandoned_ = true;
+  }
   destroy_queued_tasks();
   if (!handlers_destroyed_) {
-    io_.destroy_queued_handlers();
+    shutdown_services(owner_);
     handlers_destroyed_ = true;
   }
 }
@@ -377,9 +444,7 @@ void pool_core::report_exception(std::exception_ptr error, const task_info& info
   try {
     (*handler)(error, info);
   } catch (...) {
-    std::fputs("ctxpool: the installed exception handler threw; reporting both:\n", stderr);
-    print_task_exception(error, info);
-    print_task_exception(std::current_exception(), task_info{});
+    print_handler_failure(std::current_exception(), error, info);
   }
 }
 
@@ -400,10 +465,9 @@ pool_core::counts pool_core::snapshot_counts() const noexcept {
     started += counters_[i].started.load(std::memory_order_relaxed);
   }
   const std::uint64_t running = started > completed ? started - completed : 0;
-  const std::int64_t outstanding =
-      static_cast<std::int64_t>(outstanding_.load(std::memory_order_relaxed));
-  const std::int64_t tracked = tracked_.load(std::memory_order_relaxed);
-  const std::int64_t queued = outstanding - tracked - static_cast<std::int64_t>(running);
+  const std::int64_t tasks =
+      static_cast<std::int64_t>(outstanding_.load(std::memory_order_relaxed) & task_mask);
+  const std::int64_t queued = tasks - static_cast<std::int64_t>(running);
   return {static_cast<std::size_t>(std::max<std::int64_t>(queued, 0)),
           static_cast<std::size_t>(running), completed};
 }
@@ -411,13 +475,35 @@ pool_core::counts pool_core::snapshot_counts() const noexcept {
 }  // namespace detail
 
 thread_pool::thread_pool(thread_pool_options options, detail::pool_tuning tuning)
-    : core_(std::make_unique<detail::pool_core>(options.threads, std::move(options.name_prefix),
+    : core_(std::make_unique<detail::pool_core>(*this, options.threads,
+                                                std::move(options.name_prefix),
                                                 std::move(options.observers), tuning)) {}
 
 thread_pool::~thread_pool() {
-  CTXPOOL_ASSERT(!core_->running_in_this_thread(),
-                 "a thread_pool was destroyed by one of its own tasks; it would join itself");
-  core_->join();
+  if (core_->running_in_this_thread()) {
+    // A destructor cannot throw, and joining the calling thread cannot work.
+    std::fputs(
+        "ctxpool: usage error: a thread_pool is being destroyed by one of its own tasks, which "
+        "would have to wait for itself to end. Destroy the pool from a thread outside it (the "
+        "one that created it, say); to end it from inside a task, call stop() or join() from "
+        "that outside thread after the task signals it.\n",
+        stderr);
+    std::abort();
+  }
+  // End of life: every queued task runs (finish), then pending operations
+  // are destroyed with the services (shutdown), their coroutine frames with
+  // them; work handed to the executor during that is destroyed unrun; the
+  // services go (destroy) while the core they report to still exists.
+  core_->finish();
+  shutdown();
+  core_->destroy_queued_tasks();
+  destroy();
+}
+
+void thread_pool::stop() {
+  core_->stop([](boost::asio::execution_context& owner) {
+    static_cast<thread_pool&>(owner).shutdown();
+  });
 }
 
 std::size_t thread_pool::checked_count(std::size_t threads) {

@@ -13,6 +13,11 @@
 // separate io_context with its own thread (a "foreign" one), whose
 // completions still resume the coroutine on the pool, in its own context.
 //
+// Finally, one coroutine runs inside a given context itself (asyncio's
+// `create_task(coro, context=ctx)`): what it sets stays in that context, seen
+// after it finishes; a coroutine it spawns is a new task that sees its values
+// but cannot reset its token.
+//
 // Every coroutine and task checks what it sees at every step; the program
 // exits non-zero on any mismatch, or if pool.wait() returns while a coroutine
 // is still suspended on a timer.
@@ -34,6 +39,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/executor.hpp>
@@ -118,6 +124,39 @@ void plain_task(int n) {
   tasks_done.fetch_add(1);
 }
 
+/// One request's context, given to a coroutine that runs every step inside it.
+void run_in_given_context(ctxpool::thread_pool& pool) {
+  const std::string me = "request 7";
+  ctxpool::context request;
+  request.run([&me] { who.set(me); });
+  auto child_refused = asio::co_spawn(
+      ctxpool::in_context(request, pool.get_executor()),
+      [me]() -> asio::awaitable<bool> {
+        auto tok = step.set(1);
+        asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::milliseconds(1));
+        co_await timer.async_wait(asio::use_awaitable);
+        check(who.get_or("") == me, me, "runs inside the given context");
+        const bool refused = co_await asio::co_spawn(
+            co_await asio::this_coro::executor,
+            [&tok]() -> asio::awaitable<bool> {
+              try {
+                step.reset(tok);
+                co_return false;
+              } catch (const ctxpool::token_error&) {
+                co_return true;  // a new task: not its parent's token to reset
+              }
+            },
+            asio::use_awaitable);
+        step.reset(tok);  // its own token, across the co_awaits
+        step.set(2);
+        co_return refused;
+      },
+      asio::use_future);
+  check(child_refused.get(), me, "a spawned coroutine cannot reset its parent's token");
+  pool.wait();
+  check(request.get(step) == 2, me, "the coroutine's set is seen in its context afterwards");
+}
+
 }  // namespace
 
 int main() {
@@ -169,6 +208,7 @@ int main() {
   for (auto& r : task_results) r.get();
   pool.wait();  // includes timers the coroutines are suspended on
   const int finished = coroutines_done.load();
+  run_in_given_context(pool);
   pool.join();
   foreign_work.reset();
   foreign_thread.join();

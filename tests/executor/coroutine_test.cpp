@@ -9,6 +9,7 @@
 #include <chrono>
 #include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -267,4 +268,89 @@ TEST_CASE("stop() with a coroutine suspended on a pool timer destroys it without
   }
   CHECK_FALSE(resumed);
   CHECK(watch.expired());  // the coroutine frame and what it held are gone
+}
+
+TEST_CASE("a token set before co_await can be reset after it: the steps of one coroutine share one identity") {
+  ctxpool::thread_pool pool{2};
+  auto result = asio::co_spawn(
+      pool,
+      []() -> asio::awaitable<std::string> {
+        auto tok = request_id.set("before");
+        co_await sleep_on_pool(1ms);
+        co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+        request_id.reset(tok);  // must not throw
+        co_return request_id.get_or("unset");
+      },
+      asio::use_future);
+  CHECK(result.get() == "unset");
+}
+
+namespace {
+
+/// What a child coroutine observed about its parent's token, and the token it left.
+struct crossing {
+  std::atomic<bool> child_could_reset_parent{false};
+  std::atomic<bool> child_saw_parent_value{false};
+  std::optional<ctxpool::token<std::string>> child_token;
+};
+
+asio::awaitable<void> child(ctxpool::token<std::string>* parent_token, crossing* seen) {
+  seen->child_saw_parent_value = request_id.get_or("") == "parent";
+  try {
+    request_id.reset(*parent_token);
+    seen->child_could_reset_parent = true;
+  } catch (const ctxpool::token_error&) {
+  }
+  co_await sleep_on_pool(1ms);
+  seen->child_token.emplace(request_id.set("child"));
+}
+
+}  // namespace
+
+TEST_CASE("a coroutine spawned from a coroutine is a new task: neither resets the other's token") {
+  for (std::size_t threads : {1, 2, 4}) {
+    ctxpool::thread_pool pool{threads};
+    crossing seen;
+    auto parent = asio::co_spawn(
+        pool,
+        [&seen]() -> asio::awaitable<std::string> {
+          auto tok = request_id.set("parent");
+          auto ex = co_await asio::this_coro::executor;  // an any_io_executor
+          co_await asio::co_spawn(ex, child(&tok, &seen), asio::use_awaitable);
+          std::string parent_could_reset_child = "no";
+          try {
+            request_id.reset(*seen.child_token);
+            parent_could_reset_child = "yes";
+          } catch (const ctxpool::token_error&) {
+          }
+          request_id.reset(tok);  // its own token still works after the child ran
+          co_return parent_could_reset_child + "/" + request_id.get_or("unset");
+        },
+        asio::use_future);
+    CHECK(parent.get() == "no/unset");
+    CHECK(seen.child_saw_parent_value);
+    CHECK_FALSE(seen.child_could_reset_parent);
+  }
+}
+
+TEST_CASE("co_spawn on the executor, a strand and the pool starts a new task with the spawner's values") {
+  ctxpool::thread_pool pool{2};
+  auto tok = request_id.set("spawner");
+  auto try_reset = [&tok]() -> asio::awaitable<std::string> {
+    std::string value = request_id.get();
+    try {
+      request_id.reset(tok);
+      co_return value + ":reset";
+    } catch (const ctxpool::token_error&) {
+      co_return value + ":refused";
+    }
+  };
+  CHECK(asio::co_spawn(pool.get_executor(), try_reset, asio::use_future).get() ==
+        "spawner:refused");
+  CHECK(asio::co_spawn(asio::make_strand(pool), try_reset, asio::use_future).get() ==
+        "spawner:refused");
+  CHECK(asio::co_spawn(pool, try_reset(), asio::use_future).get() == "spawner:refused");
+  asio::any_io_executor any = pool.get_executor();
+  CHECK(asio::co_spawn(any, try_reset(), asio::use_future).get() == "spawner:refused");
+  request_id.reset(tok);
 }

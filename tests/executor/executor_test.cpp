@@ -5,18 +5,23 @@
 #include <doctest/doctest.h>
 
 #include <pthread.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
 #include <atomic>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <future>
 #include <latch>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <source_location>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -145,12 +150,12 @@ TEST_CASE("a handler run through the executor continues its scheduler's context"
 
 TEST_CASE("a worker thread starts in an empty context whatever thread created the pool") {
   ctxpool::set_scope scope(request_id, "creator");
-  ctxpool::thread_pool pool{1};
-  // A raw handler posted straight to the io_context bypasses propagation and
-  // shows the worker's own context.
+  // Without propagation a task runs in the worker's own context, which is
+  // what this shows.
+  ctxpool::thread_pool pool{ctxpool::thread_pool_options{1, "ctxpool-", {}},
+                            ctxpool::detail::pool_tuning{false, true}};
   std::promise<std::size_t> size;
-  asio::post(asio::query(pool.get_executor(), asio::execution::context),
-             [&size] { size.set_value(ctxpool::copy_context().size()); });
+  pool.post([&size] { size.set_value(ctxpool::copy_context().size()); });
   CHECK(size.get_future().get() == 0);
 }
 
@@ -241,6 +246,12 @@ TEST_CASE("an exception handler that throws is reported, not propagated") {
   });
   CHECK(output.find("first failure") != std::string::npos);
   CHECK(output.find("handler failed too") != std::string::npos);
+  // Reported as the handler's failure, not as a task's or an Asio handler's.
+  CHECK(output.find("exception handler installed with thread_pool::set_exception_handler threw "
+                    "std::logic_error: handler failed too while handling std::runtime_error: "
+                    "first failure from the task submitted at") != std::string::npos);
+  CHECK(output.find("executor_test.cpp") != std::string::npos);
+  CHECK(output.find("an Asio handler run on the pool threw") == std::string::npos);
 }
 
 TEST_CASE("invalid thread counts are rejected with a clear exception") {
@@ -576,4 +587,109 @@ TEST_CASE("tasks of different sizes reuse recycled blocks without overlapping") 
   done.wait();
   pool.wait();
   CHECK(corrupted == 0);
+}
+
+TEST_CASE("submit(f, args...) and post(f, args...) pass arguments as std::async does") {
+  ctxpool::thread_pool pool{2};
+  CHECK(pool.submit([](int a, int b) { return a * b; }, 6, 7).get() == 42);
+  CHECK(pool.submit([](std::string s, char c, int n, std::string t) { return s + std::string(n, c) + t; },
+                    std::string("a"), 'b', 3, "c")
+            .get() == "abbbc");
+  // Arguments are decay-copied (a later change to the original is not seen)
+  // unless passed with std::ref, and move-only arguments are moved in.
+  int shared = 1;
+  std::promise<void> gate;
+  auto copied = pool.submit([](int v, std::shared_future<void> g) { g.wait(); return v; }, shared,
+                            gate.get_future().share());
+  shared = 2;
+  gate.set_value();
+  CHECK(copied.get() == 1);
+  int target = 0;
+  pool.submit([](int& out, int v) { out = v; }, std::ref(target), 5).get();
+  CHECK(target == 5);
+  CHECK(pool.submit([](std::unique_ptr<int> p) { return *p; }, std::make_unique<int>(9)).get() == 9);
+
+  std::promise<int> posted;
+  std::future<int> posted_value = posted.get_future();
+  pool.post([](std::promise<int> p, int v) { p.set_value(v); }, std::move(posted), 11);
+  CHECK(posted_value.get() == 11);
+}
+
+TEST_CASE("submit and post with arguments record the caller's submit site, and a wrapper can pass its own caller's") {
+  ctxpool::thread_pool pool{1};
+  std::mutex lock;
+  std::vector<std::source_location> sites;
+  pool.set_exception_handler([&](std::exception_ptr, const ctxpool::task_info& info) {
+    std::lock_guard guard(lock);
+    sites.push_back(info.submit_site);
+  });
+  auto fail = [](int) { throw std::runtime_error("x"); };
+  const std::uint_least32_t line = std::source_location::current().line();
+  pool.post(fail, 1);  // line + 1
+  auto wrapper = [&pool, &fail](std::source_location where = std::source_location::current()) {
+    pool.post_at(where, fail, 2);
+  };
+  wrapper();  // line + 5
+  pool.wait();
+  REQUIRE(sites.size() == 2);
+  CHECK(sites[0].line() == line + 1);
+  CHECK(sites[1].line() == line + 5);
+  CHECK(std::string(sites[0].file_name()).find("executor_test.cpp") != std::string::npos);
+  // submit's future carries the exception; its site is the caller's too.
+  CHECK_THROWS_AS(pool.submit(fail, 3).get(), std::runtime_error);
+}
+
+namespace {
+
+/// A value whose destructor throws: a bug the wipe must name, not hide.
+struct throws_on_destruction {
+  bool armed = true;
+  throws_on_destruction() = default;
+  throws_on_destruction(const throws_on_destruction&) = default;
+  throws_on_destruction(throws_on_destruction&& other) noexcept : armed(other.armed) {
+    other.armed = false;
+  }
+  throws_on_destruction& operator=(const throws_on_destruction&) = default;
+  throws_on_destruction& operator=(throws_on_destruction&& other) noexcept {
+    armed = std::exchange(other.armed, false);
+    return *this;
+  }
+  ~throws_on_destruction() noexcept(false) {
+    if (armed) throw std::runtime_error("destructor threw");
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a slot value whose destructor throws during the wipe terminates with a message naming the slot") {
+  // In a child process (forked while this test process has no other thread),
+  // whose stderr goes to a file the parent reads.
+  char path[] = "/tmp/ctxpool_wipe_XXXXXX";
+  const int fd = mkstemp(path);
+  REQUIRE(fd >= 0);
+  const pid_t child = fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGABRT, SIG_DFL);  // the test framework's crash handler stays in the parent
+    dup2(fd, STDOUT_FILENO);
+    dup2(fd, STDERR_FILENO);
+    {
+      static ctxpool::thread_local_var<throws_on_destruction> risky{"risky_slot"};
+      ctxpool::thread_pool pool{1};
+      pool.post([] { risky.set(throws_on_destruction{}); });
+      pool.wait();
+    }
+    _exit(0);  // not reached when the wipe terminates
+  }
+  int status = 0;
+  REQUIRE(waitpid(child, &status, 0) == child);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  close(fd);
+  unlink(path);
+  CHECK(WIFSIGNALED(status));
+  INFO("child's output: ", text.str());
+  CHECK(text.str().find("thread-local slot 'risky_slot'") != std::string::npos);
+  CHECK(text.str().find("threw from its destructor while being wiped") != std::string::npos);
 }

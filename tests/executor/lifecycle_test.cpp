@@ -6,12 +6,21 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <future>
 #include <memory>
 #include <stdexcept>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
@@ -30,6 +39,25 @@ void block_until_closed(ctxpool::thread_pool& pool) {
     }
     std::this_thread::yield();
   }
+}
+
+/// Runs `f` on a thread of its own and fails the test (by aborting the test
+/// program, which CTest reports) if it has not returned within a minute: a
+/// regression to a hang must fail, not stall the suite.
+template <class F>
+void within_a_minute(const char* what, F f) {
+  std::promise<void> done;
+  std::future<void> finished = done.get_future();
+  std::thread runner([&f, &done] {
+    f();
+    done.set_value();
+  });
+  if (finished.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
+    std::fprintf(stderr, "FAILED: %s did not return within 60 s (a hang)\n", what);
+    std::fflush(stderr);
+    std::abort();
+  }
+  runner.join();
 }
 
 }  // namespace
@@ -170,7 +198,7 @@ TEST_CASE("stop with a pending timer destroys the wait without running it") {
   timer.reset();  // a timer may outlive stop() (but not the pool)
 }
 
-TEST_CASE("the destructor behaves like join: nothing queued is lost") {
+TEST_CASE("the destructor runs every queued task, including what they submit") {
   std::atomic<int> done{0};
   {
     ctxpool::thread_pool pool{1};
@@ -206,4 +234,116 @@ TEST_CASE("submit racing with join either runs or throws pool_closed, never hang
     submitter.join();
     CHECK(ran == accepted);
   }
+}
+
+TEST_CASE("submit racing stop: each submit throws pool_closed or its task is done before stop returns") {
+  // Eight producers against stop(), 50 rounds: a task slipping into the queue
+  // after stop() emptied it used to leave its future waiting forever.
+  for (int round = 0; round < 50; ++round) {
+    ctxpool::thread_pool pool{2};
+    constexpr int producers = 8;
+    std::vector<std::vector<std::future<int>>> futures(producers);
+    std::atomic<int> started{0};
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&pool, &futures, &started, p] {
+        ++started;
+        for (int i = 0; i < 2000; ++i) {
+          try {
+            futures[p].push_back(pool.submit([] { return 1; }));
+          } catch (const ctxpool::pool_closed&) {
+            return;
+          }
+        }
+      });
+    }
+    while (started < producers) std::this_thread::yield();
+    within_a_minute("stop() racing submit", [&pool] { pool.stop(); });
+    for (std::thread& t : threads) t.join();
+    // Every accepted submit was accepted before stop() returned, so its task
+    // has run or been destroyed by now: no future may still be waiting.
+    int waiting = 0;
+    int wrong = 0;
+    for (auto& list : futures) {
+      for (auto& f : list) {
+        if (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) {
+          ++waiting;
+          continue;
+        }
+        try {
+          if (f.get() != 1) ++wrong;
+        } catch (const std::future_error& e) {
+          if (e.code() != std::future_errc::broken_promise) ++wrong;
+        }
+      }
+    }
+    REQUIRE(waiting == 0);
+    CHECK(wrong == 0);
+    within_a_minute("wait() after stop()", [&pool] { pool.wait(); });
+  }
+}
+
+TEST_CASE("wait after stop returns even with tracked work outstanding") {
+  ctxpool::thread_pool pool{1};
+  auto guard = asio::make_work_guard(pool.get_executor());  // tracked work that never ends
+  pool.stop();
+  within_a_minute("wait() after stop() with a work guard", [&pool] { pool.wait(); });
+  guard.reset();
+}
+
+TEST_CASE("the destructor does not wait for a coroutine awaiting an accept that never comes") {
+  auto held = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = held;
+  std::atomic<bool> resumed{false};
+  auto pool = std::make_unique<ctxpool::thread_pool>(2);
+  std::promise<void> listening;
+  asio::co_spawn(
+      *pool,
+      [&, h = std::move(held)]() -> asio::awaitable<void> {
+        asio::ip::tcp::acceptor acceptor(co_await asio::this_coro::executor,
+                                         {asio::ip::address_v4::loopback(), 0});
+        listening.set_value();
+        auto socket = co_await acceptor.async_accept(asio::use_awaitable);  // nobody connects
+        resumed = true;
+        (void)h;
+      },
+      asio::detached);
+  listening.get_future().wait();
+  within_a_minute("~thread_pool with a pending accept", [&pool] { pool.reset(); });
+  CHECK_FALSE(resumed);
+  CHECK(watch.expired());  // the coroutine frame was destroyed with the pending accept
+}
+
+TEST_CASE("the destructor abandons a one-hour timer and still runs the queued tasks") {
+  auto held = std::make_shared<int>(1);
+  std::weak_ptr<int> watch = held;
+  std::atomic<bool> fired{false};
+  std::atomic<int> ran{0};
+  auto pool = std::make_unique<ctxpool::thread_pool>(1);
+  std::promise<void> armed;
+  asio::co_spawn(
+      *pool,
+      [&, h = std::move(held)]() -> asio::awaitable<void> {
+        asio::steady_timer timer(co_await asio::this_coro::executor, std::chrono::hours(1));
+        armed.set_value();
+        co_await timer.async_wait(asio::use_awaitable);
+        fired = true;
+        (void)h;
+      },
+      asio::detached);
+  armed.get_future().wait();
+  for (int i = 0; i < 100; ++i) pool->post([&ran] { ++ran; });
+  within_a_minute("~thread_pool with a one-hour timer", [&pool] { pool.reset(); });
+  CHECK(ran == 100);
+  CHECK_FALSE(fired);
+  CHECK(watch.expired());
+}
+
+TEST_CASE("join still waits for tracked work such as a pending timer") {
+  ctxpool::thread_pool pool{1};
+  std::atomic<bool> fired{false};
+  asio::steady_timer timer(pool, std::chrono::milliseconds(20));
+  timer.async_wait([&fired](boost::system::error_code ec) { fired = !ec; });
+  pool.join();
+  CHECK(fired);
 }

@@ -348,6 +348,12 @@ class context {
   [[nodiscard]] std::size_t size() const noexcept { return detail::map_size(root()); }
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
 
+  /// Whether this context is the calling thread's current one (entered here
+  /// and not shadowed by another context entered inside it).
+  [[nodiscard]] bool is_current() const noexcept {
+    return box_ != nullptr && detail::tls.current == box_;
+  }
+
   /// Whether some thread has this context entered right now.
   [[nodiscard]] bool entered() const noexcept {
     return box_ != nullptr && box_->entered.load(std::memory_order_acquire);

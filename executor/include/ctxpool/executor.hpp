@@ -16,7 +16,11 @@
 // coroutine spawned on the pool keeps one context for its whole life, across
 // every `co_await`, also when it resumes on another worker or its operation
 // completes on another io_context. `bind_context(handler)` does the same for a
-// handler that completes on an executor that is not ctxpool's.
+// handler that completes on an executor that is not ctxpool's. A coroutine
+// `co_spawn`ed on the pool is a new task (its own token identity, a snapshot
+// of its spawner's values); `bind_context(ctx, handler)` and `in_context(ctx,
+// executor)` run a handler or every step of a coroutine inside a given
+// context itself (asyncio's `context=`).
 //
 // The context comes back because Asio asks the handler's executor for
 // `outstanding_work.tracked` when an operation starts, and that executor
@@ -34,16 +38,34 @@
 // future can deadlock a pool whose workers all do the same, as with any
 // fixed-size pool; prefer continuations (coroutines, post) inside the pool.
 //
+// The pool is also an Asio execution context, as `asio::thread_pool` is:
+// `asio::post(pool, f)`, `dispatch`, `defer`, `asio::make_strand(pool)`,
+// `asio::steady_timer t(pool)`, sockets built from the pool,
+// `asio::co_spawn(pool, ...)` and `use_service`/`make_service` work, and
+// `query(ex, execution::context)` returns the pool, so code written for
+// `asio::thread_pool` moves by changing the type.
+//
 // @par Lifetime
 // The pool owns its threads: none is detached, and all have ended when
-// `join()`, `stop()` or the destructor returns. The destructor behaves like
-// `join()`: it runs everything already queued, including work that queued
-// tasks submit, then ends the threads; nothing is lost. `stop()` instead
-// abandons queued tasks: they are destroyed before it returns and their
-// futures report `std::future_errc::broken_promise`. Executors, timers and
-// other I/O objects made from the pool must not outlive it (as with any Asio
-// execution context); an executor that tracks work keeps `wait()` and
-// `join()` waiting while it exists.
+// `join()`, `stop()` or the destructor returns. The three ends of life:
+// - `join()` waits until nothing is queued or running and no tracked work
+//   (a pending timer or socket operation started through the executor) is
+//   left, then ends the threads. Pending I/O keeps it waiting.
+// - The destructor runs every task already queued, including work those tasks
+//   submit, so nothing queued is lost; it does *not* wait for pending I/O.
+//   Once no task is queued or running it ends the threads and destroys the
+//   handlers of operations still pending (a timer due in an hour, an accept
+//   nobody connects to), together with the coroutine frames that await them,
+//   as `asio::thread_pool`'s destructor does. It therefore returns as soon as
+//   the queued tasks are done.
+// - `stop()` abandons queued tasks and pending operations at once: they are
+//   destroyed before it returns and futures report
+//   `std::future_errc::broken_promise`.
+// Executors, timers, sockets and other I/O objects made from the pool must
+// not outlive it (as with any Asio execution context); an executor that
+// tracks work keeps `wait()` and `join()` waiting while it exists. Work
+// handed to the executor after the end is kept unrun and destroyed with the
+// pool, as an io_context treats a stopped queue.
 #pragma once
 
 #include <cstddef>
@@ -61,7 +83,9 @@
 
 #include <boost/asio/associator.hpp>
 #include <boost/asio/execution.hpp>
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/execution_context.hpp>
+#include <boost/asio/query.hpp>
+#include <boost/asio/require.hpp>
 #include <boost/asio/strand.hpp>
 
 #include <ctxpool/context.hpp>
@@ -159,10 +183,9 @@ class pool_executor {
     }
   }
 
-  /// The io_context that hosts the pool's timers and sockets.
-  [[nodiscard]] boost::asio::io_context& query(boost::asio::execution::context_t) const noexcept {
-    return core().io();
-  }
+  /// The pool itself: the execution context that hosts its timers, sockets
+  /// and services (as asio::thread_pool's executor answers).
+  [[nodiscard]] thread_pool& query(boost::asio::execution::context_t) const noexcept;
   [[nodiscard]] boost::asio::execution::blocking_t query(
       boost::asio::execution::blocking_t) const noexcept {
     if (bits() & never_bit) return boost::asio::execution::blocking.never;
@@ -293,12 +316,13 @@ static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_exe
 ///
 /// @par Scheduling
 /// Tasks wait in the pool's own FIFO queue, which costs one small allocation
-/// and one short lock per task. The pool's io_context hosts timers and
-/// sockets made from the executor; workers run its handlers too. Of the idle
-/// workers, one sleeps in the io_context, so that a timer or I/O wakes it as
-/// a new task does, and the others on a condition variable.
+/// and one short lock per task. Asio's scheduler, a service of the pool (as
+/// in asio::thread_pool), hosts timers and sockets made from the pool or its
+/// executor; workers run its handlers too. Of the idle workers, one sleeps in
+/// that scheduler, so that a timer or I/O wakes it as a new task does, and
+/// the others on a condition variable.
 /// Asio's `dispatch` from a worker runs inline; everything else is queued.
-class thread_pool {
+class thread_pool : public boost::asio::execution_context {
  public:
   /// The Asio executor type (`get_executor()`).
   using executor_type = pool_executor;
@@ -318,8 +342,11 @@ class thread_pool {
   /// Test and benchmark use only: `tuning` can switch propagation and wipe off.
   thread_pool(thread_pool_options options, detail::pool_tuning tuning);
 
-  /// Behaves like `join()`: runs everything queued, then ends the threads.
-  /// Must not run on one of the pool's threads.
+  /// Runs every queued task (and what they submit), then ends the threads
+  /// and destroys pending operations (timer waits, socket operations) and the
+  /// coroutines awaiting them without waiting for them: see the header's
+  /// Lifetime paragraph. Must not run on one of the pool's threads (the
+  /// process aborts with a message saying so).
   ~thread_pool();
 
   thread_pool(const thread_pool&) = delete;
@@ -358,6 +385,59 @@ class thread_pool {
     return future;
   }
 
+  /// Runs `f(args...)` on a worker, as `std::async(f, args...)` does: `f` and
+  /// the arguments are copied or moved into the task (use `std::ref` to pass
+  /// a reference) and passed as rvalues. The submit site is recorded as for
+  /// `submit(f)`; up to four arguments (bind more into a lambda).
+  ///
+  /// A wrapper that submits for its caller passes the caller's location on,
+  /// so findings and exception reports name the real submit site rather than
+  /// the wrapper: give the wrapper a defaulted `std::source_location` of its
+  /// own and hand it to `submit`/`post` as the last argument, or, for a
+  /// variadic wrapper (where a default cannot follow the pack), to
+  /// `submit_at`/`post_at`:
+  /// @code
+  /// template <class F>
+  /// auto traced(ctxpool::thread_pool& pool, F&& f,
+  ///             std::source_location where = std::source_location::current()) {
+  ///   return pool.submit(std::forward<F>(f), where);
+  /// }
+  /// template <class F, class... Args>
+  /// auto traced_call(std::source_location where, ctxpool::thread_pool& pool, F&& f,
+  ///                  Args&&... args) {
+  ///   return pool.submit_at(where, std::forward<F>(f), std::forward<Args>(args)...);
+  /// }
+  /// @endcode
+  template <class F, class A1>
+  [[nodiscard]] auto submit(F&& f, A1&& a1,
+                            std::source_location where = std::source_location::current()) {
+    return submit_at(where, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2,
+                            std::source_location where = std::source_location::current()) {
+    return submit_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                            std::source_location where = std::source_location::current()) {
+    return submit_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
+  }
+  template <class F, class A1, class A2, class A3, class A4>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4,
+                            std::source_location where = std::source_location::current()) {
+    return submit_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3), std::forward<A4>(a4));
+  }
+
+  /// `submit(f, args...)` with the submit site given explicitly: what a
+  /// wrapper calls with its own caller's `std::source_location`.
+  template <class F, class... Args>
+  [[nodiscard]] auto submit_at(std::source_location where, F&& f, Args&&... args) {
+    return submit(bind_arguments(std::forward<F>(f), std::forward<Args>(args)...), where);
+  }
+
   /// Runs `f()` on a worker in a fresh copy of the caller's context, without
   /// a future: an exception goes to the exception handler.
   /// @throws pool_closed after `join()` or `stop()`.
@@ -365,6 +445,36 @@ class thread_pool {
   void post(F&& f, std::source_location where = std::source_location::current()) {
     core_->enqueue(std::forward<F>(f), capture(), /*continuation=*/false,
                    task_info{core_->next_task_id(), where, {}}, /*check_open=*/true);
+  }
+
+  /// Runs `f(args...)` on a worker without a future, the arguments taken as
+  /// `submit(f, args...)` takes them; up to four arguments.
+  template <class F, class A1>
+  void post(F&& f, A1&& a1, std::source_location where = std::source_location::current()) {
+    post_at(where, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  void post(F&& f, A1&& a1, A2&& a2,
+            std::source_location where = std::source_location::current()) {
+    post_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  void post(F&& f, A1&& a1, A2&& a2, A3&& a3,
+            std::source_location where = std::source_location::current()) {
+    post_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+            std::forward<A3>(a3));
+  }
+  template <class F, class A1, class A2, class A3, class A4>
+  void post(F&& f, A1&& a1, A2&& a2, A3&& a3, A4&& a4,
+            std::source_location where = std::source_location::current()) {
+    post_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+            std::forward<A3>(a3), std::forward<A4>(a4));
+  }
+
+  /// `post(f, args...)` with the submit site given explicitly (see submit_at).
+  template <class F, class... Args>
+  void post_at(std::source_location where, F&& f, Args&&... args) {
+    post(bind_arguments(std::forward<F>(f), std::forward<Args>(args)...), where);
   }
 
   /// The pool's Asio executor (blocking.possibly, relationship.fork,
@@ -385,9 +495,12 @@ class thread_pool {
   void join() { core_->join(); }
 
   /// Lets running tasks finish, destroys every queued task (their futures
-  /// report broken_promise) and ends the threads. Idempotent.
+  /// report broken_promise) and every pending operation's handler (a timer
+  /// wait, a coroutine suspended on one), and ends the threads. Idempotent.
+  /// A `submit` racing it either throws pool_closed or has its task
+  /// destroyed before stop() returns.
   /// @throws std::logic_error when called from one of the pool's threads.
-  void stop() { core_->stop(); }
+  void stop();
 
   /// Replaces the handler for exceptions of `post`ed tasks and Asio handlers;
   /// an empty function restores the default (print to stderr and continue).
@@ -416,6 +529,19 @@ class thread_pool {
 
  private:
   static std::size_t checked_count(std::size_t threads);
+  /// `f` and its arguments decay-copied into one callable, invoked with
+  /// rvalues as std::async invokes (no arguments: `f` itself, unchanged).
+  template <class F, class... Args>
+  static decltype(auto) bind_arguments(F&& f, Args&&... args) {
+    if constexpr (sizeof...(Args) == 0) {
+      return std::forward<F>(f);
+    } else {
+      return [f = std::forward<F>(f), ... args = std::forward<Args>(args)]() mutable
+                 -> std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...> {
+        return std::invoke(std::move(f), std::move(args)...);
+      };
+    }
+  }
   [[nodiscard]] detail::captured_context capture() const noexcept {
     return core_->propagates() ? detail::captured_context::capture() : detail::captured_context{};
   }
@@ -423,26 +549,65 @@ class thread_pool {
   std::unique_ptr<detail::pool_core> core_;
 };
 
-/// A handler that runs inside the context that was current when it was bound.
-/// Made by `bind_context`; Asio sees the wrapped handler's associated
-/// executor, allocator and cancellation slot.
-template <class Handler>
-class context_bound_handler {
+inline thread_pool& pool_executor::query(boost::asio::execution::context_t) const noexcept {
+  return static_cast<thread_pool&>(core().owner());
+}
+
+namespace detail {
+
+/// How a bound handler runs: in a continuation of a snapshot taken at binding.
+struct continue_snapshot {
+  captured_context snapshot;
+  template <class F>
+  decltype(auto) invoke(F&& f) const {
+    fresh_context_scope scope(snapshot, /*continuation=*/true);
+    return std::forward<F>(f)();
+  }
+};
+
+/// How a bound handler runs: inside a given context itself (context::run).
+struct enter_context {
+  context ctx;
+  template <class F>
+  decltype(auto) invoke(F&& f) const {
+    return ctx.run(std::forward<F>(f));
+  }
+};
+
+}  // namespace detail
+
+/// A handler that runs in a context chosen when it was bound: a continuation
+/// of the context current then (`bind_context(handler)`), or a given context
+/// itself (`bind_context(ctx, handler)`). Asio sees the wrapped handler's
+/// associated executor, allocator and cancellation slot.
+template <class Handler, class Binding>
+class basic_context_handler {
  public:
   template <class H>
-  context_bound_handler(H&& handler, detail::captured_context snapshot)
-      : handler_(std::forward<H>(handler)), snapshot_(std::move(snapshot)) {}
+  basic_context_handler(H&& handler, Binding binding)
+      : handler_(std::forward<H>(handler)), binding_(std::move(binding)) {}
 
-  /// Calls the handler inside (a continuation of) the bound context.
+  /// Calls the handler inside its bound context.
+  /// @throws context_error for `bind_context(ctx, ...)` when `ctx` is
+  ///         already entered, on any thread (as `context::run` does).
   template <class... Args>
-  decltype(auto) operator()(Args&&... args) {
-    detail::fresh_context_scope scope(snapshot_, /*continuation=*/true);
-    return std::invoke(handler_, std::forward<Args>(args)...);
+  decltype(auto) operator()(Args&&... args) & {
+    return binding_.invoke([&]() -> decltype(auto) {
+      return std::invoke(handler_, std::forward<Args>(args)...);
+    });
   }
   template <class... Args>
-  decltype(auto) operator()(Args&&... args) const {
-    detail::fresh_context_scope scope(snapshot_, /*continuation=*/true);
-    return std::invoke(handler_, std::forward<Args>(args)...);
+  decltype(auto) operator()(Args&&... args) const& {
+    return binding_.invoke([&]() -> decltype(auto) {
+      return std::invoke(handler_, std::forward<Args>(args)...);
+    });
+  }
+  /// Asio calls completion handlers as rvalues; the wrapped one is called so too.
+  template <class... Args>
+  decltype(auto) operator()(Args&&... args) && {
+    return binding_.invoke([&]() -> decltype(auto) {
+      return std::invoke(std::move(handler_), std::forward<Args>(args)...);
+    });
   }
 
   /// The wrapped handler.
@@ -451,8 +616,16 @@ class context_bound_handler {
 
  private:
   Handler handler_;
-  detail::captured_context snapshot_;
+  Binding binding_;
 };
+
+/// A handler bound with `bind_context(handler)`.
+template <class Handler>
+using context_bound_handler = basic_context_handler<Handler, detail::continue_snapshot>;
+
+/// A handler bound with `bind_context(ctx, handler)`.
+template <class Handler>
+using context_entering_handler = basic_context_handler<Handler, detail::enter_context>;
 
 /// Captures the current context now and returns a handler that runs
 /// `handler` inside it (continuing it: tokens set before binding can be reset
@@ -461,26 +634,123 @@ class context_bound_handler {
 /// pool's executor need no binding.
 template <class Handler>
 [[nodiscard]] context_bound_handler<std::decay_t<Handler>> bind_context(Handler&& handler) {
-  return context_bound_handler<std::decay_t<Handler>>(std::forward<Handler>(handler),
-                                                      detail::captured_context::capture());
+  return context_bound_handler<std::decay_t<Handler>>(
+      std::forward<Handler>(handler), detail::continue_snapshot{detail::captured_context::capture()});
+}
+
+/// Returns a handler that runs `handler` inside `ctx` itself, as
+/// `ctx.run(handler, args...)` would (asyncio's `call_soon(cb, context=ctx)`):
+/// its `set`s stay in `ctx` and are seen there afterwards. Calling it while
+/// `ctx` is entered, on any thread, throws `context_error` (run's rule).
+template <class Handler>
+[[nodiscard]] context_entering_handler<std::decay_t<Handler>> bind_context(context ctx,
+                                                                           Handler&& handler) {
+  return context_entering_handler<std::decay_t<Handler>>(std::forward<Handler>(handler),
+                                                         detail::enter_context{std::move(ctx)});
+}
+
+/// An executor that runs every function inside one given context itself,
+/// through another executor (asyncio's `create_task(coro, context=ctx)`).
+/// Made by `in_context`, which puts a strand between the two.
+///
+/// `asio::co_spawn(ctxpool::in_context(ctx, pool.get_executor()), coro(), token)`
+/// runs every step of the coroutine inside `ctx`: its `set`s are seen in
+/// `ctx` after it completes, and its steps share `ctx`'s token identity.
+/// Because a context can be entered by one thread at a time, the functions
+/// run one after another (the strand): a step resumed on another worker
+/// never overlaps the end of the step before it. Two such executors (two
+/// `in_context` calls), or one and `ctx.run` elsewhere, do overlap: a step
+/// that finds `ctx` entered fails with `context_error`, which goes to the
+/// pool's exception handler, and its coroutine is destroyed. A coroutine
+/// spawned from inside with `co_await this_coro::executor` is a new task on
+/// the underlying pool with a copy of `ctx`, as asyncio's `create_task` copies.
+template <class Executor>
+class context_executor {
+ public:
+  /// Runs through `inner` inside `ctx`.
+  context_executor(context ctx, Executor inner) noexcept(
+      std::is_nothrow_move_constructible_v<Executor>)
+      : ctx_(std::move(ctx)), inner_(std::move(inner)) {}
+
+  /// Hands `f` to the inner executor, to be called inside the context. When
+  /// the caller is already inside the context on a thread of the inner
+  /// executor, which may run `f` inline (dispatch), `f` runs at once: it is
+  /// the same step continuing, and entering again would be an error.
+  template <class F>
+  void execute(F&& f) const {
+    if constexpr (requires { inner_.running_in_this_thread(); }) {
+      if (ctx_.is_current() &&
+          boost::asio::query(inner_, boost::asio::execution::blocking) !=
+              boost::asio::execution::blocking.never &&
+          inner_.running_in_this_thread()) {
+        std::decay_t<F> local(std::forward<F>(f));
+        std::move(local)();
+        return;
+      }
+    }
+    inner_.execute([ctx = ctx_, f = std::forward<F>(f)]() mutable { ctx.run(std::move(f)); });
+  }
+
+  /// Answered by the inner executor.
+  template <class P>
+    requires boost::asio::can_query<const Executor&, P>::value
+  [[nodiscard]] decltype(auto) query(const P& p) const
+      noexcept(boost::asio::is_nothrow_query<const Executor&, P>::value) {
+    return boost::asio::query(inner_, p);
+  }
+
+  /// The inner executor with the property, still inside the context.
+  template <class P>
+    requires boost::asio::can_require<const Executor&, P>::value
+  [[nodiscard]] auto require(const P& p) const {
+    using result = std::decay_t<typename boost::asio::require_result<const Executor&, P>::type>;
+    return context_executor<result>(ctx_, boost::asio::require(inner_, p));
+  }
+
+  /// The executor functions are handed to.
+  [[nodiscard]] const Executor& inner_executor() const noexcept { return inner_; }
+  /// The context every function runs in.
+  [[nodiscard]] const context& bound_context() const noexcept { return ctx_; }
+
+  friend bool operator==(const context_executor& a, const context_executor& b) noexcept {
+    return a.ctx_ == b.ctx_ && a.inner_ == b.inner_;
+  }
+  friend bool operator!=(const context_executor& a, const context_executor& b) noexcept {
+    return !(a == b);
+  }
+
+ private:
+  context ctx_;
+  Executor inner_;
+};
+
+/// An executor running everything inside `ctx` itself, one function at a
+/// time, through a new strand of `ex`.
+template <class Executor>
+[[nodiscard]] context_executor<boost::asio::strand<Executor>> in_context(context ctx,
+                                                                         const Executor& ex) {
+  return context_executor<boost::asio::strand<Executor>>(std::move(ctx),
+                                                         boost::asio::strand<Executor>(ex));
 }
 
 }  // namespace ctxpool
 
 #include <ctxpool/detail/strand.hpp>
+#include <ctxpool/detail/co_spawn.hpp>
 
 namespace boost::asio {
 
 /// Forwards every associated characteristic (executor, allocator,
 /// cancellation slot, ...) to the wrapped handler, as `bind_executor` does.
-template <template <class, class> class Associator, class Handler, class DefaultCandidate>
-struct associator<Associator, ctxpool::context_bound_handler<Handler>, DefaultCandidate> {
+template <template <class, class> class Associator, class Handler, class Binding,
+          class DefaultCandidate>
+struct associator<Associator, ctxpool::basic_context_handler<Handler, Binding>, DefaultCandidate> {
   using type = typename Associator<Handler, DefaultCandidate>::type;
 
-  static type get(const ctxpool::context_bound_handler<Handler>& h) noexcept {
+  static type get(const ctxpool::basic_context_handler<Handler, Binding>& h) noexcept {
     return Associator<Handler, DefaultCandidate>::get(h.get());
   }
-  static auto get(const ctxpool::context_bound_handler<Handler>& h,
+  static auto get(const ctxpool::basic_context_handler<Handler, Binding>& h,
                   const DefaultCandidate& c) noexcept
       -> decltype(Associator<Handler, DefaultCandidate>::get(h.get(), c)) {
     return Associator<Handler, DefaultCandidate>::get(h.get(), c);

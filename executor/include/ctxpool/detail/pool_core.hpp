@@ -20,8 +20,8 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/executor_work_guard.hpp>
-#include <boost/asio/io_context.hpp>
+#include <boost/asio/detail/scheduler.hpp>
+#include <boost/asio/execution_context.hpp>
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/detail/config.hpp>
@@ -53,15 +53,6 @@ struct worker_identity {
   std::size_t index;
 };
 inline constinit thread_local worker_identity current_worker{nullptr, 0};
-
-/// An io_context whose queued handlers the pool can destroy in `stop()`
-/// without destroying the services (timers created on the pool may outlive it).
-class pool_io_context : public boost::asio::io_context {
- public:
-  explicit pool_io_context(int concurrency_hint) : boost::asio::io_context(concurrency_hint) {}
-  /// Destroys every handler still queued or waiting in a service.
-  void destroy_queued_handlers() { shutdown(); }
-};
 
 /// Counters written by one worker only, so they need no read-modify-write;
 /// padded so that workers do not share cache lines.
@@ -95,8 +86,10 @@ class task_node {
 
 class pool_core {
  public:
-  pool_core(std::size_t threads, std::string name_prefix, std::vector<task_observer*> observers,
-            pool_tuning tuning);
+  /// `owner` is the thread_pool (an Asio execution context) that hosts the
+  /// pool's Asio scheduler, timers and sockets.
+  pool_core(boost::asio::execution_context& owner, std::size_t threads, std::string name_prefix,
+            std::vector<task_observer*> observers, pool_tuning tuning);
   ~pool_core();
   pool_core(const pool_core&) = delete;
   pool_core& operator=(const pool_core&) = delete;
@@ -137,34 +130,38 @@ class pool_core {
   void free_task(void* block, std::size_t size) noexcept;
 
   // ---- outstanding work (queued + running tasks + tracked executors) ------
+  //
+  // One word counts both: tasks (queued or running) in the low half, tracked
+  // executors in the high half, so that "no task" and "nothing at all" are
+  // each read consistently from a single load.
 
-  void add_tracked() noexcept {
-    tracked_.fetch_add(1, std::memory_order_relaxed);
-    outstanding_.fetch_add(1, std::memory_order_seq_cst);
-  }
-  void remove_tracked() noexcept {
-    tracked_.fetch_sub(1, std::memory_order_relaxed);
-    remove_work();
-  }
-  void remove_work() noexcept {
-    // seq_cst pairs with wait(): either the waiter sees the count at zero or
-    // we see the waiter and wake it (under the mutex, so no lost wake-up).
-    if (outstanding_.fetch_sub(1, std::memory_order_seq_cst) == 1 &&
-        waiters_.load(std::memory_order_seq_cst) != 0) {
-      notify_idle();
-    }
-  }
+  static constexpr std::uint64_t one_task = 1;
+  static constexpr std::uint64_t one_tracked = std::uint64_t{1} << 32;
+  static constexpr std::uint64_t task_mask = one_tracked - 1;
+
+  void add_tracked() noexcept { outstanding_.fetch_add(one_tracked, std::memory_order_seq_cst); }
+  void remove_tracked() noexcept { remove_outstanding(one_tracked); }
+  void remove_work() noexcept { remove_outstanding(one_task); }
 
   // ---- lifecycle and introspection (thread_pool forwards here) -------------
 
   void wait();
   void join();
-  void stop();
+  /// `shutdown_services` destroys the handlers pending in the owner's
+  /// services (timer waits, socket operations); called once, before returning.
+  void stop(void (*shutdown_services)(boost::asio::execution_context&));
+  /// The destructor's end of life: runs every queued task (and what they
+  /// submit), then ends the threads without waiting for tracked work; the
+  /// owner then shuts its services down, destroying pending operations.
+  void finish();
+  /// Destroys, unrun, tasks that Asio handed to the executor after the close.
+  void destroy_queued_tasks() noexcept;
   void set_exception_handler(exception_handler handler);
   void report_exception(std::exception_ptr error, const task_info& info) noexcept;
 
   [[nodiscard]] std::size_t thread_count() const noexcept { return thread_count_; }
-  [[nodiscard]] boost::asio::io_context& io() noexcept { return io_; }
+  /// The execution context (the thread_pool) hosting timers, sockets and services.
+  [[nodiscard]] boost::asio::execution_context& owner() const noexcept { return owner_; }
   struct counts {
     std::size_t queued;
     std::size_t running;
@@ -177,10 +174,14 @@ class pool_core {
   friend class task_node_impl;
 
   /// Appends a task to the queue and wakes a sleeping worker if there is one.
-  void push(task_node* node) noexcept {
+  /// Once stop() has emptied the queue for good, a task from submit/post
+  /// (`check_open`) is refused instead: it passed the closed check just before
+  /// stop() and must not outlive it (returns false; the caller throws).
+  bool push(task_node* node, bool check_open) noexcept {
     bool wake_parked = false;
     {
       std::lock_guard lock(queue_mutex_);
+      if (CTXPOOL_UNLIKELY(queue_abandoned_) && check_open) return false;
       if (tail_ == nullptr) {
         // seq_cst pairs with the I/O waiter's check in worker_main: either
         // it sees this task or we see it asleep and wake it.
@@ -196,22 +197,33 @@ class pool_core {
     } else if (io_sleepers_.load(std::memory_order_seq_cst) != 0) {
       wake_one();
     }
+    return true;
   }
   task_node* pop() noexcept;
   void wake_one() noexcept;
-  void destroy_queued_tasks() noexcept;
 
   void start_threads(const std::string& name_prefix);
   void worker_main(std::size_t index, const std::string& name);
   void end_threads() noexcept;
   void notify_idle() noexcept;
-  void wait_idle();
+  /// Blocks until nothing (`mask` all ones) or no task (`task_mask`) is
+  /// outstanding, or the threads have ended (then nothing can change).
+  void wait_idle(std::uint64_t mask);
+  void remove_outstanding(std::uint64_t amount) noexcept {
+    // seq_cst pairs with wait_idle(): either the waiter sees the count at zero
+    // or we see the waiter and wake it (under the mutex, so no lost wake-up).
+    const std::uint64_t before = outstanding_.fetch_sub(amount, std::memory_order_seq_cst);
+    const std::uint64_t after = before - amount;
+    if (((after & task_mask) == 0 || after == 0) && waiters_.load(std::memory_order_seq_cst) != 0) {
+      notify_idle();
+    }
+  }
 
   /// Bumps the outstanding count for a new task, refusing it once the pool is
   /// closed. Increment-then-check (with the same check-after-store in join)
   /// leaves no window in which a task slips past a join that saw zero.
   void add_task(bool check_open) {
-    outstanding_.fetch_add(1, std::memory_order_seq_cst);
+    outstanding_.fetch_add(one_task, std::memory_order_seq_cst);
     if (check_open && CTXPOOL_UNLIKELY(closed_.load(std::memory_order_seq_cst))) {
       remove_work();
       throw_pool_closed("submit/post");
@@ -240,21 +252,22 @@ class pool_core {
   void notify_end(const task_info& info) noexcept;
 
   // Read-only after construction.
+  boost::asio::execution_context& owner_;
   std::size_t thread_count_;
   pool_tuning tuning_;
   bool diagnostics_;
   std::vector<task_observer*> observers_;
   std::unique_ptr<worker_counters[]> counters_;
 
-  worker_counters foreign_counters_;  // handlers run by a user calling io().run()
+  worker_counters foreign_counters_;  // tasks run on a thread that is not a worker
   std::mutex foreign_mutex_;          // the foreign counters may have many writers
 
-  alignas(64) std::atomic<std::uint64_t> outstanding_{0};
-  std::atomic<std::int64_t> tracked_{0};
+  alignas(64) std::atomic<std::uint64_t> outstanding_{0};  // see one_task / one_tracked
   std::atomic<int> waiters_{0};
   std::atomic<bool> closed_{false};  // no new submit/post; see add_task
   std::mutex idle_mutex_;
   std::condition_variable idle_cv_;
+  bool threads_gone_ = false;  // guarded by idle_mutex_: wait() has nothing to wait for
 
   std::mutex handler_mutex_;
   std::shared_ptr<const exception_handler> handler_;  // null: the default report
@@ -269,10 +282,11 @@ class pool_core {
   alignas(64) std::mutex queue_mutex_;
   std::atomic<task_node*> head_{nullptr};  // written under queue_mutex_; read lock-free to peek
   task_node* tail_ = nullptr;              // guarded by queue_mutex_
+  bool queue_abandoned_ = false;           // guarded by queue_mutex_: stop() emptied it
   //
   // An idle worker sleeps in one of two ways. One at a time (the I/O waiter)
-  // sleeps in io_.run_one(), so that timers and I/O wake it; a push wakes it
-  // with a no-op handler. The others park on queue_cv_, the cheaper wake-up,
+  // sleeps in the Asio scheduler's run_one(), so that timers and I/O wake it;
+  // a push wakes it with a no-op handler. The others park on queue_cv_, the cheaper wake-up,
   // until a task arrives or the I/O waiter's role falls free.
   std::condition_variable queue_cv_;  // with queue_mutex_
   int parked_ = 0;                    // workers waiting on queue_cv_; guarded by queue_mutex_
@@ -290,10 +304,32 @@ class pool_core {
   alignas(64) std::atomic<recycled_block*> recycled_[small_alloc_classes] = {};
   void drain_recycled() noexcept;
 
-  // Declared last so that it is destroyed first: handlers it destroys still
-  // reach the counters above.
-  pool_io_context io_;
-  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guard_;
+  // Asio's scheduler, a service of owner_ (as in asio::thread_pool): timers
+  // and sockets made from the pool queue their completions here, and the
+  // workers run it. It lives as long as owner_, which outlives this core.
+  boost::asio::detail::scheduler& scheduler_;
+  bool scheduler_work_ = true;  // the scheduler counts one work item until end_threads
+
+  /// The no-op that wake_one() queues in the scheduler to wake the I/O
+  /// waiter. One suffices (wake_pending_ keeps it queued at most once), so it
+  /// lives here and a wake-up allocates nothing.
+  class wake_operation : public boost::asio::detail::scheduler_operation {
+   public:
+    explicit wake_operation(pool_core& pool) noexcept
+        : scheduler_operation(&do_complete), pool_(pool) {}
+
+   private:
+    static void do_complete(void* owner, scheduler_operation* base,
+                            const boost::system::error_code&, std::size_t) noexcept {
+      // Called with a null owner when the scheduler destroys it on shutdown.
+      if (owner != nullptr) {
+        static_cast<wake_operation*>(base)->pool_.wake_pending_.store(false,
+                                                                      std::memory_order_release);
+      }
+    }
+    pool_core& pool_;
+  };
+  wake_operation wake_op_{*this};
 };
 
 template <class F>
@@ -382,13 +418,19 @@ void pool_core::enqueue(F&& f, captured_context snapshot, bool continuation,
     free_task(block, sizeof(node_type));
     throw;
   }
-  push(node);
+  if (CTXPOOL_UNLIKELY(!push(node, check_open))) {
+    // stop() emptied the queue after our closed check: refuse, as if closed.
+    node->~node_type();
+    free_task(block, sizeof(node_type));
+    remove_work();
+    throw_pool_closed("submit/post");
+  }
 }
 
 template <class F>
 void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
                            const task_info& info) noexcept {
-  outstanding_.fetch_add(1, std::memory_order_seq_cst);
+  outstanding_.fetch_add(one_task, std::memory_order_seq_cst);
   std::optional<std::decay_t<F>> local(std::in_place, std::forward<F>(f));
   run_task(local, std::move(snapshot), continuation, info);
   remove_work();
