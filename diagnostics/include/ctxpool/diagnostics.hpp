@@ -48,6 +48,7 @@
 #include <ctxpool/diagnostics/findings.hpp>
 #include <ctxpool/diagnostics/options.hpp>
 #include <ctxpool/diagnostics/task_scope.hpp>
+#include <ctxpool/diagnostics/thread_cache.hpp>
 #include <ctxpool/hooks.hpp>
 
 namespace ctxpool::diagnostics {
