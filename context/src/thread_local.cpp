@@ -33,9 +33,9 @@ slot_table& table() {
   return instance;
 }
 
-slot_view view_of(const slot_base& slot) noexcept {
+slot_view view_of(const slot_base& slot, unsigned scope_depth = 0) noexcept {
   const slot_info& info = slot.info();
-  return {info.name, info.type_name, info.life, info.index, info.stack};
+  return {info.name, info.type_name, info.life, info.index, info.stack, scope_depth};
 }
 
 void wipe_from(slot_table& t, std::size_t mark) noexcept {
@@ -45,9 +45,12 @@ void wipe_from(slot_table& t, std::size_t mark) noexcept {
   for (std::size_t i = mark; i < t.written.size(); ++i) {
     slot_base* slot = t.written[i];
     slot->listed = false;
+    // First written in this scope: for a task this one was nested in (run
+    // inline), the slot is as untouched as it was before this task began.
+    slot->access_epoch = slot->outer_epoch;
     if (slot->holds_value()) {
       // On an ordinary pool this value would stay for the next task here.
-      if (obs != nullptr) obs->on_left_dirty(view_of(*slot), slot->write_site);
+      if (obs != nullptr) obs->on_left_dirty(view_of(*slot, t.depth), slot->write_site);
       slot->clear();
     }
   }
@@ -136,6 +139,7 @@ void note_write(slot_base& slot, std::source_location where) {
     slot.listed = true;
   }
   if (CTXPOOL_UNLIKELY(task_clock.current != 0) && slot.access_epoch < task_clock.current) {
+    slot.outer_epoch = slot.access_epoch;
     slot.access_epoch = task_clock.current;
     // A value slot written first is clean; a push lands on what is there.
     if (slot.info().stack) note_read_first(slot, where);
@@ -143,7 +147,7 @@ void note_write(slot_base& slot, std::source_location where) {
 }
 
 void note_read_first(slot_base& slot, std::source_location where) noexcept {
-  if (residue_observer* obs = observer()) obs->on_read_first(view_of(slot), where);
+  if (residue_observer* obs = observer()) obs->on_read_first(view_of(slot, table().depth), where);
 }
 
 void throw_no_thread_value(const std::string& name) {

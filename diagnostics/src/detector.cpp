@@ -217,7 +217,9 @@ class detector final : public residue_observer, public task_observer {
   // residue_observer
   void on_read_first(const slot_view& slot, std::source_location where) noexcept override {
     const frame* task = current_frame();
-    if (task == nullptr) return;  // not a task the detector was told about
+    // Not a task the detector was told about (a bare task_slot_scope, or a
+    // pool built before detection was on): not attributable to a task.
+    if (task == nullptr || slot.scope_depth > ts.depth) return;
     model_read_first({slot.id, slot.name, slot.type_name, {}, 0},
                      {where, nullptr, thread_ordinal(), ts.worker}, view_of(*task),
                      current_lineage());
@@ -225,7 +227,7 @@ class detector final : public residue_observer, public task_observer {
 
   void on_left_dirty(const slot_view& slot, std::source_location last_write) noexcept override {
     const frame* task = current_frame();
-    if (task == nullptr) return;
+    if (task == nullptr || slot.scope_depth > ts.depth) return;
     model_left_dirty({slot.id, slot.name, slot.type_name, {}, 0}, last_write, view_of(*task),
                      current_lineage(), /*alone=*/false);
   }

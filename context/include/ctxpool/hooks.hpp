@@ -60,6 +60,10 @@ struct slot_view {
   lifetime life;
   std::uint32_t id = 0;  ///< process-unique number of the variable (never reused)
   bool stack = false;    ///< a `local_stack` (else a `thread_local_var`)
+  /// For task events: the nesting depth of the `task_slot_scope` reporting it
+  /// (1: outermost), so that an observer can tell a scope no task observer
+  /// announced (a bare `task_slot_scope`) from the task around it.
+  unsigned scope_depth = 0;
 };
 
 /// Sees slot traffic and value lifecycles; installed by the diagnostics layer.

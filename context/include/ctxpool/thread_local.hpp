@@ -86,6 +86,7 @@ class slot_base {
   // Bookkeeping for the wipe and for diagnostics (written by thread_local.cpp).
   std::source_location write_site{};  // where the value was last written on this thread
   std::uint64_t access_epoch = 0;     // task_clock epoch of the last tracked access
+  std::uint64_t outer_epoch = 0;      // access_epoch before the running task's first access
   bool listed = false;                // in this thread's written-during-task list
 
  private:
@@ -153,6 +154,7 @@ class slot_handle {
       }
     }
     if (slot->access_epoch < task_clock.current) {
+      slot->outer_epoch = slot->access_epoch;
       slot->access_epoch = task_clock.current;
       note_read_first(*slot, where);
     }
@@ -240,6 +242,7 @@ class thread_local_var : public detail::slot_handle<detail::value_slot<T>> {
     if (auto* slot = this->existing_slot()) {
       slot->value.reset();
       if (detail::task_clock.current != 0 && slot->access_epoch < detail::task_clock.current) {
+        slot->outer_epoch = slot->access_epoch;
         slot->access_epoch = detail::task_clock.current;
       }
     }
