@@ -486,7 +486,7 @@ std::string format_finding(const finding& f) {
           "  read before being written by {}\n"
           "    at {}\n"
           "    submitted at {}\n"
-          "  left dirty by {} ({} task(s) left it so from there)\n"
+          "  left dirty by {} ({} task(s) had left it so from there by then)\n"
           "    written at {}\n"
           "    submitted at {}\n"
           "  Whatever threads these ran on: on a pool that does not wipe thread-locals the\n"
