@@ -3,6 +3,7 @@
 #include <ctxpool/diagnostics/doctest.hpp>
 
 #include <string>
+#include <thread>
 
 #include <ctxpool/thread_local.hpp>
 
@@ -53,4 +54,20 @@ TEST_CASE("findings made before the guard are not its business") {
     }
     CHECK(diag::findings().size() == 1);  // still there, not taken by the guard
   }
+}
+
+// Expected to fail: tasks ran that detection could not see (what a pool built
+// before the guard switched detection on does); the guard must say so rather
+// than pass.
+TEST_CASE("tasks the detector could not see fail the guard loudly" * doctest::should_fail()) {
+  ctxpool_test::detection_session off{[] {
+    diag::options opts;
+    opts.mode = diag::mode::off;
+    return opts;
+  }()};
+  CTXPOOL_CHECK_NO_FINDINGS();  // switches detection on
+  std::thread([] {
+    ctxpool::task_slot_scope unannounced;
+    (void)api_key.has_value();
+  }).join();
 }
