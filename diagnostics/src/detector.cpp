@@ -91,7 +91,8 @@ constinit std::atomic<bool> plain_on{false};  // plain thread_locals checked (op
 
 struct plain_state {
   std::once_flag started;
-  bool discovery = false;    // written once under `started`
+  std::atomic<bool> done{false};  // set after `started` ran: skips call_once per task
+  bool discovery = false;         // written once under `started`
   bool watchpoints = false;
 };
 plain_state& plain() {
@@ -114,6 +115,7 @@ cache_registry& declared_caches() {
 /// prints its notice once. @returns whether discovery works.
 bool plain_started() noexcept {
   plain_state& p = plain();
+  if (p.done.load(std::memory_order_acquire)) return p.discovery;
   try {
     std::call_once(p.started, [&p] {
       const plain_tls::status st = plain_tls::start(
@@ -124,6 +126,7 @@ bool plain_started() noexcept {
         std::fprintf(stderr, "ctxpool: %s\n", st.notice.c_str());
         std::fflush(stderr);
       }
+      p.done.store(true, std::memory_order_release);
     });
   } catch (...) {
     return false;

@@ -115,6 +115,12 @@ std::uint64_t mark_tag(std::uint64_t key, std::uint64_t lineage) noexcept {
 void set_mark(std::uint64_t key, std::uint64_t lineage, leave_rec* rec) noexcept {
   const std::uint64_t tag = mark_tag(key, lineage);
   lineage_mark& m = marks[tag % mark_count];
+  // A coroutine's steps mark the same entry again and again: skip the stores
+  // (and the cache-line traffic) when nothing changes.
+  if (m.tag.load(std::memory_order_relaxed) == tag &&
+      m.leave.load(std::memory_order_relaxed) == rec) {
+    return;
+  }
   m.leave.store(rec, std::memory_order_relaxed);
   m.tag.store(tag, std::memory_order_release);
 }
@@ -352,7 +358,8 @@ void model_left_dirty(const slot_desc& slot, std::source_location write_site,
       e.submit_file == task.submit_site.file_name() && e.submit_line == task.submit_site.line()) {
     rec = e.rec;
     rec->count.fetch_add(1, std::memory_order_relaxed);
-    rec->last_seen.store(next_occurrence(), std::memory_order_relaxed);
+    // Only a leave that is a finding by itself needs its time (for guards).
+    if (rec->alone) rec->last_seen.store(next_occurrence(), std::memory_order_relaxed);
   } else {
     rec = leave_slow(slot, write_site, task, alone);
     if (rec == nullptr) return;
