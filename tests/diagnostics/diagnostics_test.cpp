@@ -111,7 +111,7 @@ TEST_CASE("a task reading first a slot an earlier task left dirty is a stale rea
   CHECK(text.find("ERROR: ctxpool: stale-read of 'auth_token' (std::string)") != std::string::npos);
   CHECK(text.find("\"anonymous\"") != std::string::npos);
   CHECK(text.find("\"login\"") != std::string::npos);
-  CHECK(text.find("1 task(s) left it so") != std::string::npos);
+  CHECK(text.find("1 task(s) had left it so") != std::string::npos);
   CHECK(text.find("alice-token") == std::string::npos);  // values are never printed
   CHECK(text.find("silence this: stale-read:auth_token)") != std::string::npos);
 }
