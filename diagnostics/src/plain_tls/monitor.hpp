@@ -4,15 +4,24 @@
 // The model (detector.cpp) does not know about ELF, perf_event_open or DWARF;
 // it calls these functions from its task observer on the worker thread and
 // turns their outcome into findings. Everything behind this header lives in
-// diagnostics/src/plain_tls/: discovery (ELF TLS segments and symbols), the
-// per-task snapshot and diff, hardware watchpoints, access classification and
-// symbolisation, each in a file of its own, with a portable fallback where
-// the platform offers none of it.
+// diagnostics/src/plain_tls/: discovery (tls_discovery), the per-task
+// snapshot and diff (tls_snapshot), hardware watchpoints (watchpoints),
+// access classification and symbolisation (access_classifier, symbolizer),
+// composed by monitor_linux.cpp; monitor_fallback.cpp stands in where the
+// platform offers none of it (start() then says so in its notice).
+//
+// What is a read, what is a write, and what is not residue: see
+// access_classifier.hpp (the rule is stated there, next to its code).
 //
 // @par Thread safety
-// `start` is called once, before tasks run. `task_begin` and `task_end` are
-// called on the thread that runs the task, in pairs; `describe` and `stats`
-// from any thread.
+// `force_watch_mode` and `start` are called before tasks run (start once).
+// `task_begin` and `task_end` are called on the thread that runs the task, in
+// pairs, never nested on one thread; `describe` and `stats` from any thread.
+//
+// @par Lifetime
+// Discovered variables are never forgotten, so an index stays valid for the
+// life of the process (a variable of a module unloaded with `dlclose` keeps
+// its description; it is simply no longer diffed nor watched).
 #pragma once
 
 #include <cstddef>
@@ -34,10 +43,13 @@ struct variable {
 
 /// Where an access happened, as precise as the debug information allows.
 struct access_site {
-  std::string function;  ///< innermost (inlined) function, demangled; may be empty
-  std::string file;      ///< empty without debug information
-  unsigned line = 0;
+  /// The user's function at the access (the innermost frame that is not the
+  /// standard library's, inlined or not), demangled; may be empty.
+  std::string function;
+  std::string file;  ///< empty without debug information
+  unsigned line = 0;  ///< in `function` (the call line when library code is inlined there)
   std::uintptr_t pc = 0;  ///< the accessing instruction
+  std::string inlined;    ///< the library function inlined at the access ("std::string::empty() const"), if any
 };
 
 /// What one task did to the variables, reported at its end.
@@ -56,6 +68,22 @@ struct status {
   std::string notice;        ///< one line naming what is off and why; empty when all is on
 };
 
+/// How first accesses are watched; `automatic` unless forced (tests, options).
+enum class watch_mode {
+  automatic,    ///< hardware watchpoints if the probe at start() sees one fire, else off
+  hardware,     ///< same as automatic (named for the notice and for tests)
+  single_step,  ///< x86-64 Linux: trace each instruction of a task until every watched
+                ///< variable was touched; exact but ~35 µs per instruction in a VM, for
+                ///< tests and machines whose debug registers do not work
+  off,          ///< dirty findings only (the notice says it was forced)
+};
+
+/// Forces how first accesses are watched, before start(). The environment
+/// variable CTXPOOL_PLAIN_TLS_WATCH (`auto`, `hardware`, `single_step`, `off`)
+/// does the same for a whole process; this call wins over it, except that
+/// forcing `automatic` hands the choice back to the environment.
+void force_watch_mode(watch_mode mode) noexcept;
+
 /// Discovers the variables and probes watchpoints. `is_cache(name)` says which
 /// variables are declared per-thread caches (never diffed nor watched).
 status start(std::function<bool(std::string_view name)> is_cache);
@@ -63,10 +91,29 @@ status start(std::function<bool(std::string_view name)> is_cache);
 /// The variable behind an index from a task_outcome.
 const variable& describe(std::uint32_t index);
 
+/// Number of variables discovered so far (indexes are 0 .. count-1).
+std::uint32_t variable_count() noexcept;
+
 /// On the worker, right before the task's function runs.
 void task_begin() noexcept;
 
 /// On the worker, right after the task's function returned or threw.
 task_outcome task_end();
+
+/// Watchpoint counters for the summary line.
+struct watch_stats {
+  std::uint64_t tasks_armed = 0;        ///< tasks that had at least one watchpoint armed
+  std::uint64_t traps = 0;              ///< watchpoint hits taken
+  std::uint32_t variables_watched = 0;  ///< variables some task left dirty, now watched
+  /// Sum over tasks of the watched variables that task could not arm (more
+  /// dirty variables than debug registers): each is a task-long blind spot.
+  std::uint64_t unwatched_task_variables = 0;
+  /// Longest run of consecutive tasks (process-wide) during which one watched
+  /// variable was not armed anywhere.
+  std::uint64_t longest_unwatched_run = 0;
+};
+
+/// A consistent-enough copy of the counters (each is read atomically).
+watch_stats stats() noexcept;
 
 }  // namespace ctxpool::diagnostics::detail::plain_tls

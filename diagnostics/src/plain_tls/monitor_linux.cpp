@@ -1,0 +1,242 @@
+// Linux: composes discovery, the per-thread snapshot, watchpoints and the
+// access classifier behind monitor.hpp.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "access_classifier.hpp"
+#include "monitor.hpp"
+#include "tls_discovery.hpp"
+#include "tls_snapshot.hpp"
+#include "watchpoints.hpp"
+
+namespace ctxpool::diagnostics::detail::plain_tls {
+
+namespace {
+
+// Variables beyond this index are diffed but never watched (the per-variable
+// watch state is a fixed array so that workers read it without a lock).
+constexpr std::uint32_t max_watchable = 1U << 14;
+
+struct monitor_state {
+  std::mutex mutex;  // discovery, start, appending to the watched list
+  std::unique_ptr<tls_discovery> discovery;
+  std::function<bool(std::string_view)> is_cache;
+  std::atomic<const tls_layout*> layout{nullptr};
+  std::atomic<bool> watching{false};
+
+  std::atomic<bool> watched[max_watchable] = {};
+  std::atomic<std::uint32_t> watched_list[max_watchable] = {};
+  std::atomic<std::uint32_t> watched_count{0};
+  std::atomic<std::uint64_t> last_armed[max_watchable] = {};
+
+  std::atomic<std::uint64_t> rotation{0};
+  std::atomic<std::uint64_t> armed_seq{0};  // tasks that ran while something was watched
+  std::atomic<std::uint64_t> tasks_armed{0};
+  std::atomic<std::uint64_t> traps{0};
+  std::atomic<std::uint64_t> unwatched{0};
+  std::atomic<std::uint64_t> longest_run{0};
+};
+
+monitor_state& state() {
+  static monitor_state* s = new monitor_state;  // never destroyed: workers may outlive main
+  return *s;
+}
+
+std::atomic<int> forced_mode{-1};
+
+watch_mode mode_from_environment(std::string& notice) {
+  const char* env = std::getenv("CTXPOOL_PLAIN_TLS_WATCH");
+  std::string_view v = env != nullptr ? env : "";
+  if (v.empty() || v == "auto") return watch_mode::automatic;
+  if (v == "hardware") return watch_mode::hardware;
+  if (v == "single_step") return watch_mode::single_step;
+  if (v == "off") return watch_mode::off;
+  notice = "CTXPOOL_PLAIN_TLS_WATCH='" + std::string(v) +
+           "' is not one of auto, hardware, single_step, off; using auto. ";
+  return watch_mode::automatic;
+}
+
+/// Per worker thread: the snapshot and the requests armed for the task.
+struct thread_state {
+  thread_snapshot snapshot;
+  bool bound = false;
+  bool broken = false;  // could not allocate its snapshot: this thread is not watched
+  watch_request requests[max_watched_per_task];
+  std::size_t armed = 0;
+  // A task run inline inside another (a nested task_scope): only the
+  // outermost begins and ends, so the inner one cannot clobber the snapshot.
+  unsigned depth = 0;
+};
+
+thread_local std::unique_ptr<thread_state> this_thread_;
+
+void note_max(std::atomic<std::uint64_t>& target, std::uint64_t value) noexcept {
+  std::uint64_t seen = target.load(std::memory_order_relaxed);
+  while (value > seen && !target.compare_exchange_weak(seen, value, std::memory_order_relaxed)) {
+  }
+}
+
+const tls_layout* current_layout(monitor_state& s) {
+  const tls_layout* layout = s.layout.load(std::memory_order_acquire);
+  if (layout != nullptr && tls_discovery::changed(*layout)) {
+    std::lock_guard lock(s.mutex);
+    layout = s.layout.load(std::memory_order_relaxed);
+    if (tls_discovery::changed(*layout)) {
+      layout = s.discovery->refresh();
+      s.layout.store(layout, std::memory_order_release);
+    }
+  }
+  return layout;
+}
+
+void arm_for_task(monitor_state& s, thread_state& t) noexcept {
+  t.armed = 0;
+  std::uint32_t watched = s.watched_count.load(std::memory_order_acquire);
+  if (watched == 0 || !s.watching.load(std::memory_order_relaxed)) return;
+  const tls_layout& layout = *t.snapshot.layout();
+  std::size_t slots = watch_slots();
+  std::size_t used = 0, chosen = 0;
+  std::uint64_t first = s.rotation.load(std::memory_order_relaxed);
+  for (std::uint32_t k = 0; k < watched && chosen < max_watched_per_task; ++k) {
+    std::uint32_t var = s.watched_list[(first + k) % watched].load(std::memory_order_relaxed);
+    unsigned char* addr = t.snapshot.address(var);
+    if (addr == nullptr || var >= layout.variables.size()) continue;
+    std::size_t need = slots_for(layout.variables[var].size);
+    if (used + need > slots) break;
+    used += need;
+    t.requests[chosen++] = {var, addr, layout.variables[var].size, t.snapshot.before(var)};
+  }
+  // The next task starts where this one stopped, so every variable gets its turn.
+  s.rotation.fetch_add(chosen > 0 ? chosen : 1, std::memory_order_relaxed);
+  std::uint64_t seq = s.armed_seq.fetch_add(1, std::memory_order_relaxed) + 1;
+  t.armed = arm_watchpoints(t.requests, chosen);
+  if (t.armed > 0) s.tasks_armed.fetch_add(1, std::memory_order_relaxed);
+  if (t.armed < watched) s.unwatched.fetch_add(watched - t.armed, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < t.armed; ++i) {
+    std::uint64_t previous = s.last_armed[t.requests[i].var].exchange(seq, std::memory_order_relaxed);
+    if (seq > previous + 1) note_max(s.longest_run, seq - previous - 1);
+  }
+}
+
+void start_watching(monitor_state& s, const std::vector<std::uint32_t>& dirty) {
+  for (std::uint32_t var : dirty) {
+    if (var >= max_watchable || s.watched[var].load(std::memory_order_relaxed)) continue;
+    std::lock_guard lock(s.mutex);
+    if (s.watched[var].exchange(true)) continue;
+    std::uint32_t n = s.watched_count.load(std::memory_order_relaxed);
+    s.last_armed[var].store(s.armed_seq.load(std::memory_order_relaxed), std::memory_order_relaxed);
+    s.watched_list[n].store(var, std::memory_order_relaxed);
+    s.watched_count.store(n + 1, std::memory_order_release);
+  }
+}
+
+}  // namespace
+
+void force_watch_mode(watch_mode mode) noexcept { forced_mode.store(static_cast<int>(mode)); }
+
+status start(std::function<bool(std::string_view name)> is_cache) {
+  monitor_state& s = state();
+  std::lock_guard lock(s.mutex);
+  if (!s.discovery) {
+    s.is_cache = std::move(is_cache);
+    s.discovery = std::make_unique<tls_discovery>([&s](std::string_view name) {
+      return s.is_cache && s.is_cache(name);
+    });
+    s.layout.store(s.discovery->refresh(), std::memory_order_release);
+  }
+  status st;
+  st.discovery = true;
+  std::string notice;
+  int forced = forced_mode.load();
+  watch_mode mode = forced > static_cast<int>(watch_mode::automatic) ? static_cast<watch_mode>(forced)
+                                                                      : mode_from_environment(notice);
+  std::string why;
+  st.watchpoints = install_watchpoints(mode, why);
+  s.watching.store(st.watchpoints, std::memory_order_release);
+  if (!st.watchpoints) {
+    notice += why.starts_with("plain thread_local") ? why
+                                                     : "plain thread_local watchpoints are off (" + why +
+                                                           "): variables left changed by a task are reported, "
+                                                           "stale reads of them are not";
+  }
+  st.notice = notice;
+  return st;
+}
+
+const variable& describe(std::uint32_t index) {
+  const tls_layout* layout = state().layout.load(std::memory_order_acquire);
+  if (layout == nullptr || index >= layout->described.size()) {
+    throw std::out_of_range("plain_tls::describe: no discovered variable has index " + std::to_string(index));
+  }
+  return layout->described[index];
+}
+
+std::uint32_t variable_count() noexcept {
+  const tls_layout* layout = state().layout.load(std::memory_order_acquire);
+  return layout != nullptr ? static_cast<std::uint32_t>(layout->described.size()) : 0;
+}
+
+void task_begin() noexcept {
+  monitor_state& s = state();
+  if (s.layout.load(std::memory_order_acquire) == nullptr) return;  // start() not called
+  try {
+    if (!this_thread_) this_thread_ = std::make_unique<thread_state>();
+    thread_state& t = *this_thread_;
+    if (t.depth++ > 0 || t.broken) return;
+    const tls_layout* layout = current_layout(s);
+    if (t.snapshot.layout() != layout) {
+      t.snapshot.bind(*layout);
+      t.bound = true;
+    }
+    t.snapshot.take();
+    arm_for_task(s, t);  // last: nothing of ours may run under the watchpoints
+  } catch (...) {
+    if (this_thread_) {
+      this_thread_->broken = true;
+      this_thread_->bound = false;
+    }
+  }
+}
+
+task_outcome task_end() {
+  task_outcome out;
+  thread_state* t = this_thread_.get();
+  if (t == nullptr || t->depth == 0 || --t->depth > 0 || !t->bound || t->broken) return out;
+  monitor_state& s = state();
+  watch_hit hits[max_watched_per_task];
+  std::size_t n = disarm_watchpoints(hits, max_watched_per_task);
+  t->armed = 0;
+  t->snapshot.diff(out.left_dirty);
+  if (n > 0) s.traps.fetch_add(n, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < n; ++i) {
+    classified_access access = classify_access(hits[i], t->snapshot.changed(hits[i].var));
+    if (access.kind == access_kind::read) out.read_first.emplace_back(hits[i].var, std::move(access.site));
+  }
+  if (!out.left_dirty.empty() && s.watching.load(std::memory_order_relaxed)) start_watching(s, out.left_dirty);
+  return out;
+}
+
+watch_stats stats() noexcept {
+  monitor_state& s = state();
+  watch_stats out;
+  out.tasks_armed = s.tasks_armed.load(std::memory_order_relaxed);
+  out.traps = s.traps.load(std::memory_order_relaxed);
+  out.variables_watched = s.watched_count.load(std::memory_order_acquire);
+  out.unwatched_task_variables = s.unwatched.load(std::memory_order_relaxed);
+  out.longest_unwatched_run = s.longest_run.load(std::memory_order_relaxed);
+  // A variable not armed since it became watched is a run still going on.
+  std::uint64_t now = s.armed_seq.load(std::memory_order_relaxed);
+  for (std::uint32_t i = 0; i < out.variables_watched; ++i) {
+    std::uint32_t var = s.watched_list[i].load(std::memory_order_relaxed);
+    std::uint64_t last = s.last_armed[var].load(std::memory_order_relaxed);
+    if (now > last) out.longest_unwatched_run = std::max(out.longest_unwatched_run, now - last);
+  }
+  return out;
+}
+
+}  // namespace ctxpool::diagnostics::detail::plain_tls

@@ -1,0 +1,56 @@
+// Code addresses to functions, inline frames and source lines (elfutils
+// libdwfl/libdw), cached per address. Never called from a signal handler.
+//
+// @par Thread safety
+// All members lock internally; one object serves every thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace ctxpool::diagnostics::detail::plain_tls {
+
+/// What is known about one code address.
+struct code_location {
+  std::uintptr_t function_begin = 0;  ///< the enclosing (out-of-line) function's symbol
+  std::uintptr_t function_end = 0;    ///< 0 when no symbol covers the address
+  std::string symbol;                 ///< its demangled name; empty if none
+  bool has_debug_info = false;        ///< a function's DWARF covers the address
+  /// Demangled names of the inline frames at the address, innermost first,
+  /// ending with the out-of-line function (empty without debug information).
+  std::vector<std::string> frames;
+  /// The innermost frame that is not the standard library's or ctxpool's,
+  /// with the source line inside it (a call line when a library function is
+  /// inlined there); the symbol alone when there is no debug information.
+  std::string user_function;
+  std::string file;
+  unsigned line = 0;
+  /// The library function inlined at the address, if the innermost frame is one.
+  std::string inlined;
+};
+
+class symbolizer {
+ public:
+  symbolizer();
+  ~symbolizer();
+  symbolizer(const symbolizer&) = delete;
+  symbolizer& operator=(const symbolizer&) = delete;
+
+  /// Looks `pc` up (rescanning the process's modules once if none covers it).
+  code_location lookup(std::uintptr_t pc);
+
+ private:
+  struct impl;
+  std::mutex mutex_;
+  std::unique_ptr<impl> impl_;
+  std::unordered_map<std::uintptr_t, code_location> cache_;
+};
+
+/// The process-wide symbolizer (built on first use, never destroyed).
+symbolizer& the_symbolizer();
+
+}  // namespace ctxpool::diagnostics::detail::plain_tls

@@ -1,0 +1,173 @@
+// Symbolisation with elfutils: libdwfl maps the live process's modules,
+// libdw walks the scopes (inline frames) at an address.
+#include "symbolizer.hpp"
+
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+
+#include "tls_discovery.hpp"
+
+namespace ctxpool::diagnostics::detail::plain_tls {
+
+namespace {
+
+const Dwfl_Callbacks callbacks = {
+    dwfl_linux_proc_find_elf,
+    dwfl_standard_find_debuginfo,
+    nullptr,
+    nullptr,
+};
+
+std::string readable(std::string name) {
+  constexpr std::string_view long_string =
+      "std::__cxx11::basic_string<char, std::char_traits<char>, std::allocator<char> >";
+  for (std::size_t at; (at = name.find(long_string)) != std::string::npos;) {
+    name.replace(at, long_string.size(), "std::string");
+  }
+  return name;
+}
+
+std::string die_name(Dwarf_Die* die) {
+  Dwarf_Attribute attr;
+  for (int at : {DW_AT_linkage_name, DW_AT_MIPS_linkage_name}) {
+    if (dwarf_attr_integrate(die, at, &attr) != nullptr) {
+      if (const char* s = dwarf_formstring(&attr)) return readable(demangle_symbol(s));
+    }
+  }
+  if (dwarf_attr_integrate(die, DW_AT_name, &attr) != nullptr) {
+    if (const char* s = dwarf_formstring(&attr)) return s;
+  }
+  return {};
+}
+
+bool is_library_frame(const std::string& name) {
+  return name.empty() || is_runtime_name(name);
+}
+
+}  // namespace
+
+struct symbolizer::impl {
+  Dwfl* dwfl = nullptr;
+
+  void report() {
+    if (dwfl == nullptr) dwfl = dwfl_begin(&callbacks);
+    if (dwfl == nullptr) return;
+    dwfl_report_begin(dwfl);
+    dwfl_linux_proc_report(dwfl, ::getpid());
+    dwfl_report_end(dwfl, nullptr, nullptr);
+  }
+  ~impl() {
+    if (dwfl != nullptr) dwfl_end(dwfl);
+  }
+};
+
+symbolizer::symbolizer() : impl_(std::make_unique<impl>()) { impl_->report(); }
+symbolizer::~symbolizer() = default;
+
+code_location symbolizer::lookup(std::uintptr_t pc) {
+  std::lock_guard lock(mutex_);
+  if (auto it = cache_.find(pc); it != cache_.end()) return it->second;
+  code_location loc;
+  if (impl_->dwfl == nullptr) return loc;
+  Dwfl_Module* mod = dwfl_addrmodule(impl_->dwfl, pc);
+  if (mod == nullptr) {
+    impl_->report();  // a module loaded since
+    mod = dwfl_addrmodule(impl_->dwfl, pc);
+  }
+  if (mod == nullptr) return loc;
+
+  GElf_Off offset = 0;
+  GElf_Sym sym;
+  if (const char* name = dwfl_module_addrinfo(mod, pc, &offset, &sym, nullptr, nullptr, nullptr)) {
+    loc.symbol = readable(demangle_symbol(name));
+    loc.function_begin = pc - offset;
+    loc.function_end = loc.function_begin + (sym.st_size > 0 ? sym.st_size : offset + 1);
+  }
+
+  Dwarf_Addr bias = 0;
+  if (Dwarf_Die* cu = dwfl_module_addrdie(mod, pc, &bias)) {
+    loc.has_debug_info = true;
+    Dwarf_Files* files = nullptr;
+    std::size_t file_count = 0;
+    dwarf_getsrcfiles(cu, &files, &file_count);
+    // The chain of frames: dwarf_getscopes gives the innermost function-like
+    // DIE at the pc; dwarf_getscopes_die on each gives the DIE it is inlined
+    // into, up to the out-of-line subprogram. The line inside frame i is the
+    // pc's own line for the innermost frame, else the call line recorded on
+    // the frame inlined into it.
+    Dwarf_Die* scopes = nullptr;
+    int n = dwarf_getscopes(cu, pc - bias, &scopes);
+    Dwarf_Die frame{};
+    bool have_frame = false;
+    for (int i = 0; i < n && !have_frame; ++i) {
+      int tag = dwarf_tag(&scopes[i]);
+      if (tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine) {
+        frame = scopes[i];
+        have_frame = true;
+      }
+    }
+    std::free(scopes);
+    Dwarf_Die inner{};
+    bool have_inner = false;
+    for (int depth = 0; have_frame && depth < 64; ++depth) {
+      int tag = dwarf_tag(&frame);
+      std::string name = die_name(&frame);
+      loc.frames.push_back(name);
+      if (loc.user_function.empty() && !is_library_frame(name)) {
+        loc.user_function = name;
+        if (have_inner) {
+          Dwarf_Attribute attr;
+          Dwarf_Word file_index = 0, line = 0;
+          if (dwarf_formudata(dwarf_attr(&inner, DW_AT_call_file, &attr), &file_index) == 0 &&
+              files != nullptr && file_index < file_count) {
+            if (const char* f = dwarf_filesrc(files, file_index, nullptr, nullptr)) loc.file = f;
+          }
+          if (dwarf_formudata(dwarf_attr(&inner, DW_AT_call_line, &attr), &line) == 0) {
+            loc.line = static_cast<unsigned>(line);
+          }
+        }
+      }
+      if (tag != DW_TAG_inlined_subroutine) break;
+      inner = frame;
+      have_inner = true;
+      Dwarf_Die* outer = nullptr;
+      int m = dwarf_getscopes_die(&frame, &outer);
+      have_frame = false;
+      for (int j = 1; j < m && !have_frame; ++j) {
+        int t = dwarf_tag(&outer[j]);
+        if (t == DW_TAG_subprogram || t == DW_TAG_inlined_subroutine) {
+          frame = outer[j];
+          have_frame = true;
+        }
+      }
+      std::free(outer);
+    }
+    if (!loc.frames.empty() && loc.frames.front() != loc.user_function) loc.inlined = loc.frames.front();
+    if (loc.user_function.empty() || loc.frames.empty() || loc.frames.front() == loc.user_function) {
+      if (Dwfl_Line* l = dwfl_module_getsrc(mod, pc)) {
+        int line = 0;
+        if (const char* f = dwfl_lineinfo(l, nullptr, &line, nullptr, nullptr, nullptr)) {
+          loc.file = f;
+          loc.line = static_cast<unsigned>(line);
+        }
+      }
+    }
+  }
+  // A compilation unit without a function DIE at the pc (sanitizer
+  // instrumentation units, -g0 objects in a -g link) is no debug information.
+  loc.has_debug_info = !loc.frames.empty();
+  if (loc.user_function.empty()) loc.user_function = loc.symbol;
+  cache_.emplace(pc, loc);
+  return loc;
+}
+
+symbolizer& the_symbolizer() {
+  static symbolizer* instance = new symbolizer;  // never destroyed: used until exit
+  return *instance;
+}
+
+}  // namespace ctxpool::diagnostics::detail::plain_tls

@@ -1,0 +1,554 @@
+// Linux: hardware watchpoints through perf_event_open, and the x86-64
+// single-step tracer; one SIGTRAP handler for both.
+#include "watchpoints.hpp"
+
+#include <execinfo.h>
+#include <fcntl.h>
+#include <linux/hw_breakpoint.h>
+#include <linux/perf_event.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <fstream>
+
+#if defined(__x86_64__)
+#include <capstone/capstone.h>
+#endif
+
+#if defined(__SANITIZE_THREAD__)
+#define CTXPOOL_PLAIN_TLS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define CTXPOOL_PLAIN_TLS_TSAN 1
+#endif
+#endif
+
+#ifndef TRAP_PERF
+#define TRAP_PERF 6
+#endif
+
+namespace ctxpool::diagnostics::detail::plain_tls {
+
+namespace {
+
+#if defined(__x86_64__) || defined(__i386__)
+constexpr std::size_t hw_registers = 4;
+#elif defined(__aarch64__)
+constexpr std::size_t hw_registers = 2;  // the smallest count Arm v8 guarantees
+#else
+constexpr std::size_t hw_registers = 0;
+#endif
+
+enum class backend : int { none, hardware, single_step };
+std::atomic<backend> backend_{backend::none};
+
+// sig_data tag that tells our traps from anyone else's perf SIGTRAPs.
+constexpr unsigned long sig_tag = 0xC7F0'0100UL;
+constexpr unsigned long sig_tag_mask = ~0xffUL;
+
+struct hw_slot {
+  int fd = -1;
+  bool enabled = false;
+  std::uint32_t request = 0;
+};
+
+/// Everything the signal handler touches, allocated before arming.
+struct thread_watch {
+  hw_slot slots[hw_registers > 0 ? hw_registers : 1];
+  watch_request requests[max_watched_per_task];
+  std::size_t count = 0;
+  volatile sig_atomic_t hit[max_watched_per_task] = {};
+  std::uintptr_t pc_after[max_watched_per_task] = {};
+  std::uintptr_t insn_pc[max_watched_per_task] = {};
+  bool changed[max_watched_per_task] = {};
+  std::uintptr_t callers[max_watched_per_task][max_callers] = {};
+  std::size_t caller_count[max_watched_per_task] = {};
+  volatile sig_atomic_t active = 0;
+#if defined(__x86_64__)
+  // single step
+  csh capstone = 0;
+  cs_insn* insn = nullptr;
+  volatile sig_atomic_t stepping = 0;
+  bool have_previous = false;
+  std::uintptr_t previous_pc = 0;
+  greg_t previous[NGREG] = {};
+  std::uintptr_t fs_base = 0;
+  std::size_t remaining = 0;
+#endif
+};
+
+constinit thread_local thread_watch* self_ = nullptr;
+struct sigaction previous_action_ {};
+
+/// Frees the thread's watch state and descriptors when the thread exits.
+/// `self_` itself stays trivially destructible, for the signal handler.
+struct thread_watch_owner {
+  ~thread_watch_owner() {
+    thread_watch* t = self_;
+    if (t == nullptr) return;
+    self_ = nullptr;
+    for (hw_slot& s : t->slots) {
+      if (s.fd >= 0) ::close(s.fd);
+    }
+#if defined(__x86_64__)
+    if (t->insn != nullptr) cs_free(t->insn, 1);
+    if (t->capstone != 0) cs_close(&t->capstone);
+#endif
+    delete t;
+  }
+};
+thread_local thread_watch_owner owner_;
+
+thread_watch& this_thread_watch() {
+  if (self_ == nullptr) {
+    (void)&owner_;  // registers the owner's destructor for this thread
+    self_ = new thread_watch;
+  }
+  return *self_;
+}
+
+bool same_bytes(const unsigned char* a, const unsigned char* b, std::size_t n) noexcept {
+  for (std::size_t i = 0; i < n; ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+/// The interrupted code's callers: the frames after the one at `resume`
+/// (the unwinder goes through this handler and the signal trampoline first).
+void record_callers(thread_watch& t, std::size_t r, std::uintptr_t resume) noexcept {
+  constexpr int depth = static_cast<int>(max_callers) + 8;
+  void* frames[depth];
+  int n = ::backtrace(frames, depth);
+  int at = 0;
+  while (at < n && reinterpret_cast<std::uintptr_t>(frames[at]) != resume) ++at;
+  std::size_t count = 0;
+  for (int i = at + 1; i < n && count < max_callers; ++i) {
+    t.callers[r][count++] = reinterpret_cast<std::uintptr_t>(frames[i]);
+  }
+  t.caller_count[r] = at < n ? count : 0;
+}
+
+void record_hit(thread_watch& t, std::size_t r, std::uintptr_t pc_after, std::uintptr_t insn_pc,
+                std::uintptr_t resume) noexcept {
+  if (t.hit[r]) return;
+  t.pc_after[r] = pc_after;
+  t.insn_pc[r] = insn_pc;
+  record_callers(t, r, resume);
+  t.changed[r] = !same_bytes(t.requests[r].addr, t.requests[r].before, t.requests[r].size);
+  t.hit[r] = 1;
+}
+
+// ---- hardware (perf_event_open) -------------------------------------------------------
+
+unsigned long perf_data(const siginfo_t* si) noexcept {
+  // glibc 2.36 does not name the kernel's si_perf_data: it follows si_addr in
+  // the fault fields (asm-generic/siginfo.h).
+  unsigned long data = 0;
+  std::memcpy(&data, reinterpret_cast<const char*>(&si->si_addr) + sizeof(void*), sizeof data);
+  return data;
+}
+
+std::uintptr_t resume_pc(const ucontext_t* uc) noexcept {
+#if defined(__x86_64__)
+  return static_cast<std::uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]);
+#elif defined(__aarch64__)
+  return static_cast<std::uintptr_t>(uc->uc_mcontext.pc);
+#else
+  (void)uc;
+  return 0;
+#endif
+}
+
+void on_hardware_hit(thread_watch& t, std::size_t slot, const ucontext_t* uc) noexcept {
+  if (slot >= hw_registers) return;
+  std::uint32_t r = t.slots[slot].request;
+  if (r < t.count) {
+    record_hit(t, r, resume_pc(uc), 0, resume_pc(uc));
+    // One trap per variable per task: silence every slot of this variable.
+    for (hw_slot& s : t.slots) {
+      if (s.enabled && s.request == r) {
+        ::ioctl(s.fd, PERF_EVENT_IOC_DISABLE, 0);
+        s.enabled = false;
+      }
+    }
+  }
+}
+
+perf_event_attr breakpoint_attr(std::uintptr_t addr, unsigned len, std::size_t slot, bool disabled) {
+  perf_event_attr a{};
+  a.type = PERF_TYPE_BREAKPOINT;
+  a.size = sizeof a;
+  a.bp_type = HW_BREAKPOINT_RW;
+  a.bp_addr = addr;
+  a.bp_len = len;
+  a.sample_period = 1;
+  a.disabled = disabled ? 1 : 0;
+  a.exclude_kernel = 1;
+  a.exclude_hv = 1;
+  a.remove_on_exec = 1;
+  a.sigtrap = 1;
+  a.sig_data = sig_tag | slot;
+  return a;
+}
+
+int open_breakpoint(std::uintptr_t addr, unsigned len, std::size_t slot) noexcept {
+  perf_event_attr a = breakpoint_attr(addr, len, slot, true);
+  return static_cast<int>(::syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC));
+}
+
+/// Points slot `slot` of this thread at [addr, addr+len) and enables it.
+bool program_slot(thread_watch& t, std::size_t slot, std::uintptr_t addr, unsigned len) noexcept {
+  hw_slot& s = t.slots[slot];
+  if (s.fd >= 0) {
+    perf_event_attr a = breakpoint_attr(addr, len, slot, false);
+    if (::ioctl(s.fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, &a) == 0) {
+      s.enabled = true;
+      return true;
+    }
+    ::close(s.fd);  // the kernel would not move it: open a fresh one
+    s.fd = -1;
+  }
+  s.fd = open_breakpoint(addr, len, slot);
+  if (s.fd < 0) return false;
+  if (::ioctl(s.fd, PERF_EVENT_IOC_ENABLE, 0) != 0) return false;
+  s.enabled = true;
+  return true;
+}
+
+unsigned watch_length(std::uintptr_t addr, std::size_t remaining) noexcept {
+  for (unsigned len : {8U, 4U, 2U, 1U}) {
+    if (len <= remaining && addr % len == 0) return len;
+  }
+  return 1;
+}
+
+// ---- single step (x86-64) --------------------------------------------------------------
+
+#if defined(__x86_64__)
+constexpr unsigned long trap_flag = 0x100;
+
+std::uintptr_t register_value(const greg_t* g, unsigned reg, std::uintptr_t next_pc) noexcept {
+  switch (reg) {
+    case X86_REG_RAX: return static_cast<std::uintptr_t>(g[REG_RAX]);
+    case X86_REG_RBX: return static_cast<std::uintptr_t>(g[REG_RBX]);
+    case X86_REG_RCX: return static_cast<std::uintptr_t>(g[REG_RCX]);
+    case X86_REG_RDX: return static_cast<std::uintptr_t>(g[REG_RDX]);
+    case X86_REG_RSI: return static_cast<std::uintptr_t>(g[REG_RSI]);
+    case X86_REG_RDI: return static_cast<std::uintptr_t>(g[REG_RDI]);
+    case X86_REG_RBP: return static_cast<std::uintptr_t>(g[REG_RBP]);
+    case X86_REG_RSP: return static_cast<std::uintptr_t>(g[REG_RSP]);
+    case X86_REG_R8: return static_cast<std::uintptr_t>(g[REG_R8]);
+    case X86_REG_R9: return static_cast<std::uintptr_t>(g[REG_R9]);
+    case X86_REG_R10: return static_cast<std::uintptr_t>(g[REG_R10]);
+    case X86_REG_R11: return static_cast<std::uintptr_t>(g[REG_R11]);
+    case X86_REG_R12: return static_cast<std::uintptr_t>(g[REG_R12]);
+    case X86_REG_R13: return static_cast<std::uintptr_t>(g[REG_R13]);
+    case X86_REG_R14: return static_cast<std::uintptr_t>(g[REG_R14]);
+    case X86_REG_R15: return static_cast<std::uintptr_t>(g[REG_R15]);
+    case X86_REG_RIP: return next_pc;
+    default: return 0;
+  }
+}
+
+/// Which watched variables the instruction at `t.previous_pc`, run with the
+/// registers in `t.previous`, touched.
+void check_previous_instruction(thread_watch& t, std::uintptr_t resume) noexcept {
+  const auto* code = reinterpret_cast<const std::uint8_t*>(t.previous_pc);
+  std::size_t size = 16;
+  std::uint64_t address = t.previous_pc;
+  if (!cs_disasm_iter(t.capstone, &code, &size, &address, t.insn)) return;
+  const cs_x86& x86 = t.insn->detail->x86;
+  std::uintptr_t next_pc = t.previous_pc + t.insn->size;
+  bool rep = x86.prefix[0] == X86_PREFIX_REP || x86.prefix[0] == X86_PREFIX_REPNE;
+  for (std::uint8_t i = 0; i < x86.op_count; ++i) {
+    const cs_x86_op& op = x86.operands[i];
+    if (op.type != X86_OP_MEM) continue;
+    if (t.insn->id == X86_INS_LEA || t.insn->id == X86_INS_NOP) continue;
+    std::uintptr_t ea = register_value(t.previous, op.mem.base, next_pc) +
+                        register_value(t.previous, op.mem.index, next_pc) * static_cast<std::uintptr_t>(op.mem.scale) +
+                        static_cast<std::uintptr_t>(op.mem.disp);
+    if (op.mem.segment == X86_REG_FS) ea += t.fs_base;
+    std::size_t len = op.size != 0 ? op.size : 1;
+    if (rep) len *= static_cast<std::size_t>(t.previous[REG_RCX]) > 0 ? static_cast<std::size_t>(t.previous[REG_RCX]) : 1;
+    for (std::size_t r = 0; r < t.count; ++r) {
+      auto lo = reinterpret_cast<std::uintptr_t>(t.requests[r].addr);
+      if (!t.hit[r] && ea < lo + t.requests[r].size && lo < ea + len) {
+        record_hit(t, r, next_pc, t.previous_pc, resume);
+        --t.remaining;
+      }
+    }
+  }
+}
+
+void on_step(thread_watch& t, ucontext_t* uc) noexcept {
+  greg_t* g = uc->uc_mcontext.gregs;
+  if (t.have_previous) check_previous_instruction(t, static_cast<std::uintptr_t>(g[REG_RIP]));
+  std::memcpy(t.previous, g, sizeof t.previous);
+  t.previous_pc = static_cast<std::uintptr_t>(g[REG_RIP]);
+  t.have_previous = true;
+  if (t.remaining == 0) {
+    g[REG_EFL] &= ~static_cast<greg_t>(trap_flag);
+    t.stepping = 0;
+  }
+}
+
+void set_trap_flag(bool on) noexcept {
+  if (on) {
+    asm volatile("pushfq\n\torq $0x100, (%%rsp)\n\tpopfq" ::: "memory", "cc");
+  } else {
+    asm volatile("pushfq\n\tandq $~0x100, (%%rsp)\n\tpopfq" ::: "memory", "cc");
+  }
+}
+#endif
+
+// ---- the handler ---------------------------------------------------------------------------
+
+void chain(int sig, siginfo_t* si, void* uc) {
+  const struct sigaction& prev = previous_action_;
+  if ((prev.sa_flags & SA_SIGINFO) != 0 && prev.sa_sigaction != nullptr) {
+    prev.sa_sigaction(sig, si, uc);
+  } else if (prev.sa_handler == SIG_IGN) {
+    return;
+  } else if (prev.sa_handler != SIG_DFL && prev.sa_handler != nullptr) {
+    prev.sa_handler(sig);
+  } else {
+    ::signal(sig, SIG_DFL);  // a trap nobody handles: die as if we were not here
+    ::raise(sig);
+  }
+}
+
+void on_sigtrap(int sig, siginfo_t* si, void* ucv) {
+  int saved_errno = errno;
+  thread_watch* t = self_;
+  auto* uc = static_cast<ucontext_t*>(ucv);
+  bool ours = false;
+  if (t != nullptr && t->active) {
+    backend b = backend_.load(std::memory_order_relaxed);
+    if (b == backend::hardware && si->si_code == TRAP_PERF && (perf_data(si) & sig_tag_mask) == sig_tag) {
+      ours = true;
+      on_hardware_hit(*t, perf_data(si) & 0xff, uc);
+    }
+#if defined(__x86_64__)
+    if (b == backend::single_step && t->stepping && si->si_code == TRAP_TRACE) {
+      ours = true;
+      on_step(*t, uc);
+    }
+#endif
+  }
+  errno = saved_errno;
+  if (!ours) chain(sig, si, ucv);
+}
+
+bool handler_installed_ = false;  // guarded by the monitor's lock (install_watchpoints)
+
+[[maybe_unused]] bool install_handler(std::string& why) {
+  if (handler_installed_) return true;  // installing over ourselves would chain to ourselves
+  struct sigaction sa {};
+  sa.sa_sigaction = on_sigtrap;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  if (::sigaction(SIGTRAP, &sa, &previous_action_) != 0) {
+    why = std::string("cannot install a SIGTRAP handler: ") + std::strerror(errno);
+    return false;
+  }
+  handler_installed_ = true;
+  return true;
+}
+
+[[maybe_unused]] void remove_handler() {
+  if (handler_installed_) ::sigaction(SIGTRAP, &previous_action_, nullptr);
+  handler_installed_ = false;
+}
+
+std::string paranoid_level() {
+  std::ifstream in("/proc/sys/kernel/perf_event_paranoid");
+  std::string level;
+  in >> level;
+  return level.empty() ? "unknown" : level;
+}
+
+constinit thread_local long probe_target = 0;
+
+[[maybe_unused]] bool probe_hardware(std::string& why) {
+  int fd = open_breakpoint(reinterpret_cast<std::uintptr_t>(&probe_target), sizeof(long), 0);
+  if (fd < 0) {
+    int err = errno;
+    why = "perf_event_open refused a hardware breakpoint (" + std::string(std::strerror(err)) +
+          (err == EINVAL ? "; the kernel may predate Linux 5.13's synchronous perf SIGTRAP"
+                         : "; kernel.perf_event_paranoid=" + paranoid_level() +
+                               ", or a debugger holds the debug registers") +
+          ")";
+    return false;
+  }
+  ::close(fd);
+  backend_.store(backend::hardware);
+  // Twice: the first arm opens the descriptor, the second moves it with
+  // PERF_EVENT_IOC_MODIFY_ATTRIBUTES, the path every later task takes.
+  for (int round = 0; round < 2; ++round) {
+    unsigned char before[sizeof(long)];
+    std::memcpy(before, &probe_target, sizeof before);
+    watch_request r{0, reinterpret_cast<unsigned char*>(&probe_target), sizeof(long), before};
+    if (arm_watchpoints(&r, 1) != 1) {
+      disarm_watchpoints(nullptr, 0);
+      backend_.store(backend::none);
+      why = "perf_event_open accepted a hardware breakpoint but it could not be enabled or moved";
+      return false;
+    }
+    long seen = *static_cast<volatile long*>(&probe_target);
+    (void)seen;
+    watch_hit hit;
+    if (disarm_watchpoints(&hit, 1) != 1) {
+      backend_.store(backend::none);
+      why = "hardware breakpoints are accepted but never fire on this machine (a virtual machine "
+            "that does not pass debug registers through?)";
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+bool install_watchpoints(watch_mode mode, std::string& why) {
+  backend_.store(backend::none);
+  void* prime[1];
+  ::backtrace(prime, 1);  // loads the unwinder now, not inside the handler
+  if (mode == watch_mode::off) {
+    why = "watchpoints forced off (CTXPOOL_PLAIN_TLS_WATCH=off or force_watch_mode)";
+    return false;
+  }
+#if defined(CTXPOOL_PLAIN_TLS_TSAN)
+  why = "ThreadSanitizer delivers signals late, so a watchpoint trap cannot name the access";
+  return false;
+#else
+  if (mode == watch_mode::single_step) {
+#if defined(__x86_64__)
+    if (!install_handler(why)) return false;
+    backend_.store(backend::single_step);
+    return true;
+#else
+    why = "single-step watching exists only on x86-64";
+    return false;
+#endif
+  }
+  if (hw_registers == 0) {
+    why = "no hardware watchpoints on this architecture";
+    return false;
+  }
+  if (!install_handler(why)) return false;
+  if (!probe_hardware(why)) {
+    remove_handler();
+    return false;
+  }
+  return true;
+#endif
+}
+
+std::size_t watch_slots() noexcept {
+  switch (backend_.load(std::memory_order_relaxed)) {
+    case backend::hardware: return hw_registers;
+    case backend::single_step: return max_watched_per_task;
+    default: return 0;
+  }
+}
+
+std::size_t slots_for(std::size_t size) noexcept {
+  if (backend_.load(std::memory_order_relaxed) == backend::single_step) return 1;
+  return size > 8 ? 2 : 1;
+}
+
+std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexcept {
+  backend b = backend_.load(std::memory_order_relaxed);
+  if (b == backend::none || n == 0) return 0;
+  thread_watch* tp = nullptr;
+  try {
+    tp = &this_thread_watch();
+  } catch (...) {
+    return 0;
+  }
+  thread_watch& t = *tp;
+  t.count = 0;
+  if (b == backend::hardware) {
+    std::size_t slot = 0;
+    for (std::size_t i = 0; i < n && t.count < max_watched_per_task; ++i) {
+      const watch_request& req = requests[i];
+      std::size_t need = req.size > 8 ? 2 : 1;
+      if (slot + need > hw_registers) break;
+      auto r = static_cast<std::uint32_t>(t.count);
+      t.requests[r] = req;
+      t.hit[r] = 0;
+      bool ok = true;
+      std::size_t covered = 0;
+      for (std::size_t k = 0; k < need && ok; ++k) {
+        auto addr = reinterpret_cast<std::uintptr_t>(req.addr) + covered;
+        unsigned len = watch_length(addr, req.size - covered);
+        t.slots[slot].request = r;
+        ok = program_slot(t, slot, addr, len);
+        covered += len;
+        ++slot;
+      }
+      if (!ok) break;
+      ++t.count;
+    }
+    t.active = 1;
+    return t.count;
+  }
+#if defined(__x86_64__)
+  if (b == backend::single_step) {
+    if (t.capstone == 0) {
+      if (cs_open(CS_ARCH_X86, CS_MODE_64, &t.capstone) != CS_ERR_OK) return 0;
+      cs_option(t.capstone, CS_OPT_DETAIL, CS_OPT_ON);
+      t.insn = cs_malloc(t.capstone);
+    }
+    for (std::size_t i = 0; i < n && t.count < max_watched_per_task; ++i) {
+      t.requests[t.count] = requests[i];
+      t.hit[t.count] = 0;
+      ++t.count;
+    }
+    t.remaining = t.count;
+    t.have_previous = false;
+    t.fs_base = reinterpret_cast<std::uintptr_t>(__builtin_thread_pointer());
+    t.active = 1;
+    t.stepping = 1;
+    set_trap_flag(true);
+    return t.count;
+  }
+#endif
+  return 0;
+}
+
+std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
+  thread_watch* tp = self_;
+  if (tp == nullptr || !tp->active) return 0;
+  thread_watch& t = *tp;
+#if defined(__x86_64__)
+  if (t.stepping) set_trap_flag(false);
+  t.stepping = 0;
+#endif
+  for (hw_slot& s : t.slots) {
+    if (s.enabled) {
+      ::ioctl(s.fd, PERF_EVENT_IOC_DISABLE, 0);
+      s.enabled = false;
+    }
+  }
+  t.active = 0;
+  std::size_t hits = 0;
+  for (std::size_t r = 0; r < t.count && hits < capacity; ++r) {
+    if (!t.hit[r]) continue;
+    watch_hit& h = out[hits++];
+    h = {t.requests[r].var, t.pc_after[r], t.insn_pc[r], t.changed[r], {}, t.caller_count[r]};
+    for (std::size_t i = 0; i < t.caller_count[r]; ++i) h.callers[i] = t.callers[r][i];
+  }
+  t.count = 0;
+  return hits;
+}
+
+}  // namespace ctxpool::diagnostics::detail::plain_tls

@@ -1,0 +1,385 @@
+// The plain thread_local platform code (diagnostics/src/plain_tls): discovery,
+// the per-task diff, watchpoints with read/write classification, the forced
+// fallback. Built with -g -O2 so that read sites have lines at real
+// optimisation.
+#include "plain_tls/monitor.hpp"
+
+#include <doctest/doctest.h>
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support.hpp"
+
+using namespace plain_tls_test;
+
+// ---- the variables a request handler would have ----------------------------------------
+
+thread_local std::string auth_token;
+thread_local int call_depth = 0;
+thread_local unsigned per_thread_rng = 12345;  // declared a cache (is_cache)
+thread_local std::string greeting = std::string(40, 'g');  // dynamically initialised
+
+int& request_ctx() {
+  static thread_local int depth = 0;
+  return depth;
+}
+
+std::string& lazy_name() {
+  static thread_local std::string name = std::string(50, 'n');  // guarded first-use init
+  return name;
+}
+
+void lib_count_request();
+long lib_request_count();
+
+// Each function below reads or writes one variable, on a line the tests name.
+unsigned empty_line = 0, increment_line = 0, copy_line = 0, ctx_line = 0;
+
+__attribute__((noinline)) void login(const std::string& who) { auth_token = who; }
+
+__attribute__((noinline)) bool anonymous_request() {
+  empty_line = __LINE__ + 1;
+  return auth_token.empty();
+}
+
+__attribute__((noinline)) void enter_request() {
+  increment_line = __LINE__ + 1;
+  ++call_depth;
+}
+
+__attribute__((noinline)) std::string copy_token() {
+  copy_line = __LINE__ + 1;
+  std::string copy = auth_token;
+  return copy;
+}
+
+__attribute__((noinline)) void nested_request() {
+  ctx_line = __LINE__ + 1;
+  ++request_ctx();
+}
+
+// ---- discovery ------------------------------------------------------------------------------
+
+TEST_CASE("plain_tls: discovery finds the program's own thread_locals with their sizes") {
+  pt::status st = start_in(pt::watch_mode::off);
+  REQUIRE(st.discovery);
+
+  auto token = find("auth_token");
+  REQUIRE(token);
+  CHECK(pt::describe(*token).size == sizeof(std::string));
+  CHECK(pt::describe(*token).module.find("plain_tls_test") != std::string::npos);
+
+  auto ctx = find("request_ctx()::depth");
+  REQUIRE(ctx);
+  CHECK(pt::describe(*ctx).size == sizeof(int));
+
+  auto lib = find("lib_requests");
+  REQUIRE(lib);
+  CHECK(pt::describe(*lib).size == sizeof(long));
+  CHECK(pt::describe(*lib).module.find("libplain_tls_lib") != std::string::npos);
+  lib_count_request();  // the library is really used, not dropped by --as-needed
+}
+
+TEST_CASE("plain_tls: discovery skips runtimes, ctxpool, guard variables and declared caches") {
+  start_in(pt::watch_mode::off);
+  REQUIRE(pt::variable_count() > 0);
+  for (std::uint32_t i = 0; i < pt::variable_count(); ++i) {
+    const pt::variable& v = pt::describe(i);
+    CAPTURE(v.name);
+    CAPTURE(v.module);
+    CHECK_FALSE(v.name.starts_with("ctxpool::"));
+    CHECK_FALSE(v.name.starts_with("std::"));
+    CHECK_FALSE(v.name.starts_with("doctest::"));
+    CHECK_FALSE(v.name.starts_with("__"));
+    CHECK(v.name.find("guard variable") == std::string::npos);
+    CHECK(v.module.find("libstdc++") == std::string::npos);
+    CHECK(v.module.find("libc.so") == std::string::npos);
+  }
+  CHECK_FALSE(find("per_thread_rng"));
+  CHECK_THROWS_AS(pt::describe(pt::variable_count()), std::out_of_range);
+}
+
+TEST_CASE("plain_tls: a module loaded with dlopen after start is discovered at the next task") {
+  start_in(pt::watch_mode::off);
+  CHECK_FALSE(find("plugin_state"));
+  void* plugin = dlopen(CTXPOOL_PLAIN_TLS_PLUGIN, RTLD_NOW);
+  REQUIRE(plugin != nullptr);
+  auto set = reinterpret_cast<void (*)(int)>(dlsym(plugin, "plugin_set"));
+  REQUIRE((set != nullptr));
+  std::thread worker([&] {
+    run_task([] {});  // sees the new module
+    auto var = find("plugin_state");
+    REQUIRE(var);
+    CHECK(left_dirty(run_task([&] { set(7); }), *var));
+    CHECK_FALSE(left_dirty(run_task([] {}), *var));
+  });
+  worker.join();
+}
+
+// ---- the per-task diff ----------------------------------------------------------------------
+
+TEST_CASE("plain_tls: a task that leaves a string or an int changed leaves it dirty, an untouched one does not") {
+  start_in(pt::watch_mode::off);
+  auto token = find("auth_token");
+  auto counter = find("call_depth");
+  auto lib = find("lib_requests");
+  REQUIRE(token);
+  REQUIRE(counter);
+  REQUIRE(lib);
+  std::thread worker([&] {
+    pt::task_outcome first = run_task([] { login("alice"); });
+    CHECK(left_dirty(first, *token));
+    CHECK_FALSE(left_dirty(first, *counter));
+
+    pt::task_outcome second = run_task([] { enter_request(); });
+    CHECK(left_dirty(second, *counter));
+    CHECK_FALSE(left_dirty(second, *token));
+
+    pt::task_outcome third = run_task([] { (void)anonymous_request(); });
+    CHECK(third.left_dirty.empty());
+
+    pt::task_outcome restored = run_task([] {
+      auth_token = "bob";
+      auth_token = "alice";  // same bytes as at task begin (short string, same buffer)
+    });
+    CHECK_FALSE(left_dirty(restored, *token));
+
+    CHECK(left_dirty(run_task([] { lib_count_request(); }), *lib));
+    CHECK(lib_request_count() == 1);
+  });
+  worker.join();
+}
+
+TEST_CASE("plain_tls: first-use initialisation is not residue, a later change is") {
+  start_in(pt::watch_mode::off);
+  auto lazy = find("lazy_name()::name");
+  auto greet = find("greeting");
+  auto ctx = find("request_ctx()::depth");
+  REQUIRE(lazy);
+  REQUIRE(greet);
+  REQUIRE(ctx);
+  std::thread worker([&] {  // a fresh thread: nothing initialised on it yet
+    pt::task_outcome init = run_task([] {
+      CHECK(lazy_name().size() == 50);
+      CHECK(greeting.size() == 40);
+      CHECK(request_ctx() == 0);
+    });
+    CHECK_FALSE(left_dirty(init, *lazy));
+    CHECK_FALSE(left_dirty(init, *greet));
+    CHECK_FALSE(left_dirty(init, *ctx));
+
+    CHECK(left_dirty(run_task([] { lazy_name() = "changed"; }), *lazy));
+    CHECK(left_dirty(run_task([] { greeting.clear(); }), *greet));
+    CHECK(left_dirty(run_task([] { ++request_ctx(); }), *ctx));
+  });
+  worker.join();
+}
+
+TEST_CASE("plain_tls: a thread that has not started a task reports nothing at task_end") {
+  start_in(pt::watch_mode::off);
+  std::thread worker([] {
+    pt::task_outcome out = pt::task_end();
+    CHECK(out.left_dirty.empty());
+    CHECK(out.read_first.empty());
+  });
+  worker.join();
+}
+
+// ---- watchpoints ----------------------------------------------------------------------------
+
+namespace {
+
+/// Leaves auth_token, call_depth and request_ctx()::depth dirty once, so that
+/// every later task watches them.
+void leave_everything_dirty() {
+  std::thread writer([] {
+    run_task([] {
+      login("alice");
+      enter_request();
+      ++request_ctx();
+    });
+  });
+  writer.join();
+}
+
+/// The read-first checks shared by the hardware and single-step runs.
+void check_reads_first() {
+  auto token = find("auth_token");
+  auto counter = find("call_depth");
+  auto ctx = find("request_ctx()::depth");
+  REQUIRE(token);
+  REQUIRE(counter);
+  REQUIRE(ctx);
+  leave_everything_dirty();
+  std::thread reader([&] {
+    auto empty_site = read_first(run_task([] { (void)anonymous_request(); }), *token);
+    REQUIRE(empty_site);
+    CHECK(empty_site->function.find("anonymous_request") != std::string::npos);
+    CHECK(ends_with(empty_site->file, "plain_tls_test.cpp"));
+    CHECK(empty_site->line == empty_line);
+    CHECK(empty_site->pc != 0);
+
+    auto increment_site = read_first(run_task([] { enter_request(); }), *counter);
+    REQUIRE(increment_site);
+    CHECK(increment_site->function.find("enter_request") != std::string::npos);
+    CHECK(increment_site->line == increment_line);
+
+    auto copy_site = read_first(run_task([] { (void)copy_token(); }), *token);
+    REQUIRE(copy_site);
+    CHECK(copy_site->function.find("copy_token") != std::string::npos);
+    CHECK(copy_site->line == copy_line);
+
+    auto ctx_site = read_first(run_task([] { nested_request(); }), *ctx);
+    REQUIRE(ctx_site);
+    CHECK((ctx_site->function.find("nested_request") != std::string::npos ||
+           ctx_site->function.find("request_ctx") != std::string::npos));
+
+    // Writing first is clean, also when the assignment reads the old string.
+    pt::task_outcome assign = run_task([] { login("carol"); });
+    CHECK_FALSE(read_first(assign, *token));
+    CHECK(left_dirty(assign, *token));
+    CHECK_FALSE(read_first(run_task([] { call_depth = 3; }), *counter));
+    // A task that does not touch them reports nothing.
+    CHECK(run_task([] {}).read_first.empty());
+  });
+  reader.join();
+}
+
+void check_every_worker_reads_first(int workers) {
+  auto token = find("auth_token");
+  REQUIRE(token);
+  leave_everything_dirty();
+  constexpr int tasks_per_worker = 3;
+  std::vector<int> reads(static_cast<std::size_t>(workers), 0);
+  std::vector<std::thread> pool;
+  for (int w = 0; w < workers; ++w) {
+    pool.emplace_back([&, w] {
+      for (int i = 0; i < tasks_per_worker; ++i) {
+        if (read_first(run_task([] { (void)anonymous_request(); }), *token)) ++reads[static_cast<std::size_t>(w)];
+      }
+    });
+  }
+  for (std::thread& t : pool) t.join();
+  for (int w = 0; w < workers; ++w) {
+    CAPTURE(w);
+    CHECK(reads[static_cast<std::size_t>(w)] == tasks_per_worker);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("plain_tls: single step: empty(), ++depth and a copy read first, with the reading line") {
+  pt::status st = start_in(pt::watch_mode::single_step);
+  if (under_tsan) {
+    CHECK_FALSE(st.watchpoints);
+    CHECK(st.notice.find("ThreadSanitizer") != std::string::npos);
+    return;
+  }
+  REQUIRE(st.watchpoints);
+  CHECK(st.notice.empty());
+  check_reads_first();
+  CHECK(pt::stats().traps > 0);
+  CHECK(pt::stats().variables_watched >= 3);
+}
+
+TEST_CASE("plain_tls: single step: every task reads first, with 1 and 4 workers") {
+  pt::status st = start_in(pt::watch_mode::single_step);
+  if (under_tsan) {
+    CHECK_FALSE(st.watchpoints);
+    return;
+  }
+  REQUIRE(st.watchpoints);
+  for (int workers : {1, 4}) {
+    CAPTURE(workers);
+    check_every_worker_reads_first(workers);
+  }
+}
+
+TEST_CASE("plain_tls: hardware watchpoints: the same reads, or an honest notice when the machine has none") {
+  pt::status st = start_in(pt::watch_mode::hardware);
+  if (under_tsan) {
+    CHECK_FALSE(st.watchpoints);
+    CHECK(st.notice.find("ThreadSanitizer") != std::string::npos);
+    return;
+  }
+  if (!st.watchpoints) {
+    // Must name why (perf refused, or breakpoints that never fire).
+    CHECK(st.notice.find("watchpoints are off") != std::string::npos);
+    WARN_MESSAGE(false, "hardware watchpoint checks skipped: " << st.notice);
+    return;
+  }
+  check_reads_first();
+  for (int workers : {1, 4}) {
+    CAPTURE(workers);
+    check_every_worker_reads_first(workers);
+  }
+}
+
+TEST_CASE("plain_tls: more dirty variables than registers are watched in turn, and the blind spots counted") {
+  pt::status st = start_in(pt::watch_mode::hardware);
+  if (!st.watchpoints) {
+    WARN_MESSAGE(false, "rotation checks skipped: " << st.notice);
+    return;
+  }
+  leave_everything_dirty();
+  std::thread writer([] { run_task([] { lib_count_request(); greeting = "x"; lazy_name() = "y"; }); });
+  writer.join();
+  std::thread worker([] {
+    for (int i = 0; i < 8; ++i) run_task([] {});
+  });
+  worker.join();
+  pt::watch_stats s = pt::stats();
+  CHECK(s.variables_watched >= 6);
+  CHECK(s.unwatched_task_variables > 0);
+  CHECK(s.longest_unwatched_run > 0);
+  CHECK(s.tasks_armed >= 8);
+}
+
+// ---- the fallback ---------------------------------------------------------------------------
+
+TEST_CASE("plain_tls: forced off: a notice says so, and left-dirty findings still work") {
+  pt::status st = start_in(pt::watch_mode::off);
+  CHECK(st.discovery);
+  CHECK_FALSE(st.watchpoints);
+  CHECK(st.notice.find("watchpoints are off") != std::string::npos);
+  CHECK(st.notice.find("forced off") != std::string::npos);
+  auto token = find("auth_token");
+  REQUIRE(token);
+  std::thread worker([&] {
+    CHECK(left_dirty(run_task([] { login("mallory"); }), *token));
+    CHECK(run_task([] { (void)anonymous_request(); }).read_first.empty());
+  });
+  worker.join();
+}
+
+TEST_CASE("plain_tls: CTXPOOL_PLAIN_TLS_WATCH=off turns watchpoints off, a bad value is named") {
+  ::setenv("CTXPOOL_PLAIN_TLS_WATCH", "off", 1);
+  pt::status off = start_in(pt::watch_mode::automatic);
+  CHECK_FALSE(off.watchpoints);
+  CHECK(off.notice.find("CTXPOOL_PLAIN_TLS_WATCH=off") != std::string::npos);
+
+  ::setenv("CTXPOOL_PLAIN_TLS_WATCH", "hardwire", 1);
+  pt::status bad = start_in(pt::watch_mode::automatic);
+  CHECK(bad.notice.find("'hardwire' is not one of") != std::string::npos);
+  ::unsetenv("CTXPOOL_PLAIN_TLS_WATCH");
+}
+
+TEST_CASE("plain_tls: a task nested inside another on one thread is part of the outer one") {
+  start_in(pt::watch_mode::off);
+  auto token = find("auth_token");
+  REQUIRE(token);
+  std::thread worker([&] {
+    pt::task_begin();
+    pt::task_begin();
+    login("nested");
+    pt::task_outcome inner = pt::task_end();
+    CHECK(inner.left_dirty.empty());
+    pt::task_outcome outer = pt::task_end();
+    CHECK(left_dirty(outer, *token));
+  });
+  worker.join();
+}
