@@ -150,6 +150,15 @@ void note_read_first(slot_base& slot, std::source_location where) noexcept {
   if (residue_observer* obs = observer()) obs->on_read_first(view_of(slot, table().depth), where);
 }
 
+std::vector<std::string> watched_thread_local_names() {
+  watch_registry& registry = watches();
+  std::lock_guard lock(registry.mutex);
+  std::vector<std::string> names;
+  names.reserve(registry.entries.size());
+  for (const auto& entry : registry.entries) names.push_back(entry->name);
+  return names;
+}
+
 void throw_no_thread_value(const std::string& name) {
   throw lookup_error("thread_local_var '" + name +
                      "' has no value on this thread (values of lifetime::task variables are "

@@ -24,6 +24,7 @@
 #include <ctxpool/detail/map.hpp>
 #include <ctxpool/detail/state.hpp>
 #include <ctxpool/diagnostics/thread_cache.hpp>
+#include <ctxpool/thread_local.hpp>
 #include <fmt/format.h>
 
 #include "detector.hpp"
@@ -143,16 +144,33 @@ void plain_task_end(const frame& task) noexcept {
   }
   const std::uint64_t lineage = current_lineage();
   const bool alone = !plain().watchpoints;
-  for (const std::uint32_t index : outcome.left_dirty) {
-    const plain_tls::variable& var = plain_tls::describe(index);
-    const slot_desc slot{plain_key_bit | index, var.name, {}, var.module, var.size};
-    model_left_dirty(slot, {}, view_of(task), lineage, alone);
-  }
+  // Reads first, as they happened: a task's own leave must not look like an
+  // earlier step's.
   for (const auto& [index, where] : outcome.read_first) {
     const plain_tls::variable& var = plain_tls::describe(index);
     const slot_desc slot{plain_key_bit | index, var.name, {}, var.module, var.size};
     const code_location at{where.function, where.file, where.line, where.pc};
     model_read_first(slot, {{}, &at, thread_ordinal(), ts.worker}, view_of(task), lineage);
+  }
+  std::vector<std::string> watched;
+  if (!outcome.left_dirty.empty()) {
+    try {
+      watched = ctxpool::detail::watched_thread_local_names();
+    } catch (...) {
+    }
+  }
+  for (const std::uint32_t index : outcome.left_dirty) {
+    const plain_tls::variable& var = plain_tls::describe(index);
+    // A variable registered with watch_thread_local was restored when the
+    // task ended (its bytes may still differ: a string's spare buffer); its
+    // own residue finding says what the task did.
+    if (std::any_of(watched.begin(), watched.end(), [&](const std::string& name) {
+          return thread_cache_name_matches(name, var.name);
+        })) {
+      continue;
+    }
+    const slot_desc slot{plain_key_bit | index, var.name, {}, var.module, var.size};
+    model_left_dirty(slot, {}, view_of(task), lineage, alone);
   }
 }
 
@@ -300,6 +318,24 @@ detector& the_detector() {
   return *instance;
 }
 
+bool run_is_clean(const state& s) noexcept { return s.list.empty() && s.handled.empty(); }
+
+/// How plain thread_locals were watched: said when findings were made, or
+/// when some went unwatched (more dirty variables than debug registers), since
+/// a blind spot can hide a stale read.
+std::string plain_note(bool found) {
+  plain_state& p = plain();
+  if (!p.done.load(std::memory_order_acquire) || !p.watchpoints) return {};
+  const plain_tls::watch_stats st = plain_tls::stats();
+  if (st.variables_watched == 0 || (!found && st.unwatched_task_variables == 0)) return {};
+  return fmt::format(
+      "plain thread_locals: {} watched in {} task(s), {} trap(s); {} task-variable blind "
+      "spot(s) (more dirty variables than debug registers, watched in turn), longest unwatched "
+      "run {} task(s)",
+      st.variables_watched, st.tasks_armed, st.traps, st.unwatched_task_variables,
+      st.longest_unwatched_run);
+}
+
 /// Pending and taken findings as one list for the summary and the report;
 /// a finding taken and then seen again is merged into one, counts added.
 std::vector<finding> reported_findings(const state& s) {
@@ -331,7 +367,7 @@ bool finish(bool leak_check) noexcept {
     const bool found = !s.list.empty();
     if (s.finished) return found;
     s.finished = true;
-    run_summary run{reported_findings(s), s.suppressions};
+    run_summary run{reported_findings(s), s.suppressions, plain_note(!run_is_clean(s))};
     const std::string summary = format_summary(run);
     std::fwrite(summary.data(), 1, summary.size(), stderr);
     std::fflush(stderr);

@@ -403,6 +403,7 @@ std::string format_summary(const run_summary& run) {
     out += fmt::format("SUMMARY: ctxpool: {}: {} finding(s), {} occurrence(s)\n", to_string(kind),
                        total.unique, total.occurrences);
   }
+  if (!run.plain_note.empty()) out += "ctxpool: " + run.plain_note + "\n";
   for (const suppression_count& rule : run.suppressions) {
     if (rule.rule.kind == "thread-cache") {
       if (rule.hits == 0) {

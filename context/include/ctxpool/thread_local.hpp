@@ -185,6 +185,10 @@ class slot_handle {
 
 [[noreturn]] void throw_no_thread_value(const std::string& name);
 
+/// The names of the plain `thread_local`s currently registered with
+/// `watch_thread_local` (restored after each task), for diagnostics.
+[[nodiscard]] std::vector<std::string> watched_thread_local_names();
+
 }  // namespace detail
 
 /// A variable with one value per thread, wiped after each pool task unless it
