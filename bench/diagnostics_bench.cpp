@@ -26,12 +26,12 @@ namespace diag = ctxpool::diagnostics;
 ctxpool::thread_local_var<int> request_id{"request_id"};
 ctxpool::thread_local_var<std::string> auth_token{"auth_token"};
 
-void set_detection(bool on) {
+void set_detection(bool on, bool thread_locals = false) {
   if (on) {
     diag::options opts;
     opts.exitcode = 0;  // the stale-read benchmark makes findings on purpose
     opts.print = false;
-    opts.thread_locals = false;
+    opts.thread_locals = thread_locals;
     diag::enable(opts);
   } else {
     diag::disable();
@@ -40,8 +40,7 @@ void set_detection(bool on) {
 }
 
 /// The per-task loop: write then read in the same task (the clean case).
-void task_write_read(benchmark::State& state) {
-  set_detection(state.range(0) != 0);
+void write_read_loop(benchmark::State& state) {
   int i = 0;
   for (auto _ : state) {
     diag::task_scope task;
@@ -49,6 +48,11 @@ void task_write_read(benchmark::State& state) {
     benchmark::DoNotOptimize(request_id.value());
   }
   set_detection(false);
+}
+
+void task_write_read(benchmark::State& state) {
+  set_detection(state.range(0) != 0);
+  write_read_loop(state);
 }
 
 /// The same with a string (an auth token) instead of an int.
@@ -82,19 +86,8 @@ void task_stale_read(benchmark::State& state) {
 /// The write-and-read task with plain thread_local checking on as well: the
 /// per-task snapshot and diff of the program's own thread_locals.
 void task_write_read_plain(benchmark::State& state) {
-  diag::options opts;
-  opts.exitcode = 0;
-  opts.print = false;
-  opts.thread_locals = state.range(0) != 0;
-  diag::enable(opts);
-  diag::clear_findings();
-  int i = 0;
-  for (auto _ : state) {
-    diag::task_scope task;
-    request_id.set(++i);
-    benchmark::DoNotOptimize(request_id.value());
-  }
-  set_detection(false);
+  set_detection(true, state.range(0) != 0);
+  write_read_loop(state);
 }
 
 /// An empty task: begin/end and the scope alone.

@@ -135,23 +135,32 @@ const leave_rec* find_mark(std::uint64_t key, std::uint64_t lineage) noexcept {
 
 // ---- per-thread caches of the last records used ------------------------------
 
-struct leave_cache_entry {
-  std::uint64_t generation;
-  std::uint64_t key;
-  const char* write_file;
-  std::uint_least32_t write_line;
-  const char* submit_file;
-  std::uint_least32_t submit_line;
-  leave_rec* rec;
-};
-
-struct read_cache_entry {
+/// What a cached record stands for: a variable, the site of the write or
+/// read, the task's submit site, under one generation of the state. Sites
+/// compare by their file-name pointers: a miss only costs the slow path.
+struct cache_key {
   std::uint64_t generation;
   std::uint64_t key;
   const char* site_file;
   std::uint_least32_t site_line;
   const char* submit_file;
   std::uint_least32_t submit_line;
+  bool operator==(const cache_key&) const = default;
+};
+
+cache_key key_of(std::uint64_t generation, std::uint64_t key, const std::source_location& site,
+                 const task_view& task) noexcept {
+  return {generation,       key, site.file_name(), site.line(), task.submit_site.file_name(),
+          task.submit_site.line()};
+}
+
+struct leave_cache_entry {
+  cache_key key;
+  leave_rec* rec;
+};
+
+struct read_cache_entry {
+  cache_key key;
   const leave_rec* own_step;
   read_rec* rec;
 };
@@ -350,12 +359,11 @@ read_rec* read_slow(const slot_desc& slot, const read_desc& read, const task_vie
 
 void model_left_dirty(const slot_desc& slot, std::source_location write_site,
                       const task_view& task, std::uint64_t lineage, bool alone) noexcept {
-  const std::uint64_t generation = the_state().generation.load(std::memory_order_acquire);
+  const cache_key key =
+      key_of(the_state().generation.load(std::memory_order_acquire), slot.key, write_site, task);
   leave_cache_entry& e = leave_cache[slot.key % cache_ways];
   leave_rec* rec = nullptr;
-  if (e.generation == generation && e.key == slot.key && e.rec != nullptr &&
-      e.write_file == write_site.file_name() && e.write_line == write_site.line() &&
-      e.submit_file == task.submit_site.file_name() && e.submit_line == task.submit_site.line()) {
+  if (e.rec != nullptr && e.key == key) {
     rec = e.rec;
     rec->count.fetch_add(1, std::memory_order_relaxed);
     // Only a leave that is a finding by itself needs its time (for guards).
@@ -363,8 +371,7 @@ void model_left_dirty(const slot_desc& slot, std::source_location write_site,
   } else {
     rec = leave_slow(slot, write_site, task, alone);
     if (rec == nullptr) return;
-    e = {generation,          slot.key, write_site.file_name(), write_site.line(),
-         task.submit_site.file_name(), task.submit_site.line(), rec};
+    e = {key, rec};
   }
   if (lineage != 0) set_mark(slot.key, lineage, rec);
 }
@@ -377,26 +384,17 @@ void model_read_first(const slot_desc& slot, const read_desc& read, const task_v
     (void)read_slow(slot, read, task, own_step);
     return;
   }
-  const std::uint64_t generation = the_state().generation.load(std::memory_order_acquire);
+  const cache_key key =
+      key_of(the_state().generation.load(std::memory_order_acquire), slot.key, read.site, task);
   read_cache_entry& e = read_cache[slot.key % cache_ways];
-  if (e.generation == generation && e.key == slot.key && e.rec != nullptr &&
-      e.own_step == own_step && e.site_file == read.site.file_name() &&
-      e.site_line == read.site.line() && e.submit_file == task.submit_site.file_name() &&
-      e.submit_line == task.submit_site.line()) {
+  if (e.rec != nullptr && e.own_step == own_step && e.key == key) {
     e.rec->count.fetch_add(1, std::memory_order_relaxed);
     e.rec->last_seen.store(next_occurrence(), std::memory_order_relaxed);
     return;
   }
   read_rec* rec = read_slow(slot, read, task, own_step);
   if (rec == nullptr) return;
-  e = {generation,
-       slot.key,
-       read.site.file_name(),
-       read.site.line(),
-       task.submit_site.file_name(),
-       task.submit_site.line(),
-       own_step,
-       rec};
+  e = {key, own_step, rec};
 }
 
 void model_forget_locked(state& s) noexcept {

@@ -27,6 +27,24 @@ ctxpool::local_stack<int> request_stack{"request_stack"};
 
 thread_local std::string legacy_user;  // a plain thread_local the code cannot change
 
+/// What the pool does for each step of a coroutine: a task of its own, run in
+/// a continuation of the coroutine's context (same lineage), its slot scope
+/// ending before the task does.
+template <class Body>
+void coroutine_step(const ctxpool::detail::captured_context& coroutine, const char* name,
+                    Body&& body) {
+  ctxpool::task_observer* observer = diag::pool_observer();
+  REQUIRE(observer != nullptr);
+  ctxpool::detail::fresh_context_scope resumed(coroutine, /*continuation=*/true);
+  const ctxpool::task_info info{diag::next_task_id(), std::source_location::current(), name};
+  observer->on_task_begin(info);
+  {
+    ctxpool::task_slot_scope slots;
+    body();
+  }
+  observer->on_task_end(info);
+}
+
 std::vector<diag::finding> of_kind(diag::finding_kind kind) {
   std::vector<diag::finding> result;
   for (auto& f : diag::findings()) {
@@ -289,24 +307,13 @@ TEST_CASE("no finding: values propagated by context") {
 
 TEST_CASE("a coroutine's later step reading first what its earlier step left: read-across-suspension, on any thread") {
   detection_session session;
-  ctxpool::task_observer* observer = diag::pool_observer();
-  REQUIRE(observer != nullptr);
-  // What the pool does for a coroutine: each step is a task of its own, run
-  // in a continuation of the coroutine's context (same lineage).
   auto spawn = [] {
     diag::task_scope spawner{"co_spawn"};
     return ctxpool::detail::captured_context::capture();
   };
   const auto first_coroutine = spawn();
-  auto step = [&](const ctxpool::detail::captured_context& coroutine, auto&& body) {
-    ctxpool::detail::fresh_context_scope resumed(coroutine, /*continuation=*/true);
-    const ctxpool::task_info info{diag::next_task_id(), std::source_location::current(), "coro"};
-    observer->on_task_begin(info);
-    {
-      ctxpool::task_slot_scope slots;  // ends before the task, as in the pool
-      body();
-    }
-    observer->on_task_end(info);
+  auto step = [](const ctxpool::detail::captured_context& coroutine, auto&& body) {
+    coroutine_step(coroutine, "coro", body);
   };
   // Resumed on another thread: nothing is there, and it is reported anyway.
   for (int round = 0; round < 3; ++round) {
@@ -337,21 +344,10 @@ TEST_CASE("a coroutine's later step reading first what its earlier step left: re
 
 TEST_CASE("no finding: coroutines that write their slot before reading it, whatever they share") {
   detection_session session;
-  ctxpool::task_observer* observer = diag::pool_observer();
-  REQUIRE(observer != nullptr);
   // Two coroutines spawned from one acceptor continue the acceptor's
   // context; each writes its slot first in every step that reads it.
   const auto acceptor = ctxpool::detail::captured_context::capture();
-  auto step = [&](auto&& body) {
-    ctxpool::detail::fresh_context_scope resumed(acceptor, /*continuation=*/true);
-    const ctxpool::task_info info{diag::next_task_id(), std::source_location::current(), "conn"};
-    observer->on_task_begin(info);
-    {
-      ctxpool::task_slot_scope slots;  // ends before the task, as in the pool
-      body();
-    }
-    observer->on_task_end(info);
-  };
+  auto step = [&](auto&& body) { coroutine_step(acceptor, "conn", body); };
   std::vector<std::thread> threads;
   for (int i = 0; i < 4; ++i) {
     threads.emplace_back([&, i] {
