@@ -1,14 +1,18 @@
-# Bar chart of empty-task throughput (million tasks/s) of ctxpool and its peers.
+# Grouped bars: throughput (million tasks/s, log scale) of ctxpool and its
+# peers on workloads W1-W6, 2 workers each, one run (medians of 5).
 # gnuplot -e "datafile='...'; outfile='...'" pool_throughput.gp
-set terminal pngcairo size 1000,520 font "sans,10"
+set terminal pngcairo size 1280,560 font "sans,10"
 set output outfile
-set title "Empty-task throughput, 2 workers, fed from one outside thread (median of 5)"
-set ylabel "million tasks / second (higher is better)"
-set style fill solid 0.8 border -1
-set boxwidth 0.6
+set title "Pool throughput by workload, 2 workers, medians of one run (higher is better; the submitter waits on a latch unless marked yield)" noenhanced
+set ylabel "million tasks / second (log scale)"
+set logscale y
 set grid ytics
-set yrange [0:*]
-set xtics rotate by -25 noenhanced
-unset key
-plot datafile using 0:2:xtic(1) with boxes lc rgb "#3b75af", \
-     '' using 0:2:(sprintf("%.2f", $2)) with labels offset 0,0.7 notitle
+set datafile missing "-"
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set key outside right top vertical noenhanced
+set xtics noenhanced
+columns = 9
+plot for [i=2:columns] datafile using i:xtic(1) title columnheader(i)

@@ -1,7 +1,7 @@
 // http_server: a real HTTP/1.1 server on Boost.Beast whose handlers run on a
 // ctxpool::thread_pool, with the request id carried as a context variable.
 //
-// The acceptor, the sockets and every handler run on the pool's executor.
+// The acceptor and every connection run on strands of the pool's executor.
 // When a connection is accepted its id is set as a `context_var`; the session
 // coroutine spawned there inherits it. When a request has been read, its id
 // (the client's `X-Request-Id`, or one the server makes up) is set as another
@@ -10,18 +10,37 @@
 // task and completes back into the coroutine, and a logger on its own thread
 // and io_context, reached through `ctxpool::bind_context` -- reads it from the
 // context. The response echoes it in an `X-Request-Id` header and in the
-// body, and every log line is prefixed with it. Malformed requests get a 400
-// and the connection is closed; the server keeps serving everyone else.
+// body, and every log line is prefixed with it.
 //
-//   http_server [--port N] [--threads N]   serve on 127.0.0.1 until SIGINT/SIGTERM
+// The server is also written to be copied into production; each piece of
+// that lives in a header of its own, so this file stays about the context:
+//   timeouts.hpp         idle, read and write deadlines (slowloris, stalled readers)
+//   request_reader.hpp   400 / 413 / 431, `100 Continue`, a graceful close after an error
+//   accept_backoff.hpp   pausing accepts when descriptors run out (EMFILE) instead of spinning
+//   log_queue.hpp        a bounded log that handlers never wait for; drops are counted
+//   connections.hpp      graceful shutdown: stop accepting, finish the requests under way
+// HEAD is answered with the headers of the GET, without the body.
+//
+//   http_server [--port N] [--threads N] [--idle-timeout D] [--read-timeout D]
+//               [--write-timeout D] [--drain-timeout D] [--log-queue N] [--lookup-delay D]
+//       serve on 127.0.0.1 until SIGINT/SIGTERM (D: "30s", "250ms", or seconds)
 //   http_server --self-test [--connections N] [--requests N] [--threads N]
+//
+// On SIGINT or SIGTERM the server stops accepting, closes the connections
+// that are between requests, answers the requests under way (with
+// `Connection: close`), closes what is still open after the drain timeout
+// (10 s by default), and prints on stderr how many requests it started and
+// answered and how many log lines it dropped.
 //
 // The self-test starts the server on a free loopback port, sends
 // connections x requests (default 8 x 1250) keep-alive requests from client
 // threads inside the program, checks that every response carries its own
-// request id, sends malformed requests and checks each gets a 400 while the
-// others keep being served, shuts the server down and joins every thread.
-// It exits non-zero on any failure and gives up (exit 3) after 60 seconds.
+// request id, sends malformed, oversized and too-large-header requests and
+// checks each gets its 400, 413 or 431 while the others keep being served,
+// shuts the server down and joins every thread. It exits non-zero on any
+// failure and gives up (exit 3) after 60 seconds. The production behaviour
+// (timeouts, EMFILE, a stalled log, HEAD, SIGTERM under load) is checked
+// from outside, against the real process, by http_server_check.cpp.
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -31,27 +50,30 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <future>
-#include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <vector>
 
-#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/dispatch.hpp>
-#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -60,10 +82,17 @@
 #include <ctxpool/context.hpp>
 #include <ctxpool/executor.hpp>
 
+#include "accept_backoff.hpp"
+#include "connections.hpp"
+#include "log_queue.hpp"
+#include "request_reader.hpp"
+#include "timeouts.hpp"
+
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -74,57 +103,48 @@ ctxpool::context_var<std::string> request_id{"request_id"};             // set p
 
 // ---- the log -------------------------------------------------------------------------
 
-/// An asynchronous logger with its own thread and io_context -- an executor
-/// that is not ctxpool's. Each line is formatted there, prefixed with the
-/// connection and request ids of the context that wrote it:
-/// `ctxpool::bind_context` captures that context at `write` and restores it
-/// on the log thread. Prints every line in server mode; in the self-test only
-/// the first few, and counts the rest.
+/// The request log. Lines go to a log thread with an io_context of its own
+/// (log_queue.hpp) -- an executor that is not ctxpool's. Each line is
+/// formatted there, prefixed with the connection and request ids of the
+/// context that wrote it: `ctxpool::bind_context` captures that context at
+/// `write` and restores it on the log thread. Prints every line in server
+/// mode; in the self-test only the first few, and counts the rest.
 class request_log {
  public:
-  explicit request_log(std::size_t print_limit) : print_limit_(print_limit) {}
+  request_log(std::size_t print_limit, std::size_t capacity)
+      : print_limit_(print_limit), queue_(capacity, STDOUT_FILENO) {}
 
-  /// Drains the lines still queued, then joins the log thread.
-  ~request_log() {
-    work_.reset();
-    thread_.join();
-  }
-  request_log(const request_log&) = delete;
-  request_log& operator=(const request_log&) = delete;
-
+  /// Never blocks: when the log thread is behind, the line is dropped and counted.
   void write(std::string message) {
-    asio::post(io_, ctxpool::bind_context([this, message = std::move(message)] {
+    queue_.try_post(ctxpool::bind_context([this, message = std::move(message)] {
       // On the log thread, inside the writer's context.
       const std::string id = request_id.get_or("-");
       if (id == "-") without_request_id_.fetch_add(1);
       if (lines_.fetch_add(1) < print_limit_) {
-        std::printf("  log: [conn %llu req %s] %s\n",
-                    static_cast<unsigned long long>(connection_id.get()), id.c_str(),
-                    message.c_str());
+        queue_.write_line("  log: [conn " + std::to_string(connection_id.get()) + " req " + id +
+                          "] " + message);
       }
     }));
   }
 
   /// Returns once every line written so far has been handled.
-  void flush() {
-    std::promise<void> done;
-    asio::post(io_, [&done] { done.set_value(); });
-    done.get_future().wait();
-  }
+  void flush() { queue_.flush(); }
+  /// Writes what is still queued for at most `grace`, then stops the log thread.
+  void close(std::chrono::milliseconds grace) { queue_.close(grace); }
 
-  /// Lines handled so far, and how many of them had no request id in their context.
+  /// Lines handled so far, how many of them had no request id in their
+  /// context, and lines dropped (queue full, or output stalled at close).
   [[nodiscard]] std::size_t lines() const noexcept { return lines_.load(); }
   [[nodiscard]] std::size_t lines_without_request_id() const noexcept {
     return without_request_id_.load();
   }
+  [[nodiscard]] std::uint64_t dropped() const noexcept { return queue_.dropped(); }
 
  private:
   std::size_t print_limit_;
   std::atomic<std::size_t> lines_{0};
   std::atomic<std::size_t> without_request_id_{0};
-  asio::io_context io_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  std::thread thread_{[this] { io_.run(); }};  // last: starts once the rest exists
+  http_sample::log_queue queue_;  // last: its thread runs the lambdas above
 };
 
 // ---- an asynchronous step of the handler chain ----------------------------------------
@@ -165,16 +185,26 @@ bool is_valid_request_id(std::string_view id) {
   return true;
 }
 
-/// A parse error (as opposed to the peer going away): worth a 400.
-bool is_malformed(const beast::error_code& ec) {
-  return ec.category() == http::make_error_code(http::error::bad_target).category() &&
-         ec != http::error::end_of_stream && ec != http::error::partial_message;
-}
+/// How the server treats its clients; every member has a flag.
+struct server_options {
+  http_sample::timeouts deadlines;
+  http_sample::request_limits limits;
+  /// How long a shutdown waits for the requests under way.
+  std::chrono::milliseconds drain_timeout = 10s;
+  /// Simulated database latency in the handler (0: none).
+  std::chrono::milliseconds lookup_delay = 0ms;
+};
 
 class server {
  public:
-  server(ctxpool::thread_pool& pool, request_log& log, unsigned short port)
-      : pool_(pool), log_(log), acceptor_(pool.get_executor()) {
+  server(ctxpool::thread_pool& pool, request_log& log, unsigned short port, server_options options)
+      : pool_(pool),
+        log_(log),
+        options_(options),
+        strand_(asio::make_strand(pool.get_executor())),
+        acceptor_(strand_),
+        backoff_timer_(strand_),
+        drain_timer_(strand_) {
     const tcp::endpoint endpoint(asio::ip::make_address("127.0.0.1"), port);
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(asio::socket_base::reuse_address(true));
@@ -185,30 +215,36 @@ class server {
   [[nodiscard]] unsigned short port() const { return acceptor_.local_endpoint().port(); }
 
   void start() {
-    asio::co_spawn(pool_.get_executor(), accept_loop(), [this](std::exception_ptr e) {
+    asio::co_spawn(strand_, accept_loop(), [this](std::exception_ptr e) {
       if (e) note_failure("accept loop threw", e);
     });
   }
 
-  /// Stops accepting and ends every open connection; the pool's wait()
-  /// returns once the sessions have wound down. Callable from any thread.
-  ///
-  /// The acceptor and the sockets are used by their coroutines on the pool,
-  /// so stop() does not call into them: it shuts the descriptors down
-  /// (shutdown(2) is safe from any thread), the pending accept and reads
-  /// complete with an error, and each coroutine closes its own object. The
-  /// mutex keeps every descriptor open while it is being shut down.
-  void stop() {
-    std::lock_guard lock(mutex_);
-    stopping_ = true;
-    ::shutdown(acceptor_.native_handle(), SHUT_RDWR);
-    for (const auto& [id, fd] : sessions_) ::shutdown(fd, SHUT_RDWR);
+  /// Shuts down gracefully: stops accepting, closes the connections that are
+  /// between requests, lets the requests under way finish (their responses
+  /// say `Connection: close`) and closes whatever is still open after the
+  /// drain timeout. The pool's wait() returns once all of it is done.
+  /// Callable from any thread (a signal handler's completion, the
+  /// self-test), more than once.
+  void shutdown() {
+    asio::post(strand_, [this] {
+      if (stopping_) return;
+      stopping_ = true;
+      beast::error_code ignored;
+      acceptor_.close(ignored);
+      backoff_timer_.cancel();
+      asio::co_spawn(strand_, drain(), [this](std::exception_ptr e) {
+        if (e) note_failure("the drain threw", e);
+      });
+    });
   }
 
   std::atomic<std::uint64_t> connections{0};
-  std::atomic<std::uint64_t> served{0};
-  std::atomic<std::uint64_t> bad_requests{0};
+  std::atomic<std::uint64_t> requests_started{0};  // every request read far enough to answer
+  std::atomic<std::uint64_t> responses_sent{0};    // of those, answered in full
+  std::atomic<std::uint64_t> bad_requests{0};      // answered with 400, 413 or 431
   std::atomic<std::uint64_t> context_mismatches{0};
+  std::atomic<std::uint64_t> closed_at_deadline{0};
   std::atomic<int> active_sessions{0};
   std::atomic<int> failures{0};
 
@@ -227,78 +263,106 @@ class server {
   }
 
   asio::awaitable<void> accept_loop() {
-    for (;;) {
-      auto [ec, socket] = co_await acceptor_.async_accept(asio::as_tuple(asio::use_awaitable));
+    http_sample::accept_backoff backoff;
+    while (!stopping_) {
+      // Each connection lives on a strand of its own, which its stream's
+      // deadline timer needs on a multi-threaded executor.
+      auto c = std::make_shared<http_sample::connection>(asio::make_strand(pool_.get_executor()));
+      auto [ec] =
+          co_await acceptor_.async_accept(c->stream.socket(), asio::as_tuple(asio::use_awaitable));
+      if (stopping_) break;
       if (ec) {
-        std::lock_guard lock(mutex_);
-        if (stopping_) {
-          beast::error_code ignored;
-          acceptor_.close(ignored);
-          break;
+        const bool first = !backoff.in_streak();
+        const std::chrono::milliseconds pause = backoff.after_failure(ec);
+        if (first && pause.count() > 0) {
+          std::fprintf(stderr, "http_server: accept failed (%s); pausing accepts until it works\n",
+                       ec.message().c_str());
         }
-        continue;  // e.g. the peer reset before we got to it
+        if (pause.count() > 0) {
+          backoff_timer_.expires_after(pause);
+          co_await backoff_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+        }
+        continue;
       }
-      socket.set_option(tcp::no_delay(true));
+      if (const std::uint64_t failed = backoff.after_success(); failed > 1) {
+        std::fprintf(stderr, "http_server: accepting again after %llu failed accepts\n",
+                     static_cast<unsigned long long>(failed));
+      }
+      beast::error_code ignored;
+      c->stream.socket().set_option(tcp::no_delay(true), ignored);
       const std::uint64_t id = connections.fetch_add(1) + 1;
-      {
-        std::lock_guard lock(mutex_);
-        sessions_[id] = socket.native_handle();
-        if (stopping_) ::shutdown(socket.native_handle(), SHUT_RDWR);  // accepted as stop() ran
-      }
+      if (!registry_.add(id, c)) break;  // the drain began as we accepted it
       active_sessions.fetch_add(1);
       // Set at accept: the session spawned here starts in a copy of this
       // context and keeps its own for its whole life.
       ctxpool::set_scope for_this_connection(connection_id, id);
-      asio::co_spawn(pool_.get_executor(), session(id, std::move(socket)),
-                     [this](std::exception_ptr e) {
+      asio::co_spawn(c->strand, session(id, c),
+                     asio::bind_cancellation_slot(c->cancel.slot(), [this, c](std::exception_ptr e) {
                        if (e) note_failure("a session threw", e);
                        active_sessions.fetch_sub(1);
-                     });
+                     }));
     }
-  }
-
-  asio::awaitable<void> session(std::uint64_t id, tcp::socket socket) {
-    try {
-      co_await serve_requests(socket);
-    } catch (...) {
-      close(id, socket);
-      throw;
-    }
-    close(id, socket);
-  }
-
-  void close(std::uint64_t id, tcp::socket& socket) {
-    std::lock_guard lock(mutex_);  // stop() may be shutting this descriptor down
-    sessions_.erase(id);
     beast::error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
-    socket.close(ignored);
+    acceptor_.close(ignored);
+  }
+
+  /// Runs on the acceptor's strand once shutdown() has closed the acceptor.
+  asio::awaitable<void> drain() {
+    registry_.drain();
+    drain_timer_.expires_after(options_.drain_timeout);
+    registry_.when_empty([this] {
+      asio::post(strand_, [this] { drain_timer_.cancel(); });  // runs after the wait below began
+    });
+    co_await drain_timer_.async_wait(asio::as_tuple(asio::use_awaitable));
+    if (const std::size_t left = registry_.size(); left > 0) {
+      closed_at_deadline.fetch_add(left);
+      registry_.close_all();
+    }
+  }
+
+  asio::awaitable<void> session(std::uint64_t id, std::shared_ptr<http_sample::connection> c) {
+    std::exception_ptr failure;
+    try {
+      co_await serve_requests(*c);
+    } catch (const boost::system::system_error& e) {
+      // Cancelled at the drain deadline (registry_.close_all()): not a failure.
+      if (e.code() != asio::error::operation_aborted) failure = std::current_exception();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    close(id, *c);
+    if (failure) std::rethrow_exception(failure);
+  }
+
+  void close(std::uint64_t id, http_sample::connection& c) {
+    beast::error_code ignored;
+    c.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    c.stream.close();
+    registry_.remove(id);
   }
 
   /// Reads requests on one keep-alive connection until it ends.
-  asio::awaitable<void> serve_requests(tcp::socket& socket) {
+  asio::awaitable<void> serve_requests(http_sample::connection& c) {
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
-      parser.header_limit(8 * 1024);
-      parser.body_limit(64 * 1024);
-      auto [ec, bytes] =
-          co_await http::async_read(socket, buffer, parser, asio::as_tuple(asio::use_awaitable));
-      (void)bytes;
-      if (ec) {
-        if (is_malformed(ec)) {
-          co_await send_bad_request(socket, "malformed request: " + ec.message());
-        }
+      http_sample::read_outcome got =
+          co_await http_sample::read_request(c, buffer, parser, options_.deadlines, options_.limits);
+      if (got.what == http_sample::read_outcome::kind::closed) break;
+      requests_started.fetch_add(1);
+      if (got.what == http_sample::read_outcome::kind::reject) {
+        co_await reject(c, got.status, std::move(got.why));
         break;
       }
       http::request<http::string_body> req = parser.release();
 
       std::string id(req["X-Request-Id"]);
       if (id.empty()) {
-        id = "srv-" + std::to_string(connection_id.get()) + "-" + std::to_string(served.load());
+        id = "srv-" + std::to_string(connection_id.get()) + "-" +
+             std::to_string(responses_sent.load());
       }
       if (!is_valid_request_id(id)) {
-        co_await send_bad_request(socket, "X-Request-Id must be 1-64 of [A-Za-z0-9._-]");
+        co_await reject(c, http::status::bad_request, "X-Request-Id must be 1-64 of [A-Za-z0-9._-]");
         break;
       }
 
@@ -306,14 +370,26 @@ class server {
       // as a parameter.
       auto token = request_id.set(id);
       http::response<http::string_body> res = co_await handle(req);
-      const bool keep_alive = res.keep_alive();
+      // A request that finishes while the server drains is the connection's last.
+      const bool keep_alive = res.keep_alive() && !registry_.draining();
+      res.keep_alive(keep_alive);
+      c.stream.expires_after(options_.deadlines.write);
       auto [write_ec, written] =
-          co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
+          co_await http::async_write(c.stream, res, asio::as_tuple(asio::use_awaitable));
       (void)written;
       request_id.reset(token);  // a token taken before two co_awaits, reset after them
-      served.fetch_add(1);
-      if (write_ec || !keep_alive) break;
+      c.in_request = false;
+      if (write_ec) break;
+      responses_sent.fetch_add(1);
+      if (!keep_alive || registry_.draining()) break;
     }
+  }
+
+  asio::awaitable<void> reject(http_sample::connection& c, http::status status, std::string why) {
+    bad_requests.fetch_add(1);
+    log_.write(std::to_string(static_cast<unsigned>(status)) + " " + why);
+    const bool answered = co_await http_sample::reject(c, status, std::move(why), options_.deadlines);
+    if (answered) responses_sent.fetch_add(1);
   }
 
   /// The handler chain: routing, an asynchronous lookup on another pool task,
@@ -327,60 +403,49 @@ class server {
     res.set(http::field::server, "ctxpool-sample");
     res.set(http::field::content_type, "text/plain");
 
-    if (req.method() != http::verb::get || !req.target().starts_with("/hello")) {
+    const http::verb method = req.method();
+    const bool known_method =
+        method == http::verb::get || method == http::verb::head || method == http::verb::post;
+    if (!known_method || !req.target().starts_with("/hello")) {
       res.result(http::status::not_found);
       res.body() = "not found\n";
     } else {
+      if (options_.lookup_delay.count() > 0) {
+        asio::steady_timer database(co_await asio::this_coro::executor, options_.lookup_delay);
+        co_await database.async_wait(asio::use_awaitable);
+      }
       const std::string seen_by_lookup =
           co_await async_lookup_user(pool_, log_, asio::use_awaitable);
-      const std::string id = request_id.get();  // after the co_await: still ours
+      const std::string id = request_id.get();  // after the co_awaits: still ours
       if (seen_by_lookup != id) context_mismatches.fetch_add(1);
       res.result(http::status::ok);
       res.body() = "hello from request " + seen_by_lookup + "\n";
+      if (method == http::verb::post) {
+        res.body() += "received " + std::to_string(req.body().size()) + " bytes\n";
+      }
     }
     res.set("X-Request-Id", request_id.get());
     res.prepare_payload();
+    if (method == http::verb::head) {
+      // The GET's headers, Content-Length included, and no body: a body here
+      // would be read by the client as the start of the next response.
+      const std::size_t length = res.body().size();
+      res.body().clear();
+      res.content_length(length);
+    }
     log_.write(std::to_string(res.result_int()));
     co_return res;
   }
 
-  asio::awaitable<void> send_bad_request(tcp::socket& socket, std::string why) {
-    bad_requests.fetch_add(1);
-    log_.write("400 " + why);
-    http::response<http::string_body> res{http::status::bad_request, 11};
-    res.set(http::field::server, "ctxpool-sample");
-    res.set(http::field::content_type, "text/plain");
-    res.keep_alive(false);
-    res.body() = why + "\n";
-    res.prepare_payload();
-    auto [ec, written] =
-        co_await http::async_write(socket, res, asio::as_tuple(asio::use_awaitable));
-    (void)written;
-    if (!ec) co_await linger(socket);
-  }
-
-  /// A lingering close: stop sending, then read and drop what the client may
-  /// still be sending (up to 1 MiB) until it closes. Closing a socket with
-  /// unread data resets the connection, which could destroy the 400 before
-  /// the client has read it.
-  static asio::awaitable<void> linger(tcp::socket& socket) {
-    beast::error_code ignored;
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
-    std::array<char, 4096> sink;
-    for (std::size_t total = 0; total < (std::size_t{1} << 20);) {
-      auto [ec, n] = co_await socket.async_read_some(asio::buffer(sink),
-                                                     asio::as_tuple(asio::use_awaitable));
-      if (ec) break;
-      total += n;
-    }
-  }
-
   ctxpool::thread_pool& pool_;
   request_log& log_;
+  const server_options options_;
+  asio::strand<ctxpool::thread_pool::executor_type> strand_;  // the acceptor's and the drain's
   tcp::acceptor acceptor_;
-  std::mutex mutex_;
-  bool stopping_ = false;                          // guarded by mutex_
-  std::map<std::uint64_t, int> sessions_;          // open connections' descriptors, by mutex_
+  asio::steady_timer backoff_timer_;
+  asio::steady_timer drain_timer_;
+  bool stopping_ = false;  // on strand_ only
+  http_sample::connection_registry registry_;
 };
 
 // ---- the self-test's client ------------------------------------------------------------
@@ -457,19 +522,34 @@ std::string raw_exchange(unsigned short port, const std::string& bytes) {
 struct malformed_case {
   const char* what;
   std::string bytes;
+  const char* status_line;  // the start of the answer it must get
 };
 
 std::vector<malformed_case> malformed_cases() {
+  const char* bad = "HTTP/1.1 400 ";
   return {
-      {"garbage request line", "GARBAGE\r\n\r\n"},
-      {"bad protocol", "GET /hello HTTQ/1.1\r\nHost: x\r\n\r\n"},
-      {"header without colon", "GET /hello HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n"},
-      {"bad Content-Length", "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n"},
+      {"garbage request line", "GARBAGE\r\n\r\n", bad},
+      {"bad protocol", "GET /hello HTTQ/1.1\r\nHost: x\r\n\r\n", bad},
+      {"header without colon", "GET /hello HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", bad},
+      {"bad Content-Length", "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", bad},
       {"bad chunk size",
-       "POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"},
-      {"header too large",
-       "GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(16 * 1024, 'a') + "\r\n\r\n"},
-      {"invalid request id", "GET /hello HTTP/1.1\r\nHost: x\r\nX-Request-Id: a b!c\r\n\r\n"},
+       "POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", bad},
+      {"invalid request id", "GET /hello HTTP/1.1\r\nHost: x\r\nX-Request-Id: a b!c\r\n\r\n", bad},
+      {"headers too large",
+       "GET /hello HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(16 * 1024, 'a') + "\r\n\r\n",
+       "HTTP/1.1 431 "},
+      {"Content-Length too large",
+       "POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" +
+           std::string(100 * 1024, 'b'),
+       "HTTP/1.1 413 "},
+      {"chunked body too large",
+       "POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" +
+           [] {
+             std::string chunks;
+             for (int i = 0; i < 20; ++i) chunks += "1000\r\n" + std::string(0x1000, 'c') + "\r\n";
+             return chunks + "0\r\n\r\n";
+           }(),
+       "HTTP/1.1 413 "},
   };
 }
 
@@ -507,14 +587,16 @@ class watchdog {
 int self_test(int connections, int requests, std::size_t threads) {
   const watchdog limit(std::chrono::seconds(60));
   const auto started = std::chrono::steady_clock::now();
-  request_log log(6);
+  // Room for every line the test writes: it checks each was logged in its context.
+  request_log log(6, std::size_t{1} << 20);
   ctxpool::thread_pool pool(threads);
-  server srv(pool, log, 0);
+  server srv(pool, log, 0, server_options{});
   const unsigned short port = srv.port();
   srv.start();
   std::printf("http_server self-test: 127.0.0.1:%u, %zu pool threads, %d connections x %d "
               "requests, %zu malformed\n",
               port, threads, connections, requests, malformed_cases().size());
+  std::fflush(stdout);  // the log thread writes to the same descriptor
 
   std::vector<client_result> results(static_cast<std::size_t>(connections));
   std::vector<std::thread> clients;
@@ -527,17 +609,18 @@ int self_test(int connections, int requests, std::size_t threads) {
   int bad_ok = 0;
   for (const malformed_case& m : malformed_cases()) {
     const std::string reply = raw_exchange(port, m.bytes);
-    if (reply.starts_with("HTTP/1.1 400 ")) {
+    if (reply.starts_with(m.status_line)) {
       ++bad_ok;
     } else {
-      std::printf("  FAIL malformed (%s): got \"%.60s\"\n", m.what, reply.c_str());
+      std::printf("  FAIL malformed (%s): want \"%s\", got \"%.60s\"\n", m.what, m.status_line,
+                  reply.c_str());
     }
   }
   for (auto& t : clients) t.join();
   // And the server still serves a new connection afterwards.
   const client_result after = run_client(port, connections, 1);
 
-  srv.stop();
+  srv.shutdown();
   pool.wait();
   pool.join();
   log.flush();
@@ -555,7 +638,8 @@ int self_test(int connections, int requests, std::size_t threads) {
   if (after.failures != 0) std::printf("  FAIL after malformed: %s\n", after.first_failure.c_str());
 
   const int expected = connections * requests + 1;
-  std::printf("  %d/%d responses carried their own request id; %d/%zu malformed got 400; "
+  std::printf("  %d/%d responses carried their own request id; %d/%zu bad requests got their "
+              "400, 413 or 431; "
               "%zu log lines; %llu connections; %.2f s\n",
               ok, expected, bad_ok, malformed_cases().size(), log.lines(),
               static_cast<unsigned long long>(srv.connections.load()), seconds);
@@ -569,10 +653,13 @@ int self_test(int connections, int requests, std::size_t threads) {
   // Three lines per served request, one per malformed one; only the
   // malformed ones, rejected before a request id was set, lack an id.
   const std::size_t expected_lines = 3 * static_cast<std::size_t>(ok) + srv.bad_requests.load();
-  if (log.lines() != expected_lines || log.lines_without_request_id() != srv.bad_requests.load()) {
-    std::printf("  FAIL: %zu log lines (want %zu), %zu without a request id (want %llu)\n",
+  if (log.lines() != expected_lines || log.lines_without_request_id() != srv.bad_requests.load() ||
+      log.dropped() != 0) {
+    std::printf("  FAIL: %zu log lines (want %zu), %zu without a request id (want %llu), "
+                "%llu dropped\n",
                 log.lines(), expected_lines, log.lines_without_request_id(),
-                static_cast<unsigned long long>(srv.bad_requests.load()));
+                static_cast<unsigned long long>(srv.bad_requests.load()),
+                static_cast<unsigned long long>(log.dropped()));
     pass = false;
   }
   if (srv.active_sessions.load() != 0 || srv.failures.load() != 0) {
@@ -586,27 +673,40 @@ int self_test(int connections, int requests, std::size_t threads) {
   return pass ? 0 : 1;
 }
 
-int serve(unsigned short port, std::size_t threads) {
-  request_log log(static_cast<std::size_t>(-1));
+int serve(unsigned short port, std::size_t threads, const server_options& options,
+          std::size_t log_capacity) {
+  request_log log(static_cast<std::size_t>(-1), log_capacity);
   ctxpool::thread_pool pool(threads);
-  server srv(pool, log, port);
+  server srv(pool, log, port, options);
   srv.start();
   asio::signal_set signals(pool.get_executor(), SIGINT, SIGTERM);
   signals.async_wait([&srv](beast::error_code ec, int) {
-    if (!ec) srv.stop();
+    if (!ec) srv.shutdown();
   });
   std::printf("listening on http://127.0.0.1:%u/hello (Ctrl-C to stop)\n", srv.port());
-  std::fflush(stdout);
-  pool.wait();  // returns once stop() has closed everything
+  std::fflush(stdout);  // the log thread writes to the same descriptor, bypassing stdio
+  pool.wait();          // returns once the shutdown has closed everything
   pool.join();
-  std::printf("stopped after %llu requests\n", static_cast<unsigned long long>(srv.served.load()));
-  return 0;
+  // A stalled stdout must not keep the process from exiting: the log gets a
+  // second, and the summary goes to stderr.
+  log.close(1s);
+  std::fprintf(stderr,
+               "http_server: stopped; %llu requests started, %llu answered; %llu connections "
+               "closed at the drain deadline; log: %zu lines, %llu dropped\n",
+               static_cast<unsigned long long>(srv.requests_started.load()),
+               static_cast<unsigned long long>(srv.responses_sent.load()),
+               static_cast<unsigned long long>(srv.closed_at_deadline.load()), log.lines(),
+               static_cast<unsigned long long>(log.dropped()));
+  return srv.failures.load() == 0 ? 0 : 1;
 }
 
 int usage(const char* argv0) {
   std::fprintf(stderr,
-               "usage: %s [--port N] [--threads N]\n"
-               "       %s --self-test [--connections N] [--requests N] [--threads N]\n",
+               "usage: %s [--port N] [--threads N] [--idle-timeout D] [--read-timeout D]\n"
+               "          [--write-timeout D] [--drain-timeout D] [--log-queue LINES]\n"
+               "          [--lookup-delay D]\n"
+               "       %s --self-test [--connections N] [--requests N] [--threads N]\n"
+               "D is a duration: 30s, 250ms, or a number of seconds.\n",
                argv0, argv0);
   return 2;
 }
@@ -619,6 +719,8 @@ int main(int argc, char** argv) {
   long connections = 8;
   long requests = 1250;
   long threads = 2;
+  long log_capacity = 4096;
+  server_options options;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
     auto number = [&](long& out, long lo, long hi) {
@@ -626,6 +728,12 @@ int main(int argc, char** argv) {
       char* end = nullptr;
       out = std::strtol(argv[++i], &end, 10);
       return *end == '\0' && out >= lo && out <= hi;
+    };
+    auto duration = [&](std::chrono::milliseconds& out) {
+      if (i + 1 >= argc) return false;
+      const std::optional<std::chrono::milliseconds> d = http_sample::parse_duration(argv[++i]);
+      if (d) out = *d;
+      return d.has_value();
     };
     bool ok = true;
     if (arg == "--self-test") {
@@ -638,6 +746,18 @@ int main(int argc, char** argv) {
       ok = number(requests, 1, 1000000);
     } else if (arg == "--threads") {
       ok = number(threads, 1, 64);
+    } else if (arg == "--log-queue") {
+      ok = number(log_capacity, 1, 1 << 24);
+    } else if (arg == "--idle-timeout") {
+      ok = duration(options.deadlines.idle);
+    } else if (arg == "--read-timeout") {
+      ok = duration(options.deadlines.read);
+    } else if (arg == "--write-timeout") {
+      ok = duration(options.deadlines.write);
+    } else if (arg == "--drain-timeout") {
+      ok = duration(options.drain_timeout);
+    } else if (arg == "--lookup-delay") {
+      ok = duration(options.lookup_delay);
     } else {
       ok = false;
     }
@@ -647,5 +767,6 @@ int main(int argc, char** argv) {
     return self_test(static_cast<int>(connections), static_cast<int>(requests),
                      static_cast<std::size_t>(threads));
   }
-  return serve(static_cast<unsigned short>(port), static_cast<std::size_t>(threads));
+  return serve(static_cast<unsigned short>(port), static_cast<std::size_t>(threads), options,
+               static_cast<std::size_t>(log_capacity));
 }

@@ -70,12 +70,17 @@ struct status {
 
 /// How first accesses are watched; `automatic` unless forced (tests, options).
 enum class watch_mode {
-  automatic,    ///< hardware watchpoints if the probe at start() sees one fire, else off
-  hardware,     ///< same as automatic (named for the notice and for tests)
+  automatic,    ///< hardware watchpoints if the probe at start() sees one fire, else
+                ///< single step on x86-64 (with a notice), else off
+  hardware,     ///< hardware watchpoints if the probe sees one fire, else off
   single_step,  ///< x86-64 Linux: trace each instruction of a task until every watched
                 ///< variable was touched; exact but ~35 µs per instruction in a VM, for
                 ///< tests and machines whose debug registers do not work
   off,          ///< dirty findings only (the notice says it was forced)
+  /// Hardware watchpoints without the probe that checks they fire: only to
+  /// measure arming and disarming where the debug registers do not work
+  /// (bench/plain_tls_bench); finds nothing there.
+  hardware_unprobed,
 };
 
 /// Forces how first accesses are watched, before start(). The environment
@@ -85,7 +90,10 @@ enum class watch_mode {
 void force_watch_mode(watch_mode mode) noexcept;
 
 /// Discovers the variables and probes watchpoints. `is_cache(name)` says which
-/// variables are declared per-thread caches (never diffed nor watched).
+/// variables are declared per-thread caches (never diffed nor watched); it is
+/// kept and asked again for modules loaded later. Called again (tests switch
+/// watch modes), it keeps the first `is_cache` and the variables found, and
+/// installs watchpoints anew for the mode now in force.
 status start(std::function<bool(std::string_view name)> is_cache);
 
 /// The variable behind an index from a task_outcome.

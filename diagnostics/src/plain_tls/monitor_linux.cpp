@@ -158,6 +158,7 @@ status start(std::function<bool(std::string_view name)> is_cache) {
   std::string why;
   st.watchpoints = install_watchpoints(mode, why);
   s.watching.store(st.watchpoints, std::memory_order_release);
+  if (st.watchpoints && !why.empty()) notice += why;  // a fallback that still watches
   if (!st.watchpoints) {
     notice += why.starts_with("plain thread_local") ? why
                                                      : "plain thread_local watchpoints are off (" + why +
@@ -227,7 +228,7 @@ watch_stats stats() noexcept {
   out.tasks_armed = s.tasks_armed.load(std::memory_order_relaxed);
   out.traps = s.traps.load(std::memory_order_relaxed);
   out.variables_watched = s.watched_count.load(std::memory_order_acquire);
-  out.unwatched_task_variables = s.unwatched.load(std::memory_order_relaxed);
+  out.unwatched_task_variables = s.unwatched.load(std::memory_order_relaxed) + single_step_budget_misses();
   out.longest_unwatched_run = s.longest_run.load(std::memory_order_relaxed);
   // A variable not armed since it became watched is a run still going on.
   std::uint64_t now = s.armed_seq.load(std::memory_order_relaxed);

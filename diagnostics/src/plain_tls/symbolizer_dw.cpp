@@ -44,6 +44,24 @@ std::string die_name(Dwarf_Die* die) {
   return {};
 }
 
+/// The compilation unit covering `pc`. libdw finds it through .debug_aranges,
+/// which clang does not emit: then every unit's ranges are asked in turn.
+Dwarf_Die* unit_at(Dwfl_Module* mod, std::uintptr_t pc, Dwarf_Addr& bias, Dwarf_Die& storage) {
+  if (Dwarf_Die* cu = dwfl_module_addrdie(mod, pc, &bias)) return cu;
+  Dwarf* dwarf = dwfl_module_getdwarf(mod, &bias);
+  if (dwarf == nullptr) return nullptr;
+  Dwarf_Off offset = 0, next = 0;
+  std::size_t header_size = 0;
+  while (dwarf_nextcu(dwarf, offset, &next, &header_size, nullptr, nullptr, nullptr) == 0) {
+    if (dwarf_offdie(dwarf, offset + header_size, &storage) != nullptr &&
+        dwarf_haspc(&storage, pc - bias) > 0) {
+      return &storage;
+    }
+    offset = next;
+  }
+  return nullptr;
+}
+
 bool is_library_frame(const std::string& name) {
   return name.empty() || is_runtime_name(name);
 }
@@ -89,7 +107,8 @@ code_location symbolizer::lookup(std::uintptr_t pc) {
   }
 
   Dwarf_Addr bias = 0;
-  if (Dwarf_Die* cu = dwfl_module_addrdie(mod, pc, &bias)) {
+  Dwarf_Die unit_storage;
+  if (Dwarf_Die* cu = unit_at(mod, pc, bias, unit_storage)) {
     loc.has_debug_info = true;
     Dwarf_Files* files = nullptr;
     std::size_t file_count = 0;
@@ -148,9 +167,10 @@ code_location symbolizer::lookup(std::uintptr_t pc) {
     }
     if (!loc.frames.empty() && loc.frames.front() != loc.user_function) loc.inlined = loc.frames.front();
     if (loc.user_function.empty() || loc.frames.empty() || loc.frames.front() == loc.user_function) {
-      if (Dwfl_Line* l = dwfl_module_getsrc(mod, pc)) {
+      if (Dwarf_Line* l = dwarf_getsrc_die(cu, pc - bias)) {
         int line = 0;
-        if (const char* f = dwfl_lineinfo(l, nullptr, &line, nullptr, nullptr, nullptr)) {
+        dwarf_lineno(l, &line);
+        if (const char* f = dwarf_linesrc(l, nullptr, nullptr)) {
           loc.file = f;
           loc.line = static_cast<unsigned>(line);
         }

@@ -17,7 +17,9 @@
 // instruction's memory operands are decoded (capstone) and compared with the
 // watched ranges, until every watched variable was touched. Exact and with no
 // register limit, but each instruction costs a trap: for tests and machines
-// without working debug registers, never the default.
+// without working debug registers, never the default. Tracing stops at a
+// system call that blocks SIGTRAP or creates a thread or process (glibc's
+// pthread_create does both), so a first access after it is not seen.
 //
 // The SIGTRAP handler is async-signal-safe (preallocated per-thread storage,
 // ioctl) but for one call: backtrace(), to name the callers (primed at
@@ -62,9 +64,16 @@ struct watch_hit {
 /// takes as many; hardware as its registers allow).
 inline constexpr std::size_t max_watched_per_task = 16;
 
+/// Instructions the single-step backend traces per task at most: a task that
+/// has not touched a watched variable by then leaves it unwatched for that
+/// task (counted by single_step_budget_misses). Bounds the cost of a long
+/// task to about a second on a virtual machine where each step traps out.
+inline constexpr std::size_t single_step_budget = 20000;
+
 /// Sets the backend up for `mode` (automatic/hardware: probe that a hardware
-/// watchpoint fires on this machine). False with `why` set when it cannot
-/// be had; the caller then never arms.
+/// watchpoint fires on this machine; automatic then falls back to single
+/// step on x86-64, returning true with `why` saying so). False with `why` set
+/// when no backend can be had; the caller then never arms.
 bool install_watchpoints(watch_mode mode, std::string& why);
 
 /// Debug-register slots per task (4 on x86-64), or max_watched_per_task for
@@ -82,5 +91,8 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
 /// Disarms everything armed on this thread; writes the hits (in request
 /// order) to `out` and returns their number.
 std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept;
+
+/// Watched variables a task left untouched when its single-step budget ran out.
+[[nodiscard]] std::uint64_t single_step_budget_misses() noexcept;
 
 }  // namespace ctxpool::diagnostics::detail::plain_tls

@@ -49,6 +49,10 @@ constexpr std::size_t hw_registers = 0;
 enum class backend : int { none, hardware, single_step };
 std::atomic<backend> backend_{backend::none};
 
+// Watched variables left unseen because a task ran out of its single-step
+// budget before touching them (counted as unwatched in the summary).
+std::atomic<std::uint64_t> budget_misses_{0};
+
 // sig_data tag that tells our traps from anyone else's perf SIGTRAPs.
 constexpr unsigned long sig_tag = 0xC7F0'0100UL;
 constexpr unsigned long sig_tag_mask = ~0xffUL;
@@ -81,6 +85,7 @@ struct thread_watch {
   greg_t previous[NGREG] = {};
   std::uintptr_t fs_base = 0;
   std::size_t remaining = 0;
+  std::size_t steps_left = 0;  // instruction budget of the current task
 #endif
 };
 
@@ -171,7 +176,12 @@ void on_hardware_hit(thread_watch& t, std::size_t slot, const ucontext_t* uc) no
   if (slot >= hw_registers) return;
   std::uint32_t r = t.slots[slot].request;
   if (r < t.count) {
-    record_hit(t, r, resume_pc(uc), 0, resume_pc(uc));
+#if defined(__aarch64__)
+    // Arm reports a watchpoint at the accessing instruction itself.
+    record_hit(t, r, resume_pc(uc) + 4, resume_pc(uc), resume_pc(uc));
+#else
+    record_hit(t, r, resume_pc(uc), 0, resume_pc(uc));  // x86 traps after the instruction
+#endif
     // One trap per variable per task: silence every slot of this variable.
     for (hw_slot& s : t.slots) {
       if (s.enabled && s.request == r) {
@@ -288,13 +298,36 @@ void check_previous_instruction(thread_watch& t, std::uintptr_t resume) noexcept
   }
 }
 
+/// True if tracing must stop before the next instruction: a system call that
+/// blocks SIGTRAP (a trace trap while it is blocked kills the process; glibc
+/// blocks every signal around thread creation) or creates a thread or
+/// process (the child would inherit the trap flag).
+bool must_stop_tracing(const greg_t* g) noexcept {
+  const auto* pc = reinterpret_cast<const unsigned char*>(g[REG_RIP]);
+  if (pc[0] != 0x0f || pc[1] != 0x05) return false;  // not `syscall`
+  long nr = static_cast<long>(g[REG_RAX]);
+  if (nr == SYS_rt_sigprocmask) {
+    long how = static_cast<long>(g[REG_RDI]);
+    const auto* set = reinterpret_cast<const unsigned long*>(g[REG_RSI]);
+    return (how == SIG_BLOCK || how == SIG_SETMASK) && set != nullptr &&
+           (*set & (1UL << (SIGTRAP - 1))) != 0;
+  }
+  return nr == SYS_clone || nr == SYS_fork || nr == SYS_vfork
+#ifdef SYS_clone3
+         || nr == SYS_clone3
+#endif
+      ;
+}
+
 void on_step(thread_watch& t, ucontext_t* uc) noexcept {
   greg_t* g = uc->uc_mcontext.gregs;
   if (t.have_previous) check_previous_instruction(t, static_cast<std::uintptr_t>(g[REG_RIP]));
   std::memcpy(t.previous, g, sizeof t.previous);
   t.previous_pc = static_cast<std::uintptr_t>(g[REG_RIP]);
   t.have_previous = true;
-  if (t.remaining == 0) {
+  if (t.remaining == 0 || --t.steps_left == 0 || must_stop_tracing(g)) {
+    // Done, or stop here: the rest of a task that blocks SIGTRAP or starts
+    // a thread is not traced (its later first accesses are not seen).
     g[REG_EFL] &= ~static_cast<greg_t>(trap_flag);
     t.stepping = 0;
   }
@@ -330,19 +363,19 @@ void on_sigtrap(int sig, siginfo_t* si, void* ucv) {
   thread_watch* t = self_;
   auto* uc = static_cast<ucontext_t*>(ucv);
   bool ours = false;
-  if (t != nullptr && t->active) {
-    backend b = backend_.load(std::memory_order_relaxed);
-    if (b == backend::hardware && si->si_code == TRAP_PERF && (perf_data(si) & sig_tag_mask) == sig_tag) {
-      ours = true;
-      on_hardware_hit(*t, perf_data(si) & 0xff, uc);
-    }
-#if defined(__x86_64__)
-    if (b == backend::single_step && t->stepping && si->si_code == TRAP_TRACE) {
-      ours = true;
-      on_step(*t, uc);
-    }
-#endif
+  if (si->si_code == TRAP_PERF && (perf_data(si) & sig_tag_mask) == sig_tag) {
+    // Ours even when it arrives outside a task (it should not): never
+    // chained, so it cannot reach a default action that kills the process.
+    ours = true;
+    if (t != nullptr && t->active) on_hardware_hit(*t, perf_data(si) & 0xff, uc);
   }
+#if defined(__x86_64__)
+  if (t != nullptr && t->active && t->stepping && si->si_code == TRAP_TRACE &&
+      backend_.load(std::memory_order_relaxed) == backend::single_step) {
+    ours = true;
+    on_step(*t, uc);
+  }
+#endif
   errno = saved_errno;
   if (!ours) chain(sig, si, ucv);
 }
@@ -350,7 +383,10 @@ void on_sigtrap(int sig, siginfo_t* si, void* ucv) {
 bool handler_installed_ = false;  // guarded by the monitor's lock (install_watchpoints)
 
 [[maybe_unused]] bool install_handler(std::string& why) {
-  if (handler_installed_) return true;  // installing over ourselves would chain to ourselves
+  struct sigaction current {};
+  ::sigaction(SIGTRAP, nullptr, &current);
+  bool ours = (current.sa_flags & SA_SIGINFO) != 0 && current.sa_sigaction == on_sigtrap;
+  if (handler_installed_ && ours) return true;  // installing over ourselves would chain to ourselves
   struct sigaction sa {};
   sa.sa_sigaction = on_sigtrap;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -444,12 +480,38 @@ bool install_watchpoints(watch_mode mode, std::string& why) {
     return false;
   }
   if (!install_handler(why)) return false;
+  if (mode == watch_mode::hardware_unprobed) {
+    int fd = open_breakpoint(reinterpret_cast<std::uintptr_t>(&probe_target), sizeof(long), 0);
+    if (fd < 0) {
+      why = std::string("perf_event_open refused a hardware breakpoint (") + std::strerror(errno) + ")";
+      remove_handler();
+      return false;
+    }
+    ::close(fd);
+    backend_.store(backend::hardware);
+    return true;
+  }
   if (!probe_hardware(why)) {
+#if defined(__x86_64__)
+    if (mode == watch_mode::automatic) {
+      // Exact but slow: better than reporting every variable a task leaves
+      // changed, which would flag the tasks that write before they read.
+      backend_.store(backend::single_step);
+      why = "plain thread_local watchpoints: " + why + "; first accesses are traced by single-stepping " +
+            "instead (each instruction traps, at most " + std::to_string(single_step_budget) +
+            " per task; CTXPOOL_PLAIN_TLS_WATCH=off for left-dirty findings only)";
+      return true;
+    }
+#endif
     remove_handler();
     return false;
   }
   return true;
 #endif
+}
+
+std::uint64_t single_step_budget_misses() noexcept {
+  return budget_misses_.load(std::memory_order_relaxed);
 }
 
 std::size_t watch_slots() noexcept {
@@ -477,6 +539,7 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
   thread_watch& t = *tp;
   t.count = 0;
   if (b == backend::hardware) {
+    t.active = 1;  // before any slot is live: a trap must find the state ready
     std::size_t slot = 0;
     for (std::size_t i = 0; i < n && t.count < max_watched_per_task; ++i) {
       const watch_request& req = requests[i];
@@ -495,10 +558,19 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
         covered += len;
         ++slot;
       }
-      if (!ok) break;
+      if (!ok) {
+        // Half-armed: silence what was programmed for it, so that a trap the
+        // handler would not count cannot repeat on every access.
+        for (hw_slot& s : t.slots) {
+          if (s.enabled && s.request == r) {
+            ::ioctl(s.fd, PERF_EVENT_IOC_DISABLE, 0);
+            s.enabled = false;
+          }
+        }
+        break;
+      }
       ++t.count;
     }
-    t.active = 1;
     return t.count;
   }
 #if defined(__x86_64__)
@@ -514,6 +586,7 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
       ++t.count;
     }
     t.remaining = t.count;
+    t.steps_left = single_step_budget;
     t.have_previous = false;
     t.fs_base = reinterpret_cast<std::uintptr_t>(__builtin_thread_pointer());
     t.active = 1;
@@ -532,6 +605,7 @@ std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
 #if defined(__x86_64__)
   if (t.stepping) set_trap_flag(false);
   t.stepping = 0;
+  if (t.steps_left == 0 && t.remaining > 0) budget_misses_.fetch_add(t.remaining, std::memory_order_relaxed);
 #endif
   for (hw_slot& s : t.slots) {
     if (s.enabled) {

@@ -8,7 +8,17 @@
 #include <string>
 #include <string_view>
 
+#include <doctest/doctest.h>
+
 #include "plain_tls/monitor.hpp"
+
+/// REQUIRE for code on a std::thread of the test (a REQUIRE there would
+/// throw out of the thread and terminate the program).
+#define CHECK_OR_RETURN(cond) \
+  do {                        \
+    CHECK(cond);              \
+    if (!(cond)) return;      \
+  } while (false)
 
 namespace plain_tls_test {
 
