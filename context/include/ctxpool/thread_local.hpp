@@ -11,7 +11,11 @@
 // what the task wrote: each thread lists the slots written during the task.
 //
 // Pools mark each task with a `task_slot_scope`; a hand-written worker loop can
-// do the same. Plain `thread_local` variables the user cannot change to
+// do the same. While a residue observer is installed (diagnostic mode), each
+// slot also remembers whether the running task has touched it yet, so that a
+// task's first read and the values it leaves behind can be reported (see
+// <ctxpool/hooks.hpp>); without one, that costs one thread-local load per
+// access. Plain `thread_local` variables the user cannot change to
 // `thread_local_var` can be watched with `watch_thread_local`: the pool restores
 // them after each task.
 //
