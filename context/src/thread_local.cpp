@@ -36,9 +36,9 @@ slot_table& table() {
   return instance;
 }
 
-slot_view view_of(const slot_base& slot) noexcept {
+slot_view view_of(const slot_base& slot, unsigned scope_depth = 0) noexcept {
   const slot_info& info = slot.info();
-  return {info.name, info.type_name, info.life};
+  return {info.name, info.type_name, info.life, info.index, info.stack, scope_depth};
 }
 
 // A value whose destructor throws during the wipe terminates the process
@@ -69,22 +69,22 @@ void name_slots_on_terminate() noexcept {
 }
 
 void wipe_from(slot_table& t, std::size_t mark) noexcept {
-  residue_observer* obs = observer();
+  // Only scopes that began with an observer installed report what they leave.
+  residue_observer* obs = task_clock.current != 0 ? observer() : nullptr;
   // Index loop: a value's destructor may write slots, appending to `written`.
   for (std::size_t i = mark; i < t.written.size(); ++i) {
     slot_base* slot = t.written[i];
     slot->listed = false;
+    // First written in this scope: for a task this one was nested in (run
+    // inline), the slot is as untouched as it was before this task began.
+    slot->access_epoch = slot->outer_epoch;
     if (slot->holds_value()) {
+      // On an ordinary pool this value would stay for the next task here.
+      if (obs != nullptr) obs->on_left_dirty(view_of(*slot, t.depth), slot->write_site);
       name_slots_on_terminate();
       slot_being_wiped = slot;
       slot->clear();
       slot_being_wiped = nullptr;
-      // In diagnostic mode the record of who wrote the value stays behind as
-      // a tombstone, so that a later read can be reported as stale.
-      slot->tombstone = obs != nullptr && slot->writer != nullptr;
-      if (!slot->tombstone) slot->writer.reset();
-    } else {
-      slot->writer.reset();
     }
   }
   t.written.resize(mark);
@@ -144,10 +144,10 @@ void restore_watched() noexcept {
 }  // namespace
 
 std::shared_ptr<const slot_info> make_slot_info(std::string name, const std::type_info& type,
-                                                lifetime life) {
+                                                lifetime life, bool stack) {
   const std::uint32_t index = next_slot_index.fetch_add(1, std::memory_order_relaxed);
   return std::make_shared<const slot_info>(
-      slot_info{std::move(name), demangle(type), life, index});
+      slot_info{std::move(name), demangle(type), life, index, stack});
 }
 
 slot_base* find_slot(std::uint32_t index) noexcept {
@@ -164,18 +164,32 @@ slot_base* install_slot(std::unique_ptr<slot_base> slot) {
 }
 
 void note_write(slot_base& slot, std::source_location where) {
-  slot.tombstone = false;
   if (slot.info().life != lifetime::task) return;
+  slot.write_site = where;
   slot_table& t = table();
   if (t.depth > 0 && !slot.listed) {
     t.written.push_back(&slot);
     slot.listed = true;
   }
-  if (residue_observer* obs = observer()) slot.writer = obs->on_write(view_of(slot), where);
+  if (CTXPOOL_UNLIKELY(task_clock.current != 0) && slot.access_epoch < task_clock.current) {
+    slot.outer_epoch = slot.access_epoch;
+    slot.access_epoch = task_clock.current;
+    // A value slot written first is clean; a push lands on what is there.
+    if (slot.info().stack) note_read_first(slot, where);
+  }
 }
 
-void report_stale_read(const slot_base& slot, std::source_location where) noexcept {
-  if (residue_observer* obs = observer()) obs->on_stale_read(view_of(slot), slot.writer, where);
+void note_read_first(slot_base& slot, std::source_location where) noexcept {
+  if (residue_observer* obs = observer()) obs->on_read_first(view_of(slot, table().depth), where);
+}
+
+std::vector<std::string> watched_thread_local_names() {
+  watch_registry& registry = watches();
+  std::lock_guard lock(registry.mutex);
+  std::vector<std::string> names;
+  names.reserve(registry.entries.size());
+  for (const auto& entry : registry.entries) names.push_back(entry->name);
+  return names;
 }
 
 void throw_no_thread_value(const std::string& name) {
@@ -190,12 +204,23 @@ task_slot_scope::task_slot_scope() noexcept {
   detail::slot_table& t = detail::table();
   mark_ = t.written.size();
   ++t.depth;
+  outer_epoch_ = detail::task_clock.current;
+  // Epochs only grow, so a slot the enclosing task touched before this nested
+  // one ran still counts as touched when the enclosing task resumes.
+  if (CTXPOOL_UNLIKELY(detail::observer() != nullptr)) {
+    detail::task_clock.current = ++detail::task_clock.last;
+  }
 }
 
 task_slot_scope::~task_slot_scope() {
   detail::slot_table& t = detail::table();
   detail::wipe_from(t, mark_);
-  if (--t.depth == 0) detail::restore_watched();
+  const unsigned depth = t.depth--;
+  if (depth == 1) detail::restore_watched();
+  if (detail::task_clock.current != 0) {
+    if (residue_observer* obs = detail::observer()) obs->on_task_slots_end(depth);
+  }
+  detail::task_clock.current = outer_epoch_;
 }
 
 thread_local_watch::thread_local_watch(std::string name, const std::type_info& type,

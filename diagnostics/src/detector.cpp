@@ -1,6 +1,7 @@
-// The residue detector: task identity per thread, write records and
-// tombstones, findings with deduplication and suppressions, leak accounting,
-// configuration from CTXPOOL_DIAGNOSTICS and the exit status.
+// The residue detector: task identity per thread, the hooks that feed the
+// detection model (model.cpp) from thread_local_var slots and from plain
+// thread_locals (plain_tls/), findings with deduplication and suppressions,
+// leak accounting, configuration from CTXPOOL_DIAGNOSTICS and the exit status.
 #include <ctxpool/diagnostics.hpp>
 
 #include <fnmatch.h>
@@ -21,11 +22,13 @@
 #include <unordered_set>
 
 #include <ctxpool/detail/map.hpp>
-#include <ctxpool/detail/small_alloc.hpp>
 #include <ctxpool/detail/state.hpp>
+#include <ctxpool/diagnostics/thread_cache.hpp>
+#include <ctxpool/thread_local.hpp>
 #include <fmt/format.h>
 
 #include "detector.hpp"
+#include "plain_tls/monitor.hpp"
 
 namespace ctxpool::diagnostics {
 namespace detail {
@@ -38,7 +41,6 @@ struct frame {
   std::uint64_t id;
   std::source_location submit_site;
   std::string_view name;  // the pool's; valid while the task runs
-  std::uint64_t seq;      // this thread's task count when the task began
 };
 
 inline constexpr unsigned max_depth = 32;  // deeper nesting is attributed to frame 31
@@ -46,15 +48,17 @@ inline constexpr unsigned max_depth = 32;  // deeper nesting is attributed to fr
 /// Trivially destructible, so that hooks called while the thread's other
 /// thread_locals are being destroyed still find it intact.
 struct thread_state {
-  std::uint64_t ordinal;    // the detector's thread number, 0 until first needed
-  std::int64_t worker;      // the pool's worker index, or -1
-  std::uint64_t tasks_run;  // tasks begun on this thread
+  std::uint64_t ordinal;  // the detector's thread number, 0 until first needed
+  std::int64_t worker;    // the pool's worker index, or -1
   unsigned depth;
+  bool plain_open;        // plain_tls::task_begin ran for the outermost task
   frame stack[max_depth];
 };
-constinit thread_local thread_state ts{0, -1, 0, 0, {}};
+constinit thread_local thread_state ts{0, -1, 0, false, {}};
 
 constinit std::atomic<std::uint64_t> next_thread_ordinal{1};
+constinit std::atomic<std::uint64_t> occurrence_clock{0};
+constinit std::atomic<std::uint64_t> unobserved_scopes{0};
 
 std::uint64_t thread_ordinal() noexcept {
   if (ts.ordinal == 0) ts.ordinal = next_thread_ordinal.fetch_add(1, std::memory_order_relaxed);
@@ -66,87 +70,109 @@ const frame* current_frame() noexcept {
   return &ts.stack[std::min(ts.depth, max_depth) - 1];
 }
 
-std::uint64_t current_lineage() noexcept {
-  const ctxpool::detail::context_box* box = ctxpool::detail::tls.current;
-  return box == nullptr ? 0 : box->lineage;
-}
-
-/// What the context layer keeps with a written value and, after the wipe, as
-/// its tombstone.
-struct write_rec {
-  std::uint64_t task_id;
-  std::source_location submit_site;
-  std::source_location write_site;
-  std::uint64_t seq;
-  std::uint64_t lineage;
-  std::string task_name;
-};
-
-/// Write records come and go once per task write: recycle their blocks
-/// through the context layer's per-thread free lists.
-template <class T>
-struct record_allocator {
-  using value_type = T;
-  record_allocator() noexcept = default;
-  template <class U>
-  explicit record_allocator(const record_allocator<U>& /*other*/) noexcept {}
-  T* allocate(std::size_t n) {
-    return static_cast<T*>(ctxpool::detail::small_alloc(n * sizeof(T)));
-  }
-  void deallocate(T* block, std::size_t n) noexcept {
-    ctxpool::detail::small_free(block, n * sizeof(T));
-  }
-  friend bool operator==(const record_allocator&, const record_allocator&) noexcept {
-    return true;
-  }
-};
+task_view view_of(const frame& f) noexcept { return {f.id, f.name, f.submit_site}; }
 
 task_ref ref_of(const frame* f) {
   if (f == nullptr) return {};
   return {f->id, std::string(f->name), f->submit_site};
 }
 
-// ---- process-wide state ---------------------------------------------------------
-
-struct value_rec {
-  const std::string* variable;  // interned
-  const std::string* type;
-  task_ref task;
-  std::uint64_t thread;
-};
-
-struct context_rec {
-  task_ref task;
-  std::uint64_t thread;
-};
-
-struct state {
-  std::mutex mutex;  // guards everything below up to the leak section
-  options opts;
-  std::vector<suppression_count> suppressions;
-  std::vector<finding> list;
-  std::unordered_map<std::string, std::size_t> index;  // dedup key -> position in list
-  std::uint64_t seq = 0;
-  // Changes whenever `list` is reordered or emptied or the suppressions
-  // change, invalidating the positions that threads cache (repeat_cache).
-  std::uint64_t generation = 1;
-  std::string report_path;  // resolved ("%p" replaced); empty: no report
-  bool exit_handler_registered = false;
-  bool finished = false;
-
-  std::mutex leak_mutex;  // guards the leak section
-  std::set<std::string, std::less<>> names;
-  std::unordered_map<const void*, value_rec> values;
-  std::unordered_map<const void*, context_rec> contexts;
-};
-
-state& the_state() {
-  static state* instance = new state;  // never destroyed: hooks may run during exit
-  return *instance;
+/// The context lineage the running code continues: the steps of one
+/// coroutine (and work posted from one context) share it.
+std::uint64_t current_lineage() noexcept {
+  const ctxpool::detail::context_box* box = ctxpool::detail::tls.current;
+  return box == nullptr ? 0 : box->lineage;
 }
 
 constinit std::atomic<bool> detection_on{false};
 constinit std::atomic<bool> leaks_on{false};
+constinit std::atomic<bool> plain_on{false};  // plain thread_locals checked (option)
+
+// ---- plain thread_locals ----------------------------------------------------------
+
+struct plain_state {
+  std::once_flag started;
+  std::atomic<bool> done{false};  // set after `started` ran: skips call_once per task
+  bool discovery = false;         // written once under `started`
+  bool watchpoints = false;
+};
+plain_state& plain() {
+  static plain_state* instance = new plain_state;  // never destroyed
+  return *instance;
+}
+
+/// Names declared with CTXPOOL_THREAD_CACHE.
+struct cache_registry {
+  std::mutex mutex;
+  std::vector<std::string> names;
+};
+cache_registry& declared_caches() {
+  static cache_registry* instance = new cache_registry;  // never destroyed
+  return *instance;
+}
+
+/// Starts plain thread_local detection the first time a task begins (after
+/// static initialisation, so that every CTXPOOL_THREAD_CACHE is registered);
+/// prints its notice once. @returns whether discovery works.
+bool plain_started() noexcept {
+  plain_state& p = plain();
+  if (p.done.load(std::memory_order_acquire)) return p.discovery;
+  try {
+    std::call_once(p.started, [&p] {
+      const plain_tls::status st = plain_tls::start(
+          [](std::string_view name) { return is_thread_cache(name); });
+      p.discovery = st.discovery;
+      p.watchpoints = st.watchpoints;
+      if (!st.notice.empty()) {
+        std::fprintf(stderr, "ctxpool: %s\n", st.notice.c_str());
+        std::fflush(stderr);
+      }
+      p.done.store(true, std::memory_order_release);
+    });
+  } catch (...) {
+    return false;
+  }
+  return p.discovery;
+}
+
+void plain_task_end(const frame& task) noexcept {
+  plain_tls::task_outcome outcome;
+  try {
+    outcome = plain_tls::task_end();
+  } catch (...) {
+    return;
+  }
+  const std::uint64_t lineage = current_lineage();
+  const bool alone = !plain().watchpoints;
+  // Reads first, as they happened: a task's own leave must not look like an
+  // earlier step's.
+  for (const auto& [index, where] : outcome.read_first) {
+    const plain_tls::variable& var = plain_tls::describe(index);
+    const slot_desc slot{plain_key_bit | index, var.name, {}, var.module, var.size};
+    const code_location at{where.function, where.file, where.line, where.pc};
+    model_read_first(slot, {{}, &at, thread_ordinal(), ts.worker}, view_of(task), lineage);
+  }
+  std::vector<std::string> watched;
+  if (!outcome.left_dirty.empty()) {
+    try {
+      watched = ctxpool::detail::watched_thread_local_names();
+    } catch (...) {
+    }
+  }
+  for (const std::uint32_t index : outcome.left_dirty) {
+    const plain_tls::variable& var = plain_tls::describe(index);
+    // A variable registered with watch_thread_local was restored when the
+    // task ended (its bytes may still differ: a string's spare buffer); its
+    // own residue finding says what the task did.
+    if (std::any_of(watched.begin(), watched.end(), [&](const std::string& name) {
+          return thread_cache_name_matches(name, var.name);
+        })) {
+      continue;
+    }
+    const slot_desc slot{plain_key_bit | index, var.name, {}, var.module, var.size};
+    model_left_dirty(slot, {}, view_of(task), lineage, alone);
+  }
+}
 
 // ---- recording --------------------------------------------------------------------
 
@@ -171,103 +197,15 @@ bool matches(const suppression& rule, const finding& f) {
        {&f.site, &f.write_site, &f.task.submit_site, &f.writer.submit_site}) {
     if (site->line() != 0 && glob(rule.pattern, site->file_name())) return true;
   }
+  if (!f.read_location.file.empty() && glob(rule.pattern, f.read_location.file)) return true;
   return false;
 }
 
 std::string site_key(const std::source_location& site) {
-  return fmt::format("{}:{}", site.file_name(), site.line());
-}
-
-std::string dedup_key(const finding& f) {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}", to_string(f.kind), f.variable, f.type,
-                     site_key(f.site), site_key(f.write_site), site_key(f.task.submit_site),
-                     site_key(f.writer.submit_site));
+  return fmt::format("{}:{}:{}", site.file_name(), site.line(), site.column());
 }
 
 [[noreturn]] void halt(int exitcode);
-
-/// Where one occurrence went: a position in `list` or in `suppressions`.
-struct placement {
-  std::uint64_t generation = 0;  // 0: nowhere (not recorded)
-  std::size_t index = 0;
-  bool suppressed = false;
-};
-
-/// Records one occurrence of `f`: suppressed, counted against an earlier
-/// identical finding, or new (then printed, and with halt_on_error the end).
-placement record(finding f) noexcept {
-  try {
-    state& s = the_state();
-    std::unique_lock lock(s.mutex);
-    for (std::size_t i = 0; i < s.suppressions.size(); ++i) {
-      if (matches(s.suppressions[i].rule, f)) {
-        ++s.suppressions[i].hits;
-        return {s.generation, i, true};
-      }
-    }
-    f.last_seen = ++s.seq;
-    const auto [it, inserted] = s.index.try_emplace(dedup_key(f), s.list.size());
-    if (!inserted) {
-      finding& earlier = s.list[it->second];
-      ++earlier.count;
-      earlier.last_seen = f.last_seen;
-      return {s.generation, it->second, false};
-    }
-    const placement where{s.generation, s.list.size(), false};
-    s.list.push_back(f);
-    if (s.opts.print) {
-      const std::string text = format_finding(f);
-      std::fwrite(text.data(), 1, text.size(), stderr);
-      std::fflush(stderr);
-    }
-    if (s.opts.halt_on_error) {
-      const int code = s.opts.exitcode;
-      lock.unlock();
-      halt(code);
-    }
-    return where;
-  } catch (...) {
-    // Out of memory while reporting: nothing better to do than to drop it.
-    return {};
-  }
-}
-
-/// The sites of the last stale read this thread recorded and where it went,
-/// so that a repeat (a loop reading a tombstone, the same bug in every
-/// request) is counted without building and formatting a finding again.
-struct repeat_cache {
-  const char* variable;  // the slot's name (stable while the variable lives)
-  const char* sites[4];  // file names: read, write, reading task's, writing task's submit
-  std::uint_least32_t lines[4];
-  placement where;
-};
-constinit thread_local repeat_cache last_stale_read{};
-constinit thread_local repeat_cache last_residue{};  // sites: only the task's submit site
-
-/// Counts a repeat of the finding cached in `last`, if `key` is the same and
-/// the cache is still valid. The variable's name is compared in full:
-/// another variable may live where a destroyed one was.
-bool count_repeat(const repeat_cache& last, const repeat_cache& key,
-                  std::string_view variable) noexcept {
-  if (last.where.generation == 0 || last.variable != key.variable) return false;
-  for (int i = 0; i < 4; ++i) {
-    if (last.sites[i] != key.sites[i] || last.lines[i] != key.lines[i]) return false;
-  }
-  state& s = the_state();
-  std::lock_guard lock(s.mutex);
-  if (last.where.generation != s.generation) return false;
-  if (last.where.suppressed) {
-    if (last.where.index >= s.suppressions.size()) return false;
-    ++s.suppressions[last.where.index].hits;
-    return true;
-  }
-  if (last.where.index >= s.list.size()) return false;
-  finding& earlier = s.list[last.where.index];
-  if (earlier.variable != variable) return false;
-  ++earlier.count;
-  earlier.last_seen = ++s.seq;
-  return true;
-}
 
 // ---- the observer -------------------------------------------------------------------
 
@@ -280,75 +218,47 @@ class detector final : public residue_observer, public task_observer {
   }
   void on_thread_stop(std::size_t /*worker_index*/) noexcept override {}
   void on_task_begin(const task_info& task) noexcept override {
-    ++ts.tasks_run;
-    if (ts.depth < max_depth) {
-      ts.stack[ts.depth] = {task.id, task.submit_site, task.name, ts.tasks_run};
-    }
+    if (ts.depth < max_depth) ts.stack[ts.depth] = {task.id, task.submit_site, task.name};
     ++ts.depth;
+    // Plain thread_locals are diffed per outermost task: a task run inline
+    // inside another is part of it.
+    if (ts.depth == 1 && plain_on.load(std::memory_order_relaxed) && plain_started()) {
+      plain_tls::task_begin();
+      ts.plain_open = true;
+    }
   }
   void on_task_end(const task_info& /*task*/) noexcept override {
+    if (ts.depth == 1 && ts.plain_open) {
+      ts.plain_open = false;
+      plain_task_end(*current_frame());
+    }
     if (ts.depth > 0) --ts.depth;
   }
 
   // residue_observer
-  write_record on_write(const slot_view& /*slot*/, std::source_location where) noexcept override {
+  void on_read_first(const slot_view& slot, std::source_location where) noexcept override {
     const frame* task = current_frame();
-    // Written outside any task (a thread start hook, the thread's own setup):
-    // such values are never wiped, so they leave no tombstone.
-    if (task == nullptr) return nullptr;
-    try {
-      return std::allocate_shared<const write_rec>(
-          record_allocator<write_rec>{},
-          write_rec{task->id, task->submit_site, where, task->seq, current_lineage(),
-                    std::string(task->name)});
-    } catch (...) {
-      return nullptr;
-    }
+    // Not a task the detector was told about (a bare task_slot_scope, or a
+    // pool built before detection was on): not attributable to a task.
+    if (task == nullptr || slot.scope_depth > ts.depth) return;
+    model_read_first({slot.id, slot.name, slot.type_name, {}, 0},
+                     {where, nullptr, thread_ordinal(), ts.worker}, view_of(*task),
+                     current_lineage());
   }
 
-  void on_stale_read(const slot_view& slot, const write_record& writer,
-                     std::source_location where) noexcept override {
-    const auto* rec = static_cast<const write_rec*>(writer.get());
-    if (rec == nullptr) return;
-    const frame* reader = current_frame();
-    // A task reading back what it wrote itself (an inner scope wiped it).
-    if (reader != nullptr && reader->id == rec->task_id) return;
-    const std::source_location reader_submit =
-        reader != nullptr ? reader->submit_site : std::source_location{};
-    repeat_cache key{slot.name.data(),
-                     {where.file_name(), rec->write_site.file_name(), reader_submit.file_name(),
-                      rec->submit_site.file_name()},
-                     {where.line(), rec->write_site.line(), reader_submit.line(),
-                      rec->submit_site.line()},
-                     {}};
-    if (count_repeat(last_stale_read, key, slot.name)) return;
-    try {
-      finding f;
-      f.kind = finding_kind::stale_read;
-      f.variable = std::string(slot.name);
-      f.type = std::string(slot.type_name);
-      f.task = ref_of(reader);
-      f.site = where;
-      f.writer = {rec->task_id, rec->task_name, rec->submit_site};
-      f.write_site = rec->write_site;
-      f.thread = thread_ordinal();
-      f.worker = ts.worker;
-      const std::uint64_t now = reader != nullptr ? reader->seq : ts.tasks_run + 1;
-      f.tasks_between = now > rec->seq ? now - rec->seq - 1 : 0;
-      // Same lineage: a coroutine's later step, or work posted from the
-      // writer's context. Still reported (see diagnostics.hpp), with a note.
-      f.same_context = rec->lineage != 0 && rec->lineage == current_lineage();
-      key.where = record(std::move(f));
-      last_stale_read = key;
-    } catch (...) {
-    }
+  void on_left_dirty(const slot_view& slot, std::source_location last_write) noexcept override {
+    const frame* task = current_frame();
+    if (task == nullptr || slot.scope_depth > ts.depth) return;
+    model_left_dirty({slot.id, slot.name, slot.type_name, {}, 0}, last_write, view_of(*task),
+                     current_lineage(), /*alone=*/false);
+  }
+
+  void on_task_slots_end(unsigned depth) noexcept override {
+    if (ts.depth < depth) unobserved_scopes.fetch_add(1, std::memory_order_relaxed);
   }
 
   void on_watched_residue(const slot_view& slot) noexcept override {
     const frame* task = current_frame();
-    const std::source_location submit = task != nullptr ? task->submit_site : std::source_location{};
-    repeat_cache key{slot.name.data(), {"", "", submit.file_name(), ""}, {0, 0, submit.line(), 0}, {}};
-    if (count_repeat(last_residue, key, slot.name)) return;
     try {
       finding f;
       f.kind = finding_kind::residue;
@@ -357,8 +267,9 @@ class detector final : public residue_observer, public task_observer {
       f.task = ref_of(task);
       f.thread = thread_ordinal();
       f.worker = ts.worker;
-      key.where = record(std::move(f));
-      last_residue = key;
+      state& s = the_state();
+      std::unique_lock lock(s.mutex);
+      (void)record_locked(lock, std::move(f));
     } catch (...) {
     }
   }
@@ -407,6 +318,42 @@ detector& the_detector() {
   return *instance;
 }
 
+bool run_is_clean(const state& s) noexcept { return s.list.empty() && s.handled.empty(); }
+
+/// How plain thread_locals were watched: said when findings were made, or
+/// when some went unwatched (more dirty variables than debug registers), since
+/// a blind spot can hide a stale read.
+std::string plain_note(bool found) {
+  plain_state& p = plain();
+  if (!p.done.load(std::memory_order_acquire) || !p.watchpoints) return {};
+  const plain_tls::watch_stats st = plain_tls::stats();
+  if (st.variables_watched == 0 || (!found && st.unwatched_task_variables == 0)) return {};
+  return fmt::format(
+      "plain thread_locals: {} watched in {} task(s), {} trap(s); {} task-variable blind "
+      "spot(s) (more dirty variables than debug registers, watched in turn), longest unwatched "
+      "run {} task(s)",
+      st.variables_watched, st.tasks_armed, st.traps, st.unwatched_task_variables,
+      st.longest_unwatched_run);
+}
+
+/// Pending and taken findings as one list for the summary and the report;
+/// a finding taken and then seen again is merged into one, counts added.
+std::vector<finding> reported_findings(const state& s) {
+  std::vector<finding> all = s.handled;
+  std::unordered_map<std::string, std::size_t> at;
+  for (std::size_t i = 0; i < all.size(); ++i) at.emplace(dedup_key(all[i]), i);
+  for (const finding& f : s.list) {
+    const auto [it, inserted] = at.try_emplace(dedup_key(f), all.size());
+    if (inserted) {
+      all.push_back(f);
+    } else {
+      all[it->second].count += f.count;
+      all[it->second].left_dirty = std::max(all[it->second].left_dirty, f.left_dirty);
+    }
+  }
+  return all;
+}
+
 // ---- the end of the run -----------------------------------------------------------
 
 /// Prints the SUMMARY lines and writes the report, once.
@@ -416,10 +363,11 @@ bool finish(bool leak_check) noexcept {
     if (leak_check && leaks_on.load(std::memory_order_relaxed)) check_leaks();
     state& s = the_state();
     std::lock_guard lock(s.mutex);
+    model_refresh_locked(s);
     const bool found = !s.list.empty();
     if (s.finished) return found;
     s.finished = true;
-    run_summary run{s.list, s.suppressions};
+    run_summary run{reported_findings(s), s.suppressions, plain_note(!run_is_clean(s))};
     const std::string summary = format_summary(run);
     std::fwrite(summary.data(), 1, summary.size(), stderr);
     std::fflush(stderr);
@@ -529,6 +477,83 @@ kind_total total_of(const std::vector<finding>& all, finding_kind kind) noexcept
   return total;
 }
 
+state& the_state() {
+  static state* instance = new state;  // never destroyed: hooks may run during exit
+  return *instance;
+}
+
+std::uint64_t next_occurrence() noexcept {
+  return occurrence_clock.fetch_add(1, std::memory_order_relaxed) + 1;
+}
+
+std::uint64_t last_occurrence() noexcept {
+  return occurrence_clock.load(std::memory_order_relaxed);
+}
+
+std::string dedup_key(const finding& f) {
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}:{}:{}:{:x}", to_string(f.kind), f.variable, f.type,
+                     site_key(f.site), site_key(f.write_site), site_key(f.task.submit_site),
+                     site_key(f.writer.submit_site), f.read_location.file, f.read_location.line,
+                     f.read_location.function, f.read_location.line == 0 ? f.read_location.pc : 0);
+}
+
+placement record_locked(std::unique_lock<std::mutex>& lock, finding f) {
+  state& s = the_state();
+  for (std::size_t i = 0; i < s.suppressions.size(); ++i) {
+    if (matches(s.suppressions[i].rule, f)) {
+      ++s.suppressions[i].hits;
+      return {s.generation.load(std::memory_order_relaxed), i, true};
+    }
+  }
+  if (f.last_seen == 0) f.last_seen = next_occurrence();
+  const auto [it, inserted] = s.index.try_emplace(dedup_key(f), s.list.size());
+  if (!inserted) {
+    finding& earlier = s.list[it->second];
+    earlier.count += f.count;
+    earlier.last_seen = std::max(earlier.last_seen, f.last_seen);
+    return {s.generation.load(std::memory_order_relaxed), it->second, false};
+  }
+  const placement where{s.generation.load(std::memory_order_relaxed), s.list.size(), false};
+  s.list.push_back(f);
+  if (s.opts.print) {
+    const std::string text = format_finding(f);
+    std::fwrite(text.data(), 1, text.size(), stderr);
+    std::fflush(stderr);
+  }
+  if (s.opts.halt_on_error) {
+    const int code = s.opts.exitcode;
+    lock.unlock();
+    halt(code);
+  }
+  return where;
+}
+
+bool is_thread_cache(std::string_view name) {
+  // State of code the program does not own: ctxpool's own, the C++ runtime's,
+  // Boost's and test frameworks' (doctest's and GoogleTest's assertion state
+  // changes in every task that checks something).
+  for (std::string_view prefix : {"ctxpool::", "std::", "__gnu_cxx::", "__cxxabiv1::", "boost::",
+                                  "fmt::", "doctest::", "testing::", "__"}) {
+    if (name.starts_with(prefix)) return true;
+  }
+  {
+    cache_registry& declared = declared_caches();
+    std::lock_guard lock(declared.mutex);
+    for (const std::string& cache : declared.names) {
+      if (thread_cache_name_matches(cache, name)) return true;
+    }
+  }
+  state& s = the_state();
+  std::lock_guard lock(s.mutex);
+  for (suppression_count& rule : s.suppressions) {
+    if (rule.rule.kind == "thread-cache" && glob(rule.rule.pattern, name)) {
+      ++rule.hits;
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace detail
 
 // ---- public API -------------------------------------------------------------------------
@@ -587,11 +612,13 @@ void enable_now(options opts) {
     std::lock_guard lock(s.mutex);
     s.report_path = std::move(report_path);
     s.suppressions = std::move(rules);
-    ++s.generation;
+    s.generation.fetch_add(1, std::memory_order_release);
     s.opts = std::move(opts);
     s.finished = false;
+    detail::model_forget_locked(s);
     register_handler = !std::exchange(s.exit_handler_registered, true);
     detail::leaks_on.store(s.opts.leaks, std::memory_order_relaxed);
+    detail::plain_on.store(s.opts.thread_locals, std::memory_order_relaxed);
   }
   if (register_handler) std::atexit([] { detail::at_exit(); });
   set_residue_observer(&detail::the_detector());
@@ -628,16 +655,33 @@ options current_options() {
 std::vector<finding> findings() {
   detail::state& s = detail::the_state();
   std::lock_guard lock(s.mutex);
+  detail::model_refresh_locked(s);
   return s.list;
 }
+
+namespace detail {
+namespace {
+
+/// Hands the pending findings `taken` to the caller: they stay in the report
+/// (handled) but no longer decide the exit status.
+void hand_over_locked(state& s, const std::vector<finding>& taken) {
+  model_taken_locked(s, taken);
+  s.handled.insert(s.handled.end(), taken.begin(), taken.end());
+  s.index.clear();
+  for (std::size_t i = 0; i < s.list.size(); ++i) s.index.emplace(dedup_key(s.list[i]), i);
+  s.generation.fetch_add(1, std::memory_order_release);
+}
+
+}  // namespace
+}  // namespace detail
 
 std::vector<finding> take_findings() {
   detail::state& s = detail::the_state();
   std::lock_guard lock(s.mutex);
+  detail::model_refresh_locked(s);
   std::vector<finding> result;
   result.swap(s.list);
-  s.index.clear();
-  ++s.generation;
+  detail::hand_over_locked(s, result);
   return result;
 }
 
@@ -645,28 +689,29 @@ void clear_findings() noexcept {
   detail::state& s = detail::the_state();
   std::lock_guard lock(s.mutex);
   s.list.clear();
+  s.handled.clear();
   s.index.clear();
-  ++s.generation;
+  detail::model_forget_locked(s);
+  s.generation.fetch_add(1, std::memory_order_release);
   for (auto& rule : s.suppressions) rule.hits = 0;
 }
 
-std::uint64_t finding_mark() noexcept {
-  detail::state& s = detail::the_state();
-  std::lock_guard lock(s.mutex);
-  return s.seq;
-}
+std::uint64_t finding_mark() noexcept { return detail::last_occurrence(); }
 
 std::vector<finding> take_findings_since(std::uint64_t mark) {
   detail::state& s = detail::the_state();
   std::lock_guard lock(s.mutex);
+  detail::model_refresh_locked(s);
   std::vector<finding> taken;
   std::vector<finding> kept;
   for (finding& f : s.list) (f.last_seen > mark ? taken : kept).push_back(std::move(f));
   s.list = std::move(kept);
-  s.index.clear();
-  ++s.generation;
-  for (std::size_t i = 0; i < s.list.size(); ++i) s.index.emplace(detail::dedup_key(s.list[i]), i);
+  detail::hand_over_locked(s, taken);
   return taken;
+}
+
+std::uint64_t unobserved_tasks() noexcept {
+  return detail::unobserved_scopes.load(std::memory_order_relaxed);
 }
 
 void check_leaks() {
@@ -700,7 +745,22 @@ void check_leaks() {
       found.push_back(std::move(f));
     }
   }
-  for (finding& f : found) detail::record(std::move(f));
+  detail::state& s = detail::the_state();
+  std::unique_lock lock(s.mutex);
+  for (finding& f : found) (void)detail::record_locked(lock, std::move(f));
+}
+
+void declare_thread_cache(std::string_view name) {
+  detail::cache_registry& declared = detail::declared_caches();
+  std::lock_guard lock(declared.mutex);
+  declared.names.emplace_back(name);
+}
+
+bool thread_cache_name_matches(std::string_view declared, std::string_view discovered) noexcept {
+  if (declared == discovered) return true;
+  // Declared unqualified (or partly qualified) inside its namespace or function.
+  return discovered.size() > declared.size() + 2 && discovered.ends_with(declared) &&
+         discovered.substr(discovered.size() - declared.size() - 2, 2) == "::";
 }
 
 }  // namespace ctxpool::diagnostics

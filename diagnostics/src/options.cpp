@@ -10,7 +10,7 @@ namespace ctxpool::diagnostics {
 namespace {
 
 constexpr std::string_view known_options =
-    "exitcode, halt_on_error, report, format, suppressions, leaks";
+    "exitcode, halt_on_error, report, format, suppressions, leaks, thread_locals";
 
 [[nodiscard]] std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
@@ -96,6 +96,8 @@ options parse_options(std::string_view spec) {
       result.halt_on_error = parse_bool(key, value);
     } else if (key == "leaks") {
       result.leaks = parse_bool(key, value);
+    } else if (key == "thread_locals") {
+      result.thread_locals = parse_bool(key, value);
     } else if (key == "report") {
       if (value.empty()) throw config_error("CTXPOOL_DIAGNOSTICS: option 'report' needs a path");
       result.report_path = std::string(value);
@@ -160,11 +162,12 @@ std::vector<suppression> parse_suppressions(std::string_view text, std::string_v
     }
     const std::string_view kind = trim(line.substr(0, colon));
     const std::string_view pattern = trim(line.substr(colon + 1));
-    if (kind != "stale-read" && kind != "residue" && kind != "leaked-value" &&
-        kind != "leaked-context" && kind != "leak" && kind != "*") {
+    if (kind != "stale-read" && kind != "read-across-suspension" && kind != "residue" &&
+        kind != "leaked-value" && kind != "leaked-context" && kind != "leak" && kind != "*" &&
+        kind != "thread-cache") {
       throw config_error(fmt::format(
-          "{}:{}: unknown kind '{}': expected stale-read, residue, leaked-value, leaked-context, "
-          "leak or *",
+          "{}:{}: unknown kind '{}': expected stale-read, read-across-suspension, residue, "
+          "leaked-value, leaked-context, leak, * or thread-cache",
           source, line_number, kind));
     }
     if (pattern.empty()) {

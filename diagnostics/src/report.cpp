@@ -43,17 +43,66 @@ std::string describe_thread(const finding& f) {
   return fmt::format("T{} (worker {})", f.thread, f.worker);
 }
 
+/// A read site, whether from a std::source_location or a machine instruction.
+struct site_view {
+  std::string_view file;
+  unsigned line = 0;
+  std::string_view function;
+  std::uintptr_t pc = 0;
+};
+
+site_view read_site(const finding& f) noexcept {
+  if (known(f.site)) return {f.site.file_name(), f.site.line(), f.site.function_name(), 0};
+  const code_location& at = f.read_location;
+  return {at.file, at.line, at.function, at.pc};
+}
+
+std::string describe_site(const site_view& site) {
+  if (site.line != 0) {
+    if (site.function.empty()) return fmt::format("{}:{}", site.file, site.line);
+    return fmt::format("{}:{} in {}", site.file, site.line, site.function);
+  }
+  if (!site.function.empty()) {
+    return fmt::format("{} (pc {:#x}; no line information)", site.function, site.pc);
+  }
+  if (site.pc != 0) return fmt::format("pc {:#x} (no symbol information)", site.pc);
+  return "an unknown site";
+}
+
+bool is_plain(const finding& f) noexcept { return !f.module.empty(); }
+
+/// "'auth_token' (std::string)" or "'auth_token' (plain thread_local, 32 bytes, in /bin/app)".
+std::string describe_variable(const finding& f) {
+  if (is_plain(f)) {
+    return fmt::format("'{}' (plain thread_local, {} bytes, in {})", f.variable, f.size, f.module);
+  }
+  return fmt::format("'{}' ({})", f.variable, f.type);
+}
+
 /// The one-line message used in JSON and SARIF.
 std::string one_line(const finding& f) {
   switch (f.kind) {
     case finding_kind::stale_read:
       return fmt::format(
-          "{} read '{}' ({}) on thread {} and found the tombstone of a value {} left there "
-          "({} task(s) in between): an ordinary thread pool would have handed it the earlier "
-          "task's value",
-          describe_task(f.task), f.variable, f.type, describe_thread(f), describe_task(f.writer),
-          f.tasks_between);
+          "{} read {} before writing it, at {}, and {} leaves it dirty ({} task(s) did, "
+          "written at {}): on a thread pool that does not wipe it, the reader gets that "
+          "task's value whenever it lands on the same thread",
+          describe_task(f.task), describe_variable(f), describe_site(read_site(f)),
+          describe_task(f.writer), f.left_dirty, describe_site(f.write_site));
+    case finding_kind::read_across_suspension:
+      return fmt::format(
+          "{} read {} first at {}, after a suspension, expecting what an earlier step of the "
+          "same coroutine ({}) wrote at {}: a thread-local does not follow a coroutine across "
+          "co_await; keep this state in a context_var",
+          describe_task(f.task), describe_variable(f), describe_site(read_site(f)),
+          describe_task(f.writer), describe_site(f.write_site));
     case finding_kind::residue:
+      if (is_plain(f)) {
+        return fmt::format(
+            "{} left {} changed ({} time(s)); reads of it cannot be watched here, so whether a "
+            "later task reads it first is unknown",
+            describe_task(f.task), describe_variable(f), f.count);
+      }
       return fmt::format("{} left the watched thread_local '{}' ({}) changed on thread {}",
                          describe_task(f.task), f.variable, f.type, describe_thread(f));
     case finding_kind::leaked_value:
@@ -70,15 +119,27 @@ std::string one_line(const finding& f) {
 
 /// The location a report attaches a finding to: where it happened if known,
 /// else where its task was submitted.
-const std::source_location& primary_site(const finding& f) noexcept {
-  if (known(f.site)) return f.site;
-  return f.task.submit_site;
+site_view primary_site(const finding& f) noexcept {
+  if (const site_view read = read_site(f); read.line != 0) return read;
+  if (f.kind == finding_kind::residue && known(f.write_site)) {
+    return {f.write_site.file_name(), f.write_site.line(), f.write_site.function_name(), 0};
+  }
+  return {f.task.submit_site.file_name(), f.task.submit_site.line(),
+          f.task.submit_site.function_name(), 0};
+}
+
+std::string json_site(const site_view& site) {
+  if (site.line == 0 && site.function.empty() && site.pc == 0) return "null";
+  std::string text = fmt::format(R"({{"file":{},"line":{},"function":{})",
+                                 site.line != 0 ? json_string(site.file) : std::string("null"),
+                                 site.line, json_string(site.function));
+  if (site.pc != 0) text += fmt::format(R"(,"pc":"{:#x}")", site.pc);
+  return text + "}";
 }
 
 std::string json_site(const std::source_location& site) {
   if (!known(site)) return "null";
-  return fmt::format(R"({{"file":{},"line":{},"function":{}}})", json_string(site.file_name()),
-                     site.line(), json_string(site.function_name()));
+  return json_site(site_view{site.file_name(), site.line(), site.function_name(), 0});
 }
 
 std::string json_task(const task_ref& task) {
@@ -110,9 +171,9 @@ std::string sarif_uri(std::string_view file) {
   return std::string(file);
 }
 
-std::string sarif_location(const std::source_location& site, std::string_view message) {
-  const std::string uri = known(site) ? sarif_uri(site.file_name()) : std::string("unknown");
-  const unsigned line = known(site) ? site.line() : 1U;
+std::string sarif_location(const site_view& site, std::string_view message) {
+  const std::string uri = site.line != 0 ? sarif_uri(site.file) : std::string("unknown");
+  const unsigned line = site.line != 0 ? site.line : 1U;
   std::string text = "{";
   if (!message.empty()) text += fmt::format(R"("message":{{"text":{}}},)", json_string(message));
   text += fmt::format(R"("physicalLocation":{{"artifactLocation":{{"uri":{}}},)", json_string(uri));
@@ -131,13 +192,21 @@ struct rule_text {
 
 constexpr rule_text rules[] = {
     {finding_kind::stale_read, "StaleThreadLocalRead", "Stale thread-local read",
-     "A task read a lifetime::task thread-local slot that an earlier task on the same reused "
-     "thread had written; ctxpool wiped it, but an ordinary thread pool would have handed the "
-     "earlier task's value (an auth token, a request id) to this one.",
+     "A task reads a thread-local before writing it, and another task leaves a value in it. "
+     "On a pool that does not wipe it, whenever the reader lands on a thread the other task "
+     "used, it runs with that task's value (an auth token, a request id). Reported whatever "
+     "threads the two ran on: the pair is the bug.",
+     "error"},
+    {finding_kind::read_across_suspension, "ThreadLocalReadAcrossSuspension",
+     "Thread-local read across a coroutine suspension",
+     "A coroutine step read a thread-local that an earlier step of the same coroutine wrote "
+     "before a co_await. The coroutine may resume on any worker, after other requests ran "
+     "there; keep such state in a context_var, which follows the coroutine.",
      "error"},
     {finding_kind::residue, "ThreadLocalResidue", "Thread-local residue",
-     "A task left a watched plain thread_local changed; the next task on that thread would "
-     "have seen the change.",
+     "A task left a plain thread_local changed (where reads cannot be watched), or left a "
+     "thread_local registered with watch_thread_local changed; the next task on that thread "
+     "would see the change.",
      "error"},
     {finding_kind::leaked_value, "LeakedContextValue", "Leaked context value",
      "A context variable's value is still alive at exit although no live context holds it.",
@@ -158,13 +227,14 @@ std::string json_lines(const run_summary& run) {
   for (const finding& f : run.findings) {
     const std::string line = fmt::format(
         R"({{"schema":"{}","schema_version":{},"type":"finding","kind":"{}","variable":{},)"
-        R"("type_name":{},"count":{},"thread":{},"worker":{},"tasks_between":{},"same_context":{},)"
+        R"("type_name":{},"module":{},"size":{},"count":{},"left_dirty":{},"thread":{},)"
+        R"("worker":{},"same_context":{},)"
         R"("task":{},"site":{},"writer":{},"write_site":{},"message":{}}})"
         "\n",
         tool_name, json_schema_version, to_string(f.kind), json_string(f.variable),
-        json_string(f.type), f.count, f.thread, f.worker, f.tasks_between, f.same_context,
-        json_task(f.task),
-        json_site(f.site), json_task(f.writer), json_site(f.write_site),
+        json_string(f.type), is_plain(f) ? json_string(f.module) : std::string("null"), f.size,
+        f.count, f.left_dirty, f.thread, f.worker, f.same_context, json_task(f.task),
+        json_site(read_site(f)), json_task(f.writer), json_site(f.write_site),
         json_string(one_line(f)));
     out += line;
   }
@@ -192,10 +262,14 @@ std::string json_lines(const run_summary& run) {
 
 /// The suppressions line that would silence `f`, shown with every finding.
 std::string suppression_hint(const finding& f) {
+  if (is_plain(f)) {
+    // A plain thread_local that is meant to outlive tasks is a cache.
+    return fmt::format("thread-cache:{}  or  {}:{}", f.variable, to_string(f.kind), f.variable);
+  }
   if (f.kind != finding_kind::leaked_context && !f.variable.empty()) {
     return fmt::format("{}:{}", to_string(f.kind), f.variable);
   }
-  std::string_view file = primary_site(f).file_name();
+  std::string_view file = primary_site(f).file;
   if (const auto slash = file.rfind('/'); slash != std::string_view::npos) {
     file.remove_prefix(slash + 1);
   }
@@ -212,8 +286,9 @@ std::string sarif_results(const run_summary& run) {
     int related_id = 0;
     auto relate = [&](const std::source_location& site, const std::string& message) {
       if (!known(site)) return;
+      const site_view view{site.file_name(), site.line(), site.function_name(), 0};
       if (!related.empty()) related += ',';
-      std::string location = sarif_location(site, message);
+      std::string location = sarif_location(view, message);
       location.insert(1, fmt::format(R"("id":{},)", related_id++));
       related += location;
     };
@@ -221,17 +296,17 @@ std::string sarif_results(const run_summary& run) {
     if (f.writer.id != 0) {
       relate(f.writer.submit_site, fmt::format("{} submitted here", describe_task(f.writer)));
     }
-    if (f.task.id != 0 && known(f.site)) {
+    if (f.task.id != 0 && read_site(f).line != 0) {
       relate(f.task.submit_site, fmt::format("{} submitted here", describe_task(f.task)));
     }
     const rule_text& rule = rules[rule_index(f.kind)];
     results += fmt::format(
         R"({{"ruleId":"{}","ruleIndex":{},"level":"{}","message":{{"text":{}}},)"
         R"("locations":[{}],"relatedLocations":[{}],"occurrenceCount":{},)"
-        R"("properties":{{"variable":{},"type":{},"thread":{},"tasksBetween":{}}}}})",
+        R"("properties":{{"variable":{},"type":{},"module":{},"size":{},"leftDirty":{}}}}})",
         to_string(f.kind), rule_index(f.kind), rule.level, json_string(one_line(f)),
         sarif_location(primary_site(f), {}), related, f.count, json_string(f.variable),
-        json_string(f.type), f.thread, f.tasks_between);
+        json_string(f.type), json_string(f.module), f.size, f.left_dirty);
   }
   return results;
 }
@@ -328,9 +403,23 @@ std::string format_summary(const run_summary& run) {
     out += fmt::format("SUMMARY: ctxpool: {}: {} finding(s), {} occurrence(s)\n", to_string(kind),
                        total.unique, total.occurrences);
   }
+  if (!run.plain_note.empty()) out += "ctxpool: " + run.plain_note + "\n";
   for (const suppression_count& rule : run.suppressions) {
-    out += fmt::format("ctxpool: suppression '{}:{}' suppressed {} occurrence(s)\n",
-                       rule.rule.kind, rule.rule.pattern, rule.hits);
+    if (rule.rule.kind == "thread-cache") {
+      if (rule.hits == 0) {
+        out += fmt::format(
+            "ctxpool: suppression 'thread-cache:{}' matched no plain thread_local: check the "
+            "name (demangled, e.g. 'ns::var' or 'func()::var')\n",
+            rule.rule.pattern);
+      } else {
+        out += fmt::format("ctxpool: suppression 'thread-cache:{}' declared {} variable(s) caches\n",
+                           rule.rule.pattern, rule.hits);
+      }
+      continue;
+    }
+    out += fmt::format("ctxpool: suppression '{}:{}' suppressed {} occurrence(s){}\n",
+                       rule.rule.kind, rule.rule.pattern, rule.hits,
+                       rule.hits == 0 ? ": it matched nothing, check its spelling" : "");
   }
   return out;
 }
@@ -374,6 +463,7 @@ bool write_report(const std::string& path, report_format format, const run_summa
 std::string_view to_string(finding_kind kind) noexcept {
   switch (kind) {
     case finding_kind::stale_read: return "stale-read";
+    case finding_kind::read_across_suspension: return "read-across-suspension";
     case finding_kind::residue: return "residue";
     case finding_kind::leaked_value: return "leaked-value";
     case finding_kind::leaked_context: return "leaked-context";
@@ -385,33 +475,56 @@ std::string format_finding(const finding& f) {
   using detail::describe_site;
   using detail::describe_task;
   using detail::describe_thread;
+  using detail::describe_variable;
+  using detail::is_plain;
+  using detail::read_site;
   const int pid = static_cast<int>(::getpid());
   std::string out;
   switch (f.kind) {
     case finding_kind::stale_read:
       out = fmt::format(
-          "=={}==ERROR: ctxpool: stale-read of '{}' ({}) on thread {}\n"
-          "  read by {}\n"
+          "=={}==ERROR: ctxpool: stale-read of {}\n"
+          "  read before being written by {}\n"
           "    at {}\n"
           "    submitted at {}\n"
-          "  the value had been left there by {}\n"
+          "  left dirty by {} ({} task(s) had left it so from there by then)\n"
           "    written at {}\n"
           "    submitted at {}\n"
-          "  {} task(s) ran on this thread in between. The pool wiped the value, so this read\n"
-          "  found none (as in production); an ordinary thread pool would have handed it the\n"
-          "  earlier task's value. The value is not shown.\n"
-          "{}",
-          pid, f.variable, f.type, describe_thread(f), describe_task(f.task),
-          describe_site(f.site), describe_site(f.task.submit_site), describe_task(f.writer),
-          describe_site(f.write_site), describe_site(f.writer.submit_site), f.tasks_between,
-          f.same_context
-              ? "  The reader continues the writer's context (a coroutine's later step, or work\n"
-                "  posted from it): a thread-local does not follow a coroutine across co_await\n"
-                "  (resumed on another worker it reads nothing, or another request's value);\n"
-                "  keep this state in a context_var.\n"
-              : "");
+          "  Whatever threads these ran on: on a pool that does not wipe thread-locals the\n"
+          "  reader gets the leaving task's value whenever it lands on a thread that task used.\n"
+          "  Set it in every task that reads it, or pass it in a context_var. The value is not shown.\n",
+          pid, describe_variable(f), describe_task(f.task), describe_site(read_site(f)),
+          describe_site(f.task.submit_site), describe_task(f.writer), f.left_dirty,
+          describe_site(f.write_site), describe_site(f.writer.submit_site));
+      break;
+    case finding_kind::read_across_suspension:
+      out = fmt::format(
+          "=={}==ERROR: ctxpool: read-across-suspension of {}\n"
+          "  read first by {}, a later step of a coroutine (context lineage)\n"
+          "    at {}\n"
+          "  after an earlier step of it, {}, left it\n"
+          "    written at {}\n"
+          "    submitted at {}\n"
+          "  A thread-local does not follow a coroutine across co_await: resumed on another\n"
+          "  worker it reads nothing, or another request's value;\n"
+          "  keep this state in a context_var. The value is not shown.\n",
+          pid, describe_variable(f), describe_task(f.task), describe_site(read_site(f)),
+          describe_task(f.writer), describe_site(f.write_site),
+          describe_site(f.writer.submit_site));
       break;
     case finding_kind::residue:
+      if (is_plain(f)) {
+        out = fmt::format(
+            "=={}==ERROR: ctxpool: residue in {}\n"
+            "  left changed by {} ({} time(s))\n"
+            "    submitted at {}\n"
+            "  Reads of it cannot be watched here (see the notice at start-up), so whether a\n"
+            "  later task reads it first is unknown; on a pool the next task on that thread\n"
+            "  sees the change.\n",
+            pid, describe_variable(f), describe_task(f.task), f.count,
+            describe_site(f.task.submit_site));
+        break;
+      }
       out = fmt::format(
           "=={}==ERROR: ctxpool: residue in watched thread_local '{}' ({}) on thread {}\n"
           "  left changed by {}\n"

@@ -1,16 +1,30 @@
 // migration/before.cpp: a typical hand-written thread pool in user code.
 //
 // An order-pricing service: each order is priced on a worker; the customer
-// the current job is for sits in a `thread_local`, set at the start of every
-// job and read deep in the call chain (the discount rules, the log). The pool
-// is the classic std::thread + mutex + condition_variable design found in many
-// code bases.
+// the current job is for sits in a `thread_local`, set by every job and read
+// deep in the call chain (the discount rules, the audit log). The pool is the
+// classic std::thread + mutex + condition_variable design found in many code
+// bases.
+//
+// It has the bug such code bases have: the audit entry is written when the
+// job starts, before the job sets the customer, so it names whichever
+// customer the worker's previous job left behind. The totals are right and
+// every test of them passes.
+//
+// Step 0 of a migration, before changing any declaration: built as
+// `migration_detect` (MIGRATION_DETECT defined), the worker loop gets one
+// line, a ctxpool::diagnostics::task_scope around each job, and under
+// CTXPOOL_DIAGNOSTICS=residue ctxpool reports the audit's read of the plain
+// thread_local `current_customer` (the job reads it before writing it, other
+// jobs leave it set) and exits 66, in every run, whichever worker each job
+// lands on.
 //
 // migration/after.cpp is the same program moved to ctxpool with the smallest
 // diff: see the comment at its top, or `diff -u before.cpp after.cpp`.
 //
 // Checks the totals against a single-threaded computation; exits non-zero if
 // any differs.
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <functional>
@@ -22,6 +36,10 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#ifdef MIGRATION_DETECT
+#include <ctxpool/diagnostics.hpp>
+#endif
 
 class ThreadPool {
  public:
@@ -37,6 +55,9 @@ class ThreadPool {
             task = std::move(tasks_.front());
             tasks_.pop();
           }
+#ifdef MIGRATION_DETECT
+          ctxpool::diagnostics::task_scope job;  // the one line: each job is a task
+#endif
           task();
         }
       });
@@ -89,8 +110,16 @@ int discount_percent() { return current_customer.starts_with("vip-") ? 10 : 0; }
 
 int price_line(int cents) { return cents * (100 - discount_percent()) / 100; }
 
+std::atomic<int> misattributed{0};  // audit entries naming another job's customer
+
+/// The audit log: who the job is for (here only checked, not printed).
+void audit(const order& o) {
+  if (current_customer != o.customer) ++misattributed;
+}
+
 long price_order(const order& o) {
-  current_customer = o.customer;  // every job sets it first
+  audit(o);  // the bug: logged before the customer is set
+  current_customer = o.customer;
   long total = 0;
   for (int cents : o.cents) total += price_line(cents);
   return total;
@@ -124,5 +153,7 @@ int main() {
     if (totals[i].get() != expected_total(orders[i])) ++wrong;
   }
   std::printf("priced %zu orders on a hand-written pool, %d wrong\n", orders.size(), wrong);
+  std::printf("audit: %d of %zu entries did not name the job's customer\n", misattributed.load(),
+              orders.size());
   return wrong == 0 ? 0 : 1;
 }

@@ -8,7 +8,11 @@
 // thread left behind.
 //
 //   token_leak --naive   plain std::thread pool + raw `thread_local`: the bug
-//   token_leak --pool    same handler on ctxpool::thread_pool with
+//   token_leak --raw     the same unchanged handler, raw `thread_local` and
+//                        all, moved onto ctxpool::thread_pool: still the bug
+//                        (nothing wipes a plain thread_local), and the one
+//                        residue detection finds with no code change
+//   token_leak --pool    the handler on ctxpool::thread_pool with
 //                        ctxpool::thread_local_var: the residue is wiped
 //   token_leak --fixed   the token travels as a ctxpool::context_var set by
 //                        the submitter: nothing to leak in the first place
@@ -16,18 +20,23 @@
 //                        the naive handler on ctxpool::thread_pool with the
 //                        variable registered by ctxpool::watch_thread_local,
 //                        so the pool restores it after every task
-//   token_leak           the first three, with an explanation
+//   token_leak           --naive, --pool and --fixed, with an explanation
+//   token_leak --help    this list
 //
-// Under CTXPOOL_DIAGNOSTICS=residue, `--pool` is reported (the anonymous
-// request *read* a value an earlier task left; in production it got nothing,
-// but on any other pool it would have been someone else) and the process exits
-// 66; `--fixed` is clean; `--watched` is reported as residue (a task left
-// the watched variable changed) and exits 66.
+// Under CTXPOOL_DIAGNOSTICS=residue (with the default number of workers, in
+// every run, whichever worker each request lands on): `--raw` is reported as
+// a stale read of the plain thread_local `auth_token`, naming the line that
+// reads it, and exits 66; `--pool` is reported as a stale read of the
+// thread_local_var (the anonymous request reads before writing a variable
+// that logged-in requests leave dirty: in production it got nothing, on any
+// other pool it gets someone else's token) and exits 66; `--fixed` is clean;
+// `--watched` is reported as residue (a task left the watched variable
+// changed) and exits 66.
 //
 // Each mode exits non-zero when what it demonstrates does not hold, so the
-// sample is also a test. One worker thread makes the interleaving, and so the
-// naive leak, deterministic; more workers leak just as surely, only less
-// predictably.
+// sample is also a test. `--naive` uses one worker thread, which makes the
+// interleaving, and so the leak, deterministic; more workers leak just as
+// surely, only less predictably, and detection does not depend on it.
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -216,9 +225,18 @@ std::vector<outcome> run_naive(const std::vector<request>& requests) {
 }
 
 std::vector<outcome> run_pool(const std::vector<request>& requests) {
-  ctxpool::thread_pool pool(1);
+  ctxpool::thread_pool pool;  // one worker per hardware thread
   std::vector<std::future<std::string>> futures;
   for (const request& r : requests) futures.push_back(dispatch(pool, r, pooled::handle));
+  auto out = collect(requests, futures);
+  pool.join();
+  return out;
+}
+
+std::vector<outcome> run_raw(const std::vector<request>& requests) {
+  ctxpool::thread_pool pool;  // the only change: the pool
+  std::vector<std::future<std::string>> futures;
+  for (const request& r : requests) futures.push_back(dispatch(pool, r, naive::handle));
   auto out = collect(requests, futures);
   pool.join();
   return out;
@@ -300,6 +318,17 @@ bool demo_clean(const char* title, std::vector<outcome> (*run)(const std::vector
   return true;
 }
 
+bool demo_raw(const std::vector<request>& requests) {
+  std::printf("--raw: ctxpool::thread_pool, the unchanged handler with its raw thread_local\n");
+  const int wrong = print_outcomes(run_raw(requests));
+  std::printf(
+      "  %d of %d anonymous requests ran as someone else on this run (how many depends on\n"
+      "  which worker each request landed on; a plain thread_local is not wiped).\n"
+      "  CTXPOOL_DIAGNOSTICS=residue reports the read of auth_token in every run.\n",
+      wrong, anonymous_count(requests));
+  return true;
+}
+
 bool demo_pool(const std::vector<request>& requests) {
   return demo_clean("--pool: ctxpool::thread_pool, ctxpool::thread_local_var<std::string>",
                     run_pool, requests);
@@ -315,8 +344,18 @@ bool demo_watched(const std::vector<request>& requests) {
                     run_watched, requests);
 }
 
+constexpr const char* usage_text =
+    "usage: %s [--naive | --raw | --pool | --fixed | --watched | --help]\n"
+    "  --naive    raw thread_local on a std::thread pool: anonymous requests run as someone else\n"
+    "  --raw      the same handler unchanged on ctxpool::thread_pool (find it with\n"
+    "             CTXPOOL_DIAGNOSTICS=residue)\n"
+    "  --pool     ctxpool::thread_local_var: wiped after every task\n"
+    "  --fixed    ctxpool::context_var set by the submitter: the cure\n"
+    "  --watched  raw thread_local registered with ctxpool::watch_thread_local\n"
+    "  (none)     --naive, --pool and --fixed with an explanation\n";
+
 int usage(const char* argv0) {
-  std::fprintf(stderr, "usage: %s [--naive | --pool | --fixed | --watched]\n", argv0);
+  std::fprintf(stderr, usage_text, argv0);
   return 2;
 }
 
@@ -327,7 +366,12 @@ int main(int argc, char** argv) {
   if (argc > 2) return usage(argv[0]);
   if (argc == 2) {
     const std::string_view mode = argv[1];
+    if (mode == "--help" || mode == "-h") {
+      std::printf(usage_text, argv[0]);
+      return 0;
+    }
     if (mode == "--naive") return demo_naive(requests) ? 0 : 1;
+    if (mode == "--raw") return demo_raw(requests) ? 0 : 1;
     if (mode == "--pool") return demo_pool(requests) ? 0 : 1;
     if (mode == "--fixed") return demo_fixed(requests) ? 0 : 1;
     if (mode == "--watched") return demo_watched(requests) ? 0 : 1;
@@ -353,6 +397,7 @@ int main(int argc, char** argv) {
       "\nThe fix: the token is a context_var set by the code that submits the\n"
       "request; each task runs in a copy of its submitter's context, so it sees\n"
       "its own caller's token or none, whichever thread runs it.\n\n"
-      "Code that must keep a raw thread_local can still be protected: see --watched.\n");
+      "Code that must keep a raw thread_local can still be protected: see --watched;\n"
+      "and --raw with CTXPOOL_DIAGNOSTICS=residue finds such variables unchanged.\n");
   return ok ? 0 : 1;
 }

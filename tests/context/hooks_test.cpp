@@ -9,11 +9,8 @@
 namespace {
 
 struct minimal_observer final : ctxpool::residue_observer {
-  ctxpool::write_record on_write(const ctxpool::slot_view&, std::source_location) noexcept override {
-    return nullptr;
-  }
-  void on_stale_read(const ctxpool::slot_view&, const ctxpool::write_record&,
-                     std::source_location) noexcept override {}
+  void on_read_first(const ctxpool::slot_view&, std::source_location) noexcept override {}
+  void on_left_dirty(const ctxpool::slot_view&, std::source_location) noexcept override {}
   void on_watched_residue(const ctxpool::slot_view&) noexcept override {}
 };
 

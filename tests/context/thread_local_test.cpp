@@ -27,23 +27,22 @@ struct counted {
 
 // Records what the context layer tells an observer, to check the hook contract.
 struct recording_observer final : ctxpool::residue_observer {
-  std::vector<std::string> writes, stale_reads, residues;
-  std::vector<int> stale_read_lines;
-  ctxpool::write_record on_write(const ctxpool::slot_view& slot,
-                                 std::source_location where) noexcept override {
-    writes.emplace_back(slot.name);
-    return std::make_shared<const std::string>(std::string(slot.name) + "@" +
-                                               std::to_string(where.line()));
+  std::vector<std::string> read_first, left_dirty, residues;
+  std::vector<int> read_first_lines, left_dirty_lines;
+  std::vector<unsigned> scope_ends;
+  void on_read_first(const ctxpool::slot_view& slot, std::source_location where) noexcept override {
+    read_first.emplace_back(slot.name);
+    read_first_lines.push_back(static_cast<int>(where.line()));
   }
-  void on_stale_read(const ctxpool::slot_view& slot, const ctxpool::write_record& writer,
-                     std::source_location where) noexcept override {
-    stale_reads.push_back(std::string(slot.name) + " <- " +
-                          *std::static_pointer_cast<const std::string>(writer));
-    stale_read_lines.push_back(static_cast<int>(where.line()));
+  void on_left_dirty(const ctxpool::slot_view& slot,
+                     std::source_location last_write) noexcept override {
+    left_dirty.emplace_back(slot.name);
+    left_dirty_lines.push_back(static_cast<int>(last_write.line()));
   }
   void on_watched_residue(const ctxpool::slot_view& slot) noexcept override {
     residues.emplace_back(slot.name);
   }
+  void on_task_slots_end(unsigned depth) noexcept override { scope_ends.push_back(depth); }
 };
 
 struct observer_installed {
@@ -187,40 +186,94 @@ TEST_CASE("a watched plain thread_local is restored after each task") {
   legacy_depth = 5;
 }
 
-TEST_CASE("with an observer, a wiped value leaves a tombstone and a later read reports it") {
+TEST_CASE("with an observer, a task's first read and the value it leaves are reported") {
   recording_observer observer;
   observer_installed installed{observer};
   thread_local_var<std::string> token{"auth_token"};
   thread_local_var<int> cache{"cache", lifetime::thread};
 
+  int write_line = 0;
   {
     task_slot_scope first_task;
+    write_line = __LINE__ + 1;
     token.set("secret");
-    cache.set(1);
+    CHECK(token.value() == "secret");  // read after its own write: not a first read
+    cache.set(1);                      // lifetime::thread: never reported
+    (void)cache.value();
   }
-  CHECK(observer.writes == std::vector<std::string>{"auth_token"});  // thread slots are not reported
+  CHECK(observer.read_first.empty());
+  REQUIRE(observer.left_dirty == std::vector<std::string>{"auth_token"});
+  CHECK(observer.left_dirty_lines[0] == write_line);
   {
     task_slot_scope second_task;
     const int line = __LINE__ + 1;
     CHECK_FALSE(token.has_value());  // behaves as in production: the value is gone
-    REQUIRE(observer.stale_reads.size() == 1);
-    CHECK(observer.stale_reads[0].rfind("auth_token <- auth_token@", 0) == 0);
-    CHECK(observer.stale_read_lines[0] == line);
-    CHECK(cache.value() == 1);
-    token.set("own value");  // a task's own write clears the tombstone
-    CHECK(token.value() == "own value");
+    CHECK(token.value_or("none") == "none");  // a second read in the same task is not first
+    REQUIRE(observer.read_first == std::vector<std::string>{"auth_token"});
+    CHECK(observer.read_first_lines[0] == line);
   }
-  CHECK(observer.stale_reads.size() == 1);
+  CHECK(observer.left_dirty.size() == 1);  // the second task left nothing
   {
     task_slot_scope third_task;
     token.set("x");
-    token.reset();  // reset by the task itself: nothing left behind, no tombstone
+    token.reset();  // reset by the task itself: nothing left behind
   }
   {
     task_slot_scope fourth_task;
-    CHECK(token.value_or("none") == "none");
+    token.reset();  // a reset first is a write: the read after it is not first
+    CHECK_FALSE(token.has_value());
   }
-  CHECK(observer.stale_reads.size() == 1);
+  CHECK(observer.read_first.size() == 1);
+  CHECK(observer.left_dirty.size() == 1);
+  CHECK(observer.scope_ends == std::vector<unsigned>{1, 1, 1, 1});
+}
+
+TEST_CASE("with an observer, any first access to a local_stack counts, a push included") {
+  recording_observer observer;
+  observer_installed installed{observer};
+  local_stack<int> requests{"requests"};
+  {
+    task_slot_scope task;
+    requests.push(1);  // lands on whatever an earlier task left: reported
+    CHECK(requests.size() == 1);
+    (void)requests.pop();
+  }
+  CHECK(observer.read_first == std::vector<std::string>{"requests"});
+  CHECK(observer.left_dirty.empty());  // popped: left empty
+  {
+    task_slot_scope task;
+    requests.push(2);  // left non-empty
+  }
+  CHECK(observer.read_first.size() == 2);
+  CHECK(observer.left_dirty == std::vector<std::string>{"requests"});
+}
+
+TEST_CASE("with an observer, a nested task's accesses are its own and the outer task's stay") {
+  recording_observer observer;
+  observer_installed installed{observer};
+  thread_local_var<int> depth{"depth"};
+  {
+    task_slot_scope outer;
+    depth.set(1);
+    {
+      task_slot_scope inner;  // a task run inline inside another
+      CHECK(depth.value_or(0) == 1);  // first read of the inner task (the outer's value is there)
+    }
+    CHECK(depth.value() == 1);  // the outer task read its own write: not reported
+  }
+  CHECK(observer.read_first == std::vector<std::string>{"depth"});
+  CHECK(observer.scope_ends == std::vector<unsigned>{2, 1});
+}
+
+TEST_CASE("outside any task scope nothing is reported, even with an observer") {
+  recording_observer observer;
+  observer_installed installed{observer};
+  thread_local_var<std::string> token{"auth_token"};
+  token.set("set by the thread's own setup");
+  CHECK(token.value() == "set by the thread's own setup");
+  CHECK(observer.read_first.empty());
+  CHECK(observer.left_dirty.empty());
+  token.reset();
 }
 
 TEST_CASE("with an observer, a watched thread_local left changed is reported as residue") {
@@ -239,17 +292,16 @@ TEST_CASE("with an observer, a watched thread_local left changed is reported as 
   CHECK(legacy == 0);
 }
 
-TEST_CASE("without an observer nothing is recorded and no tombstone is kept") {
+TEST_CASE("without an observer at the start of a task, nothing is reported for it") {
   thread_local_var<std::string> token{"auth_token"};
+  recording_observer observer;
   {
-    task_slot_scope task;
+    task_slot_scope task;  // began before the observer was installed
+    observer_installed installed{observer};
+    CHECK_FALSE(token.has_value());
     token.set("secret");
   }
-  recording_observer observer;
-  observer_installed installed{observer};
-  {
-    task_slot_scope task;
-    CHECK_FALSE(token.has_value());
-  }
-  CHECK(observer.stale_reads.empty());
+  CHECK(observer.read_first.empty());
+  CHECK(observer.left_dirty.empty());
+  CHECK(observer.scope_ends.empty());
 }

@@ -80,6 +80,12 @@ int main(int argc, char** argv) {
     residue();
   } else if (scenario == "leak") {
     leak();
+  } else if (scenario == "taken") {
+    // What a test-framework guard does: take the findings and fail the test
+    // its own way; the report still gets them.
+    stale();
+    const auto taken = ctxpool::diagnostics::take_findings();
+    std::fprintf(stderr, "child: took %zu finding(s)\n", taken.size());
   } else if (scenario == "enabled") {
     return ctxpool::diagnostics::enabled() ? 10 : 11;
   } else {

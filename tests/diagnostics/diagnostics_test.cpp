@@ -1,6 +1,8 @@
-// Tests of <ctxpool/diagnostics.hpp>: stale reads, residue, false positives,
-// deduplication, suppressions, on/off. Tasks run on hand-written workers marked
-// with diagnostics::task_scope (the same hooks the thread_pool drives).
+// Tests of <ctxpool/diagnostics.hpp>: the schedule-independent model (tasks
+// leaving a slot dirty, tasks reading it first, whatever threads), reads
+// across a coroutine suspension, residue, false positives, deduplication,
+// suppressions, on/off. Tasks run on hand-written workers marked with
+// diagnostics::task_scope (the same hooks the thread_pool drives).
 #include <ctxpool/diagnostics.hpp>
 
 #include <doctest/doctest.h>
@@ -24,6 +26,24 @@ ctxpool::thread_local_var<int> connection{"connection", ctxpool::lifetime::threa
 ctxpool::local_stack<int> request_stack{"request_stack"};
 
 thread_local std::string legacy_user;  // a plain thread_local the code cannot change
+
+/// What the pool does for each step of a coroutine: a task of its own, run in
+/// a continuation of the coroutine's context (same lineage), its slot scope
+/// ending before the task does.
+template <class Body>
+void coroutine_step(const ctxpool::detail::captured_context& coroutine, const char* name,
+                    Body&& body) {
+  ctxpool::task_observer* observer = diag::pool_observer();
+  REQUIRE(observer != nullptr);
+  ctxpool::detail::fresh_context_scope resumed(coroutine, /*continuation=*/true);
+  const ctxpool::task_info info{diag::next_task_id(), std::source_location::current(), name};
+  observer->on_task_begin(info);
+  {
+    ctxpool::task_slot_scope slots;
+    body();
+  }
+  observer->on_task_end(info);
+}
 
 std::vector<diag::finding> of_kind(diag::finding_kind kind) {
   std::vector<diag::finding> result;
@@ -69,7 +89,7 @@ TEST_CASE("next_task_id is unique and increasing") {
   CHECK(b > a);
 }
 
-TEST_CASE("a task reading a value an earlier task left is a stale read, with the details") {
+TEST_CASE("a task reading first a slot an earlier task left dirty is a stale read, with the details") {
   detection_session session;
   worker w;
   std::source_location write_site;
@@ -100,37 +120,100 @@ TEST_CASE("a task reading a value an earlier task left is a stale read, with the
   CHECK(f.writer.id != 0);
   CHECK(f.writer.id < f.task.id);
   CHECK(f.write_site.line() == write_site.line());
-  CHECK(f.tasks_between == 2);
+  CHECK(f.left_dirty == 1);
   CHECK(f.thread != 0);
   CHECK(f.count == 1);
+  CHECK_FALSE(f.same_context);
 
   const std::string text = diag::format_finding(f);
   CHECK(text.find("ERROR: ctxpool: stale-read of 'auth_token' (std::string)") != std::string::npos);
   CHECK(text.find("\"anonymous\"") != std::string::npos);
   CHECK(text.find("\"login\"") != std::string::npos);
-  CHECK(text.find("2 task(s) ran on this thread in between") != std::string::npos);
+  CHECK(text.find("1 task(s) had left it so") != std::string::npos);
   CHECK(text.find("alice-token") == std::string::npos);  // values are never printed
   CHECK(text.find("silence this: stale-read:auth_token)") != std::string::npos);
 }
 
-TEST_CASE("every read form reports: value, value_or, has_value, top, pop, size") {
+TEST_CASE("every read form counts as a first read: value, value_or, has_value, top, pop, size, empty") {
   detection_session session;
   worker w;
-  w.run("writer", [] {
-    auth_token.set("t");
-    request_stack.push(1);
-  });
-  w.run("reader", [] {
-    CHECK_THROWS_AS((void)auth_token.value(), ctxpool::lookup_error);
-    CHECK(auth_token.value_or("none") == "none");
-    CHECK(request_stack.top() == nullptr);
-    CHECK_FALSE(request_stack.pop().has_value());
-    CHECK(request_stack.size() == 0);
-  });
+  w.run("writer", [] { auth_token.set("t"); });
+  // Each reader's first access is a different read form: one finding each.
+  w.run("value", [] { CHECK_THROWS_AS((void)auth_token.value(), ctxpool::lookup_error); });
+  w.run("value_or", [] { CHECK(auth_token.value_or("none") == "none"); });
+  w.run("has_value", [] { CHECK_FALSE(auth_token.has_value()); });
+  CHECK(diag::findings().size() == 3);
+  diag::clear_findings();
+
+  w.run("leaves-a-frame", [] { request_stack.push(1); });
+  w.run("top", [] { CHECK(request_stack.top() == nullptr); });
+  w.run("pop", [] { CHECK_FALSE(request_stack.pop().has_value()); });
+  w.run("size", [] { CHECK(request_stack.size() == 0); });
+  w.run("empty", [] { CHECK(request_stack.empty()); });
   const auto found = diag::findings();
-  // Five distinct read sites, each its own finding.
+  // Four read sites, and the push of the task that left the frame: a push
+  // onto a stack some task leaves non-empty lands on its leftovers.
   CHECK(found.size() == 5);
-  for (const auto& f : found) CHECK(f.kind == diag::finding_kind::stale_read);
+  for (const auto& f : found) {
+    CHECK(f.kind == diag::finding_kind::stale_read);
+    CHECK(f.variable == "request_stack");
+  }
+}
+
+TEST_CASE("only a task's first access counts: a read after its own write is clean") {
+  detection_session session;
+  worker w;
+  w.run("login", [] { auth_token.set("t"); });
+  w.run("reads twice", [] {
+    (void)auth_token.has_value();  // first: reported
+    (void)auth_token.has_value();  // second: part of the same first-read, not counted
+  });
+  w.run("writes then reads", [] {
+    auth_token.set("mine");
+    (void)auth_token.value();
+  });
+  // Two leaving sites (the login, and the writer that also leaves its value),
+  // one reading task: a finding per pair, both naming the reader.
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 2);
+  for (const auto& f : found) {
+    CHECK(f.task.name == "reads twice");
+    CHECK(f.count == 1);
+  }
+  CHECK(found.front().writer.name == "login");
+  CHECK(found.back().writer.name == "writes then reads");
+}
+
+TEST_CASE("schedule independence: reader and leaver on different threads, in either order") {
+  detection_session session;
+  worker a;
+  worker b;
+  a.run("login", [] { auth_token.set("t"); });
+  bool seen = true;
+  b.run("anonymous", [&] { seen = auth_token.has_value(); });
+  CHECK_FALSE(seen);  // nothing there on b: an ordinary test would pass here
+  REQUIRE(diag::findings().size() == 1);
+  diag::clear_findings();
+
+  // The reader first, then the task that leaves the slot dirty.
+  b.run("anonymous", [&] { seen = auth_token.has_value(); });
+  CHECK(diag::findings().empty());  // nobody left it dirty yet
+  a.run("login", [] { auth_token.set("t"); });
+  const auto found = diag::findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().task.name == "anonymous");
+  CHECK(found.front().writer.name == "login");
+}
+
+TEST_CASE("a stale read is found after a thousand unrelated tasks in between") {
+  detection_session session;
+  worker a;
+  worker b;
+  a.run("login", [] { auth_token.set("t"); });
+  for (int i = 0; i < 1000; ++i) (i % 2 == 0 ? a : b).run("unrelated", [] {});
+  b.run("anonymous", [] { (void)auth_token.value_or(""); });
+  REQUIRE(diag::findings().size() == 1);
+  CHECK(diag::findings().front().variable == "auth_token");
 }
 
 TEST_CASE("identical findings are reported once, with a count") {
@@ -149,17 +232,18 @@ TEST_CASE("identical findings are reported once, with a count") {
 
 TEST_CASE("no finding: a task reading what it wrote itself") {
   detection_session session;
+  ctxpool::thread_local_var<int> scratch{"scratch"};
   worker w;
-  w.run("self", [] {
+  w.run("self", [&] {
     auth_token.set("mine");
     CHECK(auth_token.value() == "mine");
     {
       // An inner scope wipes what it first wrote; reading it back in the
-      // same task is not another task's residue.
+      // same task is not another task's read.
       ctxpool::task_slot_scope inner;
-      request_stack.push(7);
+      scratch.set(7);
     }
-    CHECK(request_stack.size() == 0);
+    CHECK_FALSE(scratch.has_value());
   });
   CHECK(diag::findings().empty());
 }
@@ -199,7 +283,7 @@ TEST_CASE("no finding: the value was reset or rewritten before the read") {
   worker w;
   w.run("login", [] { auth_token.set("a"); });
   w.run("careful", [] {
-    auth_token.reset();  // clears the tombstone
+    auth_token.reset();  // a reset first is a write
     CHECK_FALSE(auth_token.has_value());
   });
   w.run("login", [] { auth_token.set("b"); });
@@ -221,65 +305,59 @@ TEST_CASE("no finding: values propagated by context") {
   CHECK(diag::findings().empty());
 }
 
-TEST_CASE("tombstones are per thread: two workers do not see each other's values") {
+TEST_CASE("a coroutine's later step reading first what its earlier step left: read-across-suspension, on any thread") {
   detection_session session;
-  worker a;
-  worker b;
-  a.run("login", [] { auth_token.set("t"); });
-  bool seen = true;
-  b.run("anonymous", [&] { seen = auth_token.has_value(); });
-  CHECK_FALSE(seen);
-  CHECK(diag::findings().empty());
-  a.run("anonymous", [&] { seen = auth_token.has_value(); });
-  CHECK(diag::findings().size() == 1);
-}
-
-TEST_CASE("a coroutine's later step reading its earlier step's thread-local: reported, marked same_context") {
-  detection_session session;
-  ctxpool::task_observer* observer = diag::pool_observer();
-  REQUIRE(observer != nullptr);
-  // What the pool does for a coroutine: each step is a task of its own, run
-  // in a continuation of the coroutine's context (same lineage).
-  std::optional<ctxpool::detail::captured_context> coroutine_context;
-  {
-    diag::task_scope spawn{"co_spawn"};
-    coroutine_context = ctxpool::detail::captured_context::capture();
-  }
-  auto step = [&](auto&& body) {
-    ctxpool::detail::fresh_context_scope resumed(*coroutine_context, /*continuation=*/true);
-    ctxpool::task_slot_scope slots;
-    const ctxpool::task_info info{diag::next_task_id(), std::source_location::current(), "coro"};
-    observer->on_task_begin(info);
-    body();
-    observer->on_task_end(info);
+  auto spawn = [] {
+    diag::task_scope spawner{"co_spawn"};
+    return ctxpool::detail::captured_context::capture();
   };
-  std::thread t([&] {
-    step([] { auth_token.set("step-1"); });
-    step([] { (void)auth_token.has_value(); });  // after co_await, same thread
-  });
-  t.join();
+  const auto first_coroutine = spawn();
+  auto step = [](const ctxpool::detail::captured_context& coroutine, auto&& body) {
+    coroutine_step(coroutine, "coro", body);
+  };
+  // Resumed on another thread: nothing is there, and it is reported anyway.
+  for (int round = 0; round < 3; ++round) {
+    std::thread before([&] { step(first_coroutine, [] { auth_token.set("step-1"); }); });
+    before.join();
+    std::thread after([&] { step(first_coroutine, [] { (void)auth_token.has_value(); }); });
+    after.join();
+  }
   auto found = diag::take_findings();
   REQUIRE(found.size() == 1);
+  CHECK(found.front().kind == diag::finding_kind::read_across_suspension);
   CHECK(found.front().same_context);
+  CHECK(found.front().count == 3);  // every time
+  CHECK(found.front().variable == "auth_token");
   CHECK(diag::format_finding(found.front()).find("keep this state in a context_var") !=
         std::string::npos);
 
-  // Another task (another context) reading on the same thread: not marked.
-  std::thread u([&] {
-    step([] { auth_token.set("step-1"); });
-    diag::task_scope other{"other request"};
-    (void)auth_token.has_value();
-  });
-  u.join();
+  // Another coroutine (another lineage) reading first what this one left:
+  // an ordinary stale read.
+  const auto second_coroutine = spawn();
+  std::thread other([&] { step(second_coroutine, [] { (void)auth_token.value_or(""); }); });
+  other.join();
   found = diag::take_findings();
   REQUIRE(found.size() == 1);
+  CHECK(found.front().kind == diag::finding_kind::stale_read);
   CHECK_FALSE(found.front().same_context);
+}
 
-  // The coroutine's later step resuming on another thread: nothing there.
-  std::thread writer([&] { step([] { auth_token.set("step-1"); }); });
-  writer.join();
-  std::thread resumed([&] { step([] { (void)auth_token.has_value(); }); });
-  resumed.join();
+TEST_CASE("no finding: coroutines that write their slot before reading it, whatever they share") {
+  detection_session session;
+  // Two coroutines spawned from one acceptor continue the acceptor's
+  // context; each writes its slot first in every step that reads it.
+  const auto acceptor = ctxpool::detail::captured_context::capture();
+  auto step = [&](auto&& body) { coroutine_step(acceptor, "conn", body); };
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      step([i] {
+        auth_token.set("conn-" + std::to_string(i));
+        CHECK(auth_token.value() == "conn-" + std::to_string(i));
+      });
+    });
+  }
+  for (auto& t : threads) t.join();
   CHECK(diag::findings().empty());
 }
 
@@ -287,35 +365,37 @@ TEST_CASE("nested (inline) tasks are attributed to the innermost task") {
   detection_session session;
   worker w;
   std::uint64_t inner_id = 0;
+  std::uint64_t outer_id = 0;
   w.run("outer", [&] {
     {
       diag::task_scope inner{"inline-dispatched"};
       inner_id = inner.id();
-      auth_token.set("inner's");
+      auth_token.set("inner's");  // left dirty by the inner task, not the outer one
     }
-    (void)auth_token.has_value();  // the outer task reads what the inner one left
+  });
+  w.run("outer", [&] {
+    diag::task_scope inner{"inline-reader"};
+    (void)auth_token.has_value();  // the inner task's first read
   });
   const auto found = diag::findings();
   REQUIRE(found.size() == 1);
   CHECK(found.front().writer.id == inner_id);
   CHECK(found.front().writer.name == "inline-dispatched");
-  CHECK(found.front().task.name == "outer");
+  CHECK(found.front().task.name == "inline-reader");
+  (void)outer_id;
 }
 
-TEST_CASE("a read outside any task of a tombstone is reported, naming no reading task") {
+TEST_CASE("no finding: a read outside any task (a thread stop hook) is nobody's first read") {
   detection_session session;
   std::thread t([] {
     {
       diag::task_scope task{"writer"};
       auth_token.set("t");
     }
-    (void)auth_token.has_value();  // e.g. in a thread stop hook
+    (void)auth_token.has_value();
   });
   t.join();
-  const auto found = diag::findings();
-  REQUIRE(found.size() == 1);
-  CHECK(found.front().task.id == 0);
-  CHECK(diag::format_finding(found.front()).find("code outside any task") != std::string::npos);
+  CHECK(diag::findings().empty());
 }
 
 TEST_CASE("a watched plain thread_local left changed is residue naming the task") {
@@ -346,8 +426,9 @@ TEST_CASE("suppressions silence matching findings and count them") {
   w.run("push", [] { request_stack.push(1); });
   w.run("peek", [] { (void)request_stack.top(); });
   const auto found = diag::findings();
-  REQUIRE(found.size() == 1);
+  REQUIRE(found.size() == 2);  // the peek, and the push onto what the push left
   CHECK(found.front().variable == "request_stack");
+  CHECK(found.back().variable == "request_stack");
 }
 
 TEST_CASE("suppressions match source files by glob") {
@@ -363,14 +444,22 @@ TEST_CASE("suppressions match source files by glob") {
 TEST_CASE("take_findings withdraws, clear_findings clears") {
   detection_session session;
   worker w;
-  w.run("login", [] { auth_token.set("t"); });
-  w.run("anonymous", [] { (void)auth_token.has_value(); });
+  auto login = [] { auth_token.set("t"); };
+  auto anonymous = [] { (void)auth_token.has_value(); };
+  const auto site = std::source_location::current();
+  w.run("login", login, site);
+  w.run("anonymous", anonymous, site);
   CHECK(diag::take_findings().size() == 1);
   CHECK(diag::findings().empty());
-  w.run("login", [] { auth_token.set("t"); });
-  w.run("anonymous", [] { (void)auth_token.has_value(); });
-  CHECK(diag::findings().size() == 1);
+  w.run("login", login, site);
+  CHECK(diag::findings().empty());  // a leave alone is no new occurrence of the read
+  w.run("anonymous", anonymous, site);
+  REQUIRE(diag::findings().size() == 1);
+  CHECK(diag::findings().front().count == 1);  // counted from the take
   diag::clear_findings();
+  CHECK(diag::findings().empty());
+  // Cleared, the model forgot the leave too: a read alone is no finding.
+  w.run("anonymous", anonymous, site);
   CHECK(diag::findings().empty());
 }
 

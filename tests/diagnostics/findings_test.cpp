@@ -5,7 +5,9 @@
 #include <doctest/doctest.h>
 
 #include <memory>
+#include <source_location>
 #include <string>
+#include <thread>
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/diagnostics.hpp>
@@ -138,4 +140,47 @@ TEST_CASE("leaks: nothing to report when tasks let go of everything") {
   }
   diag::check_leaks();
   CHECK(diag::findings().empty());
+}
+
+TEST_CASE("taken findings no longer count for the exit status, but a later occurrence is new") {
+  detection_session session;
+  worker w;
+  auto login = [] { session_id.set("s"); };
+  auto reader = [] { (void)session_id.has_value(); };
+  const auto site = std::source_location::current();
+  w.run("writer", login, site);
+  w.run("reader", reader, site);
+  const auto mark = diag::finding_mark();
+  CHECK(diag::take_findings_since(mark).empty());  // nothing after the mark
+  w.run("reader", reader, site);                   // a repeat after the mark
+  const auto taken = diag::take_findings_since(mark);
+  REQUIRE(taken.size() == 1);
+  CHECK(taken.front().count == 2);  // the occurrences so far, as a guard reports them
+  CHECK(diag::findings().empty());
+  w.run("reader", reader, site);
+  REQUIRE(diag::findings().size() == 1);
+  CHECK(diag::findings().front().count == 1);  // counted from the take
+}
+
+TEST_CASE("unobserved_tasks counts task scopes no task observer announced") {
+  detection_session session;
+  const auto before = diag::unobserved_tasks();
+  worker w;
+  w.run("observed", [] {});  // a task_scope: announced
+  CHECK(diag::unobserved_tasks() == before);
+  std::thread bare([] {
+    ctxpool::task_slot_scope slots;  // what a pool built while detection was off does
+  });
+  bare.join();
+  CHECK(diag::unobserved_tasks() == before + 1);
+}
+
+TEST_CASE("CTXPOOL_THREAD_CACHE names match discovered names, qualified or not") {
+  CHECK(diag::thread_cache_name_matches("rng", "rng"));
+  CHECK(diag::thread_cache_name_matches("rng", "app::rng"));
+  CHECK(diag::thread_cache_name_matches("rng", "make_id()::rng"));
+  CHECK(diag::thread_cache_name_matches("app::rng", "app::rng"));
+  CHECK_FALSE(diag::thread_cache_name_matches("rng", "app::my_rng"));
+  CHECK_FALSE(diag::thread_cache_name_matches("rng", "rng2"));
+  CHECK_FALSE(diag::thread_cache_name_matches("app::rng", "rng"));
 }

@@ -59,6 +59,10 @@ TEST_CASE("every option parses") {
   CHECK(diag::parse_options("residue:exitcode=0").exitcode == 0);
   CHECK(diag::parse_options("residue:exitcode=255").exitcode == 255);
   CHECK_FALSE(diag::parse_options("residue:halt_on_error=0").halt_on_error);
+  CHECK(diag::parse_options("residue").thread_locals);  // plain thread_locals on by default
+  CHECK_FALSE(diag::parse_options("residue:thread_locals=0").thread_locals);
+  CHECK_THROWS_WITH_AS(diag::parse_options("residue:thread_locals=no"),
+                       doctest::Contains("malformed value 'no'"), diag::config_error);
 }
 
 TEST_CASE("the report format follows the file name unless given") {
@@ -128,6 +132,18 @@ TEST_CASE("suppressions: kind:pattern lines, comments and blanks") {
   CHECK(rules[1].pattern == "legacy_*.cpp");
   CHECK(rules[2].kind == "leak");
   CHECK(rules[3].kind == "*");
+}
+
+TEST_CASE("suppressions: the new kinds, read-across-suspension and thread-cache declarations") {
+  const auto rules = diag::parse_suppressions(
+      "read-across-suspension:request_*\n"
+      "thread-cache:rng\n"
+      "thread-cache:vendor::*scratch*\n");
+  REQUIRE(rules.size() == 3);
+  CHECK(rules[0].kind == "read-across-suspension");
+  CHECK(rules[1].kind == "thread-cache");
+  CHECK(rules[1].pattern == "rng");
+  CHECK(rules[2].pattern == "vendor::*scratch*");
 }
 
 TEST_CASE("suppressions: bad lines are errors with file and line") {

@@ -170,6 +170,31 @@ TEST_CASE("suppressions file: silences matches and prints what each suppressed")
   CHECK(run("both", "residue:suppressions=" + supp, dir).exit_status == 0);
 }
 
+TEST_CASE("suppression lines that matched nothing are named at exit") {
+  scratch_dir dir;
+  const auto supp = dir.file("supp.txt");
+  std::ofstream(supp) << "stale-read:auth_tokn\nthread-cache:no_such_cache\n";
+  const auto result = run("stale", "residue:suppressions=" + supp, dir);
+  CHECK(result.exit_status == 66);  // the misspelt line hid nothing
+  CHECK(contains(result.err, "suppression 'stale-read:auth_tokn' suppressed 0 occurrence(s): it "
+                             "matched nothing, check its spelling"));
+  CHECK(contains(result.err, "suppression 'thread-cache:no_such_cache' matched no plain thread_local"));
+}
+
+TEST_CASE("findings a test guard took still reach the report and the SUMMARY, not the exit status") {
+  scratch_dir dir;
+  const auto path = dir.file("report.sarif");
+  const auto result = run("taken", "residue:report=" + path, dir);
+  CHECK(contains(result.err, "child: took 1 finding(s)"));
+  CHECK(result.exit_status == 0);  // the test framework fails the test, not the detector
+  CHECK(contains(result.err, "SUMMARY: ctxpool: stale-read: 1 finding(s), 3 occurrence(s)"));
+  const auto log = json::parse(ctxpool_test::read_file(path)).as_object();
+  const auto& results = log.at("runs").as_array().at(0).at("results").as_array();
+  REQUIRE(results.size() == 1);
+  CHECK(results.at(0).at("ruleId").as_string() == "stale-read");
+  CHECK(results.at(0).at("properties").at("variable").as_string() == "auth_token");
+}
+
 TEST_CASE("report=...json: JSON lines with a schema version, one per finding, then a summary") {
   scratch_dir dir;
   const auto path = dir.file("report.jsonl");

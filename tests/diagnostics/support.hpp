@@ -155,9 +155,10 @@ class scratch_dir {
   return text.str();
 }
 
-/// Runs `program scenario` with CTXPOOL_DIAGNOSTICS set to `diagnostics`
+/// Runs `program args...` with CTXPOOL_DIAGNOSTICS set to `diagnostics`
 /// (unset when empty) and waits for it.
-[[nodiscard]] inline child_result run_child(const std::string& program, const std::string& scenario,
+[[nodiscard]] inline child_result run_child(const std::string& program,
+                                            std::vector<std::string> args,
                                             const std::optional<std::string>& diagnostics,
                                             const scratch_dir& dir) {
   std::vector<std::string> env_strings;
@@ -177,11 +178,12 @@ class scratch_dir {
                                    0644);
   posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
   std::string program_arg = program;
-  std::string scenario_arg = scenario;
-  char* argv[] = {program_arg.data(), scenario_arg.data(), nullptr};
+  std::vector<char*> argv{program_arg.data()};
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
   pid_t pid = 0;
   child_result result;
-  const int spawned = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv, envp.data());
+  const int spawned = ::posix_spawn(&pid, program.c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (spawned != 0) {
     result.err = "posix_spawn failed";
@@ -193,6 +195,13 @@ class scratch_dir {
   if (WIFEXITED(status)) result.exit_status = WEXITSTATUS(status);
   result.err = read_file(err_path);
   return result;
+}
+
+/// Runs `program scenario`; see above.
+[[nodiscard]] inline child_result run_child(const std::string& program, const std::string& scenario,
+                                            const std::optional<std::string>& diagnostics,
+                                            const scratch_dir& dir) {
+  return run_child(program, std::vector<std::string>{scenario}, diagnostics, dir);
 }
 
 }  // namespace ctxpool_test

@@ -3,8 +3,9 @@
 // The context layer knows nothing of pools or reports. A pool tells observers
 // when threads start and stop and when each task begins and ends
 // (`task_observer`, folly's TaskObserver idea); the diagnostics layer installs
-// a `residue_observer` to learn about every write and wipe of a thread-local
-// slot. With no observer installed every hook is one predictable branch.
+// a `residue_observer` to learn which task reads a thread-local slot before
+// writing it and which leaves a value behind. With no observer installed every
+// hook is one predictable branch.
 //
 // @par Thread safety
 // `set_residue_observer` is meant to be called once at start-up, before pool
@@ -57,29 +58,43 @@ struct slot_view {
   std::string_view name;
   std::string_view type_name;  ///< demangled
   lifetime life;
+  std::uint32_t id = 0;  ///< process-unique number of the variable (never reused)
+  bool stack = false;    ///< a `local_stack` (else a `thread_local_var`)
+  /// For task events: the nesting depth of the `task_slot_scope` reporting it
+  /// (1: outermost), so that an observer can tell a scope no task observer
+  /// announced (a bare `task_slot_scope`) from the task around it.
+  unsigned scope_depth = 0;
 };
 
-/// Opaque record an observer keeps with a written value and, after the wipe,
-/// as its tombstone. The context layer only stores and hands it back.
-using write_record = std::shared_ptr<const void>;
-
 /// Sees slot traffic and value lifecycles; installed by the diagnostics layer.
+///
+/// While an observer is installed, the context layer tracks, per thread and
+/// per `lifetime::task` slot, whether the task running in the innermost
+/// `task_slot_scope` has touched the slot yet, and reports the two facts the
+/// residue model is built from: a task's first access being a read, and a
+/// task leaving a value behind. Outside any task scope nothing is reported.
 class residue_observer {
  public:
   virtual ~residue_observer() = default;
 
-  /// A `lifetime::task` slot was written at `where` on this thread.
-  /// @returns the record to keep with the value (and later as its tombstone).
-  virtual write_record on_write(const slot_view& slot, std::source_location where) noexcept = 0;
+  /// The running task's first access to a `lifetime::task` slot on this
+  /// thread is a read at `where` (for a `local_stack`: any first access, a
+  /// push included, since a push lands on whatever an earlier task left).
+  virtual void on_read_first(const slot_view& slot, std::source_location where) noexcept = 0;
 
-  /// A read found no value but the tombstone of one that `writer` left on this
-  /// thread and the pool wiped: an ordinary pool would have returned it.
-  virtual void on_stale_read(const slot_view& slot, const write_record& writer,
-                             std::source_location where) noexcept = 0;
+  /// The task scope now ending leaves a value in `slot` (a non-empty stack);
+  /// `last_write` is where it was last written on this thread. Called before
+  /// the value is wiped.
+  virtual void on_left_dirty(const slot_view& slot, std::source_location last_write) noexcept = 0;
 
   /// A watched plain `thread_local` was changed by the task now ending; it has
   /// been restored already.
   virtual void on_watched_residue(const slot_view& slot) noexcept = 0;
+
+  /// A `task_slot_scope` at nesting depth `depth` (1: outermost) ended, after
+  /// its wipe: lets the observer notice task scopes that no task observer
+  /// announced (a pool built before detection was switched on).
+  virtual void on_task_slots_end(unsigned /*depth*/) noexcept {}
 
   /// A context variable's value came into existence (for leak accounting).
   virtual void on_value_created(const void* /*value*/, std::string_view /*var_name*/,

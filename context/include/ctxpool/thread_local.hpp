@@ -11,7 +11,11 @@
 // what the task wrote: each thread lists the slots written during the task.
 //
 // Pools mark each task with a `task_slot_scope`; a hand-written worker loop can
-// do the same. Plain `thread_local` variables the user cannot change to
+// do the same. While a residue observer is installed (diagnostic mode), each
+// slot also remembers whether the running task has touched it yet, so that a
+// task's first read and the values it leaves behind can be reported (see
+// <ctxpool/hooks.hpp>); without one, that costs one thread-local load per
+// access. Plain `thread_local` variables the user cannot change to
 // `thread_local_var` can be watched with `watch_thread_local`: the pool restores
 // them after each task.
 //
@@ -53,10 +57,23 @@ struct slot_info {
   std::string type_name;
   lifetime life;
   std::uint32_t index;  // dense: position in each thread's slot table
+  bool stack;           // a local_stack: every first access counts as a read
 };
 
 std::shared_ptr<const slot_info> make_slot_info(std::string name, const std::type_info& type,
-                                                lifetime life);
+                                                lifetime life, bool stack);
+
+/// This thread's task access clock, for diagnostics. `current` is the epoch
+/// of the innermost task scope (0 when no observer was installed when it
+/// began, or outside any scope); `last` the last epoch handed out on this
+/// thread. A slot whose `access_epoch` is below `current` has not been touched
+/// by the running task yet. Trivially destructible and constant-initialised,
+/// so the check costs one thread-pointer load when diagnostics is off.
+struct access_clock {
+  std::uint64_t current;
+  std::uint64_t last;
+};
+inline constinit thread_local access_clock task_clock{0, 0};
 
 /// One thread's storage for one variable.
 class slot_base {
@@ -71,9 +88,10 @@ class slot_base {
   [[nodiscard]] const slot_info& info() const noexcept { return *info_; }
 
   // Bookkeeping for the wipe and for diagnostics (written by thread_local.cpp).
-  write_record writer;     // who wrote the value (or, with tombstone set, the wiped one)
-  bool tombstone = false;  // the pool wiped a value a task left here
-  bool listed = false;     // in this thread's written-during-task list
+  std::source_location write_site{};  // where the value was last written on this thread
+  std::uint64_t access_epoch = 0;     // task_clock epoch of the last tracked access
+  std::uint64_t outer_epoch = 0;      // access_epoch before the running task's first access
+  bool listed = false;                // in this thread's written-during-task list
 
  private:
   std::shared_ptr<const slot_info> info_;
@@ -83,10 +101,11 @@ class slot_base {
 [[nodiscard]] slot_base* find_slot(std::uint32_t index) noexcept;
 /// Stores a new slot for this thread and returns it.
 slot_base* install_slot(std::unique_ptr<slot_base> slot);
-/// Lists the slot for the wipe and lets the observer record the writer.
+/// Lists the slot for the wipe, remembers the write site and, in diagnostic
+/// mode, marks the running task's first access.
 void note_write(slot_base& slot, std::source_location where);
-/// Reports a stale read of a tombstoned slot to the observer.
-void report_stale_read(const slot_base& slot, std::source_location where) noexcept;
+/// Diagnostic mode: the running task's first access to `slot` was a read.
+void note_read_first(slot_base& slot, std::source_location where) noexcept;
 
 /// A slot holding at most one T.
 template <class T>
@@ -116,14 +135,33 @@ class stack_slot final : public slot_base {
 template <class Slot>
 class slot_handle {
  protected:
-  slot_handle(std::string name, const std::type_info& type, lifetime life)
-      : info_(make_slot_info(std::move(name), type, life)) {}
+  slot_handle(std::string name, const std::type_info& type, lifetime life, bool stack)
+      : info_(make_slot_info(std::move(name), type, life, stack)) {}
 
-  /// This thread's slot for a read; reports a stale read when the slot is
-  /// empty because the pool wiped what an earlier task left.
+  /// This thread's slot for a read; in diagnostic mode, also notes whether
+  /// this is the running task's first access to it.
   [[nodiscard]] Slot* slot_for_read(std::source_location where) const noexcept {
     auto* slot = static_cast<Slot*>(find_slot(info_->index));
-    if (slot != nullptr && slot->tombstone) report_stale_read(*slot, where);
+    if (CTXPOOL_UNLIKELY(task_clock.current != 0)) slot = track_read(slot, where);
+    return slot;
+  }
+
+  /// Diagnostic mode only: marks the task's access (creating an empty slot to
+  /// carry the mark) and reports it when it is the task's first.
+  [[nodiscard]] Slot* track_read(Slot* slot, std::source_location where) const noexcept {
+    if (info_->life != lifetime::task) return slot;
+    if (slot == nullptr) {
+      try {
+        slot = static_cast<Slot*>(install_slot(std::make_unique<Slot>(info_)));
+      } catch (...) {
+        return nullptr;  // out of memory: the access goes untracked
+      }
+    }
+    if (slot->access_epoch < task_clock.current) {
+      slot->outer_epoch = slot->access_epoch;
+      slot->access_epoch = task_clock.current;
+      note_read_first(*slot, where);
+    }
     return slot;
   }
 
@@ -151,6 +189,10 @@ class slot_handle {
 
 [[noreturn]] void throw_no_thread_value(const std::string& name);
 
+/// The names of the plain `thread_local`s currently registered with
+/// `watch_thread_local` (restored after each task), for diagnostics.
+[[nodiscard]] std::vector<std::string> watched_thread_local_names();
+
 }  // namespace detail
 
 /// A variable with one value per thread, wiped after each pool task unless it
@@ -167,7 +209,7 @@ class thread_local_var : public detail::slot_handle<detail::value_slot<T>> {
 
   /// A slot named `name` (copied) with the given lifetime.
   explicit thread_local_var(std::string name, lifetime life = lifetime::task)
-      : base(std::move(name), typeid(T), life) {}
+      : base(std::move(name), typeid(T), life, /*stack=*/false) {}
 
   /// Whether this thread holds a value.
   [[nodiscard]] bool has_value(std::source_location where = std::source_location::current()) const {
@@ -202,11 +244,15 @@ class thread_local_var : public detail::slot_handle<detail::value_slot<T>> {
         .value.emplace(std::forward<Args>(args)...);
   }
 
-  /// Destroys this thread's value, if any.
+  /// Destroys this thread's value, if any. For diagnostics this is a write:
+  /// a task that resets before reading does not read stale state.
   void reset() noexcept {
     if (auto* slot = this->existing_slot()) {
       slot->value.reset();
-      slot->tombstone = false;
+      if (detail::task_clock.current != 0 && slot->access_epoch < detail::task_clock.current) {
+        slot->outer_epoch = slot->access_epoch;
+        slot->access_epoch = detail::task_clock.current;
+      }
     }
   }
 };
@@ -221,7 +267,7 @@ class local_stack : public detail::slot_handle<detail::stack_slot<T>> {
   using value_type = T;
 
   explicit local_stack(std::string name, lifetime life = lifetime::task)
-      : base(std::move(name), typeid(T), life) {}
+      : base(std::move(name), typeid(T), life, /*stack=*/true) {}
 
   /// Pushes `value` on this thread's stack.
   void push(T value, std::source_location where = std::source_location::current()) {
@@ -270,6 +316,7 @@ class task_slot_scope {
 
  private:
   std::size_t mark_;
+  std::uint64_t outer_epoch_;  // the enclosing scope's access epoch, restored at the end
 };
 
 /// The registration of a watched `thread_local`; destroying it stops the watch.

@@ -3,10 +3,8 @@
 // Thread pools reuse threads, and a value a task leaves in a thread-local is
 // seen by the next task on that thread: the anonymous request that runs with
 // the previous request's auth token. ctxpool wipes `lifetime::task` slots after
-// every task; in diagnostic mode the wipe leaves a tombstone naming the writer,
-// and a later task that reads the slot is reported (a *stale read*): on an
-// ordinary pool it would have seen the earlier task's value. The read itself
-// still behaves as in production (the value is gone).
+// every task, so in production the read finds nothing; residue detection
+// finds the code that would have read someone else's value on any other pool.
 //
 // Switch it on with `CTXPOOL_DIAGNOSTICS=residue[:options]` (see
 // <ctxpool/diagnostics/options.hpp>) or `enable()`. Findings are printed to
@@ -15,20 +13,50 @@
 // per kind found, then the process exits with status 66 (`exitcode=`). A
 // clean run prints nothing and keeps its own exit status.
 //
-// Not reported, by design: `lifetime::thread` slots (deliberate caches); a
-// value the reading task wrote itself; values written outside any task (a
-// thread start hook); anything on another thread (a coroutine resuming on
-// another worker, a strand hopping threads: tombstones are per thread).
+// The model does not depend on the schedule, like ThreadSanitizer's: one run
+// catches the bug whichever worker each task lands on. Per variable and
+// process-wide, the detector learns
+//   - which tasks *leave it dirty*: end with a value in a `thread_local_var`
+//     (a non-empty `local_stack`; a plain `thread_local` changed from what it
+//     was when the task began), with the task, its submit site, the write
+//     site and how many tasks did so;
+//   - which tasks *read it before writing it*: the task's first access to it
+//     is a read (`value`, `value_or`, `has_value`, `top`, `pop`, `size`,
+//     `empty`; for a `local_stack` that some task leaves non-empty, any first
+//     access, a `push` included, since it lands on the leftovers).
+// A variable with both is a finding, whatever threads the two ran on and in
+// either order (the reader may come first): kinds
+//   - `stale-read`: one finding per (variable, leaving site, reading site),
+//     naming both tasks (id, submit site), the read and write sites and how
+//     many tasks left the variable dirty; occurrences are counted;
+//   - `read-across-suspension`: the reader continues the context lineage of
+//     the task that left the value (a coroutine's later step, after
+//     `co_await`, reading first what an earlier step wrote): reported every
+//     time, whichever worker it resumes on. Work posted from one context
+//     shares its lineage too, so handlers posted from one context that pass
+//     a thread-local between them are reported this way. Keep such state in
+//     a `context_var`, which follows the coroutine;
+//   - `residue`: a plain `thread_local` left changed where its reads cannot be
+//     watched (see below), or one registered with `watch_thread_local` left
+//     changed (ctxpool restored it).
 //
-// Reported, with a note: a coroutine's later step (after `co_await`) reading a
-// thread-local its earlier step wrote, on the same thread. The pool's
-// executor runs each step as a task in a continuation of the same context,
-// but so it runs every handler posted from one context (every connection a
-// coroutine acceptor spawns), so the context cannot tell "my own earlier
-// step" from "another request": staying silent would hide the headline bug.
-// And the read is a bug either way: on another worker the step reads nothing,
-// or another request's value. Keep such state in a `context_var`, which
-// follows the coroutine. The finding's `same_context` flag marks these.
+// Not reported, by design: `lifetime::thread` slots and declared caches
+// (`CTXPOOL_THREAD_CACHE`, `thread-cache:` suppressions); a task reading what
+// it wrote (or reset) itself; values written and reads made outside any task
+// (a thread start hook); values that travel by `context_var`. A task run
+// inline inside another (an `asio::dispatch` from a pool thread) is a task of
+// its own: its first read of a slot its dispatcher left dirty is reported,
+// because queued it would not see that value.
+//
+// Plain `thread_local`s (Linux; `thread_locals=0` switches it off): the
+// program's own modules' variables are discovered with no code change; one a
+// task leaves changed is left dirty, and a later task's first access to it is
+// watched with a hardware watchpoint: a read first is a `stale-read` naming the
+// variable, its module and size, and the reading instruction's function and
+// source line. Assignments that read the old state to replace it count as
+// writes; guard variables and first-use initialisation are never findings.
+// Where watchpoints cannot be had, one notice at start-up says so, and a
+// variable left changed is reported alone as `residue`.
 //
 // Pools call `enabled()`, `pool_observer()` and `next_task_id()`; a
 // hand-written worker loop uses `task_scope`.
@@ -48,6 +76,7 @@
 #include <ctxpool/diagnostics/findings.hpp>
 #include <ctxpool/diagnostics/options.hpp>
 #include <ctxpool/diagnostics/task_scope.hpp>
+#include <ctxpool/diagnostics/thread_cache.hpp>
 #include <ctxpool/hooks.hpp>
 
 namespace ctxpool::diagnostics {

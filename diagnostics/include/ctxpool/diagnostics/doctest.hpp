@@ -11,10 +11,17 @@
 // `CTXPOOL_CHECK_NO_FINDINGS()` declares a guard that switches detection on
 // if it is off (with findings printed to stderr as usual) and, when the guard
 // is destroyed, reports each finding that occurred while it lived as one
-// doctest failure (`FAIL_CHECK`) at the finding's site, the full finding text
-// as the message. The findings are then withdrawn, so they do not also change
-// the process's exit status. Build pools after the guard: a pool reads
-// `enabled()` when it is constructed.
+// doctest failure (`FAIL_CHECK`) at the finding's site (the read site of a
+// stale read), the full finding text as the message. The findings are then
+// taken: they no longer change the process's exit status (doctest's own does),
+// but they still reach the SUMMARY lines and the `report=` file, so a CI job
+// that fails through the guard uploads a report naming the bug.
+//
+// A pool reads `enabled()` once, when it is built. A pool built while
+// detection was off (a global or fixture pool, with CTXPOOL_DIAGNOSTICS unset)
+// runs its tasks unobserved even after the guard switched detection on; the
+// guard then fails the test case saying so, rather than passing silently.
+// Build pools after the guard, or set CTXPOOL_DIAGNOSTICS=residue for the run.
 //
 // Findings from every thread count, so run one test case at a time (doctest
 // does) and join the pools the case started before it ends.
@@ -29,6 +36,7 @@
 
 #include <cstdint>
 #include <source_location>
+#include <string>
 
 #include <doctest/doctest.h>
 
@@ -45,21 +53,41 @@ class doctest_guard {
       : where_(where) {
     if (!enabled()) enable();
     mark_ = finding_mark();
+    unobserved_ = unobserved_tasks();
   }
   doctest_guard(const doctest_guard&) = delete;
   doctest_guard& operator=(const doctest_guard&) = delete;
   ~doctest_guard() {
     for (const finding& f : take_findings_since(mark_)) {
-      std::source_location where = f.site.line() != 0 ? f.site : f.task.submit_site;
-      if (where.line() == 0) where = where_;
-      DOCTEST_ADD_FAIL_CHECK_AT(where.file_name(), static_cast<int>(where.line()),
-                                format_finding(f));
+      const char* file = where_.file_name();
+      unsigned line = where_.line();
+      if (f.site.line() != 0) {
+        file = f.site.file_name();
+        line = f.site.line();
+      } else if (f.read_location.line != 0) {
+        file = f.read_location.file.c_str();
+        line = f.read_location.line;
+      } else if (f.task.submit_site.line() != 0) {
+        file = f.task.submit_site.file_name();
+        line = f.task.submit_site.line();
+      }
+      DOCTEST_ADD_FAIL_CHECK_AT(file, static_cast<int>(line), format_finding(f));
+    }
+    if (const std::uint64_t missed = unobserved_tasks() - unobserved_; missed != 0) {
+      const std::string why =
+          std::to_string(missed) +
+          " task(s) ran while CTXPOOL_CHECK_NO_FINDINGS() watched, unseen by residue "
+              "detection: their pool was built before detection was switched on (a pool reads "
+              "ctxpool::diagnostics::enabled() once, when it is built). Build the pool after "
+              "the guard, or run the tests with CTXPOOL_DIAGNOSTICS=residue.";
+      DOCTEST_ADD_FAIL_CHECK_AT(where_.file_name(), static_cast<int>(where_.line()), why);
     }
   }
 
  private:
   std::source_location where_;
   std::uint64_t mark_ = 0;
+  std::uint64_t unobserved_ = 0;
 };
 
 }  // namespace ctxpool::diagnostics

@@ -1,15 +1,21 @@
 // What the residue detector found: the finding record and the API to read it.
 //
-// Each finding names its kind, the variable and its type, the tasks involved
-// (id, name, submit site), the sites of the read and the write, the thread and
-// how many tasks ran on that thread in between. Values are never recorded: a
-// thread-local often holds a secret. Identical findings (same kind, variable,
-// type and sites) are kept once, with a count.
+// Each finding names its kind, the variable and its type (for a plain
+// `thread_local`: its module and size), the tasks involved (id, name, submit
+// site), the sites of the read and the write, and how many tasks left the
+// variable dirty. Values are never recorded: a thread-local often holds a
+// secret. Identical findings (same kind, variable, type and sites) are kept
+// once, with a count.
 //
-// Tests read findings with `findings()` and `take_findings()`; see also
-// <ctxpool/diagnostics/doctest.hpp>, which fails the test case that produced
-// one. Findings that are still recorded at exit make the process exit with
-// the configured `exitcode`; taking or clearing them withdraws them.
+// Tests read findings with `findings()` and `take_findings()`; test-framework
+// guards (<ctxpool/diagnostics/doctest.hpp>, <ctxpool/diagnostics/gtest.hpp>)
+// use `finding_mark()` and `take_findings_since()` to fail the test that
+// produced one. Findings still recorded at exit make the process exit with
+// the configured `exitcode`. Taking findings hands them to the caller: they no
+// longer change the exit status (the test framework fails the test instead),
+// but they still appear in the SUMMARY lines and the report file, so that a
+// CI job's SARIF upload shows what failed it. `clear_findings()` discards
+// them altogether.
 //
 // @par Thread safety
 // Every function here may be called from any thread, concurrently with tasks
@@ -31,13 +37,22 @@ namespace ctxpool::diagnostics {
 /// The kinds of finding; `to_string` gives the names used in reports,
 /// SUMMARY lines and suppressions.
 enum class finding_kind {
-  stale_read,      ///< "stale-read": a task read a value an earlier task left on its thread
-  residue,         ///< "residue": a task left a watched plain thread_local changed
+  /// "stale-read": some task leaves the variable dirty and some task reads it
+  /// before writing it; on an ordinary pool the reader can get the value.
+  stale_read,
+  /// "read-across-suspension": a coroutine step reads first what an earlier
+  /// step of the same coroutine (the same context lineage) left behind.
+  read_across_suspension,
+  /// "residue": a task left a plain thread_local changed, reported on its own
+  /// where reads cannot be watched, or a variable registered with
+  /// `watch_thread_local` left changed.
+  residue,
   leaked_value,    ///< "leaked-value": a context value alive at exit that no live context holds
   leaked_context,  ///< "leaked-context": a context made in a task, still alive at exit
 };
 
-/// "stale-read", "residue", "leaked-value" or "leaked-context".
+/// "stale-read", "read-across-suspension", "residue", "leaked-value" or
+/// "leaked-context".
 [[nodiscard]] std::string_view to_string(finding_kind kind) noexcept;
 
 /// A task as a finding names it.
@@ -47,43 +62,65 @@ struct task_ref {
   std::source_location submit_site{};  ///< line 0 when unknown
 };
 
+/// A code location found from a machine instruction (the reading instruction
+/// of a plain `thread_local`), as precise as the debug information allows.
+struct code_location {
+  std::string function;   ///< innermost (inlined) function, demangled; may be empty
+  std::string file;       ///< empty without debug information
+  unsigned line = 0;      ///< 0 without debug information
+  std::uintptr_t pc = 0;  ///< the instruction's address
+};
+
 /// One (deduplicated) finding.
 struct finding {
   finding_kind kind = finding_kind::stale_read;
   std::string variable;  ///< the variable's name
-  std::string type;      ///< its value type, demangled
-  /// stale-read: the reading task; residue: the task that left the change;
-  /// leaks: the task that created the value or context.
+  std::string type;      ///< its value type, demangled; empty for a plain thread_local
+  std::string module;    ///< plain thread_local: the executable or library defining it
+  std::size_t size = 0;  ///< plain thread_local: its size in bytes
+  /// stale-read and read-across-suspension: the reading task; residue: the
+  /// task that left the change; leaks: the task that created the value or context.
   task_ref task;
-  std::source_location site{};        ///< stale-read: where the read happened
-  task_ref writer;                    ///< stale-read: the task that wrote the value
-  std::source_location write_site{};  ///< stale-read: where it was written
-  std::uint64_t thread = 0;           ///< the detector's number for the thread (T1, T2, ...)
-  std::int64_t worker = -1;           ///< the pool's worker index, -1 if unknown
-  std::uint64_t tasks_between = 0;    ///< stale-read: tasks that ran on the thread in between
-  /// stale-read: the reader runs in a continuation of the writer's context (a
-  /// coroutine's later step, or work the writer's context posted).
+  std::source_location site{};   ///< where the read happened (a `thread_local_var`)
+  code_location read_location;   ///< where the read happened (a plain thread_local)
+  task_ref writer;               ///< the (first) task that left the value behind
+  std::source_location write_site{};  ///< where that value was last written (if known)
+  std::uint64_t left_dirty = 0;  ///< how many tasks left the variable dirty from that site
+  std::uint64_t thread = 0;      ///< the detector's number for the reader's thread (T1, T2, ...)
+  std::int64_t worker = -1;      ///< the pool's worker index, -1 if unknown
+  std::uint64_t tasks_between = 0;  ///< unused since findings stopped depending on threads; 0
+  /// The reader continues the writer's context (read-across-suspension).
   bool same_context = false;
-  std::uint64_t count = 1;            ///< how many times this finding occurred
-  std::uint64_t last_seen = 0;        ///< detector-wide sequence number of its last occurrence
+  std::uint64_t count = 1;       ///< how many times this finding occurred (reads, or leaves for residue)
+  std::uint64_t last_seen = 0;   ///< detector-wide sequence number of its last occurrence
 };
 
 /// The findings recorded so far, in the order they were first seen.
 [[nodiscard]] std::vector<finding> findings();
 
-/// The findings recorded so far; they are withdrawn (they no longer count
-/// for the exit status).
+/// The findings recorded so far; they are withdrawn from the exit status
+/// (they still reach the SUMMARY lines and the report file).
 [[nodiscard]] std::vector<finding> take_findings();
 
-/// Withdraws every finding (and resets the counts the SUMMARY lines report).
+/// Discards every finding, taken ones included, resets the counts the SUMMARY
+/// lines report, and forgets what tasks left dirty and read first (so that
+/// one test's tasks cannot pair with the next test's).
 void clear_findings() noexcept;
 
 /// A mark to pass to `take_findings_since`: the sequence number of the
 /// latest occurrence of any finding so far.
 [[nodiscard]] std::uint64_t finding_mark() noexcept;
 
-/// Withdraws and returns the findings that occurred (again) after `mark`.
+/// Withdraws from the exit status and returns the findings that occurred
+/// (again) after `mark`; like `take_findings`, they still reach the report.
 [[nodiscard]] std::vector<finding> take_findings_since(std::uint64_t mark);
+
+/// How many task scopes ran with detection on that no task observer
+/// announced: tasks of a pool built while detection was off (a pool reads
+/// `enabled()` once, when it is built), or a bare `task_slot_scope`. Their
+/// reads and writes cannot be attributed to tasks, so they are not checked;
+/// test guards fail when this grows while they watch.
+[[nodiscard]] std::uint64_t unobserved_tasks() noexcept;
 
 /// The multi-line, grep-able text block that stderr shows for `f`.
 [[nodiscard]] std::string format_finding(const finding& f);

@@ -16,6 +16,7 @@
 // | `format`        | text, json, sarif   | json, or sarif for a `.sarif` path | format of `report` |
 // | `suppressions`  | a file              | none    | `kind:pattern` lines that silence findings          |
 // | `leaks`         | 0, 1                | 0       | at exit, report context values and contexts leaked  |
+// | `thread_locals` | 0, 1                | 1       | also check the program's plain `thread_local`s      |
 //
 // A report file is shared by every process that names it, so that one test
 // run (ctest starts a process per test case) yields one report: at exit each
@@ -30,10 +31,18 @@
 // `main`, so that a typo never switches detection off in CI.
 //
 // A suppressions file has one `kind:pattern` per line; `#` starts a comment.
-// `kind` is `stale-read`, `residue`, `leaked-value`, `leaked-context`, `leak`
-// (both leak kinds) or `*`; `pattern` is a glob (`*`, `?`, `[...]`) matched
-// against the variable's name and against every source file the finding names
-// (full path or file name).
+// `kind` is `stale-read`, `read-across-suspension`, `residue`, `leaked-value`,
+// `leaked-context`, `leak` (both leak kinds) or `*`; `pattern` is a glob (`*`,
+// `?`, `[...]`) matched against the variable's name and against every source
+// file the finding names (full path or file name).
+//
+// `thread-cache:pattern` is not a finding kind but a declaration: plain
+// `thread_local`s whose demangled name (`rng`, `ns::scratch`,
+// `make_id()::counter`) matches the glob are deliberate per-thread caches,
+// never diffed, watched or reported (the suppressions-file counterpart of
+// `CTXPOOL_THREAD_CACHE`, for code the user does not own). A suppression line
+// that matched nothing by exit is reported then, so a misspelt name does not
+// go unnoticed.
 //
 // @par Thread safety
 // `parse_options` and `parse_suppressions` are pure functions, safe anywhere.
@@ -71,7 +80,7 @@ enum class report_format {
 
 /// One line of a suppressions file.
 struct suppression {
-  std::string kind;     ///< "stale-read", "residue", "leaked-value", "leaked-context", "leak" or "*"
+  std::string kind;     ///< a finding kind, "leak", "*" or "thread-cache" (see above)
   std::string pattern;  ///< glob on the variable name or a source file
 };
 
@@ -85,6 +94,7 @@ struct options {
   std::string suppressions_path;          ///< read by `enable`
   std::vector<suppression> suppressions;  ///< used in addition to the file's
   bool leaks = false;           ///< leak accounting for context values and contexts
+  bool thread_locals = true;    ///< also check plain `thread_local`s (Linux; see diagnostics.hpp)
   bool print = true;            ///< print findings to stderr as they occur (programs only)
 };
 

@@ -5,7 +5,8 @@
 //       while (auto job = q.pop()) {
 //         ctxpool::diagnostics::task_scope task{"job", job->submit_site};
 //         job->run();
-//       }   // wipes lifetime::task slots; in diagnostic mode, leaves tombstones
+//       }   // wipes lifetime::task slots; in diagnostic mode, records what the task
+//           // left dirty and read before writing
 //     }
 //
 // A `task_scope` does what `thread_pool` does around each task: it enters a
