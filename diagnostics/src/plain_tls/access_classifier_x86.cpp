@@ -160,7 +160,7 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   classified_access out;
   if (d.found && d.writes && !d.reads) {
     out.kind = access_kind::write;
-  } else if (changed_by_end && (assignment || !site.has_debug_info)) {
+  } else if ((changed_by_end || hit.stored_after_read) && (assignment || !site.has_debug_info)) {
     out.kind = access_kind::write;
   }
   out.site.function = site.user_function;

@@ -58,7 +58,15 @@ struct watch_hit {
   /// (`std::string::_M_assign` in libstdc++.so) is in one of them.
   std::uintptr_t callers[max_callers] = {};
   std::size_t caller_count = 0;
+  /// Single step only: the access read, and one of the next
+  /// store_follow_window instructions stored into the variable (an
+  /// assignment of an equal value leaves the bytes as they were).
+  bool stored_after_read = false;
 };
+
+/// Instructions the single-step backend follows after a first access that
+/// reads, looking for a store into the same variable.
+inline constexpr std::size_t store_follow_window = 300;
 
 /// At most this many variables are armed per task (the single-step backend
 /// takes as many; hardware as its registers allow).

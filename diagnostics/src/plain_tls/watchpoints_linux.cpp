@@ -84,8 +84,12 @@ struct thread_watch {
   std::uintptr_t previous_pc = 0;
   greg_t previous[NGREG] = {};
   std::uintptr_t fs_base = 0;
-  std::size_t remaining = 0;
+  std::size_t remaining = 0;   // requests not resolved yet
   std::size_t steps_left = 0;  // instruction budget of the current task
+  // After a first access that reads, the next instructions are followed for a
+  // store into the same variable: an assignment reads the old state first.
+  std::size_t follow[max_watched_per_task] = {};
+  bool stored_after_read[max_watched_per_task] = {};
 #endif
 };
 
@@ -288,10 +292,21 @@ void check_previous_instruction(thread_watch& t, std::uintptr_t resume) noexcept
     if (op.mem.segment == X86_REG_FS) ea += t.fs_base;
     std::size_t len = op.size != 0 ? op.size : 1;
     if (rep) len *= static_cast<std::size_t>(t.previous[REG_RCX]) > 0 ? static_cast<std::size_t>(t.previous[REG_RCX]) : 1;
+    const bool writes = (op.access & CS_AC_WRITE) != 0;
+    const bool only_writes = writes && (op.access & CS_AC_READ) == 0;
     for (std::size_t r = 0; r < t.count; ++r) {
       auto lo = reinterpret_cast<std::uintptr_t>(t.requests[r].addr);
-      if (!t.hit[r] && ea < lo + t.requests[r].size && lo < ea + len) {
+      if (ea >= lo + t.requests[r].size || lo >= ea + len) continue;
+      if (!t.hit[r]) {
         record_hit(t, r, next_pc, t.previous_pc, resume);
+        if (only_writes) {
+          --t.remaining;
+        } else {
+          t.follow[r] = store_follow_window;
+        }
+      } else if (t.follow[r] > 0 && writes) {
+        t.stored_after_read[r] = true;
+        t.follow[r] = 0;
         --t.remaining;
       }
     }
@@ -321,7 +336,13 @@ bool must_stop_tracing(const greg_t* g) noexcept {
 
 void on_step(thread_watch& t, ucontext_t* uc) noexcept {
   greg_t* g = uc->uc_mcontext.gregs;
-  if (t.have_previous) check_previous_instruction(t, static_cast<std::uintptr_t>(g[REG_RIP]));
+  if (t.have_previous) {
+    // Windows opened by this instruction's reads start counting at the next.
+    for (std::size_t r = 0; r < t.count; ++r) {
+      if (t.follow[r] > 0 && --t.follow[r] == 0) --t.remaining;  // no store followed
+    }
+    check_previous_instruction(t, static_cast<std::uintptr_t>(g[REG_RIP]));
+  }
   std::memcpy(t.previous, g, sizeof t.previous);
   t.previous_pc = static_cast<std::uintptr_t>(g[REG_RIP]);
   t.have_previous = true;
@@ -583,6 +604,8 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
     for (std::size_t i = 0; i < n && t.count < max_watched_per_task; ++i) {
       t.requests[t.count] = requests[i];
       t.hit[t.count] = 0;
+      t.follow[t.count] = 0;
+      t.stored_after_read[t.count] = false;
       ++t.count;
     }
     t.remaining = t.count;
@@ -605,7 +628,11 @@ std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
 #if defined(__x86_64__)
   if (t.stepping) set_trap_flag(false);
   t.stepping = 0;
-  if (t.steps_left == 0 && t.remaining > 0) budget_misses_.fetch_add(t.remaining, std::memory_order_relaxed);
+  if (t.steps_left == 0) {
+    std::uint64_t unseen = 0;
+    for (std::size_t r = 0; r < t.count; ++r) unseen += t.hit[r] ? 0 : 1;
+    if (unseen > 0) budget_misses_.fetch_add(unseen, std::memory_order_relaxed);
+  }
 #endif
   for (hw_slot& s : t.slots) {
     if (s.enabled) {
@@ -618,7 +645,10 @@ std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
   for (std::size_t r = 0; r < t.count && hits < capacity; ++r) {
     if (!t.hit[r]) continue;
     watch_hit& h = out[hits++];
-    h = {t.requests[r].var, t.pc_after[r], t.insn_pc[r], t.changed[r], {}, t.caller_count[r]};
+    h = {t.requests[r].var, t.pc_after[r], t.insn_pc[r], t.changed[r], {}, t.caller_count[r], false};
+#if defined(__x86_64__)
+    h.stored_after_read = t.stored_after_read[r];
+#endif
     for (std::size_t i = 0; i < t.caller_count[r]; ++i) h.callers[i] = t.callers[r][i];
   }
   t.count = 0;
