@@ -158,7 +158,8 @@ status start(std::function<bool(std::string_view name)> is_cache) {
   std::string why;
   st.watchpoints = install_watchpoints(mode, why);
   s.watching.store(st.watchpoints, std::memory_order_release);
-  if (st.watchpoints && !why.empty()) notice += why;  // a fallback that still watches
+  // A fallback that still watches (single step where the debug registers do
+  // not fire) finds the same, only slower: a clean run stays silent.
   if (!st.watchpoints) {
     notice += why.starts_with("plain thread_local") ? why
                                                      : "plain thread_local watchpoints are off (" + why +

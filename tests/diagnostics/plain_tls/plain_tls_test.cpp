@@ -388,7 +388,7 @@ TEST_CASE("plain_tls: automatic mode watches first accesses whether or not the d
   // Without working debug registers the monitor single-steps instead of
   // degrading to left-dirty findings, which would flag write-first tasks.
   REQUIRE(st.watchpoints);
-  if (!st.notice.empty()) CHECK(st.notice.find("single-stepping") != std::string::npos);
+  CHECK(st.notice.empty());  // detection is whole, so a clean run stays silent
   check_reads_first();
   check_every_worker_reads_first_repeatedly();
 #endif

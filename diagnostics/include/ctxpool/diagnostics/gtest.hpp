@@ -59,23 +59,42 @@ class gtest_listener : public ::testing::EmptyTestEventListener {
   }
 
   /// Marks where the findings stand when `test` starts.
-  void OnTestStart(const ::testing::TestInfo& /*test*/) override { mark_ = finding_mark(); }
+  void OnTestStart(const ::testing::TestInfo& /*test*/) override {
+    mark_ = finding_mark();
+    unobserved_ = unobserved_tasks();
+  }
 
   /// Fails `test` once for each finding made since it started, and withdraws
   /// those findings.
   void OnTestEnd(const ::testing::TestInfo& test) override {
     for (const finding& f : take_findings_since(mark_)) {
-      std::source_location where = f.site.line() != 0 ? f.site : f.task.submit_site;
-      if (where.line() != 0) {
-        ADD_FAILURE_AT(where.file_name(), static_cast<int>(where.line())) << format_finding(f);
+      if (f.site.line() != 0) {
+        ADD_FAILURE_AT(f.site.file_name(), static_cast<int>(f.site.line())) << format_finding(f);
+      } else if (f.read_location.line != 0) {  // a plain thread_local's read
+        ADD_FAILURE_AT(f.read_location.file.c_str(), static_cast<int>(f.read_location.line))
+            << format_finding(f);
+      } else if (f.task.submit_site.line() != 0) {
+        ADD_FAILURE_AT(f.task.submit_site.file_name(), static_cast<int>(f.task.submit_site.line()))
+            << format_finding(f);
       } else {
         ADD_FAILURE_AT(test.file(), test.line()) << format_finding(f);
       }
+    }
+    // A pool built before detection was on runs its tasks unseen: say so
+    // rather than pass a test that was never checked.
+    if (const std::uint64_t missed = unobserved_tasks() - unobserved_; missed != 0) {
+      ADD_FAILURE_AT(test.file(), test.line())
+          << missed
+          << " task(s) ran during this test unseen by residue detection: their pool was built "
+             "before detection was switched on (a pool reads ctxpool::diagnostics::enabled() once, "
+             "when it is built). Build the pool inside the test, or run the tests with "
+             "CTXPOOL_DIAGNOSTICS=residue.";
     }
   }
 
  private:
   std::uint64_t mark_ = 0;
+  std::uint64_t unobserved_ = 0;
 };
 
 /// Appends a `gtest_listener` to GoogleTest's listeners, once per process
