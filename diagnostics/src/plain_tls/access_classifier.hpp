@@ -15,7 +15,7 @@
 //     frame that is not the standard library's, ctxpool's or a runtime's:
 //     the user's frame. A read counts as a write when the variable ended the
 //     task changed, or (single step) a store into it followed the read
-//     within a few hundred instructions (an equal value assigned again), *and*
+//     within a few thousand instructions (an equal value assigned again), *and*
 //     - a frame on that walk is assignment-like: `operator=`, `assign`,
 //       `clear`, `reset`, `swap`, `_M_assign`, `_M_replace`, `_M_construct`,
 //       `_M_set_length`, `_M_erase`, `resize`, `emplace` (with debug

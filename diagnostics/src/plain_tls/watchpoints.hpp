@@ -65,8 +65,9 @@ struct watch_hit {
 };
 
 /// Instructions the single-step backend follows after a first access that
-/// reads, looking for a store into the same variable.
-inline constexpr std::size_t store_follow_window = 300;
+/// reads, looking for a store into the same variable (an assignment through
+/// sanitizer-instrumented code, ASan's memcpy among it, takes a few hundred).
+inline constexpr std::size_t store_follow_window = 2000;
 
 /// At most this many variables are armed per task (the single-step backend
 /// takes as many; hardware as its registers allow).
