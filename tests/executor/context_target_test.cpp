@@ -156,7 +156,7 @@ TEST_CASE("a coroutine spawned from inside a ctx-bound coroutine is a new task w
   ctxpool::context ctx;
   auto result = asio::co_spawn(
       ctxpool::in_context(ctx, pool.get_executor()),
-      [&ctx]() -> asio::awaitable<std::string> {
+      []() -> asio::awaitable<std::string> {
         name.set("parent");
         auto ex = co_await asio::this_coro::executor;
         std::string child_saw = co_await asio::co_spawn(
