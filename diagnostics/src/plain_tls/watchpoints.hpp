@@ -81,8 +81,8 @@ inline constexpr std::size_t single_step_budget = 20000;
 
 /// Sets the backend up for `mode` (automatic/hardware: probe that a hardware
 /// watchpoint fires on this machine; automatic then falls back to single
-/// step on x86-64, returning true with `why` saying so). False with `why` set
-/// when no backend can be had; the caller then never arms.
+/// step on x86-64, silently: it finds the same). False with `why` set when no
+/// backend can be had; the caller then never arms.
 bool install_watchpoints(watch_mode mode, std::string& why);
 
 /// Debug-register slots per task (4 on x86-64), or max_watched_per_task for

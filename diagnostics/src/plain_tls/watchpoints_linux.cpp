@@ -518,9 +518,7 @@ bool install_watchpoints(watch_mode mode, std::string& why) {
       // Exact but slow: better than reporting every variable a task leaves
       // changed, which would flag the tasks that write before they read.
       backend_.store(backend::single_step);
-      why = "plain thread_local watchpoints: " + why + "; first accesses are traced by single-stepping " +
-            "instead (each instruction traps, at most " + std::to_string(single_step_budget) +
-            " per task; CTXPOOL_PLAIN_TLS_WATCH=off for left-dirty findings only)";
+      why.clear();
       return true;
     }
 #endif
