@@ -10,6 +10,7 @@
 #include <chrono>
 #include <future>
 #include <latch>
+#include <memory>
 #include <string>
 #include <thread>
 #include <typeinfo>
@@ -129,11 +130,21 @@ TEST_CASE("two steps entering the same ctx at once: the second fails with contex
   });
   std::promise<void> first_inside;
   std::future<std::string> verdict = reported.get_future();
+  // Asio destroys a failed coroutine's frame through its executor, which
+  // enters ctx once more; the first coroutine holds ctx until that is over,
+  // or its own last step could be the one to find ctx entered.
+  std::promise<void> second_destroyed;
+  std::future<void> second_gone = second_destroyed.get_future();
+  struct signal_on_destroy {
+    std::promise<void>* done;
+    ~signal_on_destroy() { done->set_value(); }
+  };
   auto first = asio::co_spawn(
       ctxpool::in_context(ctx, pool.get_executor()),
       [&]() -> asio::awaitable<void> {
         first_inside.set_value();
         verdict.wait();  // holds ctx entered until the second coroutine has failed
+        second_gone.wait();
         co_return;
       },
       asio::use_future);
@@ -141,7 +152,8 @@ TEST_CASE("two steps entering the same ctx at once: the second fails with contex
   std::atomic<bool> second_ran{false};
   asio::co_spawn(
       ctxpool::in_context(ctx, pool.get_executor()),
-      [&]() -> asio::awaitable<void> {
+      [&second_ran, guard = std::make_shared<signal_on_destroy>(&second_destroyed)]()
+          -> asio::awaitable<void> {
         second_ran = true;
         co_return;
       },
