@@ -132,6 +132,19 @@ class captured_context {
   /// How many variables the snapshot holds.
   [[nodiscard]] std::size_t size() const noexcept { return map_size(root_); }
 
+  /// Gives up the snapshot's map (one reference, null for an empty context),
+  /// so that a queued task can keep it in one word; `adopt` takes it back.
+  [[nodiscard]] map_node* release_map() noexcept { return std::exchange(root_, nullptr); }
+  /// The identity a continuation keeps; a fresh task does not need it.
+  [[nodiscard]] std::uint64_t lineage() const noexcept { return lineage_; }
+  /// A snapshot owning `map`'s reference (from release_map) with `lineage`.
+  [[nodiscard]] static captured_context adopt(map_node* map, std::uint64_t lineage) noexcept {
+    captured_context result;
+    result.root_ = map;
+    result.lineage_ = lineage;
+    return result;
+  }
+
  private:
   friend class fresh_context_scope;
   map_node* root_ = nullptr;

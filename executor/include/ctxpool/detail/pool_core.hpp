@@ -1,4 +1,6 @@
-// The shared state of one thread_pool and the per-task wrapper its executors post.
+// The shared state of one thread_pool: the composition of its task nodes
+// (task_node.hpp), queues (work_queue.hpp), idle workers (parking.hpp), the
+// worker loop (src/pool_core.cpp) and the lifecycle (src/pool_lifecycle.cpp).
 //
 // Everything a task goes through on a worker (context, slot wipe, observers,
 // stats, exception routing) lives here so that `submit`, `post` and the Asio
@@ -25,7 +27,10 @@
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/detail/config.hpp>
+#include <ctxpool/detail/parking.hpp>
 #include <ctxpool/detail/small_alloc.hpp>
+#include <ctxpool/detail/task_node.hpp>
+#include <ctxpool/detail/work_queue.hpp>
 #include <ctxpool/hooks.hpp>
 #include <ctxpool/thread_local.hpp>
 
@@ -54,35 +59,40 @@ struct worker_identity {
 };
 inline constinit thread_local worker_identity current_worker{nullptr, 0};
 
-/// Counters written by one worker only, so they need no read-modify-write;
-/// padded so that workers do not share cache lines.
-struct alignas(64) worker_counters {
+/// Counters written by one worker only, so they need no read-modify-write.
+struct worker_counters {
   std::atomic<std::uint64_t> started{0};
   std::atomic<std::uint64_t> completed{0};
 };
 
-/// One queued task: an intrusive list node with a type-erased run/destroy.
-/// The callable lives in the same block, allocated with small_alloc so that
-/// tasks submitted from a worker recycle that worker's blocks.
-class task_node {
- public:
-  task_node* next = nullptr;
+/// A task node's memory on its way back to submitters.
+struct task_block {
+  task_block* next;
+};
 
-  /// Runs the task (run == true) or abandons it (stop(), or a pool destroyed
-  /// with work queued after close); either way the node is freed.
-  void complete(bool run) noexcept { complete_(this, run); }
+/// Task blocks a worker freed, handed back to submitters in batches so that
+/// workers do not contend on the shared stack for every task.
+struct freed_blocks {
+  task_block* head = nullptr;
+  task_block* tail = nullptr;
+  std::uint32_t count = 0;
+};
 
- protected:
-  using complete_fn = void (*)(task_node*, bool) noexcept;
-  explicit task_node(complete_fn on_complete) noexcept : complete_(on_complete) {}
-  ~task_node() = default;
-
- private:
-  complete_fn complete_;
+/// What one worker owns: its deque, its counters, its freed blocks, and how
+/// many tasks it has looked for (for the fairness checks). Padded so that
+/// workers share no line.
+struct alignas(64) worker_state {
+  local_deque deque;
+  worker_counters counters;
+  std::uint32_t taken = 0;                      // the owner's only
+  freed_blocks freed[small_alloc_classes] = {};  // the owner's only
 };
 
 [[noreturn]] void throw_pool_closed(const char* operation);
 [[noreturn]] void throw_called_from_worker(const char* operation);
+/// The pool's threads for a requested count: 0 means one per hardware
+/// thread; more than thread_pool::max_threads throws invalid_argument.
+std::size_t resolve_thread_count(std::size_t requested);
 
 class pool_core {
  public:
@@ -96,13 +106,29 @@ class pool_core {
 
   // ---- submission (any thread) --------------------------------------------
 
-  /// Queues `f` as a task that runs in a fresh context holding `snapshot`.
-  /// `check_open`: submit/post refuse a closed pool; Asio's execute never
-  /// throws (Asio calls it from destructors) and leaves the task queued, to be
-  /// destroyed with the pool, as an io_context does with a stopped queue.
+  /// Queues `f` as a task that runs in a fresh context holding `snapshot`
+  /// (continuing its identity when `continuation`). `check_open`: submit/post
+  /// refuse a closed pool; Asio's execute never throws (Asio calls it from
+  /// destructors) and leaves the task queued, to be destroyed with the pool,
+  /// as an io_context does with a stopped queue.
   template <class F>
   void enqueue(F&& f, captured_context snapshot, bool continuation, const task_info& info,
-               bool check_open);
+               bool check_open) {
+    if (CTXPOOL_UNLIKELY(observed_)) {
+      if (continuation) {
+        enqueue_node<observed_task_header<true>>(std::forward<F>(f), std::move(snapshot), info,
+                                                 check_open);
+      } else {
+        enqueue_node<observed_task_header<false>>(std::forward<F>(f), std::move(snapshot), info,
+                                                  check_open);
+      }
+    } else if (continuation) {
+      enqueue_node<continuation_task_header>(std::forward<F>(f), std::move(snapshot), info,
+                                             check_open);
+    } else {
+      enqueue_node<fresh_task_header>(std::forward<F>(f), std::move(snapshot), info, check_open);
+    }
+  }
 
   /// Runs `f` now on this worker as a nested task (Asio's dispatch from a
   /// pool thread).
@@ -170,40 +196,47 @@ class pool_core {
   [[nodiscard]] counts snapshot_counts() const noexcept;
 
  private:
-  template <class F>
+  template <class F, class Header>
   friend class task_node_impl;
 
-  /// Appends a task to the queue and wakes a sleeping worker if there is one.
-  /// Once stop() has emptied the queue for good, a task from submit/post
-  /// (`check_open`) is refused instead: it passed the closed check just before
-  /// stop() and must not outlive it (returns false; the caller throws).
-  bool push(task_node* node, bool check_open) noexcept {
-    bool wake_parked = false;
-    {
-      std::lock_guard lock(queue_mutex_);
-      if (CTXPOOL_UNLIKELY(queue_abandoned_) && check_open) return false;
-      if (tail_ == nullptr) {
-        // seq_cst pairs with the I/O waiter's check in worker_main: either
-        // it sees this task or we see it asleep and wake it.
-        head_.store(node, std::memory_order_seq_cst);
-      } else {
-        tail_->next = node;
-      }
-      tail_ = node;
-      wake_parked = parked_ != 0;
+  template <class Header, class F>
+  void enqueue_node(F&& f, captured_context&& snapshot, const task_info& info, bool check_open);
+
+  /// Queues a counted node: on the calling worker's own deque for a fresh
+  /// task submitted from a worker, else on the injection queue; then makes
+  /// sure a worker will look (wake_for_new_work).
+  void push(task_node* node, bool fresh) noexcept {
+    if (fresh && current_worker.pool == this &&
+        workers_[current_worker.index].deque.push(node)) {
+      wake_for_new_work();
+      return;
     }
-    if (wake_parked) {
-      queue_cv_.notify_one();  // the cheap wake-up: a condition variable
-    } else if (io_sleepers_.load(std::memory_order_seq_cst) != 0) {
-      wake_one();
-    }
-    return true;
+    injection_.push(node);
+    wake_for_new_work();
   }
-  task_node* pop() noexcept;
-  void wake_one() noexcept;
+  /// After a task was published: nothing to do if a worker is spinning (it
+  /// will find it); else wake a parked worker, else the one sleeping in the
+  /// Asio scheduler. Inline, because the common case is one load.
+  void wake_for_new_work() noexcept {
+    if (idle_.anyone_spinning()) return;
+    wake_idle_worker();
+  }
+  void wake_idle_worker() noexcept;
+  void wake_io_waiter() noexcept;
+
+  // The worker loop (src/pool_core.cpp).
+  void worker_main(std::size_t index, const std::string& name);
+  task_node* find_task(worker_state& me, std::size_t index) noexcept;
+  task_node* steal_task(std::size_t thief) noexcept;
+  /// Spins looking for a task (if few enough others spin); `counted`: a
+  /// waker already counted the caller as spinning.
+  task_node* search(worker_state& me, std::size_t index, bool counted) noexcept;
+  [[nodiscard]] bool work_visible() const noexcept;
+  void sleep_in_scheduler();
+  /// True when woken to look for work (counted as spinning).
+  bool sleep_parked(std::size_t index);
 
   void start_threads(const std::string& name_prefix);
-  void worker_main(std::size_t index, const std::string& name);
   void end_threads() noexcept;
   void notify_idle() noexcept;
   /// Blocks until nothing (`mask` all ones) or no task (`task_mask`) is
@@ -231,7 +264,8 @@ class pool_core {
   }
 
   worker_counters& counters_for_this_thread() noexcept {
-    return current_worker.pool == this ? counters_[current_worker.index] : foreign_counters_;
+    return current_worker.pool == this ? workers_[current_worker.index].counters
+                                       : foreign_counters_;
   }
 
   /// Adds one to a counter of `counters`: a plain load and store for a
@@ -245,6 +279,8 @@ class pool_core {
     }
   }
 
+  /// Runs `f` inside the task's context and slot scopes, then destroys it
+  /// there too (so that destructors writing slots or variables are wiped).
   template <class F>
   void run_task(F& f, captured_context&& snapshot, bool continuation,
                 const task_info& info) noexcept;
@@ -256,8 +292,9 @@ class pool_core {
   std::size_t thread_count_;
   pool_tuning tuning_;
   bool diagnostics_;
+  bool observed_;  // observers_ is not empty: tasks keep their whole task_info
   std::vector<task_observer*> observers_;
-  std::unique_ptr<worker_counters[]> counters_;
+  std::unique_ptr<worker_state[]> workers_;
 
   worker_counters foreign_counters_;  // tasks run on a thread that is not a worker
   std::mutex foreign_mutex_;          // the foreign counters may have many writers
@@ -277,32 +314,29 @@ class pool_core {
   bool handlers_destroyed_ = false;
   std::vector<std::thread> threads_;
 
-  // The task queue: an intrusive FIFO; a push wakes a worker only when one
-  // sleeps.
-  alignas(64) std::mutex queue_mutex_;
-  std::atomic<task_node*> head_{nullptr};  // written under queue_mutex_; read lock-free to peek
-  task_node* tail_ = nullptr;              // guarded by queue_mutex_
-  bool queue_abandoned_ = false;           // guarded by queue_mutex_: stop() emptied it
-  //
+  injection_queue injection_;
+  idle_workers idle_;
+  alignas(64) std::atomic<bool> stopping_{false};  // workers exit instead of taking the next task
+
   // An idle worker sleeps in one of two ways. One at a time (the I/O waiter)
   // sleeps in the Asio scheduler's run_one(), so that timers and I/O wake it;
-  // a push wakes it with a no-op handler. The others park on queue_cv_, the cheaper wake-up,
-  // until a task arrives or the I/O waiter's role falls free.
-  std::condition_variable queue_cv_;  // with queue_mutex_
-  int parked_ = 0;                    // workers waiting on queue_cv_; guarded by queue_mutex_
+  // waking it takes a no-op handler through the scheduler, so submitters
+  // prefer the others, parked on a futex (idle_). When the I/O waiter wakes
+  // it hands the role to a parked worker, so that timers and I/O are never
+  // left waiting for a busy worker.
   alignas(64) std::atomic<int> io_sleepers_{0};
-  std::atomic<bool> io_waiter_taken_{false};  // written under queue_mutex_ when released
-  std::atomic<bool> wake_pending_{false};     // a wake-up handler is queued and not yet run
-  std::atomic<bool> stopping_{false};         // workers exit instead of taking the next task
+  std::atomic<bool> io_waiter_taken_{false};
+  std::atomic<bool> wake_pending_{false};  // a wake-up handler is queued and not yet run
 
   // Recycled task blocks, one stack per small_alloc size class. Workers push
-  // one block at a time; a submitter takes a whole stack with one exchange,
-  // so there is no ABA problem.
-  struct recycled_block {
-    recycled_block* next;
-  };
-  alignas(64) std::atomic<recycled_block*> recycled_[small_alloc_classes] = {};
+  // batches; a submitter takes a whole stack with one exchange, so there is
+  // no ABA problem, and keeps it in a list of its own (see allocate_task).
+  alignas(64) std::atomic<task_block*> recycled_[small_alloc_classes] = {};
   void drain_recycled() noexcept;
+  /// Hands a worker's freed blocks to the shared stacks (when a batch is
+  /// full, before it sleeps, and when it ends).
+  void flush_freed(worker_state& me, std::size_t size_class) noexcept;
+  void flush_all_freed(worker_state& me) noexcept;
 
   // Asio's scheduler, a service of owner_ (as in asio::thread_pool): timers
   // and sockets made from the pool queue their completions here, and the
@@ -310,9 +344,9 @@ class pool_core {
   boost::asio::detail::scheduler& scheduler_;
   bool scheduler_work_ = true;  // the scheduler counts one work item until end_threads
 
-  /// The no-op that wake_one() queues in the scheduler to wake the I/O
-  /// waiter. One suffices (wake_pending_ keeps it queued at most once), so it
-  /// lives here and a wake-up allocates nothing.
+  /// The no-op that wake_io_waiter() queues in the scheduler. One suffices
+  /// (wake_pending_ keeps it queued at most once), so it lives here and a
+  /// wake-up allocates nothing.
   class wake_operation : public boost::asio::detail::scheduler_operation {
    public:
     explicit wake_operation(pool_core& pool) noexcept
@@ -332,49 +366,28 @@ class pool_core {
   wake_operation wake_op_{*this};
 };
 
-template <class F>
-class task_node_impl final : public task_node {
- public:
-  template <class G>
-  task_node_impl(pool_core& pool, G&& f, captured_context snapshot, bool continuation,
-                 const task_info& info)
-      : task_node(&do_complete),
-        pool_(&pool),
-        f_(std::in_place, std::forward<G>(f)),
-        snapshot_(std::move(snapshot)),
-        info_(info),
-        continuation_(continuation) {}
-
-  ~task_node_impl() = default;
-
- private:
-  static void do_complete(task_node* base, bool run) noexcept {
-    auto* self = static_cast<task_node_impl*>(base);
-    pool_core* pool = self->pool_;
-    if (run) {
-      // The task's context consumes the snapshot and drops it before the
-      // work count: once wait() returns, values held only by finished tasks
-      // are gone.
-      pool->run_task(self->f_, std::move(self->snapshot_), self->continuation_, self->info_);
-    }
-    self->~task_node_impl();
-    pool->free_task(self, sizeof(task_node_impl));  // before remove_work: the pool may go then
-    pool->remove_work();
+template <class F, class Header>
+void task_node_impl<F, Header>::do_complete(task_node* base, pool_core& pool, bool run) noexcept {
+  auto* self = static_cast<task_node_impl*>(base);
+  if (run) {
+    // The task's context consumes the snapshot and drops it before the work
+    // count: once wait() returns, values held only by finished tasks are gone.
+    pool.run_task(self->f_, self->header_.take_context(), Header::continuation,
+                  self->header_.info());
+  } else {
+    std::destroy_at(std::addressof(self->f_));
+    (void)self->header_.take_context();
   }
-
-  pool_core* pool_;
-  std::optional<F> f_;
-  captured_context snapshot_;
-  task_info info_;
-  bool continuation_;
-};
+  self->~task_node_impl();
+  pool.free_task(self, sizeof(task_node_impl));  // before remove_work: the pool may go then
+  pool.remove_work();
+}
 
 template <class F>
 void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
                          const task_info& info) noexcept {
   worker_counters& counters = counters_for_this_thread();
   count(counters, counters.started);
-  const bool observed = !observers_.empty();
   {
     std::optional<fresh_context_scope> context_scope;
     if (CTXPOOL_LIKELY(tuning_.propagate_context)) {
@@ -383,56 +396,51 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
     {
       std::optional<task_slot_scope> slots;
       if (CTXPOOL_LIKELY(tuning_.wipe_slots)) slots.emplace();
-      if (observed) notify_begin(info);
+      if (observed_) notify_begin(info);
       try {
-        (*f)();
+        f();
       } catch (...) {
         report_exception(std::current_exception(), info);
       }
-      // Destroy the callable (and what it captured) inside the task's scopes,
-      // so that destructors writing slots or variables are cleaned up too.
-      f.reset();
+      std::destroy_at(std::addressof(f));
     }
-    if (observed) notify_end(info);
+    if (observed_) notify_end(info);
   }
   count(counters, counters.completed);
 }
 
-template <class F>
-void pool_core::enqueue(F&& f, captured_context snapshot, bool continuation,
-                        const task_info& info, bool check_open) {
-  using node_type = task_node_impl<std::decay_t<F>>;
+template <class Header, class F>
+void pool_core::enqueue_node(F&& f, captured_context&& snapshot, const task_info& info,
+                             bool check_open) {
+  using node_type = task_node_impl<std::decay_t<F>, Header>;
   void* block = allocate_task(sizeof(node_type));
-  node_type* node = nullptr;
-  try {
-    node = new (block) node_type(*this, std::forward<F>(f), std::move(snapshot), continuation, info);
-  } catch (...) {
-    free_task(block, sizeof(node_type));
-    throw;
-  }
   try {
     add_task(check_open);
   } catch (...) {
-    // Not counted yet: free the node without touching the work count.
-    node->~node_type();
     free_task(block, sizeof(node_type));
     throw;
   }
-  if (CTXPOOL_UNLIKELY(!push(node, check_open))) {
-    // stop() emptied the queue after our closed check: refuse, as if closed.
-    node->~node_type();
+  node_type* node = nullptr;
+  try {
+    node = new (block) node_type(std::forward<F>(f), std::move(snapshot), info);
+  } catch (...) {
     free_task(block, sizeof(node_type));
     remove_work();
-    throw_pool_closed("submit/post");
+    throw;
   }
+  push(node, !Header::continuation);
 }
 
 template <class F>
 void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
                            const task_info& info) noexcept {
   outstanding_.fetch_add(one_task, std::memory_order_seq_cst);
-  std::optional<std::decay_t<F>> local(std::in_place, std::forward<F>(f));
-  run_task(local, std::move(snapshot), continuation, info);
+  union holder {
+    explicit holder(F&& g) : f(std::forward<F>(g)) {}
+    ~holder() {}  // run_task destroys f
+    std::decay_t<F> f;
+  } local(std::forward<F>(f));
+  run_task(local.f, std::move(snapshot), continuation, info);
   remove_work();
 }
 

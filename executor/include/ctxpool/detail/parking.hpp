@@ -1,0 +1,146 @@
+// Idle workers: the ones spinning in search of work and the ones parked.
+//
+// The protocol that keeps a task from waiting while a worker sleeps is the
+// classic store-then-look pair, with seq_cst on both sides:
+//   - a submitter publishes its task, then looks for a spinning worker and,
+//     failing that, wakes a parked one (wake_one);
+//   - a worker going to sleep registers as parked (prepare_park), then looks
+//     at the queues once more, and only then waits.
+// One of the two sees the other. A woken worker counts as spinning from the
+// moment it is chosen, so that a burst of submissions wakes one worker, not
+// one per task; the spinner that finds work wakes the next (Go's scheduler
+// does the same with its spinning Ms).
+//
+// Parked workers wait on a word of their own with C++20 atomic wait (a futex
+// on Linux), chosen newest first: the worker that parked last has the
+// warmest cache.
+//
+// @par Thread safety
+// Every member may be called from any thread, except that `park` and
+// `cancel_park` are called by the worker `index` itself.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+namespace ctxpool::detail {
+
+class idle_workers {
+ public:
+  explicit idle_workers(std::size_t workers)
+      : words_(new parking_word[workers]),
+        max_spinning_(static_cast<std::uint32_t>(workers > 2 ? workers / 2 : 1)) {
+    parked_.reserve(workers);
+  }
+  idle_workers(const idle_workers&) = delete;
+  idle_workers& operator=(const idle_workers&) = delete;
+
+  // ---- spinning ------------------------------------------------------------
+
+  /// Whether the caller may spin (a bounded number spin at a time; more would
+  /// take cores from the threads that feed the pool).
+  bool try_start_spinning() noexcept {
+    std::uint32_t n = spinning_.load(std::memory_order_relaxed);
+    while (n < max_spinning_) {
+      if (spinning_.compare_exchange_weak(n, n + 1, std::memory_order_seq_cst,
+                                          std::memory_order_relaxed)) {
+        return true;
+      }
+    }
+    return false;
+  }
+  /// Ends the caller's spinning; true when it was the last spinner.
+  bool stop_spinning() noexcept {
+    return spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1;
+  }
+  [[nodiscard]] bool anyone_spinning() const noexcept {
+    return spinning_.load(std::memory_order_seq_cst) != 0;
+  }
+
+  // ---- parking ---------------------------------------------------------------
+
+  /// Registers worker `index` as parked. The caller then looks for work once
+  /// more and either calls cancel_park (found some) or park.
+  void prepare_park(std::size_t index) {
+    std::lock_guard lock(mutex_);
+    words_[index].woken.store(0, std::memory_order_relaxed);
+    parked_.push_back(static_cast<std::uint32_t>(index));
+    parked_count_.store(static_cast<std::uint32_t>(parked_.size()), std::memory_order_seq_cst);
+  }
+
+  /// Withdraws a registration. False if a waker chose the worker meanwhile:
+  /// it is then awake and counted as spinning, as after park.
+  bool cancel_park(std::size_t index) noexcept {
+    std::lock_guard lock(mutex_);
+    for (auto it = parked_.begin(); it != parked_.end(); ++it) {
+      if (*it == index) {
+        parked_.erase(it);
+        parked_count_.store(static_cast<std::uint32_t>(parked_.size()),
+                            std::memory_order_seq_cst);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /// Sleeps until wake_one chooses this worker or wake_all runs. On return
+  /// the worker counts as spinning (unless woken by wake_all).
+  void park(std::size_t index) noexcept {
+    std::atomic<std::uint32_t>& woken = words_[index].woken;
+    while (woken.load(std::memory_order_acquire) == 0) woken.wait(0, std::memory_order_acquire);
+  }
+
+  /// Wakes the most recently parked worker, counting it as spinning. False
+  /// when none is parked.
+  bool wake_one() noexcept {
+    if (parked_count_.load(std::memory_order_seq_cst) == 0) return false;
+    std::uint32_t index = 0;
+    {
+      std::lock_guard lock(mutex_);
+      if (parked_.empty()) return false;
+      index = parked_.back();
+      parked_.pop_back();
+      parked_count_.store(static_cast<std::uint32_t>(parked_.size()), std::memory_order_seq_cst);
+      spinning_.fetch_add(1, std::memory_order_seq_cst);
+    }
+    std::atomic<std::uint32_t>& woken = words_[index].woken;
+    woken.store(1, std::memory_order_release);
+    woken.notify_one();
+    return true;
+  }
+
+  /// Wakes every parked worker (the pool is ending); they do not count as
+  /// spinning.
+  void wake_all() noexcept {
+    std::lock_guard lock(mutex_);
+    for (std::uint32_t index : parked_) {
+      words_[index].woken.store(2, std::memory_order_release);
+      words_[index].woken.notify_one();
+    }
+    parked_.clear();
+    parked_count_.store(0, std::memory_order_seq_cst);
+  }
+
+  /// Whether wake_all (rather than wake_one) woke worker `index`.
+  [[nodiscard]] bool woken_by_wake_all(std::size_t index) const noexcept {
+    return words_[index].woken.load(std::memory_order_acquire) == 2;
+  }
+
+ private:
+  struct alignas(64) parking_word {
+    std::atomic<std::uint32_t> woken{0};  // 0 parked, 1 woken to work, 2 woken to end
+  };
+
+  std::unique_ptr<parking_word[]> words_;
+  std::uint32_t max_spinning_;
+  alignas(64) std::atomic<std::uint32_t> spinning_{0};
+  alignas(64) std::atomic<std::uint32_t> parked_count_{0};
+  std::mutex mutex_;
+  std::vector<std::uint32_t> parked_;  // guarded by mutex_; the last parked at the back
+};
+
+}  // namespace ctxpool::detail

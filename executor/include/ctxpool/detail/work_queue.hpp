@@ -1,0 +1,167 @@
+// The pool's two kinds of task queue: one per worker for the tasks it
+// submits itself, and one injection queue for everything else.
+//
+// Ordering: tasks submitted from outside the pool, and Asio handlers, go
+// through the injection queue and start in the order they were queued, as far
+// as several workers taking them at once allow. A task submitted from a
+// worker goes to that worker's own deque, where the worker takes the newest
+// first (recursive work stays in cache and the deque stays short) and idle
+// workers steal the oldest. Strands remain the way to serialise.
+//
+// @par Thread safety
+// local_deque: push and pop by its owner only, steal by any thread.
+// injection_queue: push and try_pop by any thread.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+#include <ctxpool/detail/task_node.hpp>
+
+namespace ctxpool::detail {
+
+/// A worker's own tasks: a fixed-size work-stealing deque (Chase and Lev,
+/// "Dynamic circular work-stealing deque", SPAA 2005, with the C11 orderings
+/// of Lê et al., PPoPP 2013). The orderings that pair the owner's `bottom_`
+/// with the thieves' `top_` are seq_cst operations rather than fences, which
+/// ThreadSanitizer does not model. A full deque refuses the push and the
+/// caller queues the task on the injection queue instead, so the deque never
+/// reallocates.
+class local_deque {
+ public:
+  static constexpr std::int64_t capacity = 256;
+
+  /// Owner only. False when the deque is full.
+  bool push(task_node* node) noexcept {
+    const std::int64_t b = bottom_.load(std::memory_order_relaxed);
+    const std::int64_t t = top_.load(std::memory_order_acquire);
+    if (b - t >= capacity) return false;
+    slots_[static_cast<std::size_t>(b & mask)].store(node, std::memory_order_relaxed);
+    // seq_cst: the store that publishes the task also orders the caller's
+    // following look for idle workers (see pool_core::wake_for_new_work).
+    bottom_.store(b + 1, std::memory_order_seq_cst);
+    return true;
+  }
+
+  /// Owner only: the newest task, or null.
+  task_node* pop() noexcept {
+    // An empty deque costs two loads, not the claim's full barrier: only the
+    // owner moves bottom_, and a stale top_ can only make it look fuller.
+    if (bottom_.load(std::memory_order_relaxed) <= top_.load(std::memory_order_relaxed)) {
+      return nullptr;
+    }
+    const std::int64_t b = bottom_.load(std::memory_order_relaxed) - 1;
+    bottom_.store(b, std::memory_order_seq_cst);  // claim before looking at top_
+    std::int64_t t = top_.load(std::memory_order_seq_cst);
+    if (t > b) {  // empty
+      bottom_.store(b + 1, std::memory_order_relaxed);
+      return nullptr;
+    }
+    task_node* node = slots_[static_cast<std::size_t>(b & mask)].load(std::memory_order_relaxed);
+    if (t == b) {
+      // The last task: a thief may be taking it too; the CAS on top_ decides.
+      if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed)) {
+        node = nullptr;
+      }
+      bottom_.store(b + 1, std::memory_order_relaxed);
+    }
+    return node;
+  }
+
+  /// Any thread: the oldest task, or null when empty or another thread took
+  /// it first.
+  task_node* steal() noexcept {
+    std::int64_t t = top_.load(std::memory_order_seq_cst);
+    const std::int64_t b = bottom_.load(std::memory_order_seq_cst);
+    if (t >= b) return nullptr;
+    task_node* node = slots_[static_cast<std::size_t>(t & mask)].load(std::memory_order_relaxed);
+    if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
+                                      std::memory_order_relaxed)) {
+      return nullptr;
+    }
+    return node;
+  }
+
+  /// A racy look from any thread: whether there may be something to steal.
+  [[nodiscard]] bool maybe_nonempty() const noexcept {
+    return bottom_.load(std::memory_order_seq_cst) > top_.load(std::memory_order_seq_cst);
+  }
+
+ private:
+  static constexpr std::int64_t mask = capacity - 1;
+  static_assert((capacity & mask) == 0, "capacity is a power of two");
+
+  alignas(64) std::atomic<std::int64_t> top_{0};     // thieves take here
+  alignas(64) std::atomic<std::int64_t> bottom_{0};  // the owner pushes and pops here
+  std::atomic<task_node*> slots_[capacity] = {};
+};
+
+/// Tasks from outside the pool, Asio handlers, and a full deque's overflow:
+/// an intrusive multi-producer queue (Vyukov's, with a stub node) whose push
+/// is one atomic exchange, so submitters never wait for each other or for a
+/// worker; workers take tasks one at a time under a mutex of their own.
+class injection_queue {
+ public:
+  injection_queue() noexcept = default;
+  injection_queue(const injection_queue&) = delete;
+  injection_queue& operator=(const injection_queue&) = delete;
+
+  /// Any thread, lock-free.
+  void push(task_node* node) noexcept {
+    node->next.store(nullptr, std::memory_order_relaxed);
+    // seq_cst: a worker going to sleep looks at the tail last (see
+    // maybe_nonempty), so the exchange is what pairs with it, and it orders
+    // the caller's following look for idle workers.
+    task_node* previous = tail_.exchange(node, std::memory_order_seq_cst);
+    // Until this store a consumer sees the queue end at `previous` and treats
+    // the task as not yet there, but maybe_nonempty already says there is one.
+    previous->next.store(node, std::memory_order_release);
+  }
+
+  /// Any thread: whether a task may be queued (or is being pushed).
+  [[nodiscard]] bool maybe_nonempty() const noexcept {
+    return tail_.load(std::memory_order_seq_cst) != &stub_;
+  }
+
+  /// Any thread: the oldest task, or null when there is none yet (a push
+  /// that has exchanged the tail but not linked its node is not seen; its
+  /// pusher looks for an idle worker after linking).
+  task_node* try_pop() noexcept {
+    if (!maybe_nonempty()) return nullptr;
+    std::lock_guard lock(pop_mutex_);
+    task_node* head = head_;
+    task_node* next = head->next.load(std::memory_order_acquire);
+    if (head == &stub_) {
+      if (next == nullptr) return nullptr;
+      head_ = next;
+      head = next;
+      next = next->next.load(std::memory_order_acquire);
+    }
+    if (next != nullptr) {
+      head_ = next;
+      return head;
+    }
+    if (tail_.load(std::memory_order_acquire) != head) return nullptr;  // a push is linking
+    // `head` is the last task: put the stub behind it so that it can go.
+    push(&stub_);
+    next = head->next.load(std::memory_order_acquire);
+    if (next == nullptr) return nullptr;  // a push got in before the stub and is linking
+    head_ = next;
+    return head;
+  }
+
+ private:
+  struct stub_node : task_node {
+    stub_node() noexcept : task_node(nullptr) {}
+  };
+
+  alignas(64) std::atomic<task_node*> tail_{&stub_};  // producers
+  alignas(64) std::mutex pop_mutex_;                  // consumers
+  task_node* head_ = &stub_;                          // guarded by pop_mutex_
+  stub_node stub_;
+};
+
+}  // namespace ctxpool::detail

@@ -1,0 +1,267 @@
+// The worker loop: where a worker finds its next task, how it spins, sleeps
+// and is woken, and the recycling of task blocks.
+#include <ctxpool/executor.hpp>
+
+#include <pthread.h>
+
+#include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
+namespace ctxpool::detail {
+
+namespace {
+
+/// How many times an idle worker looks for work before it sleeps, and how
+/// long it pauses between looks (a few microseconds in all). Longer spinning
+/// takes the core from the thread that feeds the pool when there are no more
+/// cores than workers; shorter makes a submit-and-wait pay a wake-up.
+constexpr unsigned spin_rounds = 64;
+constexpr unsigned pauses_per_round = 8;
+
+/// Every this many tasks a worker looks at the injection queue and at the
+/// oldest task of its own deque before its newest, so that neither outside
+/// submissions nor a worker's early tasks wait while it works through a
+/// stream of newer ones.
+constexpr std::uint32_t fairness_interval = 61;
+
+/// How often a busy worker lets ready timer and I/O handlers run.
+constexpr std::uint32_t io_poll_interval = 64;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+}  // namespace
+
+void pool_core::worker_main(std::size_t index, const std::string& name) {
+  // Linux allows 15 bytes plus the terminator; a longer name fails with ERANGE.
+  const std::string short_name = name.substr(0, 15);
+  pthread_setname_np(pthread_self(), short_name.c_str());
+  current_worker = {this, index};
+  for (task_observer* observer : observers_) observer->on_thread_start(index);
+  worker_state& me = workers_[index];
+  boost::system::error_code ignored;
+  bool woken = false;  // woken from the futex to look for work: counted as spinning
+  for (;;) {
+    try {
+      if (stopping_.load(std::memory_order_acquire)) {
+        if (woken) idle_.stop_spinning();
+        break;
+      }
+      task_node* task = nullptr;
+      if (!woken) {
+        task = find_task(me, index);
+        if (task == nullptr && scheduler_.poll_one(ignored) != 0) continue;
+      }
+      if (task == nullptr) task = search(me, index, std::exchange(woken, false));
+      if (task != nullptr) {
+        task->complete(*this, true);
+        if (me.taken % io_poll_interval == 0) scheduler_.poll_one(ignored);
+        continue;
+      }
+      // Nothing anywhere: sleep where timers and I/O can wake us if that
+      // role is free, else on the futex; submitters get our freed blocks.
+      flush_all_freed(me);
+      if (!io_waiter_taken_.exchange(true, std::memory_order_acq_rel)) {
+        sleep_in_scheduler();
+      } else {
+        woken = sleep_parked(index);
+      }
+    } catch (...) {
+      // Only a raw handler posted straight to the scheduler can throw here;
+      // ctxpool's own tasks catch everything.
+      report_exception(std::current_exception(), task_info{});
+    }
+  }
+  flush_all_freed(me);
+  for (task_observer* observer : observers_) observer->on_thread_stop(index);
+  current_worker = {nullptr, 0};
+}
+
+task_node* pool_core::find_task(worker_state& me, std::size_t index) noexcept {
+  ++me.taken;
+  if (me.taken % fairness_interval == 0) {
+    if (task_node* task = injection_.try_pop()) return task;
+    if (task_node* task = me.deque.steal()) return task;  // our own oldest
+  }
+  if (task_node* task = me.deque.pop()) return task;
+  if (task_node* task = injection_.try_pop()) {
+    // More queued than this worker can take: make sure another looks.
+    if (injection_.maybe_nonempty()) wake_for_new_work();
+    return task;
+  }
+  return steal_task(index);
+}
+
+task_node* pool_core::steal_task(std::size_t thief) noexcept {
+  for (std::size_t i = 1; i < thread_count_; ++i) {
+    std::size_t victim = thief + i;
+    if (victim >= thread_count_) victim -= thread_count_;
+    if (task_node* task = workers_[victim].deque.steal()) return task;
+  }
+  return nullptr;
+}
+
+bool pool_core::work_visible() const noexcept {
+  if (injection_.maybe_nonempty()) return true;
+  for (std::size_t i = 0; i < thread_count_; ++i) {
+    if (workers_[i].deque.maybe_nonempty()) return true;
+  }
+  return false;
+}
+
+task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) noexcept {
+  if (!counted && !idle_.try_start_spinning()) return nullptr;
+  for (unsigned round = 0; round < spin_rounds; ++round) {
+    if (stopping_.load(std::memory_order_relaxed)) break;
+    if (task_node* task = find_task(me, index)) {
+      // The last spinner found work: submitters wake nobody while someone
+      // spins, so if more is queued, hand the search on.
+      if (idle_.stop_spinning() && work_visible()) wake_idle_worker();
+      return task;
+    }
+    for (unsigned i = 0; i < pauses_per_round; ++i) cpu_relax();
+  }
+  idle_.stop_spinning();
+  return nullptr;
+}
+
+void pool_core::wake_idle_worker() noexcept {
+  if (idle_.wake_one()) return;
+  if (io_sleepers_.load(std::memory_order_seq_cst) != 0) wake_io_waiter();
+}
+
+void pool_core::wake_io_waiter() noexcept {
+  // One wake-up in flight at a time; the worker it wakes passes it on.
+  if (wake_pending_.load(std::memory_order_relaxed) ||
+      wake_pending_.exchange(true, std::memory_order_acq_rel)) {
+    return;
+  }
+  scheduler_.post_immediate_completion(&wake_op_, /*is_continuation=*/false);
+}
+
+void pool_core::sleep_in_scheduler() {
+  // Announce ourselves before the last look at the queues: a submitter
+  // publishes its task, then looks at io_sleepers_ (both seq_cst).
+  io_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  struct release_role {
+    pool_core& pool;
+    ~release_role() {  // also when a raw handler throws out of run_one
+      pool.io_sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      pool.io_waiter_taken_.store(false, std::memory_order_seq_cst);
+      // A parked worker takes the role over (it finds nothing, then takes
+      // the free role), so that timers and I/O never wait for a busy worker.
+      pool.idle_.wake_one();
+    }
+  } release{*this};
+  boost::system::error_code ignored;
+  if (!work_visible() && !stopping_.load(std::memory_order_seq_cst)) scheduler_.run_one(ignored);
+}
+
+bool pool_core::sleep_parked(std::size_t index) {
+  idle_.prepare_park(index);
+  // The last look, after registering (see parking.hpp). A free I/O role
+  // counts as work: it must not stay empty while we sleep.
+  if (work_visible() || stopping_.load(std::memory_order_seq_cst) ||
+      !io_waiter_taken_.load(std::memory_order_seq_cst)) {
+    // False: withdrawn. True: a waker chose us meanwhile and counted us.
+    return !idle_.cancel_park(index);
+  }
+  idle_.park(index);
+  return !idle_.woken_by_wake_all(index);
+}
+
+namespace {
+
+/// Blocks a submitter took from a pool's recycled stacks and has not used
+/// yet: a list per size class, uncapped (it holds at most what the pool's
+/// workers freed), emptied when the thread ends. Not tied to one pool: a
+/// block is plain small_alloc memory.
+struct spare_task_blocks {
+  task_block* heads[small_alloc_classes] = {};
+  spare_task_blocks() = default;
+  spare_task_blocks(const spare_task_blocks&) = delete;
+  spare_task_blocks& operator=(const spare_task_blocks&) = delete;
+  ~spare_task_blocks() {
+    for (std::size_t c = 0; c < small_alloc_classes; ++c) {
+      while (task_block* block = heads[c]) {
+        heads[c] = block->next;
+        small_free(block, small_alloc_class_size(c));
+      }
+    }
+  }
+};
+thread_local spare_task_blocks spare_blocks;
+
+/// Freed blocks a worker keeps before handing them back.
+constexpr std::uint32_t recycle_batch = 32;
+
+}  // namespace
+
+void* pool_core::allocate_task(std::size_t size) {
+  if (void* block = small_alloc_cached(size)) return block;
+  if (!CTXPOOL_ASAN && size <= small_alloc_max) {
+    const std::size_t c = small_alloc_class(size);
+    task_block*& spare = spare_blocks.heads[c];
+    if (spare == nullptr && recycled_[c].load(std::memory_order_relaxed) != nullptr) {
+      spare = recycled_[c].exchange(nullptr, std::memory_order_acquire);
+    }
+    if (task_block* block = spare) {
+      spare = block->next;
+      return block;
+    }
+  }
+  return small_alloc(size);
+}
+
+void pool_core::free_task(void* block, std::size_t size) noexcept {
+  // Under ASan every block goes back to the allocator, so that it sees each
+  // use after free (TSan keeps the recycling, to check it).
+  if (CTXPOOL_ASAN || size > small_alloc_max || current_worker.pool != this) {
+    small_free(block, size);
+    return;
+  }
+  const std::size_t c = small_alloc_class(size);
+  worker_state& me = workers_[current_worker.index];
+  freed_blocks& batch = me.freed[c];
+  auto* node = static_cast<task_block*>(block);
+  node->next = batch.head;
+  batch.head = node;
+  if (batch.tail == nullptr) batch.tail = node;
+  if (++batch.count == recycle_batch) flush_freed(me, c);
+}
+
+void pool_core::flush_freed(worker_state& me, std::size_t size_class) noexcept {
+  freed_blocks& batch = me.freed[size_class];
+  if (batch.head == nullptr) return;
+  std::atomic<task_block*>& stack = recycled_[size_class];
+  batch.tail->next = stack.load(std::memory_order_relaxed);
+  while (!stack.compare_exchange_weak(batch.tail->next, batch.head, std::memory_order_release,
+                                      std::memory_order_relaxed)) {
+  }
+  batch = {};
+}
+
+void pool_core::flush_all_freed(worker_state& me) noexcept {
+  for (std::size_t c = 0; c < small_alloc_classes; ++c) flush_freed(me, c);
+}
+
+void pool_core::drain_recycled() noexcept {
+  for (std::size_t c = 0; c < small_alloc_classes; ++c) {
+    task_block* list = recycled_[c].exchange(nullptr, std::memory_order_acquire);
+    while (list != nullptr) {
+      task_block* next = list->next;
+      small_free(list, small_alloc_class_size(c));
+      list = next;
+    }
+  }
+}
+
+}  // namespace ctxpool::detail

@@ -1,0 +1,216 @@
+// The pool's lifecycle: starting and ending the workers, wait/join/stop and
+// the destructor's finish, and the counts stats() reports.
+#include <ctxpool/executor.hpp>
+
+#include <algorithm>
+#include <stdexcept>
+#include <string>
+#include <thread>
+
+#include <ctxpool/diagnostics.hpp>
+
+namespace ctxpool::detail {
+
+std::size_t resolve_thread_count(std::size_t requested) {
+  if (requested == 0) {
+    const unsigned hardware = std::thread::hardware_concurrency();
+    return hardware == 0 ? 1 : hardware;
+  }
+  if (requested > thread_pool::max_threads) {
+    throw std::invalid_argument("ctxpool::thread_pool: " + std::to_string(requested) +
+                                " threads requested; at most " +
+                                std::to_string(thread_pool::max_threads) +
+                                " are allowed (a negative count converted to size_t?)");
+  }
+  return requested;
+}
+
+namespace {
+
+/// Adds a scheduler to `owner`'s services, as asio::thread_pool does, so that
+/// timers and sockets made from the pool find it with use_service.
+boost::asio::detail::scheduler& add_scheduler(boost::asio::execution_context& owner,
+                                              std::size_t threads) {
+  auto scheduler = std::make_unique<boost::asio::detail::scheduler>(
+      owner, threads == 1 ? 1 : 0, /*own_thread=*/false);
+  boost::asio::add_service<boost::asio::detail::scheduler>(owner, scheduler.get());
+  return *scheduler.release();  // owned by the service registry from here on
+}
+
+std::vector<task_observer*> with_detector(std::vector<task_observer*> observers, bool diagnostics) {
+  std::erase(observers, nullptr);
+  if (diagnostics) {
+    if (task_observer* observer = diagnostics::pool_observer()) {
+      observers.insert(observers.begin(), observer);
+    }
+  }
+  return observers;
+}
+
+}  // namespace
+
+pool_core::pool_core(boost::asio::execution_context& owner, std::size_t threads,
+                     std::string name_prefix, std::vector<task_observer*> observers,
+                     pool_tuning tuning)
+    : owner_(owner),
+      thread_count_(resolve_thread_count(threads)),
+      tuning_(tuning),
+      diagnostics_(diagnostics::enabled()),
+      observed_(false),
+      observers_(with_detector(std::move(observers), diagnostics_)),
+      workers_(new worker_state[thread_count_]),
+      idle_(thread_count_),
+      scheduler_(add_scheduler(owner, thread_count_)) {
+  observed_ = !observers_.empty();
+  scheduler_.work_started();  // workers keep running it while they wait for tasks
+  start_threads(name_prefix);
+}
+
+pool_core::~pool_core() {
+  // thread_pool's destructor ends the threads first (and then destroys the
+  // scheduler with the other services, so it is not touched again here);
+  // what is left are Asio handlers executed after the close, destroyed unrun
+  // as an io_context does.
+  if (!threads_ended_) end_threads();
+  destroy_queued_tasks();
+  drain_recycled();
+}
+
+void pool_core::start_threads(const std::string& name_prefix) {
+  threads_.reserve(thread_count_);
+  try {
+    for (std::size_t i = 0; i < thread_count_; ++i) {
+      std::string name = name_prefix + std::to_string(i);
+      threads_.emplace_back([this, i, name = std::move(name)] { worker_main(i, name); });
+    }
+  } catch (...) {
+    end_threads();
+    throw;
+  }
+}
+
+void pool_core::end_threads() noexcept {
+  stopping_.store(true, std::memory_order_seq_cst);
+  idle_.wake_all();  // a worker parking after this sees stopping_ in its last look
+  if (std::exchange(scheduler_work_, false)) scheduler_.work_finished();
+  scheduler_.stop();  // wakes the worker sleeping in run_one
+  for (std::thread& thread : threads_) {
+    if (thread.joinable()) thread.join();
+  }
+  threads_.clear();
+  {
+    // Nothing can run any more: a wait() in progress or to come returns.
+    std::lock_guard lock(idle_mutex_);
+    threads_gone_ = true;
+  }
+  idle_cv_.notify_all();
+}
+
+void pool_core::destroy_queued_tasks() noexcept {
+  // Only once the workers are gone, so any thread may take from the deques.
+  for (;;) {
+    task_node* node = injection_.try_pop();
+    for (std::size_t i = 0; node == nullptr && i < thread_count_; ++i) {
+      node = workers_[i].deque.steal();
+    }
+    if (node == nullptr) return;
+    node->complete(*this, false);
+  }
+}
+
+std::uint64_t pool_core::next_task_id() const noexcept {
+  return diagnostics_ ? diagnostics::next_task_id() : 0;
+}
+
+void pool_core::notify_idle() noexcept {
+  std::lock_guard lock(idle_mutex_);
+  idle_cv_.notify_all();
+}
+
+void pool_core::wait_idle(std::uint64_t mask) {
+  waiters_.fetch_add(1, std::memory_order_seq_cst);
+  {
+    std::unique_lock lock(idle_mutex_);
+    idle_cv_.wait(lock, [this, mask] {
+      return (outstanding_.load(std::memory_order_seq_cst) & mask) == 0 || threads_gone_;
+    });
+  }
+  waiters_.fetch_sub(1, std::memory_order_seq_cst);
+}
+
+void pool_core::wait() {
+  if (running_in_this_thread()) throw_called_from_worker("wait()");
+  wait_idle(~std::uint64_t{0});
+}
+
+void pool_core::join() {
+  if (running_in_this_thread()) throw_called_from_worker("join()");
+  std::lock_guard lock(lifecycle_mutex_);
+  if (threads_ended_) return;
+  // Running tasks may still submit while we wait; only then close, and wait
+  // again for any submit that raced with the close (see add_task).
+  wait_idle(~std::uint64_t{0});
+  closed_.store(true, std::memory_order_seq_cst);
+  wait_idle(~std::uint64_t{0});
+  end_threads();
+  threads_ended_ = true;
+}
+
+void pool_core::finish() {
+  std::lock_guard lock(lifecycle_mutex_);
+  if (threads_ended_) return;
+  // As join(), but waiting for tasks only: tracked work (a timer, an accept)
+  // may never end, and the owner destroys it once the threads are gone.
+  wait_idle(task_mask);
+  closed_.store(true, std::memory_order_seq_cst);
+  wait_idle(task_mask);
+  end_threads();
+  threads_ended_ = true;
+}
+
+void pool_core::stop(void (*shutdown_services)(boost::asio::execution_context&)) {
+  if (running_in_this_thread()) throw_called_from_worker("stop()");
+  std::lock_guard lock(lifecycle_mutex_);
+  // Stop the workers before closing: a running task that sees the pool
+  // closed must not be followed by another task on its worker.
+  stopping_.store(true, std::memory_order_seq_cst);
+  idle_.wake_all();
+  scheduler_.stop();
+  closed_.store(true, std::memory_order_seq_cst);
+  if (!threads_ended_) {
+    end_threads();  // each worker returns after its current task
+    threads_ended_ = true;
+  }
+  // Destroys queued tasks (their promises report broken_promise) and pending
+  // timer waits on this thread, before stop() returns. A submit that passed
+  // the closed check just before the close is counted but may not be queued
+  // yet: it will be in a moment, so wait for the count of tasks to reach
+  // zero, destroying each as it arrives. Nothing else can hold a task count
+  // now that the workers are gone.
+  destroy_queued_tasks();
+  while ((outstanding_.load(std::memory_order_seq_cst) & task_mask) != 0) {
+    std::this_thread::yield();
+    destroy_queued_tasks();
+  }
+  if (!handlers_destroyed_) {
+    shutdown_services(owner_);
+    handlers_destroyed_ = true;
+  }
+}
+
+pool_core::counts pool_core::snapshot_counts() const noexcept {
+  std::uint64_t started = foreign_counters_.started.load(std::memory_order_relaxed);
+  std::uint64_t completed = foreign_counters_.completed.load(std::memory_order_relaxed);
+  for (std::size_t i = 0; i < thread_count_; ++i) {
+    completed += workers_[i].counters.completed.load(std::memory_order_relaxed);
+    started += workers_[i].counters.started.load(std::memory_order_relaxed);
+  }
+  const std::uint64_t running = started > completed ? started - completed : 0;
+  const std::int64_t tasks =
+      static_cast<std::int64_t>(outstanding_.load(std::memory_order_seq_cst) & task_mask);
+  const std::int64_t queued = tasks - static_cast<std::int64_t>(running);
+  return {static_cast<std::size_t>(std::max<std::int64_t>(queued, 0)),
+          static_cast<std::size_t>(running), completed};
+}
+
+}  // namespace ctxpool::detail
