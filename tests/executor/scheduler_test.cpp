@@ -1,0 +1,151 @@
+// The scheduler's promises: start order of outside submissions, progress for
+// every queued task however a worker keeps itself busy, work spread across
+// workers, and timers that fire while every worker is idle.
+#include <ctxpool/executor.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/steady_timer.hpp>
+
+using namespace std::chrono_literals;
+
+TEST_CASE("tasks posted from outside a one-worker pool start in submission order") {
+  ctxpool::thread_pool pool{1};
+  std::vector<int> order;  // one worker: no lock needed, wait() publishes it
+  std::promise<void> gate;
+  std::shared_future<void> open = gate.get_future().share();
+  pool.post([open] { open.wait(); });  // hold the worker until all are queued
+  for (int i = 0; i < 1000; ++i) pool.post([&order, i] { order.push_back(i); });
+  gate.set_value();
+  pool.wait();
+  REQUIRE(order.size() == 1000);
+  for (int i = 0; i < 1000; ++i) CHECK(order[static_cast<std::size_t>(i)] == i);
+}
+
+TEST_CASE("a task that keeps re-posting itself does not starve the tasks queued before it") {
+  // One worker, whose own deque runs newest first: without the periodic look
+  // at the oldest task the earlier tasks would wait for the loop to end,
+  // which it only does once they have run.
+  ctxpool::thread_pool pool{1};
+  std::atomic<int> earlier_done{0};
+  constexpr int earlier = 50;
+  std::promise<void> loop_done;
+  struct loop {
+    ctxpool::thread_pool* pool;
+    std::atomic<int>* earlier_done;
+    std::promise<void>* done;
+    void operator()() const {
+      if (earlier_done->load() == earlier) {
+        done->set_value();
+        return;
+      }
+      pool->post(*this);
+    }
+  };
+  pool.post([&] {
+    for (int i = 0; i < earlier; ++i) pool.post([&earlier_done] { ++earlier_done; });
+    pool.post(loop{&pool, &earlier_done, &loop_done});
+  });
+  loop_done.get_future().get();
+  pool.wait();
+  CHECK(earlier_done == earlier);
+}
+
+TEST_CASE("outside submissions keep their order behind a worker's own tasks") {
+  // A worker busy with a long stream of its own tasks still takes tasks from
+  // outside in between (the injection queue is looked at periodically).
+  ctxpool::thread_pool pool{1};
+  std::atomic<bool> outside_ran{false};
+  std::atomic<int> own_after_outside{-1};
+  std::atomic<int> own_done{0};
+  std::promise<void> started;
+  pool.post([&] {
+    started.set_value();
+    struct chain {
+      ctxpool::thread_pool* pool;
+      std::atomic<bool>* outside_ran;
+      std::atomic<int>* own_done;
+      std::atomic<int>* own_after_outside;
+      void operator()() const {
+        const int n = ++*own_done;
+        if (outside_ran->load()) {
+          int expected = -1;
+          own_after_outside->compare_exchange_strong(expected, n);
+          return;  // the chain ends once the outside task has run
+        }
+        pool->post(*this);
+      }
+    };
+    pool.post(chain{&pool, &outside_ran, &own_done, &own_after_outside});
+  });
+  started.get_future().wait();
+  pool.post([&] { outside_ran = true; });
+  pool.wait();
+  CHECK(outside_ran);
+  CHECK(own_after_outside >= 0);
+}
+
+TEST_CASE("tasks submitted from one worker are stolen by the others") {
+  ctxpool::thread_pool pool{4};
+  std::mutex mutex;
+  std::set<std::thread::id> threads;
+  std::atomic<int> running{0};
+  std::atomic<bool> all_four{false};
+  auto done = pool.submit([&] {
+    // Each child waits (bounded by the others arriving) so that one worker
+    // alone cannot run them all: only stealing spreads them.
+    for (int i = 0; i < 4; ++i) {
+      pool.post([&] {
+        {
+          std::lock_guard lock(mutex);
+          threads.insert(std::this_thread::get_id());
+        }
+        if (++running == 4) all_four = true;
+        while (!all_four) std::this_thread::yield();
+      });
+    }
+  });
+  done.get();
+  pool.wait();
+  CHECK(threads.size() == 4);
+}
+
+TEST_CASE("a timer fires while every worker is parked") {
+  for (std::size_t workers : {1, 2, 4}) {
+    ctxpool::thread_pool pool{workers};
+    pool.post([] {});
+    pool.wait();
+    std::this_thread::sleep_for(20ms);  // let every worker go past spinning into sleep
+    boost::asio::steady_timer timer(pool, 5ms);
+    std::promise<void> fired;
+    timer.async_wait([&](const boost::system::error_code&) { fired.set_value(); });
+    fired.get_future().get();  // would hang if no idle worker sleeps in the scheduler
+    CHECK(pool.stats().completed >= 1);
+  }
+}
+
+TEST_CASE("a burst from outside wakes enough workers to run blocking tasks side by side") {
+  // Four tasks that each wait for all four to have started: they finish only
+  // if four workers run them at once, so each push must reach a sleeping worker.
+  for (int round = 0; round < 20; ++round) {
+    ctxpool::thread_pool pool{4};
+    std::this_thread::sleep_for(1ms);
+    std::atomic<int> started{0};
+    for (int i = 0; i < 4; ++i) {
+      pool.post([&started] {
+        ++started;
+        while (started.load() < 4) std::this_thread::yield();
+      });
+    }
+    pool.wait();
+    CHECK(started == 4);
+  }
+}
