@@ -149,3 +149,19 @@ TEST_CASE("a burst from outside wakes enough workers to run blocking tasks side 
     CHECK(started == 4);
   }
 }
+
+TEST_CASE("batches posted from outside never leave a task behind a sleeping worker") {
+  // The worker empties the queue, goes to sleep, and a new batch must wake
+  // it, thousands of times: a lost wake-up hangs here. (One such race: a pop
+  // that puts the queue's stub back while a push is linking once made the
+  // queue look empty to a worker going to sleep.)
+  for (std::size_t workers : {1, 2}) {
+    ctxpool::thread_pool pool{workers};
+    std::atomic<int> ran{0};
+    for (int round = 0; round < 3000; ++round) {
+      for (int i = 0; i < 20; ++i) pool.post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); });
+      pool.wait();
+    }
+    CHECK(ran == 3000 * 20);
+  }
+}

@@ -314,13 +314,22 @@ static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_exe
 /// watched `thread_local`s; observers' `on_task_end` run (in reverse order);
 /// the context is left. Every step also happens when the function throws.
 ///
-/// @par Scheduling
-/// Tasks wait in the pool's own FIFO queue, which costs one small allocation
-/// and one short lock per task. Asio's scheduler, a service of the pool (as
-/// in asio::thread_pool), hosts timers and sockets made from the pool or its
-/// executor; workers run its handlers too. Of the idle workers, one sleeps in
-/// that scheduler, so that a timer or I/O wakes it as a new task does, and
-/// the others on a condition variable.
+/// @par Scheduling and order
+/// Each task is one small block (64 bytes with a 32-byte callable) in one of
+/// two kinds of queue. Tasks submitted from outside the pool, and Asio
+/// handlers, go through a shared injection queue and start in the order they
+/// were queued, as far as several workers taking them at once allow. A task
+/// submitted from a worker goes to that worker's own deque: the worker runs
+/// the newest first (recursive work stays in cache) and idle workers steal
+/// the oldest. Every 61 tasks a worker looks at the injection queue and at
+/// its own oldest task first, so no queued task waits for a stream of newer
+/// ones to end. Strands remain the way to serialise.
+///
+/// An idle worker spins briefly (a few microseconds, and only one at a time
+/// per two workers), then sleeps: one in Asio's scheduler, a service of the
+/// pool (as in asio::thread_pool) hosting timers and sockets made from the
+/// pool, so that timers and I/O wake it; the others on a futex, the cheaper
+/// wake-up, which submitters prefer.
 /// Asio's `dispatch` from a worker runs inline; everything else is queued.
 class thread_pool : public boost::asio::execution_context {
  public:

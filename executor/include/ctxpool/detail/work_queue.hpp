@@ -121,9 +121,13 @@ class injection_queue {
     previous->next.store(node, std::memory_order_release);
   }
 
-  /// Any thread: whether a task may be queued (or is being pushed).
+  /// Any thread: whether a task may be queued (or is being pushed). The tail
+  /// alone does not say: a pop that puts the stub back while a push is
+  /// linking leaves the stub last with tasks before it, and then the head is
+  /// not the stub.
   [[nodiscard]] bool maybe_nonempty() const noexcept {
-    return tail_.load(std::memory_order_seq_cst) != &stub_;
+    return tail_.load(std::memory_order_seq_cst) != &stub_ ||
+           head_.load(std::memory_order_seq_cst) != &stub_;
   }
 
   /// Any thread: the oldest task, or null when there is none yet (a push
@@ -132,16 +136,16 @@ class injection_queue {
   task_node* try_pop() noexcept {
     if (!maybe_nonempty()) return nullptr;
     std::lock_guard lock(pop_mutex_);
-    task_node* head = head_;
+    task_node* head = head_.load(std::memory_order_relaxed);
     task_node* next = head->next.load(std::memory_order_acquire);
     if (head == &stub_) {
       if (next == nullptr) return nullptr;
-      head_ = next;
+      head_.store(next, std::memory_order_release);
       head = next;
       next = next->next.load(std::memory_order_acquire);
     }
     if (next != nullptr) {
-      head_ = next;
+      head_.store(next, std::memory_order_release);
       return head;
     }
     if (tail_.load(std::memory_order_acquire) != head) return nullptr;  // a push is linking
@@ -149,7 +153,7 @@ class injection_queue {
     push(&stub_);
     next = head->next.load(std::memory_order_acquire);
     if (next == nullptr) return nullptr;  // a push got in before the stub and is linking
-    head_ = next;
+    head_.store(next, std::memory_order_release);
     return head;
   }
 
@@ -160,7 +164,7 @@ class injection_queue {
 
   alignas(64) std::atomic<task_node*> tail_{&stub_};  // producers
   alignas(64) std::mutex pop_mutex_;                  // consumers
-  task_node* head_ = &stub_;                          // guarded by pop_mutex_
+  std::atomic<task_node*> head_{&stub_};  // written under pop_mutex_; read by maybe_nonempty
   stub_node stub_;
 };
 
