@@ -47,7 +47,6 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   current_worker = {this, index};
   for (task_observer* observer : observers_) observer->on_thread_start(index);
   worker_state& me = workers_[index];
-  boost::system::error_code ignored;
   bool woken = false;  // woken from the futex to look for work: counted as spinning
   for (;;) {
     try {
@@ -58,12 +57,12 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       task_node* task = nullptr;
       if (!woken) {
         task = find_task(me, index);
-        if (task == nullptr && scheduler_.poll_one(ignored) != 0) continue;
+        if (task == nullptr && poll_scheduler()) continue;
       }
       if (task == nullptr) task = search(me, index, std::exchange(woken, false));
       if (task != nullptr) {
         task->complete(*this, true);
-        if (me.taken % io_poll_interval == 0) scheduler_.poll_one(ignored);
+        if (me.taken % io_poll_interval == 0) poll_scheduler();
         continue;
       }
       // Nothing anywhere: sleep where timers and I/O can wake us if that
@@ -107,6 +106,16 @@ task_node* pool_core::steal_task(std::size_t thief) noexcept {
     if (task_node* task = workers_[victim].deque.steal()) return task;
   }
   return nullptr;
+}
+
+bool pool_core::poll_scheduler() {
+  // While a worker sleeps in the scheduler, ready handlers are its to run.
+  // Polling then could also take the no-op that wakes it for a task, and
+  // leave it asleep (the scheduler's run_one waits again when it finds its
+  // queue empty): the pool then ran on one worker until the next push.
+  if (io_sleepers_.load(std::memory_order_relaxed) != 0) return false;
+  boost::system::error_code ignored;
+  return scheduler_.poll_one(ignored) != 0;
 }
 
 bool pool_core::work_visible() const noexcept {

@@ -232,6 +232,9 @@ class pool_core {
   /// waker already counted the caller as spinning.
   task_node* search(worker_state& me, std::size_t index, bool counted) noexcept;
   [[nodiscard]] bool work_visible() const noexcept;
+  /// Runs one ready Asio handler unless a worker sleeps in the scheduler;
+  /// true if it ran one.
+  bool poll_scheduler();
   void sleep_in_scheduler();
   /// True when woken to look for work (counted as spinning).
   bool sleep_parked(std::size_t index);
