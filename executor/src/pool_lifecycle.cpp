@@ -56,12 +56,11 @@ pool_core::pool_core(boost::asio::execution_context& owner, std::size_t threads,
       thread_count_(resolve_thread_count(threads)),
       tuning_(tuning),
       diagnostics_(diagnostics::enabled()),
-      observed_(false),
       observers_(with_detector(std::move(observers), diagnostics_)),
+      observed_(!observers_.empty()),
       workers_(new worker_state[thread_count_]),
       idle_(thread_count_),
       scheduler_(add_scheduler(owner, thread_count_)) {
-  observed_ = !observers_.empty();
   scheduler_.work_started();  // workers keep running it while they wait for tasks
   start_threads(name_prefix);
 }

@@ -295,8 +295,8 @@ class pool_core {
   std::size_t thread_count_;
   pool_tuning tuning_;
   bool diagnostics_;
-  bool observed_;  // observers_ is not empty: tasks keep their whole task_info
   std::vector<task_observer*> observers_;
+  bool observed_;  // observers_ is not empty: tasks keep their whole task_info
   std::unique_ptr<worker_state[]> workers_;
 
   worker_counters foreign_counters_;  // tasks run on a thread that is not a worker
