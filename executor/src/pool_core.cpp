@@ -40,6 +40,16 @@ inline void cpu_relax() noexcept {
 
 }  // namespace
 
+std::size_t foreign_lane_of_this_thread() noexcept {
+  static std::atomic<std::size_t> next_lane{0};
+  constexpr std::size_t unassigned = ~std::size_t{0};
+  static constinit thread_local std::size_t lane = unassigned;
+  if (CTXPOOL_UNLIKELY(lane == unassigned)) {
+    lane = next_lane.fetch_add(1, std::memory_order_relaxed) % work_count::foreign_lanes;
+  }
+  return lane;
+}
+
 void pool_core::worker_main(std::size_t index, const std::string& name) {
   // Linux allows 15 bytes plus the terminator; a longer name fails with ERANGE.
   const std::string short_name = name.substr(0, 15);

@@ -59,6 +59,7 @@ pool_core::pool_core(boost::asio::execution_context& owner, std::size_t threads,
       observers_(with_detector(std::move(observers), diagnostics_)),
       observed_(!observers_.empty()),
       workers_(new worker_state[thread_count_]),
+      work_(thread_count_),
       idle_(thread_count_),
       scheduler_(add_scheduler(owner, thread_count_)) {
   scheduler_.work_started();  // workers keep running it while they wait for tasks
@@ -126,20 +127,18 @@ void pool_core::notify_idle() noexcept {
   idle_cv_.notify_all();
 }
 
-void pool_core::wait_idle(std::uint64_t mask) {
+void pool_core::wait_idle(bool tasks_only) {
   waiters_.fetch_add(1, std::memory_order_seq_cst);
   {
     std::unique_lock lock(idle_mutex_);
-    idle_cv_.wait(lock, [this, mask] {
-      return (outstanding_.load(std::memory_order_seq_cst) & mask) == 0 || threads_gone_;
-    });
+    idle_cv_.wait(lock, [this, tasks_only] { return work_.idle(tasks_only) || threads_gone_; });
   }
   waiters_.fetch_sub(1, std::memory_order_seq_cst);
 }
 
 void pool_core::wait() {
   if (running_in_this_thread()) throw_called_from_worker("wait()");
-  wait_idle(~std::uint64_t{0});
+  wait_idle(/*tasks_only=*/false);
 }
 
 void pool_core::join() {
@@ -148,9 +147,9 @@ void pool_core::join() {
   if (threads_ended_) return;
   // Running tasks may still submit while we wait; only then close, and wait
   // again for any submit that raced with the close (see add_task).
-  wait_idle(~std::uint64_t{0});
+  wait_idle(/*tasks_only=*/false);
   closed_.store(true, std::memory_order_seq_cst);
-  wait_idle(~std::uint64_t{0});
+  wait_idle(/*tasks_only=*/false);
   end_threads();
   threads_ended_ = true;
 }
@@ -160,9 +159,9 @@ void pool_core::finish() {
   if (threads_ended_) return;
   // As join(), but waiting for tasks only: tracked work (a timer, an accept)
   // may never end, and the owner destroys it once the threads are gone.
-  wait_idle(task_mask);
+  wait_idle(/*tasks_only=*/true);
   closed_.store(true, std::memory_order_seq_cst);
-  wait_idle(task_mask);
+  wait_idle(/*tasks_only=*/true);
   end_threads();
   threads_ended_ = true;
 }
@@ -187,7 +186,7 @@ void pool_core::stop(void (*shutdown_services)(boost::asio::execution_context&))
   // zero, destroying each as it arrives. Nothing else can hold a task count
   // now that the workers are gone.
   destroy_queued_tasks();
-  while ((outstanding_.load(std::memory_order_seq_cst) & task_mask) != 0) {
+  while (!work_.idle(/*tasks_only=*/true)) {
     std::this_thread::yield();
     destroy_queued_tasks();
   }
@@ -205,8 +204,7 @@ pool_core::counts pool_core::snapshot_counts() const noexcept {
     started += workers_[i].counters.started.load(std::memory_order_relaxed);
   }
   const std::uint64_t running = started > completed ? started - completed : 0;
-  const std::int64_t tasks =
-      static_cast<std::int64_t>(outstanding_.load(std::memory_order_seq_cst) & task_mask);
+  const auto tasks = static_cast<std::int64_t>(work_.outstanding().tasks);
   const std::int64_t queued = tasks - static_cast<std::int64_t>(running);
   return {static_cast<std::size_t>(std::max<std::int64_t>(queued, 0)),
           static_cast<std::size_t>(running), completed};

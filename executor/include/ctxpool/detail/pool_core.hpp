@@ -30,6 +30,7 @@
 #include <ctxpool/detail/parking.hpp>
 #include <ctxpool/detail/small_alloc.hpp>
 #include <ctxpool/detail/task_node.hpp>
+#include <ctxpool/detail/work_count.hpp>
 #include <ctxpool/detail/work_queue.hpp>
 #include <ctxpool/hooks.hpp>
 #include <ctxpool/thread_local.hpp>
@@ -157,17 +158,12 @@ class pool_core {
 
   // ---- outstanding work (queued + running tasks + tracked executors) ------
   //
-  // One word counts both: tasks (queued or running) in the low half, tracked
-  // executors in the high half, so that "no task" and "nothing at all" are
-  // each read consistently from a single load.
+  // Counted in the calling thread's lane of work_ (work_count.hpp), so a task
+  // costs its submitter and its worker no shared read-modify-write.
 
-  static constexpr std::uint64_t one_task = 1;
-  static constexpr std::uint64_t one_tracked = std::uint64_t{1} << 32;
-  static constexpr std::uint64_t task_mask = one_tracked - 1;
-
-  void add_tracked() noexcept { outstanding_.fetch_add(one_tracked, std::memory_order_seq_cst); }
-  void remove_tracked() noexcept { remove_outstanding(one_tracked); }
-  void remove_work() noexcept { remove_outstanding(one_task); }
+  void add_tracked() noexcept { work_.add(my_lane(), work_kind::tracked); }
+  void remove_tracked() noexcept { remove_outstanding(work_kind::tracked); }
+  void remove_work() noexcept { remove_outstanding(work_kind::task); }
 
   // ---- lifecycle and introspection (thread_pool forwards here) -------------
 
@@ -242,15 +238,20 @@ class pool_core {
   void start_threads(const std::string& name_prefix);
   void end_threads() noexcept;
   void notify_idle() noexcept;
-  /// Blocks until nothing (`mask` all ones) or no task (`task_mask`) is
-  /// outstanding, or the threads have ended (then nothing can change).
-  void wait_idle(std::uint64_t mask);
-  void remove_outstanding(std::uint64_t amount) noexcept {
+  /// Blocks until nothing (or, with `tasks_only`, no task) is outstanding,
+  /// or the threads have ended (then nothing can change).
+  void wait_idle(bool tasks_only);
+  /// The work_ lane of the calling thread.
+  [[nodiscard]] std::size_t my_lane() const noexcept {
+    return work_.lane_for(current_worker.pool == this ? current_worker.index : work_count::npos);
+  }
+  void remove_outstanding(work_kind kind) noexcept {
+    work_.remove(my_lane(), kind);
     // seq_cst pairs with wait_idle(): either the waiter sees the count at zero
     // or we see the waiter and wake it (under the mutex, so no lost wake-up).
-    const std::uint64_t before = outstanding_.fetch_sub(amount, std::memory_order_seq_cst);
-    const std::uint64_t after = before - amount;
-    if (((after & task_mask) == 0 || after == 0) && waiters_.load(std::memory_order_seq_cst) != 0) {
+    // Of removals racing to the last, the one last in seq_cst order sees all.
+    if (CTXPOOL_UNLIKELY(waiters_.load(std::memory_order_seq_cst) != 0) &&
+        work_.idle(/*tasks_only=*/true)) {
       notify_idle();
     }
   }
@@ -259,7 +260,7 @@ class pool_core {
   /// closed. Increment-then-check (with the same check-after-store in join)
   /// leaves no window in which a task slips past a join that saw zero.
   void add_task(bool check_open) {
-    outstanding_.fetch_add(one_task, std::memory_order_seq_cst);
+    work_.add(my_lane(), work_kind::task);
     if (check_open && CTXPOOL_UNLIKELY(closed_.load(std::memory_order_seq_cst))) {
       remove_work();
       throw_pool_closed("submit/post");
@@ -302,8 +303,10 @@ class pool_core {
   worker_counters foreign_counters_;  // tasks run on a thread that is not a worker
   std::mutex foreign_mutex_;          // the foreign counters may have many writers
 
-  alignas(64) std::atomic<std::uint64_t> outstanding_{0};  // see one_task / one_tracked
-  std::atomic<int> waiters_{0};
+  work_count work_;
+  // Read by every submit and every finished task, written rarely: a line of
+  // their own.
+  alignas(64) std::atomic<int> waiters_{0};
   std::atomic<bool> closed_{false};  // no new submit/post; see add_task
   std::mutex idle_mutex_;
   std::condition_variable idle_cv_;
@@ -437,7 +440,7 @@ void pool_core::enqueue_node(F&& f, captured_context&& snapshot, const task_info
 template <class F>
 void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
                            const task_info& info) noexcept {
-  outstanding_.fetch_add(one_task, std::memory_order_seq_cst);
+  work_.add(my_lane(), work_kind::task);
   union holder {
     explicit holder(F&& g) : f(std::forward<F>(g)) {}
     ~holder() {}  // run_task destroys f
