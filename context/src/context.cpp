@@ -272,7 +272,54 @@ struct base_context_owner {
   }
 };
 
+// Spare references are given back at thread exit, after which none are taken.
+struct capture_reserve_drain {
+  ~capture_reserve_drain() {
+    tls.reserve.dead = true;
+    if (tls.reserve.spare != 0) return_capture_reserve();
+  }
+};
+
+// The most references a capture takes ahead: a refill per this many captures.
+constexpr std::uint32_t max_capture_reserve = 63;
+
 }  // namespace
+
+void return_capture_reserve() noexcept {
+  capture_reserve& reserve = tls.reserve;
+  const std::uint32_t spare = std::exchange(reserve.spare, 0);
+  if (spare == 0) return;
+  // We hold `spare` references, so giving all but one back cannot free the
+  // map; the last goes through map_release, which frees it if it was the last.
+  if (spare > 1) reserve.map->refs.fetch_sub(spare - 1, std::memory_order_release);
+  map_release(reserve.map);
+}
+
+void refill_capture_reserve(const map_node* map) noexcept {
+  capture_reserve& reserve = tls.reserve;
+  if (reserve.map != map) {
+    return_capture_reserve();
+    reserve.map = map;
+    reserve.streak = 0;
+  }
+  // Reserve only for a thread capturing one map again and again in one epoch
+  // (a producer's loop): a task capturing once or twice before its context
+  // ends would only give the spare references back.
+  if (reserve.streak_epoch != tls.epoch) {
+    reserve.streak_epoch = tls.epoch;
+    reserve.streak = 0;
+  }
+  if (reserve.streak < max_capture_reserve) ++reserve.streak;
+  std::uint32_t extra = reserve.streak > 2 ? reserve.streak : 0;
+  if (extra != 0 && reserve.dead) extra = 0;
+  if (extra != 0 && !reserve.armed) {
+    reserve.armed = true;
+    static thread_local capture_reserve_drain drain;
+    (void)drain;
+  }
+  map->refs.fetch_add(1 + extra, std::memory_order_relaxed);
+  reserve.spare = extra;
+}
 
 std::uint64_t new_lineage() noexcept {
   if (CTXPOOL_UNLIKELY(lineage_tls.next == lineage_tls.end)) {

@@ -336,6 +336,39 @@ TEST_CASE("a value is destroyed exactly when the last context holding it goes aw
   CHECK(counted::live == 0);
 }
 
+TEST_CASE("snapshots taken in a loop keep a value no longer than the context and the snapshots") {
+  // A thread capturing one context again and again takes references to its
+  // map in batches (as a pool's submitter does); the spare ones must not
+  // outlive the context's own hold on the map.
+  using ctxpool::detail::captured_context;
+  context_var<counted> var{"counted"};
+  REQUIRE(counted::live == 0);
+  context ctx;
+  ctx.run([&] {
+    (void)var.set(counted{1});
+    std::vector<captured_context> snapshots;
+    for (int i = 0; i < 300; ++i) snapshots.push_back(captured_context::capture());
+    (void)var.set(counted{2});  // the map holding 1 is now only the snapshots'
+    CHECK(counted::live == 2);
+    snapshots.clear();
+    CHECK(counted::live == 1);
+    for (int i = 0; i < 300; ++i) (void)captured_context::capture();
+    CHECK(counted::live == 1);
+  });
+  CHECK(counted::live == 1);  // ctx still holds 2
+  ctx = context{};
+  CHECK(counted::live == 0);
+
+  // The same on a thread that ends while its base context holds the value.
+  std::thread thread([&] {
+    (void)var.set(counted{3});
+    for (int i = 0; i < 300; ++i) (void)captured_context::capture();
+    CHECK(counted::live == 1);
+  });
+  thread.join();
+  CHECK(counted::live == 0);
+}
+
 TEST_CASE("a token keeps the previous value alive until it is destroyed") {
   context_var<counted> var{"counted"};
   context ctx;

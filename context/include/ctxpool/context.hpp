@@ -98,7 +98,8 @@ const void* lookup_set_value(std::uint32_t var_id) noexcept;
 
 /// A snapshot of the current context taken to run work elsewhere.
 ///
-/// Capturing costs one reference-count increment; running enters a private
+/// Capturing costs at most one reference-count increment (a thread capturing
+/// one context repeatedly takes references in batches); running enters a private
 /// box that no handle refers to, so entering skips the busy check. Executors
 /// build on it; users have `copy_context()` and `bind_context`.
 class captured_context {
@@ -109,7 +110,7 @@ class captured_context {
   [[nodiscard]] static captured_context capture() noexcept {
     captured_context result;
     if (context_box* box = tls.current; box != nullptr) {
-      map_add_ref(box->root);
+      if (box->root != nullptr) take_capture_ref(box->root);
       result.root_ = box->root;
       result.lineage_ = box->lineage;
     }

@@ -40,16 +40,47 @@ struct get_cache_entry {
 inline constexpr std::uint32_t get_cache_size = 64;  // power of two
 inline constexpr std::uint64_t default_tag_bit = std::uint64_t{1} << 31;
 
+/// References to the current map taken ahead by captured_context::capture.
+///
+/// A thread that submits many tasks from one context would otherwise pay a
+/// read-modify-write on the map's count per task, on a line that the workers
+/// releasing the same map keep taking away. The spare references keep a map
+/// alive no longer than the current context does: bump_epoch(), called
+/// whenever the current context or its map changes, gives them back.
+struct capture_reserve {
+  const map_node* map;   // the map the spare references are to
+  std::uint32_t spare;   // references held for later captures of `map`
+  std::uint32_t streak;  // captures of `map` in the epoch `streak_epoch`
+  std::uint32_t streak_epoch;
+  bool armed;            // the thread-exit drain is registered
+  bool dead;             // the thread is exiting: no more reserving
+};
+
 /// Everything the get() fast path touches. It is constant-initialised and
 /// trivially destructible so that the compiler reaches it through the thread
 /// pointer directly, with no TLS wrapper call.
 struct thread_state {
   context_box* current;  // null until this thread first needs a context box
   std::uint32_t epoch;   // changes whenever what `current` maps may have changed
+  capture_reserve reserve;
   get_cache_entry cache[get_cache_size];
 };
 
-inline constinit thread_local thread_state tls{nullptr, 1, {}};
+inline constinit thread_local thread_state tls{nullptr, 1, {}, {}};
+
+/// Gives the capture reserve's spare references back.
+void return_capture_reserve() noexcept;
+/// A reference to `map` for a snapshot when the reserve has none to spare.
+void refill_capture_reserve(const map_node* map) noexcept;
+
+/// One reference to `map` (not null) for a snapshot of the current context.
+inline void take_capture_ref(const map_node* map) noexcept {
+  if (tls.reserve.map == map && tls.reserve.spare != 0) {
+    --tls.reserve.spare;
+    return;
+  }
+  refill_capture_reserve(map);
+}
 
 [[nodiscard]] inline std::uint64_t cache_tag(std::uint32_t id, std::uint32_t epoch) noexcept {
   return (std::uint64_t{epoch} << 32) | id;
@@ -57,6 +88,7 @@ inline constinit thread_local thread_state tls{nullptr, 1, {}};
 
 /// Invalidates every get() cache entry of this thread.
 inline void bump_epoch() noexcept {
+  if (CTXPOOL_UNLIKELY(tls.reserve.spare != 0)) return_capture_reserve();
   if (CTXPOOL_UNLIKELY(++tls.epoch == 0)) {
     // After 2^32 switches an old tag could match again: start from clean.
     for (auto& entry : tls.cache) entry = {};
