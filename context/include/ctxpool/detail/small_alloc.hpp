@@ -13,9 +13,11 @@ inline constexpr std::size_t small_alloc_max = 256;
 ///
 /// Blocks of up to small_alloc_max bytes are recycled through per-thread free
 /// lists, because a context `set`/`reset` pair allocates and frees two of them
-/// and the general-purpose allocator would dominate its cost. A block may be
-/// freed on any thread. Under ASan or TSan every call goes to ::operator new so
-/// the sanitizers see each allocation.
+/// and the general-purpose allocator would dominate its cost. The lists refill
+/// from, and overflow to, a process-wide depot of blocks carved from 64 KiB
+/// chunks without a per-block header; chunks are kept for the life of the
+/// process. A block may be freed on any thread. Under ASan or TSan every call
+/// goes to ::operator new so the sanitizers see each allocation.
 void* small_alloc(std::size_t size);
 
 /// A block from this thread's cache, or nullptr when the cache for that size
