@@ -85,6 +85,37 @@ TEST_CASE("wait also waits for work that running tasks submit") {
   CHECK(done == 100);
 }
 
+TEST_CASE("wait and stats count every task from more outside threads than the pool has lanes") {
+  // Outside threads count their submits in a few shared lanes and workers
+  // count completions in their own: the totals must still add up exactly, and
+  // a wait() racing with the producers must neither hang nor miss a task.
+  ctxpool::thread_pool pool{2};
+  constexpr int producers = 9;
+  constexpr int per_producer = 2000;
+  std::atomic<int> done{0};
+  std::atomic<bool> producing{true};
+  within_a_minute("wait() racing with nine producers", [&] {
+    std::thread waiter([&] {
+      while (producing.load()) pool.wait();
+    });
+    std::vector<std::thread> threads;
+    for (int p = 0; p < producers; ++p) {
+      threads.emplace_back([&] {
+        for (int i = 0; i < per_producer; ++i) pool.post([&done] { ++done; });
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    producing.store(false);
+    waiter.join();
+    pool.wait();
+  });
+  CHECK(done == producers * per_producer);
+  const ctxpool::thread_pool_stats stats = pool.stats();
+  CHECK(stats.queued == 0);
+  CHECK(stats.running == 0);
+  CHECK(stats.completed == producers * per_producer);
+}
+
 TEST_CASE("once wait returns, values held only by finished tasks' contexts are released") {
   ctxpool::context_var<std::shared_ptr<int>> payload{"payload"};
   ctxpool::thread_pool pool{2};
