@@ -5,6 +5,7 @@
 #include <pthread.h>
 
 #include <string>
+#include <thread>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -20,6 +21,13 @@ namespace {
 /// cores than workers; shorter makes a submit-and-wait pay a wake-up.
 constexpr unsigned spin_rounds = 64;
 constexpr unsigned pauses_per_round = 8;
+
+/// Then it looks this many more times, yielding its core in between, before
+/// it sleeps (rayon does the same): a pool fed in bursts, such as a fan-out
+/// the submitter waits for, finds its workers awake for the next burst
+/// instead of paying a futex wake-up per worker per burst, while a thread
+/// that wants the core gets it.
+constexpr unsigned yield_rounds = 32;
 
 /// Every this many tasks a worker looks at the injection queue and at the
 /// oldest task of its own deque before its newest, so that neither outside
@@ -147,6 +155,14 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) 
       return task;
     }
     for (unsigned i = 0; i < pauses_per_round; ++i) cpu_relax();
+  }
+  for (unsigned round = 0; round < yield_rounds; ++round) {
+    if (stopping_.load(std::memory_order_relaxed)) break;
+    if (task_node* task = find_task(me, index)) {
+      if (idle_.stop_spinning() && work_visible()) wake_idle_worker();
+      return task;
+    }
+    std::this_thread::yield();
   }
   idle_.stop_spinning();
   return nullptr;

@@ -102,7 +102,8 @@ class local_deque {
 /// Tasks from outside the pool, Asio handlers, and a full deque's overflow:
 /// an intrusive multi-producer queue (Vyukov's, with a stub node) whose push
 /// is one atomic exchange, so submitters never wait for each other or for a
-/// worker; workers take tasks one at a time under a mutex of their own.
+/// worker; workers take tasks one at a time under a mutex of their own, which
+/// they only try to lock.
 class injection_queue {
  public:
   injection_queue() noexcept = default;
@@ -132,10 +133,15 @@ class injection_queue {
 
   /// Any thread: the oldest task, or null when there is none yet (a push
   /// that has exchanged the tail but not linked its node is not seen; its
-  /// pusher looks for an idle worker after linking).
+  /// pusher looks for an idle worker after linking), or when another thread
+  /// is taking one right now. A worker that finds the queue busy looks
+  /// elsewhere and comes back, rather than sleep in the kernel for a lock
+  /// held for a few instructions (the taker wakes another worker if more
+  /// are queued).
   task_node* try_pop() noexcept {
     if (!maybe_nonempty()) return nullptr;
-    std::lock_guard lock(pop_mutex_);
+    std::unique_lock lock(pop_mutex_, std::try_to_lock);
+    if (!lock.owns_lock()) return nullptr;
     task_node* head = head_.load(std::memory_order_relaxed);
     task_node* next = head->next.load(std::memory_order_acquire);
     if (head == &stub_) {
