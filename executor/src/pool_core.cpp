@@ -110,8 +110,9 @@ task_node* pool_core::find_task(worker_state& me, std::size_t index) noexcept {
   }
   if (task_node* task = me.deque.pop()) return task;
   if (task_node* task = injection_.try_pop()) {
-    // More queued than this worker can take: make sure another looks.
-    if (injection_.maybe_nonempty()) wake_for_new_work();
+    // More queued than this worker can take: make sure another looks. (A
+    // push still linking wakes a worker itself once linked.)
+    if (injection_.has_linked_task()) wake_for_new_work();
     return task;
   }
   return steal_task(index);

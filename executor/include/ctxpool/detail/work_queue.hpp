@@ -131,6 +131,14 @@ class injection_queue {
            head_.load(std::memory_order_seq_cst) != &stub_;
   }
 
+  /// Any thread: whether a task is linked in, read from the consumers' end
+  /// only (see try_pop). Unlike maybe_nonempty it misses a push that is
+  /// still linking, so it must not decide whether a worker may sleep.
+  [[nodiscard]] bool has_linked_task() const noexcept {
+    const task_node* first = head_.load(std::memory_order_acquire);
+    return first != &stub_ || stub_.next.load(std::memory_order_acquire) != nullptr;
+  }
+
   /// Any thread: the oldest task, or null when there is none yet (a push
   /// that has exchanged the tail but not linked its node is not seen; its
   /// pusher looks for an idle worker after linking), or when another thread
@@ -139,7 +147,9 @@ class injection_queue {
   /// held for a few instructions (the taker wakes another worker if more
   /// are queued).
   task_node* try_pop() noexcept {
-    if (!maybe_nonempty()) return nullptr;
+    // Only the consumers' end is read here: polling the tail would pull the
+    // line that every push writes away from the submitters.
+    if (!has_linked_task()) return nullptr;
     std::unique_lock lock(pop_mutex_, std::try_to_lock);
     if (!lock.owns_lock()) return nullptr;
     task_node* head = head_.load(std::memory_order_relaxed);
