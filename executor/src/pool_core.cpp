@@ -26,7 +26,8 @@ constexpr unsigned pauses_per_round = 8;
 /// it sleeps (rayon does the same): a pool fed in bursts, such as a fan-out
 /// the submitter waits for, finds its workers awake for the next burst
 /// instead of paying a futex wake-up per worker per burst, while a thread
-/// that wants the core gets it.
+/// that wants the core gets it. Every idle worker yield-spins; only half of
+/// them busy-wait first.
 constexpr unsigned yield_rounds = 32;
 
 /// Every this many tasks a worker looks at the injection queue and at the
@@ -146,23 +147,34 @@ bool pool_core::work_visible() const noexcept {
 }
 
 task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) noexcept {
-  if (!counted && !idle_.try_start_spinning()) return nullptr;
-  for (unsigned round = 0; round < spin_rounds; ++round) {
-    if (stopping_.load(std::memory_order_relaxed)) break;
-    if (task_node* task = find_task(me, index)) {
-      // The last spinner found work: submitters wake nobody while someone
-      // spins, so if more is queued, hand the search on.
-      if (idle_.stop_spinning() && work_visible()) wake_idle_worker();
-      return task;
+  if (!counted) idle_.start_spinning();
+  // The last spinner to find work hands the search on if more is queued:
+  // submitters wake nobody while someone spins.
+  const auto found = [&](task_node* task) {
+    if (idle_.stop_spinning() && work_visible()) wake_idle_worker();
+    return task;
+  };
+  // Busy-wait first (few at a time, see idle_workers::try_start_pausing),
+  // then look while yielding the core, so that a submitter woken from its
+  // own wait is not kept off a core by idle workers.
+  // First let a thread that the last task woke (a submitter waiting for its
+  // future lands on the waker's core) run.
+  std::this_thread::yield();
+  if (idle_.try_start_pausing()) {
+    task_node* task = nullptr;
+    for (unsigned round = 0; round < spin_rounds && task == nullptr; ++round) {
+      if (stopping_.load(std::memory_order_relaxed)) break;
+      task = find_task(me, index);
+      if (task == nullptr) {
+        for (unsigned i = 0; i < pauses_per_round; ++i) cpu_relax();
+      }
     }
-    for (unsigned i = 0; i < pauses_per_round; ++i) cpu_relax();
+    idle_.stop_pausing();
+    if (task != nullptr) return found(task);
   }
   for (unsigned round = 0; round < yield_rounds; ++round) {
     if (stopping_.load(std::memory_order_relaxed)) break;
-    if (task_node* task = find_task(me, index)) {
-      if (idle_.stop_spinning() && work_visible()) wake_idle_worker();
-      return task;
-    }
+    if (task_node* task = find_task(me, index)) return found(task);
     std::this_thread::yield();
   }
   idle_.stop_spinning();

@@ -33,7 +33,7 @@ class idle_workers {
  public:
   explicit idle_workers(std::size_t workers)
       : words_(new parking_word[workers]),
-        max_spinning_(static_cast<std::uint32_t>(workers < 4 ? workers : workers / 2)) {
+        max_pausing_(static_cast<std::uint32_t>(workers > 2 ? workers / 2 : 1)) {
     parked_.reserve(workers);
   }
   idle_workers(const idle_workers&) = delete;
@@ -41,26 +41,25 @@ class idle_workers {
 
   // ---- spinning ------------------------------------------------------------
 
-  /// Whether the caller may spin. Half the workers may spin at a time (more
-  /// would burn cores that the threads feeding the pool could use), but at
-  /// least two: a burst then finds a second worker awake as well, instead of
-  /// paying a futex wake-up for it (in a fan-out of 64 small tasks that made
-  /// the difference between 0.64x and 1.0x oneTBB). Spinners yield their core
-  /// in their last rounds, so a feeder that needs it gets it.
-  bool try_start_spinning() noexcept {
-    std::uint32_t n = spinning_.load(std::memory_order_relaxed);
-    while (n < max_spinning_) {
-      if (spinning_.compare_exchange_weak(n, n + 1, std::memory_order_seq_cst,
-                                          std::memory_order_relaxed)) {
-        return true;
-      }
-    }
-    return false;
-  }
+  /// Counts the caller as spinning: it will look for work again before it
+  /// sleeps, so submitters need not wake anyone.
+  void start_spinning() noexcept { spinning_.fetch_add(1, std::memory_order_seq_cst); }
   /// Ends the caller's spinning; true when it was the last spinner.
   bool stop_spinning() noexcept {
     return spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1;
   }
+  /// Whether a spinner may busy-wait (without yielding its core). Half the
+  /// workers may at a time, at least one: more would keep a submitter that
+  /// wakes from its own wait (for a future, a latch) off the cores of a
+  /// machine with no more cores than workers. The others only yield-spin.
+  bool try_start_pausing() noexcept {
+    std::uint32_t n = pausing_.load(std::memory_order_relaxed);
+    while (n < max_pausing_) {
+      if (pausing_.compare_exchange_weak(n, n + 1, std::memory_order_relaxed)) return true;
+    }
+    return false;
+  }
+  void stop_pausing() noexcept { pausing_.fetch_sub(1, std::memory_order_relaxed); }
   [[nodiscard]] bool anyone_spinning() const noexcept {
     return spinning_.load(std::memory_order_seq_cst) != 0;
   }
@@ -140,8 +139,9 @@ class idle_workers {
   };
 
   std::unique_ptr<parking_word[]> words_;
-  std::uint32_t max_spinning_;
+  std::uint32_t max_pausing_;
   alignas(64) std::atomic<std::uint32_t> spinning_{0};
+  std::atomic<std::uint32_t> pausing_{0};  // spinners busy-waiting (a subset)
   alignas(64) std::atomic<std::uint32_t> parked_count_{0};
   std::mutex mutex_;
   std::vector<std::uint32_t> parked_;  // guarded by mutex_; the last parked at the back
