@@ -198,6 +198,7 @@ void pool_core::wake_io_waiter() noexcept {
 void pool_core::sleep_in_scheduler() {
   // Announce ourselves before the last look at the queues: a submitter
   // publishes its task, then looks at io_sleepers_ (both seq_cst).
+  io_sleeper_index_.store(current_worker.index, std::memory_order_relaxed);
   io_sleepers_.fetch_add(1, std::memory_order_seq_cst);
   struct release_role {
     pool_core& pool;

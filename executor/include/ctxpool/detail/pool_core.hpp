@@ -331,6 +331,7 @@ class pool_core {
   // it hands the role to a parked worker, so that timers and I/O are never
   // left waiting for a busy worker.
   alignas(64) std::atomic<int> io_sleepers_{0};
+  std::atomic<std::size_t> io_sleeper_index_{0};  // which worker, while io_sleepers_ != 0
   std::atomic<bool> io_waiter_taken_{false};
   std::atomic<bool> wake_pending_{false};  // a wake-up handler is queued and not yet run
 
@@ -362,9 +363,16 @@ class pool_core {
     static void do_complete(void* owner, scheduler_operation* base,
                             const boost::system::error_code&, std::size_t) noexcept {
       // Called with a null owner when the scheduler destroys it on shutdown.
-      if (owner != nullptr) {
-        static_cast<wake_operation*>(base)->pool_.wake_pending_.store(false,
-                                                                      std::memory_order_release);
+      if (owner == nullptr) return;
+      pool_core& pool = static_cast<wake_operation*>(base)->pool_;
+      pool.wake_pending_.store(false, std::memory_order_seq_cst);
+      // A busy worker's poll_one can take the wake-up meant for the sleeper
+      // (it looked for a sleeper just before one registered): then the
+      // sleeper is still asleep with work queued. Send it again.
+      if (pool.io_sleepers_.load(std::memory_order_seq_cst) != 0 &&
+          !(current_worker.pool == &pool &&
+            current_worker.index == pool.io_sleeper_index_.load(std::memory_order_relaxed))) {
+        pool.wake_io_waiter();
       }
     }
     pool_core& pool_;
