@@ -21,6 +21,12 @@ struct free_block {
   free_block* next;
 };
 
+/// The last block of a non-empty list.
+free_block* last_of(free_block* head) noexcept {
+  while (head->next != nullptr) head = head->next;
+  return head;
+}
+
 /// Blocks a thread keeps per class before it hands a batch back to the depot.
 constexpr std::uint16_t max_cached_per_class = 256;
 /// Blocks moved between a thread and the depot at a time.
@@ -36,16 +42,15 @@ class depot {
   /// the depot has none; `count` receives how many.
   free_block* take(std::size_t c, std::uint16_t& count) {
     std::lock_guard lock(mutex_);
-    list& blocks = lists_[c];
-    if (blocks.head == nullptr) carve(c);
-    free_block* head = blocks.head;
+    if (heads_[c] == nullptr) carve(c);
+    free_block* head = heads_[c];
     free_block* last = head;
     count = 1;
     while (count < depot_batch && last->next != nullptr) {
       last = last->next;
       ++count;
     }
-    blocks.head = last->next;
+    heads_[c] = last->next;
     last->next = nullptr;
     return head;
   }
@@ -53,15 +58,11 @@ class depot {
   /// Takes back a list of blocks of class `c` from `head` to `last`.
   void give(std::size_t c, free_block* head, free_block* last) noexcept {
     std::lock_guard lock(mutex_);
-    last->next = lists_[c].head;
-    lists_[c].head = head;
+    last->next = heads_[c];
+    heads_[c] = head;
   }
 
  private:
-  struct list {
-    free_block* head = nullptr;
-  };
-
   void carve(std::size_t c) {
     const std::size_t size = small_alloc_class_size(c);
     auto* chunk = static_cast<char*>(::operator new(chunk_bytes));
@@ -72,11 +73,11 @@ class depot {
       block->next = head;
       head = block;
     }
-    lists_[c].head = head;
+    heads_[c] = head;
   }
 
   std::mutex mutex_;
-  list lists_[small_alloc_classes];
+  free_block* heads_[small_alloc_classes] = {};
 };
 
 /// Never destroyed: threads return their blocks to it while they exit, which
@@ -98,9 +99,7 @@ constinit thread_local alloc_cache alloc_tls{};
 void give_all(std::size_t c) noexcept {
   free_block* head = alloc_tls.heads[c];
   if (head == nullptr) return;
-  free_block* last = head;
-  while (last->next != nullptr) last = last->next;
-  the_depot().give(c, head, last);
+  the_depot().give(c, head, last_of(head));
   alloc_tls.heads[c] = nullptr;
   alloc_tls.counts[c] = 0;
 }
@@ -123,6 +122,16 @@ bool thread_cache_usable() noexcept {
   return true;
 }
 
+/// A block of class `c` from this thread's cache, or null.
+free_block* pop_cached(std::size_t c) noexcept {
+  free_block* block = alloc_tls.heads[c];
+  if (block != nullptr) {
+    alloc_tls.heads[c] = block->next;
+    --alloc_tls.counts[c];
+  }
+  return block;
+}
+
 }  // namespace
 
 void* small_alloc(std::size_t size) {
@@ -132,20 +141,12 @@ void* small_alloc(std::size_t size) {
   if constexpr (CTXPOOL_SANITIZED) return ::operator new(CTXPOOL_ASAN ? size : small_alloc_rounded(size));
   if (size == 0 || size > small_alloc_max) return ::operator new(size);
   const std::size_t c = small_alloc_class(size);
-  if (free_block* block = alloc_tls.heads[c]) {
-    alloc_tls.heads[c] = block->next;
-    --alloc_tls.counts[c];
-    return block;
-  }
+  if (free_block* block = pop_cached(c)) return block;
   std::uint16_t count = 0;
   free_block* batch = the_depot().take(c, count);
   if (!thread_cache_usable()) {
     // Exiting: keep one block, hand the rest straight back.
-    if (batch->next != nullptr) {
-      free_block* last = batch->next;
-      while (last->next != nullptr) last = last->next;
-      the_depot().give(c, batch->next, last);
-    }
+    if (batch->next != nullptr) the_depot().give(c, batch->next, last_of(batch->next));
     return batch;
   }
   alloc_tls.heads[c] = batch->next;
@@ -156,12 +157,7 @@ void* small_alloc(std::size_t size) {
 void* small_alloc_cached(std::size_t size) noexcept {
   if constexpr (CTXPOOL_SANITIZED) return nullptr;
   if (size == 0 || size > small_alloc_max) return nullptr;
-  const std::size_t c = small_alloc_class(size);
-  free_block* block = alloc_tls.heads[c];
-  if (block == nullptr) return nullptr;
-  alloc_tls.heads[c] = block->next;
-  --alloc_tls.counts[c];
-  return block;
+  return pop_cached(small_alloc_class(size));
 }
 
 void small_free(void* block, std::size_t size) noexcept {
@@ -189,11 +185,9 @@ void small_free(void* block, std::size_t size) noexcept {
   free_block* keep_last = node;
   for (std::uint16_t i = 1; i < depot_batch; ++i) keep_last = keep_last->next;
   free_block* head = keep_last->next;
-  free_block* last = head;
-  while (last->next != nullptr) last = last->next;
   keep_last->next = nullptr;
   alloc_tls.counts[c] = depot_batch;
-  the_depot().give(c, head, last);
+  the_depot().give(c, head, last_of(head));
 }
 
 }  // namespace ctxpool::detail

@@ -129,10 +129,10 @@ task_node* pool_core::steal_task(std::size_t thief) noexcept {
 }
 
 bool pool_core::poll_scheduler() {
-  // While a worker sleeps in the scheduler, ready handlers are its to run.
-  // Polling then could also take the no-op that wakes it for a task, and
-  // leave it asleep (the scheduler's run_one waits again when it finds its
-  // queue empty): the pool then ran on one worker until the next push.
+  // While a worker sleeps in the scheduler, ready handlers are its to run:
+  // polling then could take the no-op that wakes it for a task. The no-op
+  // posts itself again if that happens anyway (this look races with the
+  // sleeper registering), so this check only saves the round trip.
   if (io_sleepers_.load(std::memory_order_relaxed) != 0) return false;
   boost::system::error_code ignored;
   return scheduler_.poll_one(ignored) != 0;
