@@ -175,8 +175,10 @@ void add_ref_slot(void* slot, bool is_leaf) noexcept {
 
 }  // namespace
 
-void map_release(const map_node* node) noexcept {
-  if (node == nullptr || !drop_ref(node->refs)) return;
+namespace {
+
+/// Frees `node`, whose last reference was just dropped, and what it held.
+void destroy_map(const map_node* node) noexcept {
   void* const* slots = node->slots();
   const int leaf_count = popcount32(node->leaves);
   const std::size_t count = slot_count(node);
@@ -188,6 +190,12 @@ void map_release(const map_node* node) noexcept {
     }
   }
   small_free(const_cast<map_node*>(node), node_bytes(count));
+}
+
+}  // namespace
+
+void map_release(const map_node* node) noexcept {
+  if (node != nullptr && drop_ref(node->refs)) destroy_map(node);
 }
 
 map_node* map_insert(const map_node* root, const value_base* value) {
@@ -276,6 +284,7 @@ struct base_context_owner {
 struct capture_reserve_drain {
   ~capture_reserve_drain() {
     tls.reserve.dead = true;
+    tls.reserve.held = false;
     if (tls.reserve.spare != 0) return_capture_reserve();
   }
 };
@@ -283,16 +292,55 @@ struct capture_reserve_drain {
 // The most references a capture takes ahead: a refill per this many captures.
 constexpr std::uint32_t max_capture_reserve = 63;
 
+void arm_capture_reserve_drain() noexcept {
+  if (tls.reserve.armed) return;
+  tls.reserve.armed = true;
+  static thread_local capture_reserve_drain drain;
+  (void)drain;
+}
+
 }  // namespace
+
+void hold_references_across_tasks() noexcept {
+  capture_reserve& reserve = tls.reserve;
+  if (reserve.dead) return;
+  arm_capture_reserve_drain();
+  reserve.held = true;
+  reserve.home = tls.current;
+}
+
+void stop_holding_references() noexcept {
+  tls.reserve.held = false;
+  return_capture_reserve();
+}
+
+void keep_released_reference(const map_node* map) noexcept {
+  capture_reserve& reserve = tls.reserve;
+  if (reserve.dead) {
+    map_release(map);
+    return;
+  }
+  if (reserve.map != map) {
+    return_capture_reserve();
+    reserve.map = map;
+    reserve.streak = 0;
+  }
+  if (reserve.spare >= max_held_references) {
+    // We hold more than we give back, so this cannot free the map.
+    constexpr std::uint32_t give_back = max_held_references / 2;
+    map->refs.fetch_sub(give_back, std::memory_order_release);
+    reserve.spare -= give_back;
+  }
+  ++reserve.spare;
+}
 
 void return_capture_reserve() noexcept {
   capture_reserve& reserve = tls.reserve;
   const std::uint32_t spare = std::exchange(reserve.spare, 0);
   if (spare == 0) return;
-  // We hold `spare` references, so giving all but one back cannot free the
-  // map; the last goes through map_release, which frees it if it was the last.
-  if (spare > 1) reserve.map->refs.fetch_sub(spare - 1, std::memory_order_release);
-  map_release(reserve.map);
+  if (reserve.map->refs.fetch_sub(spare, std::memory_order_acq_rel) == spare) {
+    destroy_map(reserve.map);
+  }
 }
 
 void refill_capture_reserve(const map_node* map) noexcept {
@@ -304,19 +352,16 @@ void refill_capture_reserve(const map_node* map) noexcept {
   }
   // Reserve only for a thread capturing one map again and again in one epoch
   // (a producer's loop): a task capturing once or twice before its context
-  // ends would only give the spare references back.
-  if (reserve.streak_epoch != tls.epoch) {
+  // ends would only give the spare references back. A worker's spares
+  // outlive its tasks' contexts, so its streak runs across them.
+  if (!reserve.held && reserve.streak_epoch != tls.epoch) {
     reserve.streak_epoch = tls.epoch;
     reserve.streak = 0;
   }
   if (reserve.streak < max_capture_reserve) ++reserve.streak;
   std::uint32_t extra = reserve.streak > 2 ? reserve.streak : 0;
   if (extra != 0 && reserve.dead) extra = 0;
-  if (extra != 0 && !reserve.armed) {
-    reserve.armed = true;
-    static thread_local capture_reserve_drain drain;
-    (void)drain;
-  }
+  if (extra != 0) arm_capture_reserve_drain();
   map->refs.fetch_add(1 + extra, std::memory_order_relaxed);
   reserve.spare = extra;
 }

@@ -64,6 +64,7 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   const std::string short_name = name.substr(0, 15);
   pthread_setname_np(pthread_self(), short_name.c_str());
   current_worker = {this, index};
+  hold_references_across_tasks();
   for (task_observer* observer : observers_) observer->on_thread_start(index);
   worker_state& me = workers_[index];
   bool woken = false;  // woken from the futex to look for work: counted as spinning
@@ -98,9 +99,33 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       report_exception(std::current_exception(), task_info{});
     }
   }
+  give_back_references(me);
+  stop_holding_references();
   flush_all_freed(me);
   for (task_observer* observer : observers_) observer->on_thread_stop(index);
   current_worker = {nullptr, 0};
+}
+
+void pool_core::count_held_references() noexcept {
+  if (current_worker.pool == this) {
+    worker_state& me = workers_[current_worker.index];
+    if (!me.holds_references) {
+      me.holds_references = true;
+      add_tracked();  // before the task's own unit goes: wait() cannot see zero between
+    }
+  } else if (holding_references_across_tasks()) {
+    // A worker of another pool ran our task (a destructor or a dispatch
+    // between its own tasks): it cannot count its spares here.
+    return_capture_reserve();
+  }
+}
+
+void pool_core::give_back_references(worker_state& me) noexcept {
+  if (holds_spare_references()) return_capture_reserve();
+  if (me.holds_references) {
+    me.holds_references = false;
+    remove_tracked();
+  }
 }
 
 task_node* pool_core::find_task(worker_state& me, std::size_t index) noexcept {
@@ -160,6 +185,9 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) 
   // First let a thread that the last task woke (a submitter waiting for its
   // future lands on the waker's core) run.
   std::this_thread::yield();
+  // Out of work: the values that only our spare references keep alive go
+  // now, and wait() may return.
+  give_back_references(me);
   if (idle_.try_start_pausing()) {
     task_node* task = nullptr;
     for (unsigned round = 0; round < spin_rounds && task == nullptr; ++round) {

@@ -131,6 +131,90 @@ TEST_CASE("once wait returns, values held only by finished tasks' contexts are r
   CHECK(watch.expired());
 }
 
+namespace {
+
+/// Posts the two children of a binary tree of tasks `levels` deep, each
+/// reading `payload` (so every task holds the context it was submitted in).
+void post_subtree(ctxpool::thread_pool& pool,
+                  ctxpool::context_var<std::shared_ptr<int>>& payload, int levels) {
+  (void)payload.get();
+  if (levels <= 1) return;
+  for (int child = 0; child < 2; ++child) {
+    pool.post([&pool, &payload, levels] { post_subtree(pool, payload, levels - 1); });
+  }
+}
+
+}  // namespace
+
+TEST_CASE("once wait returns, values are released also when the tasks spawned each other") {
+  // Workers keep the references of the tasks they finish for the next tasks
+  // from the same context; wait() must still not return before they let go.
+  ctxpool::context_var<std::shared_ptr<int>> payload{"payload"};
+  ctxpool::thread_pool pool{4};
+  for (int round = 0; round < 20; ++round) {
+    std::weak_ptr<int> watch;
+    {
+      auto value = std::make_shared<int>(round);
+      watch = value;
+      auto tok = payload.set(std::move(value));
+      pool.post([&pool, &payload] { post_subtree(pool, payload, 8); });
+      payload.reset(tok);
+    }
+    pool.wait();
+    CHECK(watch.expired());
+  }
+}
+
+TEST_CASE("a task's set releases a value that only the worker's spare references still held") {
+  ctxpool::context_var<std::shared_ptr<int>> payload{"payload"};
+  ctxpool::thread_pool pool{1};
+  std::weak_ptr<int> watch;
+  std::promise<void> reset_done;
+  std::future<bool> alive_after_set;
+  {
+    auto value = std::make_shared<int>(7);
+    watch = value;
+    auto tok = payload.set(std::move(value));
+    alive_after_set = pool.submit([&payload, &watch, gate = reset_done.get_future()]() mutable {
+      gate.wait();  // from here on only this task's context holds the value
+      // Capturing the context again and again makes the worker take
+      // references to its map ahead.
+      for (int i = 0; i < 16; ++i) (void)ctxpool::bind_context([] {});
+      payload.set(std::make_shared<int>(8));
+      return !watch.expired();
+    });
+    payload.reset(tok);
+  }
+  reset_done.set_value();
+  CHECK_FALSE(alive_after_set.get());
+}
+
+TEST_CASE("a worker lets go of a finished task's context before it starts a task from another") {
+  ctxpool::context_var<std::shared_ptr<int>> payload{"payload"};
+  ctxpool::thread_pool pool{1};
+  std::weak_ptr<int> watch;
+  std::promise<void> reset_done;
+  std::promise<bool> alive_in_next_task;
+  std::future<bool> seen = alive_in_next_task.get_future();
+  {
+    auto value = std::make_shared<int>(7);
+    watch = value;
+    auto tok = payload.set(std::move(value));
+    pool.post([&pool, &watch, &alive_in_next_task, gate = reset_done.get_future()]() mutable {
+      gate.wait();
+      // The next task, queued on this worker from an empty context, runs as
+      // soon as this one ends: the worker never goes idle in between.
+      ctxpool::context{}.run([&] {
+        pool.post([&watch, &alive_in_next_task] { alive_in_next_task.set_value(!watch.expired()); });
+      });
+    });
+    payload.reset(tok);
+  }
+  reset_done.set_value();
+  CHECK_FALSE(seen.get());
+  pool.wait();
+}
+
 TEST_CASE("wait waits for a pending timer started through the executor") {
   ctxpool::thread_pool pool{2};
   std::atomic<bool> fired{false};

@@ -165,21 +165,32 @@ class fresh_context_scope {
     map_add_ref(snapshot.root_);
     enter(snapshot.root_, snapshot.lineage_, continuation);
   }
-  /// Consumes the snapshot: saves a reference-count round trip per task.
+  /// Consumes the snapshot: saves a reference-count round trip per task. On
+  /// a pool worker the reference outlives the scope as a spare (see
+  /// capture_reserve), which the pool counts as work until it is given back.
   fresh_context_scope(captured_context&& snapshot, bool continuation) noexcept
-      : previous_(tls.current) {
+      : previous_(tls.current), consumed_(true) {
     enter(std::exchange(snapshot.root_, nullptr), snapshot.lineage_, continuation);
   }
   ~fresh_context_scope() {
     tls.current = previous_;
-    bump_epoch();
-    map_release(box_.root);
+    if (consumed_) {
+      release_task_reference(box_.root, previous_);
+    } else {
+      bump_epoch();
+      map_release(box_.root);
+    }
   }
   fresh_context_scope(const fresh_context_scope&) = delete;
   fresh_context_scope& operator=(const fresh_context_scope&) = delete;
 
  private:
   void enter(map_node* adopted_root, std::uint64_t lineage, bool continuation) noexcept {
+    // A worker's spares for another map go back before the task starts, so
+    // that the values only they keep alive die outside the task.
+    if (CTXPOOL_UNLIKELY(tls.reserve.spare != 0) && tls.reserve.map != adopted_root) {
+      return_capture_reserve();
+    }
     box_.root = adopted_root;
     box_.lineage = continuation && lineage != 0 ? lineage : new_lineage();
     box_.entered.store(true, std::memory_order_relaxed);
@@ -189,6 +200,7 @@ class fresh_context_scope {
 
   context_box box_;
   context_box* previous_;
+  bool consumed_ = false;
 };
 
 }  // namespace detail

@@ -66,6 +66,13 @@
 // tracks work keeps `wait()` and `join()` waiting while it exists. Work
 // handed to the executor after the end is kept unrun and destroyed with the
 // pool, as an io_context treats a stopped queue.
+//
+// A task's context values outlive the task only briefly: a worker keeps a
+// finished task's reference to its context map for the next task from the
+// same context (so that tasks spawning tasks pay no shared reference count),
+// and lets go of it before it starts a task from another context or when it
+// runs out of work. Once `wait()` returns, every value that only finished
+// tasks held has been destroyed.
 #pragma once
 
 #include <cstddef>

@@ -87,6 +87,9 @@ struct alignas(64) worker_state {
   worker_counters counters;
   std::uint32_t taken = 0;                      // the owner's only
   freed_blocks freed[small_alloc_classes] = {};  // the owner's only
+  // The owner keeps spare references to its last tasks' map and counts one
+  // unit of tracked work for them (see pool_core::remove_finished_task).
+  bool holds_references = false;  // the owner's only
 };
 
 [[noreturn]] void throw_pool_closed(const char* operation);
@@ -164,6 +167,18 @@ class pool_core {
   void add_tracked() noexcept { work_.add(my_lane(), work_kind::tracked); }
   void remove_tracked() noexcept { remove_outstanding(work_kind::tracked); }
   void remove_work() noexcept { remove_outstanding(work_kind::task); }
+  /// Uncounts a task that ran or was abandoned on the calling thread.
+  ///
+  /// A worker keeps the references its finished tasks held to their map as
+  /// spares for the next tasks from that map (capture_reserve in the context
+  /// layer). Those spares keep the map's values alive, so until the worker
+  /// gives them back (give_back_references) they count as one unit of
+  /// tracked work: wait() still returns only once the values that finished
+  /// tasks alone held are gone.
+  void remove_finished_task() noexcept {
+    if (CTXPOOL_UNLIKELY(holds_spare_references())) count_held_references();
+    remove_work();
+  }
 
   // ---- lifecycle and introspection (thread_pool forwards here) -------------
 
@@ -234,6 +249,10 @@ class pool_core {
   void sleep_in_scheduler();
   /// True when woken to look for work (counted as spinning).
   bool sleep_parked(std::size_t index);
+
+  void count_held_references() noexcept;
+  /// Gives the calling worker's spare map references back and uncounts them.
+  void give_back_references(worker_state& me) noexcept;
 
   void start_threads(const std::string& name_prefix);
   void end_threads() noexcept;
@@ -394,7 +413,7 @@ void task_node_impl<F, Header>::do_complete(task_node* base, pool_core& pool, bo
   }
   self->~task_node_impl();
   pool.free_task(self, sizeof(task_node_impl));  // before remove_work: the pool may go then
-  pool.remove_work();
+  pool.remove_finished_task();
 }
 
 template <class F>
@@ -455,7 +474,7 @@ void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
     std::decay_t<F> f;
   } local(std::forward<F>(f));
   run_task(local.f, std::move(snapshot), continuation, info);
-  remove_work();
+  remove_finished_task();
 }
 
 }  // namespace detail
