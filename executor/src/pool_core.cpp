@@ -4,8 +4,10 @@
 
 #include <pthread.h>
 
+#include <new>
 #include <string>
 #include <thread>
+#include <utility>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -257,28 +259,35 @@ bool pool_core::sleep_parked(std::size_t index) {
 
 namespace {
 
+/// Frees every block of a list of magazines, the magazines included.
+void free_magazines(block_magazine* list, std::size_t block_size) noexcept {
+  while (list != nullptr) {
+    block_magazine* next = list->next;
+    for (std::size_t i = 0; i < list->count; ++i) small_free(list->slots()[i], block_size);
+    small_free(list, block_size);
+    list = next;
+  }
+}
+
 /// Blocks a submitter took from a pool's recycled stacks and has not used
-/// yet: a list per size class, uncapped (it holds at most what the pool's
-/// workers freed), emptied when the thread ends. Not tied to one pool: a
-/// block is plain small_alloc memory.
+/// yet: a list of magazines per size class, uncapped (it holds at most what
+/// the pool's workers freed), emptied when the thread ends. Not tied to one
+/// pool: a block is plain small_alloc memory.
 struct spare_task_blocks {
-  task_block* heads[small_alloc_classes] = {};
+  block_magazine* heads[small_alloc_classes] = {};
   spare_task_blocks() = default;
   spare_task_blocks(const spare_task_blocks&) = delete;
   spare_task_blocks& operator=(const spare_task_blocks&) = delete;
   ~spare_task_blocks() {
     for (std::size_t c = 0; c < small_alloc_classes; ++c) {
-      while (task_block* block = heads[c]) {
-        heads[c] = block->next;
-        small_free(block, small_alloc_class_size(c));
-      }
+      free_magazines(heads[c], small_alloc_class_size(c));
     }
   }
 };
 thread_local spare_task_blocks spare_blocks;
 
-/// Freed blocks a worker keeps before handing them back.
-constexpr std::uint32_t recycle_batch = 32;
+/// Full magazines a worker keeps before handing them back.
+constexpr std::uint32_t recycle_batch = 4;
 
 }  // namespace
 
@@ -286,13 +295,14 @@ void* pool_core::allocate_task(std::size_t size) {
   if (void* block = small_alloc_cached(size)) return block;
   if (!CTXPOOL_ASAN && size <= small_alloc_max) {
     const std::size_t c = small_alloc_class(size);
-    task_block*& spare = spare_blocks.heads[c];
+    block_magazine*& spare = spare_blocks.heads[c];
     if (spare == nullptr && recycled_[c].load(std::memory_order_relaxed) != nullptr) {
       spare = recycled_[c].exchange(nullptr, std::memory_order_acquire);
     }
-    if (task_block* block = spare) {
-      spare = block->next;
-      return block;
+    if (block_magazine* magazine = spare) {
+      if (magazine->count != 0) return magazine->slots()[--magazine->count];
+      spare = magazine->next;  // the magazine itself is the last block it hands out
+      return magazine;
     }
   }
   return small_alloc(size);
@@ -307,23 +317,36 @@ void pool_core::free_task(void* block, std::size_t size) noexcept {
   }
   const std::size_t c = small_alloc_class(size);
   worker_state& me = workers_[current_worker.index];
-  freed_blocks& batch = me.freed[c];
-  auto* node = static_cast<task_block*>(block);
-  node->next = batch.head;
-  batch.head = node;
-  if (batch.tail == nullptr) batch.tail = node;
-  if (++batch.count == recycle_batch) flush_freed(me, c);
+  freed_blocks& freed = me.freed[c];
+  block_magazine* magazine = freed.filling;
+  if (magazine == nullptr) {
+    magazine = ::new (block) block_magazine{nullptr, 0};
+    freed.filling = magazine;
+  } else {
+    magazine->slots()[magazine->count++] = block;
+  }
+  if (magazine->count < block_magazine::capacity(small_alloc_class_size(c))) return;
+  freed.filling = nullptr;
+  if (freed.full == nullptr) freed.full_tail = magazine;
+  magazine->next = freed.full;
+  freed.full = magazine;
+  if (++freed.full_count == recycle_batch) flush_freed(me, c);
 }
 
 void pool_core::flush_freed(worker_state& me, std::size_t size_class) noexcept {
-  freed_blocks& batch = me.freed[size_class];
-  if (batch.head == nullptr) return;
-  std::atomic<task_block*>& stack = recycled_[size_class];
-  batch.tail->next = stack.load(std::memory_order_relaxed);
-  while (!stack.compare_exchange_weak(batch.tail->next, batch.head, std::memory_order_release,
-                                      std::memory_order_relaxed)) {
+  freed_blocks& freed = me.freed[size_class];
+  if (freed.filling != nullptr) {  // a partial one too (a full batch leaves none)
+    if (freed.full == nullptr) freed.full_tail = freed.filling;
+    freed.filling->next = freed.full;
+    freed.full = std::exchange(freed.filling, nullptr);
   }
-  batch = {};
+  if (freed.full == nullptr) return;
+  std::atomic<block_magazine*>& stack = recycled_[size_class];
+  freed.full_tail->next = stack.load(std::memory_order_relaxed);
+  while (!stack.compare_exchange_weak(freed.full_tail->next, freed.full,
+                                      std::memory_order_release, std::memory_order_relaxed)) {
+  }
+  freed = {};
 }
 
 void pool_core::flush_all_freed(worker_state& me) noexcept {
@@ -332,12 +355,8 @@ void pool_core::flush_all_freed(worker_state& me) noexcept {
 
 void pool_core::drain_recycled() noexcept {
   for (std::size_t c = 0; c < small_alloc_classes; ++c) {
-    task_block* list = recycled_[c].exchange(nullptr, std::memory_order_acquire);
-    while (list != nullptr) {
-      task_block* next = list->next;
-      small_free(list, small_alloc_class_size(c));
-      list = next;
-    }
+    free_magazines(recycled_[c].exchange(nullptr, std::memory_order_acquire),
+                   small_alloc_class_size(c));
   }
 }
 

@@ -66,17 +66,33 @@ struct worker_counters {
   std::atomic<std::uint64_t> completed{0};
 };
 
-/// A task node's memory on its way back to submitters.
-struct task_block {
-  task_block* next;
+/// Freed task blocks on their way back to submitters: one freed block holds
+/// the addresses of others of its size class.
+///
+/// A block a worker freed sits in that worker's cache. Were the blocks linked
+/// through themselves, the submitter would read each one's link (a transfer
+/// from the worker's core) before writing its next task there (a second
+/// one); with the addresses gathered in one block, it reads one line for
+/// several blocks and the others only move once, when it writes them.
+struct block_magazine {
+  block_magazine* next;  // the next magazine of a list
+  std::size_t count;     // addresses held, after this header
+  [[nodiscard]] void** slots() noexcept { return reinterpret_cast<void**>(this + 1); }
+  /// How many addresses a block of `block_size` bytes holds besides its header.
+  [[nodiscard]] static constexpr std::size_t capacity(std::size_t block_size) noexcept {
+    return (block_size - sizeof(block_magazine)) / sizeof(void*);
+  }
 };
+static_assert(sizeof(block_magazine) <= 16, "the smallest small_alloc block must hold a magazine");
 
-/// Task blocks a worker freed, handed back to submitters in batches so that
-/// workers do not contend on the shared stack for every task.
+/// Task blocks a worker freed, gathered into magazines and handed back to
+/// submitters a batch at a time, so that workers do not contend on the
+/// shared stack for every task.
 struct freed_blocks {
-  task_block* head = nullptr;
-  task_block* tail = nullptr;
-  std::uint32_t count = 0;
+  block_magazine* filling = nullptr;  // the magazine taking addresses now
+  block_magazine* full = nullptr;     // full magazines, a list
+  block_magazine* full_tail = nullptr;
+  std::uint32_t full_count = 0;
 };
 
 /// What one worker owns: its deque, its counters, its freed blocks, and how
@@ -354,10 +370,10 @@ class pool_core {
   std::atomic<bool> io_waiter_taken_{false};
   std::atomic<bool> wake_pending_{false};  // a wake-up handler is queued and not yet run
 
-  // Recycled task blocks, one stack per small_alloc size class. Workers push
-  // batches; a submitter takes a whole stack with one exchange, so there is
-  // no ABA problem, and keeps it in a list of its own (see allocate_task).
-  alignas(64) std::atomic<task_block*> recycled_[small_alloc_classes] = {};
+  // Recycled task blocks, one stack of magazines per small_alloc size class.
+  // Workers push batches; a submitter takes a whole stack with one exchange,
+  // so there is no ABA problem, and keeps it as its own (see allocate_task).
+  alignas(64) std::atomic<block_magazine*> recycled_[small_alloc_classes] = {};
   void drain_recycled() noexcept;
   /// Hands a worker's freed blocks to the shared stacks (when a batch is
   /// full, before it sleeps, and when it ends).
