@@ -24,14 +24,6 @@ namespace {
 constexpr unsigned spin_rounds = 64;
 constexpr unsigned pauses_per_round = 8;
 
-/// Then it looks this many more times, yielding its core in between, before
-/// it sleeps (rayon does the same): a pool fed in bursts, such as a fan-out
-/// the submitter waits for, finds its workers awake for the next burst
-/// instead of paying a futex wake-up per worker per burst, while a thread
-/// that wants the core gets it. Every idle worker yield-spins; only half of
-/// them busy-wait first.
-constexpr unsigned yield_rounds = 32;
-
 /// Every this many tasks a worker looks at the injection queue and at the
 /// oldest task of its own deque before its newest, so that neither outside
 /// submissions nor a worker's early tasks wait while it works through a
@@ -181,15 +173,17 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) 
     if (idle_.stop_spinning() && work_visible()) wake_idle_worker();
     return task;
   };
-  // Busy-wait first (few at a time, see idle_workers::try_start_pausing),
-  // then look while yielding the core, so that a submitter woken from its
-  // own wait is not kept off a core by idle workers.
   // First let a thread that the last task woke (a submitter waiting for its
   // future lands on the waker's core) run.
   std::this_thread::yield();
   // Out of work: the values that only our spare references keep alive go
   // now, and wait() may return.
   give_back_references(me);
+  // Then busy-wait, few at a time (see idle_workers::try_start_pausing). The
+  // others sleep at once: looking again while yielding the core between
+  // looks (as rayon does) cost a submit-and-wait round trip 1.7 times as
+  // much on a 2-core VM, where each sched_yield is an expensive system call
+  // that keeps the woken submitter waiting, and won nothing on fan-outs.
   if (idle_.try_start_pausing()) {
     task_node* task = nullptr;
     for (unsigned round = 0; round < spin_rounds && task == nullptr; ++round) {
@@ -201,11 +195,6 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) 
     }
     idle_.stop_pausing();
     if (task != nullptr) return found(task);
-  }
-  for (unsigned round = 0; round < yield_rounds; ++round) {
-    if (stopping_.load(std::memory_order_relaxed)) break;
-    if (task_node* task = find_task(me, index)) return found(task);
-    std::this_thread::yield();
   }
   idle_.stop_spinning();
   return nullptr;

@@ -334,9 +334,8 @@ static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_exe
 ///
 /// An idle worker first yields its core once (a thread its last task woke,
 /// such as a submitter waiting for a future, may run there), busy-waits a
-/// few microseconds (half the workers at most), then looks for work 32 more
-/// times yielding its core in between, and only then sleeps: one in Asio's
-/// scheduler, a service of the
+/// few microseconds (half the workers at most, the others skip this), and
+/// then sleeps: one in Asio's scheduler, a service of the
 /// pool (as in asio::thread_pool) hosting timers and sockets made from the
 /// pool, so that timers and I/O wake it; the others on a futex, the cheaper
 /// wake-up, which submitters prefer.

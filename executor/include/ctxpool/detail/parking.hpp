@@ -51,7 +51,7 @@ class idle_workers {
   /// Whether a spinner may busy-wait (without yielding its core). Half the
   /// workers may at a time, at least one: more would keep a submitter that
   /// wakes from its own wait (for a future, a latch) off the cores of a
-  /// machine with no more cores than workers. The others only yield-spin.
+  /// machine with no more cores than workers. The others go to sleep.
   bool try_start_pausing() noexcept {
     std::uint32_t n = pausing_.load(std::memory_order_relaxed);
     while (n < max_pausing_) {
