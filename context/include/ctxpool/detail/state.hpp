@@ -68,7 +68,7 @@ struct capture_reserve {
 /// Everything the get() fast path touches. It is constant-initialised and
 /// trivially destructible so that the compiler reaches it through the thread
 /// pointer directly, with no TLS wrapper call.
-struct thread_state {
+struct alignas(64) thread_state {
   context_box* current;  // null until this thread first needs a context box
   std::uint32_t epoch;   // changes whenever what `current` maps may have changed
   capture_reserve reserve;
