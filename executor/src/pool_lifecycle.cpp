@@ -113,9 +113,24 @@ void pool_core::destroy_queued_tasks() noexcept {
     for (std::size_t i = 0; node == nullptr && i < thread_count_; ++i) {
       node = workers_[i].deque.steal();
     }
-    if (node == nullptr) return;
+    if (node == nullptr) break;
     node->complete(*this, false);
   }
+  task_node* node = abandoned_.exchange(nullptr, std::memory_order_acquire);
+  while (node != nullptr) {
+    task_node* next = node->next.load(std::memory_order_relaxed);
+    work_.add(my_lane(), work_kind::task);  // complete() uncounts the task it ends
+    node->complete(*this, false);
+    node = next;
+  }
+}
+
+void pool_core::keep_abandoned(task_node* node) noexcept {
+  task_node* head = abandoned_.load(std::memory_order_relaxed);
+  do {
+    node->next.store(head, std::memory_order_relaxed);
+  } while (!abandoned_.compare_exchange_weak(head, node, std::memory_order_release,
+                                             std::memory_order_relaxed));
 }
 
 std::uint64_t pool_core::next_task_id() const noexcept {
@@ -184,7 +199,9 @@ void pool_core::stop(void (*shutdown_services)(boost::asio::execution_context&))
   // the closed check just before the close is counted but may not be queued
   // yet: it will be in a moment, so wait for the count of tasks to reach
   // zero, destroying each as it arrives. Nothing else can hold a task count
-  // now that the workers are gone.
+  // now that the workers are gone: what Asio's execute hands over from now on
+  // is not counted (see enqueue_node), so a thread that keeps posting cannot
+  // keep this loop going.
   destroy_queued_tasks();
   while (!work_.idle(/*tasks_only=*/true)) {
     std::this_thread::yield();

@@ -398,6 +398,38 @@ TEST_CASE("submit racing stop: each submit throws pool_closed or its task is don
   }
 }
 
+TEST_CASE("stop returns while other threads keep posting through the executor, and nothing leaks") {
+  // Handlers count themselves alive, so a handler neither run nor destroyed shows.
+  struct counted_handler {
+    std::atomic<int>* alive;
+    explicit counted_handler(std::atomic<int>* a) : alive(a) { alive->fetch_add(1); }
+    counted_handler(const counted_handler& other) : alive(other.alive) { alive->fetch_add(1); }
+    ~counted_handler() { alive->fetch_sub(1); }
+    void operator()() const {}
+  };
+  std::atomic<int> alive{0};
+  std::atomic<bool> stop_returned{false};
+  {
+    ctxpool::thread_pool pool{2};
+    std::atomic<int> posted{0};
+    std::vector<std::thread> posters;
+    for (int i = 0; i < 4; ++i) {
+      posters.emplace_back([&] {
+        // Until stop() returns: a stop that waits for the posts to end never does.
+        while (!stop_returned.load(std::memory_order_relaxed)) {
+          for (int j = 0; j < 64; ++j) asio::post(pool, counted_handler{&alive});
+          posted.fetch_add(64, std::memory_order_relaxed);
+        }
+      });
+    }
+    while (posted.load() < 10'000) std::this_thread::yield();
+    within_a_minute("stop() with four threads posting", [&] { pool.stop(); });
+    stop_returned = true;
+    for (std::thread& poster : posters) poster.join();
+  }
+  CHECK(alive.load() == 0);  // every handler ran or was destroyed with the pool
+}
+
 TEST_CASE("wait after stop returns even with tracked work outstanding") {
   ctxpool::thread_pool pool{1};
   auto guard = asio::make_work_guard(pool.get_executor());  // tracked work that never ends

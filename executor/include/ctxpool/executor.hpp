@@ -60,7 +60,8 @@
 //   the queued tasks are done.
 // - `stop()` abandons queued tasks and pending operations at once: they are
 //   destroyed before it returns and futures report
-//   `std::future_errc::broken_promise`.
+//   `std::future_errc::broken_promise`. Threads that keep handing handlers
+//   to the executor meanwhile do not keep it waiting.
 // Executors, timers, sockets and other I/O objects made from the pool must
 // not outlive it (as with any Asio execution context); an executor that
 // tracks work keeps `wait()` and `join()` waiting while it exists. Work

@@ -207,7 +207,8 @@ class pool_core {
   /// submit), then ends the threads without waiting for tracked work; the
   /// owner then shuts its services down, destroying pending operations.
   void finish();
-  /// Destroys, unrun, tasks that Asio handed to the executor after the close.
+  /// Destroys, unrun, every queued task and those that Asio handed to the
+  /// executor after the workers were told to end.
   void destroy_queued_tasks() noexcept;
   void set_exception_handler(exception_handler handler);
   void report_exception(std::exception_ptr error, const task_info& info) noexcept;
@@ -358,6 +359,10 @@ class pool_core {
   injection_queue injection_;
   idle_workers idle_;
   alignas(64) std::atomic<bool> stopping_{false};  // workers exit instead of taking the next task
+  // Tasks Asio's execute handed over once stopping_ was set: uncounted, linked
+  // through `next`, destroyed by destroy_queued_tasks.
+  std::atomic<task_node*> abandoned_{nullptr};
+  void keep_abandoned(task_node* node) noexcept;
 
   // An idle worker sleeps in one of two ways. One at a time (the I/O waiter)
   // sleeps in the Asio scheduler's run_one(), so that timers and I/O wake it;
@@ -463,19 +468,30 @@ void pool_core::enqueue_node(F&& f, captured_context&& snapshot, const task_info
                              bool check_open) {
   using node_type = task_node_impl<std::decay_t<F>, Header>;
   void* block = allocate_task(sizeof(node_type));
-  try {
-    add_task(check_open);
-  } catch (...) {
-    free_task(block, sizeof(node_type));
-    throw;
+  // Asio's execute after the workers were told to end: nothing will run the
+  // task, so it is kept aside, uncounted, to be destroyed by stop() or with
+  // the pool. Counting it would let a thread that keeps posting keep stop()
+  // waiting for the count to reach zero.
+  const bool abandoned = !check_open && stopping_.load(std::memory_order_acquire);
+  if (!abandoned) {
+    try {
+      add_task(check_open);
+    } catch (...) {
+      free_task(block, sizeof(node_type));
+      throw;
+    }
   }
   node_type* node = nullptr;
   try {
     node = new (block) node_type(std::forward<F>(f), std::move(snapshot), info);
   } catch (...) {
     free_task(block, sizeof(node_type));
-    remove_work();
+    if (!abandoned) remove_work();
     throw;
+  }
+  if (CTXPOOL_UNLIKELY(abandoned)) {
+    keep_abandoned(node);
+    return;
   }
   push(node, !Header::continuation);
 }
