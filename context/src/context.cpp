@@ -292,6 +292,15 @@ struct capture_reserve_drain {
 // The most references a capture takes ahead: a refill per this many captures.
 constexpr std::uint32_t max_capture_reserve = 63;
 
+/// Points the reserve at `map`, giving back the spares it held for another.
+void aim_capture_reserve(const map_node* map) noexcept {
+  capture_reserve& reserve = tls.reserve;
+  if (reserve.map == map) return;
+  return_capture_reserve();
+  reserve.map = map;
+  reserve.streak = 0;
+}
+
 void arm_capture_reserve_drain() noexcept {
   if (tls.reserve.armed) return;
   tls.reserve.armed = true;
@@ -315,16 +324,8 @@ void stop_holding_references() noexcept {
 }
 
 void keep_released_reference(const map_node* map) noexcept {
-  capture_reserve& reserve = tls.reserve;
-  if (reserve.dead) {
-    map_release(map);
-    return;
-  }
-  if (reserve.map != map) {
-    return_capture_reserve();
-    reserve.map = map;
-    reserve.streak = 0;
-  }
+  capture_reserve& reserve = tls.reserve;  // held, so the thread is not exiting
+  aim_capture_reserve(map);
   if (reserve.spare >= max_held_references) {
     // We hold more than we give back, so this cannot free the map.
     constexpr std::uint32_t give_back = max_held_references / 2;
@@ -345,11 +346,7 @@ void return_capture_reserve() noexcept {
 
 void refill_capture_reserve(const map_node* map) noexcept {
   capture_reserve& reserve = tls.reserve;
-  if (reserve.map != map) {
-    return_capture_reserve();
-    reserve.map = map;
-    reserve.streak = 0;
-  }
+  aim_capture_reserve(map);
   // Reserve only for a thread capturing one map again and again in one epoch
   // (a producer's loop): a task capturing once or twice before its context
   // ends would only give the spare references back. A worker's spares

@@ -165,52 +165,60 @@ TEST_CASE("once wait returns, values are released also when the tasks spawned ea
   }
 }
 
-TEST_CASE("a task's set releases a value that only the worker's spare references still held") {
-  ctxpool::context_var<std::shared_ptr<int>> payload{"payload"};
-  ctxpool::thread_pool pool{1};
-  std::weak_ptr<int> watch;
+namespace {
+
+/// Posts `task` on `pool` in a context where `payload` holds a new value that
+/// `watch` observes; `task` starts only once the submitter has let go of the
+/// value, so that from then on only the task's context holds it.
+template <class Task>
+void post_as_only_holder(ctxpool::thread_pool& pool,
+                         ctxpool::context_var<std::shared_ptr<int>>& payload,
+                         std::weak_ptr<int>& watch, Task task) {
   std::promise<void> reset_done;
-  std::future<bool> alive_after_set;
   {
     auto value = std::make_shared<int>(7);
     watch = value;
     auto tok = payload.set(std::move(value));
-    alive_after_set = pool.submit([&payload, &watch, gate = reset_done.get_future()]() mutable {
-      gate.wait();  // from here on only this task's context holds the value
-      // Capturing the context again and again makes the worker take
-      // references to its map ahead.
-      for (int i = 0; i < 16; ++i) (void)ctxpool::bind_context([] {});
-      payload.set(std::make_shared<int>(8));
-      return !watch.expired();
+    pool.post([task = std::move(task), gate = reset_done.get_future()]() mutable {
+      gate.wait();
+      task();
     });
     payload.reset(tok);
   }
   reset_done.set_value();
-  CHECK_FALSE(alive_after_set.get());
+}
+
+}  // namespace
+
+TEST_CASE("a task's set releases a value that only the worker's spare references still held") {
+  ctxpool::context_var<std::shared_ptr<int>> payload{"payload"};
+  ctxpool::thread_pool pool{1};
+  std::weak_ptr<int> watch;
+  std::promise<bool> alive_after_set;
+  std::future<bool> seen = alive_after_set.get_future();
+  post_as_only_holder(pool, payload, watch, [&] {
+    // Capturing the context again and again makes the worker take
+    // references to its map ahead.
+    for (int i = 0; i < 16; ++i) (void)ctxpool::bind_context([] {});
+    payload.set(std::make_shared<int>(8));
+    alive_after_set.set_value(!watch.expired());
+  });
+  CHECK_FALSE(seen.get());
 }
 
 TEST_CASE("a worker lets go of a finished task's context before it starts a task from another") {
   ctxpool::context_var<std::shared_ptr<int>> payload{"payload"};
   ctxpool::thread_pool pool{1};
   std::weak_ptr<int> watch;
-  std::promise<void> reset_done;
   std::promise<bool> alive_in_next_task;
   std::future<bool> seen = alive_in_next_task.get_future();
-  {
-    auto value = std::make_shared<int>(7);
-    watch = value;
-    auto tok = payload.set(std::move(value));
-    pool.post([&pool, &watch, &alive_in_next_task, gate = reset_done.get_future()]() mutable {
-      gate.wait();
-      // The next task, queued on this worker from an empty context, runs as
-      // soon as this one ends: the worker never goes idle in between.
-      ctxpool::context{}.run([&] {
-        pool.post([&watch, &alive_in_next_task] { alive_in_next_task.set_value(!watch.expired()); });
-      });
+  post_as_only_holder(pool, payload, watch, [&] {
+    // The next task, queued on this worker from an empty context, runs as
+    // soon as this one ends: the worker never goes idle in between.
+    ctxpool::context{}.run([&] {
+      pool.post([&watch, &alive_in_next_task] { alive_in_next_task.set_value(!watch.expired()); });
     });
-    payload.reset(tok);
-  }
-  reset_done.set_value();
+  });
   CHECK_FALSE(seen.get());
   pool.wait();
 }

@@ -62,7 +62,7 @@ struct capture_reserve {
   bool armed;            // the thread-exit drain is registered
   bool dead;             // the thread is exiting: no more reserving
   bool held;             // spares survive leaving a task back to `home`
-  const void* home;      // the context_box current between tasks (held only)
+  const context_box* home;  // the box current between tasks (held only)
 };
 
 /// Everything the get() fast path touches. It is constant-initialised and
