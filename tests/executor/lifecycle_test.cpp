@@ -160,7 +160,8 @@ TEST_CASE("once wait returns, values are released also when the tasks spawned ea
       pool.post([&pool, &payload] { post_subtree(pool, payload, 8); });
       payload.reset(tok);
     }
-    pool.wait();
+    // A worker that never gave its spares back would keep wait() waiting.
+    within_a_minute("wait() after a tree of tasks", [&] { pool.wait(); });
     CHECK(watch.expired());
   }
 }
