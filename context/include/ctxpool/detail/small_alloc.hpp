@@ -14,9 +14,10 @@ inline constexpr std::size_t small_alloc_max = 256;
 /// Blocks of up to small_alloc_max bytes are recycled through per-thread free
 /// lists, because a context `set`/`reset` pair allocates and frees two of them
 /// and the general-purpose allocator would dominate its cost. The lists refill
-/// from, and overflow to, a process-wide depot of blocks carved from 64 KiB
-/// chunks without a per-block header; chunks are kept for the life of the
-/// process. A block may be freed on any thread. Under ASan or TSan every call
+/// from, and overflow to, a process-wide depot of blocks carved from
+/// page-aligned chunks without a per-block header (so a block whose size is a
+/// power of two is aligned to it: a 64-byte task is one cache line); chunks
+/// are kept for the life of the process. A block may be freed on any thread. Under ASan or TSan every call
 /// goes to ::operator new so the sanitizers see each allocation.
 void* small_alloc(std::size_t size);
 
