@@ -1,12 +1,17 @@
 // W7: bytes per queued task with a 32-byte capture, for ctxpool and its peers
-// (see peers.hpp), counted from resident memory.
+// (see peers.hpp), counted from anonymous resident memory.
 //
 // Each measurement runs in a fresh child process, so no peer inherits memory
 // another freed (or an allocator such as TBB's keeps cached): the workers are
 // parked on blocker tasks, resident memory is read, a million tasks are
 // queued, resident memory is read again, then the blockers are released and
-// every task must run. The `bytes_per_task` counter is the RSS growth divided
-// by the task count: the task node, the queue's share and allocator overhead.
+// every task must run. The `bytes_per_task` counter is the growth of
+// anonymous resident memory (heap, mmap'ed memory) divided by the task count:
+// the task node, the queue's share and allocator overhead. File-backed pages
+// are left out: the first call of a library function inside the measured loop
+// (glibc's sbrk or mmap path, say) maps its code, and the kernel's fault-around
+// maps 64 KiB of it at a time, which is code, not memory the queued tasks hold
+// (it added 0.07-0.16 bytes per task, varying with the binary's layout).
 // std::async has no queue (each task starts a thread) and is not measured.
 //
 //   pool_memory_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
@@ -33,15 +38,20 @@ using bench::completion;
 
 constexpr int queued_tasks = 1'000'000;
 
-/// Resident set size of this process in bytes (/proc/self/statm).
-long resident_bytes() {
+/// Anonymous resident memory of this process in bytes: /proc/self/statm's
+/// resident pages less its shared (file-backed) ones; -1 when unreadable.
+long anonymous_resident_bytes() {
   long pages_total = 0;
   long pages_resident = 0;
+  long pages_shared = 0;
+  long pages = -1;
   if (std::FILE* f = std::fopen("/proc/self/statm", "r")) {
-    if (std::fscanf(f, "%ld %ld", &pages_total, &pages_resident) != 2) pages_resident = -1;
+    if (std::fscanf(f, "%ld %ld %ld", &pages_total, &pages_resident, &pages_shared) == 3) {
+      pages = pages_resident - pages_shared;
+    }
     std::fclose(f);
   }
-  return pages_resident * sysconf(_SC_PAGESIZE);
+  return pages < 0 ? -1 : pages * sysconf(_SC_PAGESIZE);
 }
 
 /// Holds workers inside a task until released.
@@ -103,12 +113,12 @@ double measure_bytes_per_task() {
       }
       done.arm(queued_tasks);
       malloc_trim(0);
-      const long before = resident_bytes();
+      const long before = anonymous_resident_bytes();
       for (int i = 0; i < queued_tasks; ++i) {
         const auto n = static_cast<std::uint64_t>(i);
         peer.post(task32{&done, n, n * 3, n * 7});
       }
-      const long after = resident_bytes();
+      const long after = anonymous_resident_bytes();
       gate.release();
       peer.wait(done, bench::feed::latch);
       if (done.remaining() == 0 && before > 0) {
