@@ -255,6 +255,9 @@ class pool_core {
   // The worker loop (src/pool_core.cpp).
   void worker_main(std::size_t index, const std::string& name);
   task_node* find_task(worker_state& me, std::size_t index) noexcept;
+  /// The injection queue's oldest task, waiting briefly if another worker
+  /// is taking one.
+  task_node* take_injected() noexcept;
   task_node* steal_task(std::size_t thief) noexcept;
   /// Spins looking for a task (if few enough others spin); `counted`: a
   /// waker already counted the caller as spinning.

@@ -142,16 +142,19 @@ class injection_queue {
   /// Any thread: the oldest task, or null when there is none yet (a push
   /// that has exchanged the tail but not linked its node is not seen; its
   /// pusher looks for an idle worker after linking), or when another thread
-  /// is taking one right now. A worker that finds the queue busy looks
-  /// elsewhere and comes back, rather than sleep in the kernel for a lock
-  /// held for a few instructions (the taker wakes another worker if more
-  /// are queued).
-  task_node* try_pop() noexcept {
+  /// is taking one right now, and then `contended` is set. A worker that
+  /// finds the queue busy tries again after a pause rather than sleep in
+  /// the kernel for a lock held for a few instructions.
+  task_node* try_pop(bool& contended) noexcept {
+    contended = false;
     // Only the consumers' end is read here: polling the tail would pull the
     // line that every push writes away from the submitters.
     if (!has_linked_task()) return nullptr;
     std::unique_lock lock(pop_mutex_, std::try_to_lock);
-    if (!lock.owns_lock()) return nullptr;
+    if (!lock.owns_lock()) {
+      contended = true;
+      return nullptr;
+    }
     task_node* head = head_.load(std::memory_order_relaxed);
     task_node* next = head->next.load(std::memory_order_acquire);
     if (head == &stub_) {
@@ -171,6 +174,12 @@ class injection_queue {
     if (next == nullptr) return nullptr;  // a push got in before the stub and is linking
     head_.store(next, std::memory_order_release);
     return head;
+  }
+
+  /// try_pop for a caller that does not care why there is no task.
+  task_node* try_pop() noexcept {
+    bool contended = false;
+    return try_pop(contended);
   }
 
  private:
