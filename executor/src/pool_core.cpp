@@ -35,8 +35,10 @@ constexpr std::uint32_t fairness_interval = 61;
 /// other holds the lock for a few instructions; giving up at once sent the
 /// worker into its idle search (a yield, a spin, maybe a sleep) with tasks
 /// queued: on W6 (two workers draining 1,000 queued 2 us tasks) one worker
-/// lost 15-30 such gaps of 5-50 us per batch.
-constexpr unsigned injection_retries = 16;
+/// lost 15-30 such gaps of 5-50 us per batch, 0-8 with three retries. More
+/// retries took the core from producers when threads outnumber cores: with
+/// sixteen, W4 (four producers, two workers, two cores) ran 30% slower.
+constexpr unsigned injection_retries = 3;
 
 /// How often a busy worker lets ready timer and I/O handlers run.
 constexpr std::uint32_t io_poll_interval = 64;
