@@ -17,8 +17,9 @@ inline constexpr std::size_t small_alloc_max = 256;
 /// from, and overflow to, a process-wide depot of blocks carved from
 /// page-aligned chunks without a per-block header (so a block whose size is a
 /// power of two is aligned to it: a 64-byte task is one cache line); chunks
-/// are kept for the life of the process. A block may be freed on any thread. Under ASan or TSan every call
-/// goes to ::operator new so the sanitizers see each allocation.
+/// are kept for the life of the process. A block may be freed on any thread.
+/// Under ASan or TSan every call goes to ::operator new so the sanitizers see
+/// each allocation.
 void* small_alloc(std::size_t size);
 
 /// A block from this thread's cache, or nullptr when the cache for that size
