@@ -107,9 +107,13 @@ void pool_core::end_threads() noexcept {
 }
 
 void pool_core::destroy_queued_tasks() noexcept {
-  // Only once the workers are gone, so any thread may take from the deques.
+  // Only once the workers are gone, so any thread may take from the queues.
   for (;;) {
-    task_node* node = injection_.try_pop();
+    task_node* node = nullptr;
+    for (std::size_t i = 0; node == nullptr && i < thread_count_; ++i) {
+      node = workers_[i].inbox.take();
+    }
+    if (node == nullptr) node = injection_.try_pop();
     for (std::size_t i = 0; node == nullptr && i < thread_count_; ++i) {
       node = workers_[i].deque.steal();
     }

@@ -30,6 +30,73 @@ TEST_CASE("tasks posted from outside a one-worker pool start in submission order
   for (int i = 0; i < 1000; ++i) CHECK(order[static_cast<std::size_t>(i)] == i);
 }
 
+namespace {
+
+/// Holds every worker of `pool` in a task until `open()`: tasks posted
+/// meanwhile wait in the injection queue, and the first worker let go takes
+/// them as one batch.
+class hold_workers {
+ public:
+  explicit hold_workers(ctxpool::thread_pool& pool) : open_(gate_.get_future().share()) {
+    for (std::size_t i = 0; i < pool.stats().threads; ++i) {
+      pool.post([this] {
+        ++held_;
+        open_.wait();
+      });
+    }
+    while (held_.load() != static_cast<int>(pool.stats().threads)) std::this_thread::yield();
+  }
+  void open() { gate_.set_value(); }
+
+ private:
+  std::promise<void> gate_;
+  std::shared_future<void> open_;
+  std::atomic<int> held_{0};
+};
+
+}  // namespace
+
+TEST_CASE("an outside task batched behind a task that blocks its worker runs on another") {
+  // The first worker let go takes `blocker` and `later` as one batch and runs
+  // the blocker, which waits for `later`: only another worker taking it from
+  // the first one's inbox lets either finish.
+  for (int round = 0; round < 50; ++round) {
+    ctxpool::thread_pool pool{2};
+    hold_workers held{pool};
+    std::promise<void> later_ran;
+    std::shared_future<void> later_done = later_ran.get_future().share();
+    pool.post([later_done] { later_done.wait(); });
+    pool.post([&later_ran] { later_ran.set_value(); });
+    held.open();
+    pool.wait();
+  }
+}
+
+TEST_CASE("a worker fed a stream of outside tasks still takes the ones batched by a blocked worker") {
+  // As above, with a backlog behind: the free worker could take batch after
+  // batch from the injection queue and reach `later` only once it is empty.
+  // The periodic look at the other inboxes makes it take `later` early.
+  ctxpool::thread_pool pool{2};
+  hold_workers held{pool};
+  constexpr int backlog = 10'000;
+  std::atomic<int> backlog_ran{0};
+  std::atomic<int> ran_before_later{-1};
+  std::promise<void> later_ran;
+  std::shared_future<void> later_done = later_ran.get_future().share();
+  pool.post([later_done] { later_done.wait(); });
+  pool.post([&] {
+    ran_before_later = backlog_ran.load();
+    later_ran.set_value();
+  });
+  for (int i = 0; i < backlog; ++i) pool.post([&backlog_ran] { ++backlog_ran; });
+  held.open();
+  pool.wait();
+  CHECK(backlog_ran == backlog);
+  // One batch and one fairness interval's worth, give or take: not the backlog.
+  CHECK(ran_before_later.load() >= 0);
+  CHECK(ran_before_later.load() < 200);
+}
+
 TEST_CASE("a task that keeps re-posting itself does not starve the tasks queued before it") {
   // One worker, whose own deque runs newest first: without the periodic look
   // at the oldest task the earlier tasks would wait for the loop to end,

@@ -324,14 +324,19 @@ static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_exe
 ///
 /// @par Scheduling and order
 /// Each task is one small block (64 bytes with a 32-byte callable) in one of
-/// two kinds of queue. Tasks submitted from outside the pool, and Asio
+/// three kinds of queue. Tasks submitted from outside the pool, and Asio
 /// handlers, go through a shared injection queue and start in the order they
-/// were queued, as far as several workers taking them at once allow. A task
-/// submitted from a worker goes to that worker's own deque: the worker runs
-/// the newest first (recursive work stays in cache) and idle workers steal
-/// the oldest. Every 61 tasks a worker looks at the injection queue and at
-/// its own oldest task first, so no queued task waits for a stream of newer
-/// ones to end. Strands remain the way to serialise.
+/// were queued, as far as several workers taking them at once allow: a
+/// worker takes up to 17 at a time, runs the first and keeps the others in
+/// its inbox, which it and idle workers take oldest first. One worker runs
+/// them strictly in order; with several, a task may start before the up to
+/// 16 that another worker holds. A task submitted from a worker goes to that
+/// worker's own deque: the worker runs the newest first (recursive work
+/// stays in cache) and idle workers steal the oldest. Every 61 tasks a
+/// worker looks at the other workers' inboxes, its own, the injection queue
+/// and its own oldest task first, so no queued task waits for a stream of
+/// newer ones to end, or for a worker busy with a long task. Strands remain
+/// the way to serialise.
 ///
 /// An idle worker first yields its core once (a thread its last task woke,
 /// such as a submitter waiting for a future, may run there), busy-waits a

@@ -95,11 +95,12 @@ struct freed_blocks {
   std::uint32_t full_count = 0;
 };
 
-/// What one worker owns: its deque, its counters, its freed blocks, and how
-/// many tasks it has looked for (for the fairness checks). Padded so that
-/// workers share no line.
+/// What one worker owns: its deque and inbox, its counters, its freed
+/// blocks, and how many tasks it has looked for (for the fairness checks).
+/// Padded so that workers share no line.
 struct alignas(64) worker_state {
   local_deque deque;
+  batch_inbox inbox;
   worker_counters counters;
   std::uint32_t taken = 0;                      // the owner's only
   freed_blocks freed[small_alloc_classes] = {};  // the owner's only
@@ -255,10 +256,13 @@ class pool_core {
   // The worker loop (src/pool_core.cpp).
   void worker_main(std::size_t index, const std::string& name);
   task_node* find_task(worker_state& me, std::size_t index) noexcept;
-  /// The injection queue's oldest task, waiting briefly if another worker
-  /// is taking one.
-  task_node* take_injected() noexcept;
-  task_node* steal_task(std::size_t thief) noexcept;
+  /// The injection queue's oldest task, the next ones moved to our inbox,
+  /// waiting briefly if another worker is taking some.
+  task_node* take_injected(worker_state& me) noexcept;
+  /// An outside task: from our inbox, else from the injection queue.
+  task_node* take_outside(worker_state& me) noexcept;
+  /// A task from another worker's inbox or, unless `inboxes_only`, deque.
+  task_node* steal_task(std::size_t thief, bool inboxes_only) noexcept;
   /// Spins looking for a task (if few enough others spin); `counted`: a
   /// waker already counted the caller as spinning.
   task_node* search(worker_state& me, std::size_t index, bool counted) noexcept;

@@ -1,15 +1,19 @@
-// The pool's two kinds of task queue: one per worker for the tasks it
-// submits itself, and one injection queue for everything else.
+// The pool's task queues: per worker, a deque for the tasks it submits itself
+// and an inbox for a batch it took from outside; one injection queue for
+// everything else.
 //
 // Ordering: tasks submitted from outside the pool, and Asio handlers, go
 // through the injection queue and start in the order they were queued, as far
-// as several workers taking them at once allow. A task submitted from a
-// worker goes to that worker's own deque, where the worker takes the newest
-// first (recursive work stays in cache and the deque stays short) and idle
-// workers steal the oldest. Strands remain the way to serialise.
+// as several workers taking them at once allow: a worker moves a batch of
+// them to its inbox, which it and idle workers both take oldest first. A task
+// submitted from a worker goes to that worker's own deque, where the worker
+// takes the newest first (recursive work stays in cache and the deque stays
+// short) and idle workers steal the oldest. Strands remain the way to
+// serialise.
 //
 // @par Thread safety
 // local_deque: push and pop by its owner only, steal by any thread.
+// batch_inbox: fill by its owner only, take by any thread.
 // injection_queue: push and try_pop by any thread.
 #pragma once
 
@@ -99,6 +103,63 @@ class local_deque {
   std::atomic<task_node*> slots_[capacity] = {};
 };
 
+/// Tasks a worker took from the injection queue in one go, kept in their
+/// queue order: a bounded ring that its owner fills only when it is empty
+/// and that every worker takes from the front, so a batch starts in
+/// submission order whoever runs it, and a task behind one that blocks its
+/// worker is taken by another. Taking a batch at a time is what keeps two
+/// workers draining one stream of outside tasks from meeting on the
+/// injection queue's lock for every task.
+class batch_inbox {
+ public:
+  static constexpr std::uint32_t capacity = 16;
+
+  /// Owner only, into an empty inbox (nothing to take): stores up to
+  /// `capacity` tasks, oldest first, and publishes them at once.
+  void fill(task_node* const* tasks, std::uint32_t count) noexcept {
+    const std::uint32_t end = tail_.load(std::memory_order_relaxed);
+    for (std::uint32_t i = 0; i < count; ++i) {
+      slots_[(end + i) & mask].store(tasks[i], std::memory_order_relaxed);
+    }
+    // seq_cst: as local_deque::push, this store also orders the owner's
+    // following look for idle workers.
+    tail_.store(end + count, std::memory_order_seq_cst);
+  }
+
+  /// Any thread: the oldest task, or null when empty.
+  task_node* take() noexcept {
+    std::uint32_t front = front_.load(std::memory_order_acquire);
+    for (;;) {
+      if (front == tail_.load(std::memory_order_acquire)) return nullptr;
+      // The slot may be refilled as soon as another taker claims it, so the
+      // value read only counts if the claim below succeeds.
+      task_node* node = slots_[front & mask].load(std::memory_order_relaxed);
+      if (front_.compare_exchange_weak(front, front + 1, std::memory_order_acq_rel,
+                                       std::memory_order_acquire)) {
+        return node;
+      }
+    }
+  }
+
+  /// Owner only (the only one who adds): whether the inbox is empty.
+  [[nodiscard]] bool empty_for_owner() const noexcept {
+    return front_.load(std::memory_order_acquire) == tail_.load(std::memory_order_relaxed);
+  }
+
+  /// A racy look from any thread: whether there may be something to take.
+  [[nodiscard]] bool maybe_nonempty() const noexcept {
+    return tail_.load(std::memory_order_seq_cst) != front_.load(std::memory_order_seq_cst);
+  }
+
+ private:
+  static constexpr std::uint32_t mask = capacity - 1;
+  static_assert((capacity & mask) == 0, "capacity is a power of two");
+
+  alignas(64) std::atomic<std::uint32_t> front_{0};  // every taker claims here
+  alignas(64) std::atomic<std::uint32_t> tail_{0};   // the owner publishes here
+  std::atomic<task_node*> slots_[capacity] = {};
+};
+
 /// Tasks from outside the pool, Asio handlers, and a full deque's overflow:
 /// an intrusive multi-producer queue (Vyukov's, with a stub node) whose push
 /// is one atomic exchange, so submitters never wait for each other or for a
@@ -139,22 +200,47 @@ class injection_queue {
     return first != &stub_ || stub_.next.load(std::memory_order_acquire) != nullptr;
   }
 
-  /// Any thread: the oldest task, or null when there is none yet (a push
-  /// that has exchanged the tail but not linked its node is not seen; its
-  /// pusher looks for an idle worker after linking), or when another thread
-  /// is taking one right now, and then `contended` is set. A worker that
-  /// finds the queue busy tries again after a pause rather than sleep in
-  /// the kernel for a lock held for a few instructions.
-  task_node* try_pop(bool& contended) noexcept {
+  /// Any thread: up to `max` of the oldest tasks, oldest first, into `out`;
+  /// how many. None when there is none yet (a push that has exchanged the
+  /// tail but not linked its node is not seen; its pusher looks for an idle
+  /// worker after linking), or when another thread is taking some right
+  /// now, and then `contended` is set. A worker that finds the queue busy
+  /// tries again after a pause rather than sleep in the kernel for a lock
+  /// held for a few instructions.
+  std::size_t try_pop(task_node** out, std::size_t max, bool& contended) noexcept {
     contended = false;
     // Only the consumers' end is read here: polling the tail would pull the
     // line that every push writes away from the submitters.
-    if (!has_linked_task()) return nullptr;
+    if (!has_linked_task()) return 0;
     std::unique_lock lock(pop_mutex_, std::try_to_lock);
     if (!lock.owns_lock()) {
       contended = true;
-      return nullptr;
+      return 0;
     }
+    std::size_t taken = 0;
+    while (taken < max) {
+      task_node* node = pop_locked();
+      if (node == nullptr) break;
+      out[taken++] = node;
+    }
+    return taken;
+  }
+
+  /// The oldest task, or null (see the batch try_pop).
+  task_node* try_pop(bool& contended) noexcept {
+    task_node* node = nullptr;
+    return try_pop(&node, 1, contended) != 0 ? node : nullptr;
+  }
+
+  /// try_pop for a caller that does not care why there is no task.
+  task_node* try_pop() noexcept {
+    bool contended = false;
+    return try_pop(contended);
+  }
+
+ private:
+  /// The oldest linked task, or null; under pop_mutex_.
+  task_node* pop_locked() noexcept {
     task_node* head = head_.load(std::memory_order_relaxed);
     task_node* next = head->next.load(std::memory_order_acquire);
     if (head == &stub_) {
@@ -176,13 +262,6 @@ class injection_queue {
     return head;
   }
 
-  /// try_pop for a caller that does not care why there is no task.
-  task_node* try_pop() noexcept {
-    bool contended = false;
-    return try_pop(contended);
-  }
-
- private:
   struct stub_node : task_node {
     stub_node() noexcept : task_node(nullptr) {}
   };
