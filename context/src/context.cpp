@@ -351,8 +351,8 @@ void refill_capture_reserve(const map_node* map) noexcept {
   // (a producer's loop): a task capturing once or twice before its context
   // ends would only give the spare references back. A worker's spares
   // outlive its tasks' contexts, so its streak runs across them.
-  if (!reserve.held && reserve.streak_epoch != tls.epoch) {
-    reserve.streak_epoch = tls.epoch;
+  if (!reserve.held && reserve.streak_epoch != current_epoch()) {
+    reserve.streak_epoch = current_epoch();
     reserve.streak = 0;
   }
   if (reserve.streak < max_capture_reserve) ++reserve.streak;
@@ -405,9 +405,9 @@ void throw_already_entered() {
 
 namespace {
 
-void cache_put(std::uint32_t id, const void* value, bool is_default) noexcept {
+void cache_put(std::uint32_t id, const void* value) noexcept {
   get_cache_entry& entry = tls.cache[id & (get_cache_size - 1)];
-  entry.tag = cache_tag(id, tls.epoch) | (is_default ? default_tag_bit : 0);
+  entry.tag = cache_tag(id);
   entry.value = value;
 }
 
@@ -417,7 +417,7 @@ const void* lookup_set_value(std::uint32_t var_id) noexcept {
   const context_box* box = tls.current;
   const value_base* value = box == nullptr ? nullptr : map_find(box->root, var_id);
   if (value == nullptr) return nullptr;
-  cache_put(var_id, value->data(), false);
+  cache_put(var_id, value->data());
   return value->data();
 }
 
@@ -425,7 +425,7 @@ const void* lookup_or_throw(std::uint32_t var_id, const void* default_value,
                             std::string_view var_name) {
   if (const void* value = lookup_set_value(var_id)) return value;
   if (default_value != nullptr) {
-    cache_put(var_id, default_value, true);
+    cache_put(var_id, default_value);
     return default_value;
   }
   throw lookup_error("context_var '" + std::string(var_name) +

@@ -273,8 +273,7 @@ class context_var {
   /// @throws lookup_error when there is neither.
   [[nodiscard]] T get() const {
     const detail::get_cache_entry& entry = detail::tls.cache[id_ & (detail::get_cache_size - 1)];
-    if (CTXPOOL_LIKELY((entry.tag | detail::default_tag_bit) ==
-                       (detail::cache_tag(id_, detail::tls.epoch) | detail::default_tag_bit))) {
+    if (CTXPOOL_LIKELY(entry.tag == detail::cache_tag(id_))) {
       return *static_cast<const T*>(entry.value);
     }
     return *static_cast<const T*>(
@@ -285,7 +284,9 @@ class context_var {
   /// takes precedence over the variable's default). Never throws a lookup_error.
   [[nodiscard]] T get_or(T fallback) const {
     const detail::get_cache_entry& entry = detail::tls.cache[id_ & (detail::get_cache_size - 1)];
-    if (CTXPOOL_LIKELY(entry.tag == detail::cache_tag(id_, detail::tls.epoch))) {
+    // A cached default (from get()) is not a set value: the fallback wins.
+    if (CTXPOOL_LIKELY(entry.tag == detail::cache_tag(id_)) &&
+        (!default_ || entry.value != &*default_)) {
       return *static_cast<const T*>(entry.value);
     }
     if (const void* value = detail::lookup_set_value(id_)) return *static_cast<const T*>(value);

@@ -30,15 +30,15 @@ struct context_box {
   void destroy() noexcept;
 };
 
-/// One entry of the get() cache: `tag` packs (epoch << 32 | var id), with bit 31
-/// set when `value` points at the variable's default rather than a set value.
+/// One entry of the get() cache: `tag` packs (epoch << 32 | var id); `value`
+/// points at the set value or at the variable's own default (which get_or,
+/// preferring its fallback, tells apart by address).
 struct get_cache_entry {
   std::uint64_t tag;
   const void* value;
 };
 
 inline constexpr std::uint32_t get_cache_size = 64;  // power of two
-inline constexpr std::uint64_t default_tag_bit = std::uint64_t{1} << 31;
 
 /// References to a map taken ahead by captured_context::capture.
 ///
@@ -70,12 +70,15 @@ struct capture_reserve {
 /// pointer directly, with no TLS wrapper call.
 struct alignas(64) thread_state {
   context_box* current;  // null until this thread first needs a context box
-  std::uint32_t epoch;   // changes whenever what `current` maps may have changed
+  // The epoch, which changes whenever what `current` maps may have changed,
+  // kept shifted into a cache tag's top half: get() builds its tag with one
+  // `or` (the fast path is bound by instructions, not by loads).
+  std::uint64_t epoch_tag;
   capture_reserve reserve;
   get_cache_entry cache[get_cache_size];
 };
 
-inline constinit thread_local thread_state tls{nullptr, 1, {}, {}};
+inline constinit thread_local thread_state tls{nullptr, std::uint64_t{1} << 32, {}, {}};
 
 /// The most spare references a worker keeps (see capture_reserve::held);
 /// beyond that it gives half of them back in one subtraction.
@@ -110,17 +113,24 @@ inline void take_capture_ref(const map_node* map) noexcept {
   refill_capture_reserve(map);
 }
 
-[[nodiscard]] inline std::uint64_t cache_tag(std::uint32_t id, std::uint32_t epoch) noexcept {
-  return (std::uint64_t{epoch} << 32) | id;
+/// The cache tag of variable `id` in the current epoch.
+[[nodiscard]] inline std::uint64_t cache_tag(std::uint32_t id) noexcept {
+  return tls.epoch_tag | id;
+}
+
+/// The current epoch (the top half of every current cache tag).
+[[nodiscard]] inline std::uint32_t current_epoch() noexcept {
+  return static_cast<std::uint32_t>(tls.epoch_tag >> 32);
 }
 
 /// Invalidates every get() cache entry of this thread, keeping the capture
 /// reserve (see bump_epoch).
 inline void next_epoch() noexcept {
-  if (CTXPOOL_UNLIKELY(++tls.epoch == 0)) {
+  tls.epoch_tag += std::uint64_t{1} << 32;
+  if (CTXPOOL_UNLIKELY(tls.epoch_tag == 0)) {
     // After 2^32 switches an old tag could match again: start from clean.
     for (auto& entry : tls.cache) entry = {};
-    tls.epoch = 1;
+    tls.epoch_tag = std::uint64_t{1} << 32;
   }
 }
 
