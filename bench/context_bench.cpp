@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "same_cpu.hpp"
+
 namespace {
 
 // Nanosecond operations: 0.2 s gives tens of millions of iterations each.

@@ -14,6 +14,7 @@
 #include <string>
 
 #include "plain_tls/monitor.hpp"
+#include "same_cpu.hpp"
 
 // A handler's worth of thread_locals, as a program would have (external
 // linkage, so that the compiler keeps each access inside its task).
