@@ -112,7 +112,7 @@ class Run:
         reps = max((b.get("repetitions", 1) for b in self.all.values()), default=1)
         return (f"{ctx.get('num_cpus')} CPUs at {ctx.get('mhz_per_cpu')} MHz, run "
                 f"{ctx.get('date')}, Release (-O2), "
-                f"{f'medians of {reps} repetitions' if reps > 1 else 'single runs (no repetitions)'}, "
+                f"{f'medians of {reps} interleaved repetitions' if reps > 1 else 'single runs'}, "
                 "every peer in the same run.")
 
 

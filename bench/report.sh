@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Runs every benchmark program side by side (5 repetitions, medians) and writes
-# <out>/results.md (ratio tables and every median), <out>/*.json (raw Google
-# Benchmark output), <out>/pool_throughput.png (gnuplot), and the tables of the
-# README's Performance section (between the bench/report.py markers).
+# Runs every benchmark program side by side (5 repetitions, interleaved,
+# medians) and writes <out>/results.md (ratio tables and every median),
+# <out>/*.json (raw Google Benchmark output), <out>/pool_throughput.png
+# (gnuplot), and the tables of the README's Performance section (between the
+# bench/report.py markers).
 #
 #   bench/report.sh <directory with the benchmark binaries> <output directory>
 #
@@ -28,9 +29,14 @@ for path in "$bin_dir"/*_bench; do
   [[ -x $path && ! " ${programs[*]} " =~ " $name " ]] && programs+=("$name")
 done
 
+# Repetitions run interleaved in random order: the host's speed drifts over
+# a run (this VM's peers ran up to 3 times faster a minute later), and a
+# ratio of two rows measured a minute apart compared two hosts. Interleaved,
+# every row's median samples the same mix of moments.
 for name in "${programs[@]}"; do
-  echo "==> $name ($repetitions repetitions)" >&2
+  echo "==> $name ($repetitions repetitions, interleaved)" >&2
   "$bin_dir/$name" --benchmark_repetitions="$repetitions" \
+    --benchmark_enable_random_interleaving=true \
     --benchmark_report_aggregates_only=true \
     --benchmark_out="$out_dir/$name.json" --benchmark_out_format=json >&2
 done
