@@ -297,6 +297,36 @@ TEST_CASE("stop lets the running task finish and breaks the promises of queued o
   pool.join();  // harmless after stop
 }
 
+TEST_CASE("stop breaks the promises of tasks a worker took as a batch but had not started") {
+  // The worker, let go, takes `running` and the next 16 tasks in one batch:
+  // those wait in its inbox, not in the injection queue, when stop() comes.
+  ctxpool::thread_pool pool{1};
+  std::promise<void> gate;
+  pool.post([open = gate.get_future().share()] { open.wait(); });
+  std::promise<void> started;
+  auto running = pool.submit([&pool, &started] {
+    started.set_value();
+    block_until_closed(pool);
+    return 1;
+  });
+  std::vector<std::future<int>> queued;
+  for (int i = 0; i < 20; ++i) queued.push_back(pool.submit([] { return 2; }));
+  gate.set_value();
+  started.get_future().wait();
+  within_a_minute("stop() with tasks in a worker's inbox", [&pool] { pool.stop(); });
+  CHECK(running.get() == 1);
+  int broken = 0;
+  for (auto& f : queued) {
+    REQUIRE(f.wait_for(std::chrono::seconds(0)) == std::future_status::ready);
+    try {
+      f.get();
+    } catch (const std::future_error& e) {
+      if (e.code() == std::future_errc::broken_promise) ++broken;
+    }
+  }
+  CHECK(broken == 20);
+}
+
 TEST_CASE("stop destroys queued tasks before it returns, releasing what they hold") {
   auto held = std::make_shared<int>(5);
   std::weak_ptr<int> watch = held;
