@@ -134,15 +134,18 @@ void pool_core::give_back_references(worker_state& me) noexcept {
 }
 
 task_node* pool_core::take_injected(worker_state& me) noexcept {
-  // The first task to run now, the rest of the batch into our inbox (empty:
-  // every worker empties the inboxes before it comes here).
+  // The first task to run now, the rest of the batch into our inbox, which
+  // is empty: take_outside comes here only when it found nothing there, and
+  // only we fill it.
   task_node* batch[batch_inbox::capacity + 1];
-  const std::size_t room = me.inbox.empty_for_owner() ? std::size(batch) : 1;
   for (unsigned attempt = 0;; ++attempt) {
     bool contended = false;
-    const std::size_t taken = injection_.try_pop(batch, room, contended);
+    const std::size_t taken = injection_.try_pop(batch, std::size(batch), contended);
     if (taken != 0) {
-      me.inbox.fill(batch + 1, static_cast<std::uint32_t>(taken - 1));
+      if (taken > 1) me.inbox.fill(batch + 1, static_cast<std::uint32_t>(taken - 1));
+      // More queued than this worker can run now: make sure another looks.
+      // (A push still linking wakes a worker itself once linked.)
+      if (taken > 1 || injection_.has_linked_task()) wake_for_new_work();
       return batch[0];
     }
     if (!contended || attempt == injection_retries) return nullptr;
@@ -152,13 +155,7 @@ task_node* pool_core::take_injected(worker_state& me) noexcept {
 
 task_node* pool_core::take_outside(worker_state& me) noexcept {
   if (task_node* task = me.inbox.take()) return task;
-  task_node* task = take_injected(me);
-  // More queued than this worker can take at once: make sure another looks.
-  // (A push still linking wakes a worker itself once linked.)
-  if (task != nullptr && (!me.inbox.empty_for_owner() || injection_.has_linked_task())) {
-    wake_for_new_work();
-  }
-  return task;
+  return take_injected(me);
 }
 
 task_node* pool_core::find_task(worker_state& me, std::size_t index) noexcept {

@@ -256,8 +256,9 @@ class pool_core {
   // The worker loop (src/pool_core.cpp).
   void worker_main(std::size_t index, const std::string& name);
   task_node* find_task(worker_state& me, std::size_t index) noexcept;
-  /// The injection queue's oldest task, the next ones moved to our inbox,
-  /// waiting briefly if another worker is taking some.
+  /// The injection queue's oldest task, the next ones moved to our (empty)
+  /// inbox, waiting briefly if another worker is taking some; wakes another
+  /// worker if more is queued.
   task_node* take_injected(worker_state& me) noexcept;
   /// An outside task: from our inbox, else from the injection queue.
   task_node* take_outside(worker_state& me) noexcept;

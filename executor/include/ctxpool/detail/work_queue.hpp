@@ -114,8 +114,9 @@ class batch_inbox {
  public:
   static constexpr std::uint32_t capacity = 16;
 
-  /// Owner only, into an empty inbox (nothing to take): stores up to
-  /// `capacity` tasks, oldest first, and publishes them at once.
+  /// Owner only, into an empty inbox (the owner's take found nothing, and
+  /// no one else adds): stores up to `capacity` tasks, oldest first, and
+  /// publishes them at once.
   void fill(task_node* const* tasks, std::uint32_t count) noexcept {
     const std::uint32_t end = tail_.load(std::memory_order_relaxed);
     for (std::uint32_t i = 0; i < count; ++i) {
@@ -139,11 +140,6 @@ class batch_inbox {
         return node;
       }
     }
-  }
-
-  /// Owner only (the only one who adds): whether the inbox is empty.
-  [[nodiscard]] bool empty_for_owner() const noexcept {
-    return front_.load(std::memory_order_acquire) == tail_.load(std::memory_order_relaxed);
   }
 
   /// A racy look from any thread: whether there may be something to take.
@@ -226,16 +222,12 @@ class injection_queue {
     return taken;
   }
 
-  /// The oldest task, or null (see the batch try_pop).
-  task_node* try_pop(bool& contended) noexcept {
-    task_node* node = nullptr;
-    return try_pop(&node, 1, contended) != 0 ? node : nullptr;
-  }
-
-  /// try_pop for a caller that does not care why there is no task.
+  /// The oldest task, or null, for a caller that does not care why there is
+  /// none (see the batch try_pop).
   task_node* try_pop() noexcept {
     bool contended = false;
-    return try_pop(contended);
+    task_node* node = nullptr;
+    return try_pop(&node, 1, contended) != 0 ? node : nullptr;
   }
 
  private:
