@@ -114,8 +114,10 @@ enum class feed { latch, yield };
 inline const char* feed_name(feed how) { return how == feed::latch ? "latch" : "yield"; }
 
 /// A reusable latch: armed with a task count, counted down by every task.
-/// The last count_down wakes a latch-waiter; a yield-waiter polls.
-class completion {
+/// The last count_down wakes a latch-waiter; a yield-waiter polls. On a line
+/// of its own: it lives on the submitter's stack, and sharing a line with the
+/// submitter's locals would make every count_down slow down the next submit.
+class alignas(64) completion {
  public:
   void arm(int tasks) noexcept { remaining_.store(tasks, std::memory_order_relaxed); }
   void count_down() noexcept {
@@ -258,9 +260,12 @@ struct plain_session {
   static constexpr int blockable_workers = workers;
 };
 
-/// ctxpool::thread_pool through its own API; every submitter has a request id set.
-struct ctxpool_peer : plain_session {
-  ctxpool::thread_pool pool{workers};
+/// ctxpool::thread_pool through its own API; every submitter has a request id
+/// set. `Threads` is 2 (`workers`) for every comparison; 1 only for the
+/// one-thread reference rows.
+template <int Threads>
+struct basic_ctxpool_peer : plain_session {
+  ctxpool::thread_pool pool{Threads};
   request_scope scope;
 
   template <class F>
@@ -273,6 +278,7 @@ struct ctxpool_peer : plain_session {
   }
   static std::unique_ptr<request_scope> producer_scope() { return std::make_unique<request_scope>(); }
 };
+using ctxpool_peer = basic_ctxpool_peer<workers>;
 
 /// boost::asio::thread_pool with asio::post, futures through std::packaged_task.
 struct asio_peer : plain_session {
@@ -408,13 +414,16 @@ struct tbb_enqueue_peer : plain_session {
 
 /// oneTBB task_group run/wait in an arena of 2 threads, TBB's usual model:
 /// the thread that waits is one of the two and runs tasks while it waits.
-struct tbb_task_group_peer {
+/// `Threads` is 2 for every comparison; 1 (the waiter alone runs every task)
+/// only for the one-thread reference rows.
+template <int Threads>
+struct basic_tbb_task_group_peer {
   static constexpr int max_batch = 1 << 30;
-  static constexpr int blockable_workers = workers - 1;  // the other slot is the waiter's
-  tbb::task_arena arena{workers};
+  static constexpr int blockable_workers = Threads - 1;  // the other slot is the waiter's
+  tbb::task_arena arena{Threads};
   tbb::task_group group;
-  tbb_task_group_peer() { arena.initialize(); }
-  ~tbb_task_group_peer() {
+  basic_tbb_task_group_peer() { arena.initialize(); }
+  ~basic_tbb_task_group_peer() {
     arena.execute([this] { group.wait(); });
   }
 
@@ -429,6 +438,7 @@ struct tbb_task_group_peer {
   void wait(const completion&, feed) { group.wait(); }
   static no_scope producer_scope() { return {}; }
 };
+using tbb_task_group_peer = basic_tbb_task_group_peer<workers>;
 #endif
 
 }  // namespace bench

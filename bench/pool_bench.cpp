@@ -20,9 +20,17 @@
 // std::async runs smaller batches (500 tasks, tree of 10 levels): a thread
 // per task.
 //
+// One-thread reference rows (W1, W3, W5; not in any comparison): ctxpool
+// with one worker, and task_group in an arena of one, where the waiter runs
+// every task. Every task counts down one shared completion, so two threads
+// running tiny tasks pass its line back and forth for each task: one thread
+// alone can beat two, and a run where TBB's worker stays asleep and the
+// waiter runs the tasks alone shows task_group at its one-thread speed.
+//
 // Also: W1 through ctxpool's Asio executor and with propagation + wipe off,
 // the task bodies run inline (what "200 ns" and "2 us" measure here), the
-// per-task price of propagation + wipe, and idle submit->start latency.
+// per-task price of propagation + wipe, idle submit->start latency, and the
+// host's cross-core round trip.
 //
 //   pool_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
 #include <benchmark/benchmark.h>
@@ -276,6 +284,40 @@ void per_task_cost(benchmark::State& state, bool propagate_and_wipe) {
   state.SetItemsProcessed(state.iterations() * tasks);
 }
 
+// ---- the host: one cache line passed between two threads --------------------
+
+// Not a pool: two threads taking turns writing one line, the transfer that
+// every handoff between threads pays (a task's node, a shared counter). On
+// the VMs measured here it changes from run to run (the host moves the
+// vCPUs), and the pool rows of tiny tasks move with it, so a run records it.
+void cross_core_round_trip(benchmark::State& state) {
+  struct alignas(64) line {
+    std::atomic<std::uint64_t> turn{0};
+  };
+  line ball;
+  std::atomic<bool> done{false};
+  // Odd values are the partner's to answer, with the next even one.
+  std::thread partner([&ball, &done] {
+    while (!done.load(std::memory_order_relaxed)) {
+      const std::uint64_t now = ball.turn.load(std::memory_order_acquire);
+      if (now % 2 == 1) ball.turn.store(now + 1, std::memory_order_release);
+    }
+  });
+  constexpr int trips = 1000;
+  std::uint64_t next = 1;
+  for (auto _ : state) {
+    for (int i = 0; i < trips; ++i, next += 2) {
+      ball.turn.store(next, std::memory_order_release);
+      while (ball.turn.load(std::memory_order_acquire) != next + 1) {
+      }
+    }
+    bench::note_progress();
+  }
+  done.store(true, std::memory_order_relaxed);
+  partner.join();
+  state.SetItemsProcessed(state.iterations() * trips);
+}
+
 // ---- idle submit -> start latency --------------------------------------------
 
 template <class Peer>
@@ -335,6 +377,17 @@ void add_workload(const std::string& workload, Pick pick) {
 #endif
 }
 
+// The one-thread reference rows of a workload (see the file comment).
+template <class Pick>
+void add_one_thread_references(const std::string& workload, Pick pick) {
+  add(workload + "/ctxpool_one_worker/latch", pick(std::type_identity<bench::basic_ctxpool_peer<1>>{}),
+      feed::latch);
+#if CTXPOOL_BENCH_HAVE_TBB
+  add(workload + "/tbb_task_group_one_thread",
+      pick(std::type_identity<bench::basic_tbb_task_group_peer<1>>{}), feed::latch);
+#endif
+}
+
 // The instance of workload template `fn` for the peer `pick` is given.
 #define CTXPOOL_BENCH_PICK(fn) \
   []<class Peer>(std::type_identity<Peer>) -> bench_fn { return fn<Peer>; }
@@ -350,6 +403,9 @@ void register_all() {
   add_workload<false>("W4_four_producers", CTXPOOL_BENCH_PICK(w4_four_producers));
   add_workload<true>("W5_recursive", CTXPOOL_BENCH_PICK(w5_recursive));
   add_workload<true>("W6_2us_tasks", CTXPOOL_BENCH_PICK(w6_2us_tasks));
+  add_one_thread_references("W1_fire_and_forget", CTXPOOL_BENCH_PICK(w1_fire_and_forget));
+  add_one_thread_references("W3_fan_out_in", CTXPOOL_BENCH_PICK(w3_fan_out_in));
+  add_one_thread_references("W5_recursive", CTXPOOL_BENCH_PICK(w5_recursive));
 
   benchmark::RegisterBenchmark("task_body/W3_200ns_inline", w3_task_body_inline)->MinTime(min_time);
   benchmark::RegisterBenchmark("task_body/W6_2us_inline", w6_task_body_inline)->MinTime(min_time);
@@ -357,6 +413,10 @@ void register_all() {
       ->UseRealTime()
       ->MinTime(min_time);
   benchmark::RegisterBenchmark("task_cost/without", per_task_cost, false)->UseRealTime()->MinTime(min_time);
+
+  benchmark::RegisterBenchmark("host/cross_core_round_trip", cross_core_round_trip)
+      ->UseRealTime()
+      ->MinTime(min_time);
 
   constexpr int latency_samples = 1000;
   benchmark::RegisterBenchmark("latency/ctxpool", latency<bench::ctxpool_peer>)

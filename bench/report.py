@@ -31,6 +31,7 @@ BODY_COST = {"W3_fan_out_in": ("task_body/W3_200ns_inline", "~200 ns"),
 PEERS = [("handwritten", "hand-written pool"), ("asio", "asio::thread_pool"),
          ("tbb_enqueue", "oneTBB arena enqueue"), ("std_async", "std::async")]
 TASK_GROUP = ("tbb_task_group", "oneTBB task_group")
+ONE_THREAD_WORKLOADS = ["W1_fire_and_forget", "W3_fan_out_in", "W5_recursive"]
 FEEDS = ["latch", "yield"]
 # Plot columns: (benchmark peer/feed suffix, legend title).
 PLOT = [("ctxpool/latch", "ctxpool"), ("ctxpool/yield", "ctxpool (yield)"),
@@ -212,6 +213,18 @@ def other_rows(run):
                 peers.append(f"{label} {q50 / 1e3:.1f} / {q99 / 1e3:.1f} µs")
         rows.append(f"| idle submit → start latency p50 / p99 | {p50 / 1e3:.1f} / {p99 / 1e3:.1f} µs | "
                     f"{', '.join(peers)} | |")
+    mine = [run.ips(f"{w}/ctxpool_one_worker/latch") for w in ONE_THREAD_WORKLOADS]
+    theirs = [run.ips(f"{w}/{TASK_GROUP[0]}_one_thread") for w in ONE_THREAD_WORKLOADS]
+    if None not in mine:
+        rate = " / ".join(fmt_rate(x) for x in mine)
+        peer = "" if None in theirs else \
+            f"{TASK_GROUP[1]} in an arena of 1, the waiter alone: {' / '.join(fmt_rate(x) for x in theirs)}"
+        rows.append(f"| one thread alone, W1 / W3 / W5 (reference, no target) | {rate} with 1 worker | "
+                    f"{peer} | |")
+    trips = run.ips("host/cross_core_round_trip")
+    if trips is not None:
+        rows.append(f"| host: a cache line passed to the other CPU and back | {1e9 / trips:.0f} ns | "
+                    f"the same for every peer | (sets the scale) |")
     off, on = run.ns("task_write_read/detection:0"), run.ns("task_write_read/detection:1")
     if off is not None and on is not None:
         rows.append(f"| residue detection on, task writing and reading a slot | {fmt_time(on)} | "
