@@ -10,14 +10,19 @@
 // increment). Plain thread_local checking is off here (thread_locals=0): it
 // is measured on its own below, since its cost depends on the platform.
 // `pool_post_write_read` does the same through ctxpool::thread_pool (one
-// worker, fed in batches from outside), queueing included.
+// worker, fed in batches from outside), queueing included. The program
+// stays on the CPU it starts on (same_cpu.hpp), so that on and off compare
+// on one CPU; the pool's worker may run anywhere.
 #include <benchmark/benchmark.h>
 
+#include <optional>
 #include <string>
 
 #include <ctxpool/diagnostics.hpp>
 #include <ctxpool/executor.hpp>
 #include <ctxpool/thread_local.hpp>
+
+#include "same_cpu.hpp"
 
 namespace {
 
@@ -105,17 +110,21 @@ void pool_post_write_read(benchmark::State& state) {
   set_detection(state.range(0) != 0);
   constexpr int batch = 1000;
   {
-    ctxpool::thread_pool pool{1};  // reads enabled() here
+    std::optional<ctxpool::thread_pool> pool;
+    {
+      bench::any_cpu_scope anywhere;  // the worker must not inherit the main thread's pin
+      pool.emplace(1);                // reads enabled() here
+    }
     for (auto _ : state) {
       for (int i = 0; i < batch; ++i) {
-        pool.post([i] {
+        pool->post([i] {
           request_id.set(i);
           benchmark::DoNotOptimize(request_id.value());
         });
       }
-      pool.wait();
+      pool->wait();
     }
-    pool.join();
+    pool->join();
   }
   state.SetItemsProcessed(state.iterations() * batch);
   // kIsRate | kInvert gives seconds per task.
