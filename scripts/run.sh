@@ -48,6 +48,38 @@ configure() {
   cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
 }
 
+# build_with_progress <dir> [cmake --build args...]: builds quietly, with the
+# build's output in <dir>/build.log, but says every 15 seconds how far it got
+# and how long it has taken (the samples take minutes on a busy 2-core
+# machine, and a silent build looks hung); on failure, shows the log's end.
+build_with_progress() {
+  local dir="$1"
+  shift
+  local build_log="$dir/build.log" start=$SECONDS pid status=0
+  cmake --build "$dir" -j "$jobs" "$@" >"$build_log" 2>&1 &
+  pid=$!
+  while kill -0 "$pid" 2>/dev/null; do
+    for ((tick = 0; tick < 15; ++tick)); do
+      kill -0 "$pid" 2>/dev/null || break
+      sleep 1
+    done
+    kill -0 "$pid" 2>/dev/null || break
+    local step
+    step="$(grep -E '^\[ *[0-9]+%\]' "$build_log" | tail -1 |
+      sed -E -e 's#^(\[ *[0-9]+%\]) (Building CXX object|Linking CXX [a-z ]*) ([^ ]*).*#\1 \3#' \
+        -e 's#CMakeFiles/[^/]*\.dir/##' -e 's#\.o$##' || true)"
+    printf '    %dm%02ds  %s\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60)) \
+      "${step:-configuring the build}"
+  done
+  wait "$pid" || status=$?
+  if ((status != 0)); then
+    tail -n 60 "$build_log" >&2
+    echo "    the build failed (exit status $status); its whole output: $build_log" >&2
+    return "$status"
+  fi
+  printf '    built in %dm%02ds\n' $(((SECONDS - start) / 60)) $(((SECONDS - start) % 60))
+}
+
 # Totals over every ctest run of this invocation, for the closing line.
 passed_total=0
 failed_total=0
@@ -105,7 +137,7 @@ cmd_samples() {
   local dir="$build_root/release"
   log "building the samples (Release) in $dir"
   configure "$dir" -DCTXPOOL_BUILD_TESTS=OFF -DCTXPOOL_BUILD_BENCH=OFF -DCTXPOOL_BUILD_SAMPLES=ON
-  cmake --build "$dir" -j "$jobs" >/dev/null
+  build_with_progress "$dir"
   local story_program="$dir/samples/token_leak" status=0
   story_step "1. The bug: a hand-written std::thread pool, the auth token in a plain thread_local" \
     off 0 --naive || status=1

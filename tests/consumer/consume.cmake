@@ -16,6 +16,12 @@
 #                    FetchContent, and the consumer's own install(EXPORT) of a
 #                    library linking ctxpool::ctxpool; a third project then
 #                    uses that installed library with find_package
+#   readme_fetchcontent
+#                    the README's FetchContent snippet, as written but for the
+#                    repository (this checkout), configures a project: the
+#                    pinned commit exists and ctxpool::ctxpool comes with it
+#                    (skipped when the checkout lacks that commit: a shallow
+#                    clone)
 #   plain_configure  a top-level configure of ctxpool without doctest and Google
 #                    Benchmark succeeds and says what it skipped
 #   old_compiler     a configure with OLD_CXX fails with one message naming
@@ -110,6 +116,33 @@ elseif(MODE STREQUAL "fetchcontent_install_export")
   run_step("build downstream" ${CMAKE_COMMAND} --build ${scratch}/downstream -j2)
   run_step("run downstream" ${scratch}/downstream/downstream)
   expect_output("greeting: hello from req-9")
+
+elseif(MODE STREQUAL "readme_fetchcontent")
+  file(READ ${CTXPOOL_SOURCE_DIR}/README.md readme)
+  string(REGEX MATCH "include\\(FetchContent\\)\n[^`]*" snippet "${readme}")
+  string(REGEX MATCH "GIT_TAG ([0-9a-f]+)" tag_line "${snippet}")
+  set(commit "${CMAKE_MATCH_1}")
+  if(NOT snippet MATCHES "FetchContent_MakeAvailable\\(ctxpool\\)" OR commit STREQUAL "")
+    message(FATAL_ERROR "consumer (${MODE}): no FetchContent snippet with a GIT_TAG commit in "
+                        "README.md:\n${snippet}")
+  endif()
+  find_package(Git REQUIRED)
+  execute_process(COMMAND ${GIT_EXECUTABLE} -C ${CTXPOOL_SOURCE_DIR} cat-file -e ${commit}^{commit}
+                  RESULT_VARIABLE has_commit OUTPUT_QUIET ERROR_QUIET)
+  if(NOT has_commit EQUAL 0)
+    # ctest reports the test as skipped on this line (SKIP_REGULAR_EXPRESSION).
+    message(STATUS "consumer (${MODE}): skipped: this checkout does not have ${commit} "
+                   "(a shallow clone?)")
+    return()
+  endif()
+  string(REPLACE "<ctxpool's repository>" "${CTXPOOL_SOURCE_DIR}" snippet "${snippet}")
+  file(WRITE ${scratch}/src/main.cpp "#include <ctxpool/executor.hpp>\nint main() {}\n")
+  file(WRITE ${scratch}/src/CMakeLists.txt
+       "cmake_minimum_required(VERSION 3.25)\nproject(my_service LANGUAGES CXX)\n"
+       "add_executable(my_service main.cpp)\n${snippet}")
+  # Configuring clones the commit, configures ctxpool as a subproject and
+  # resolves ctxpool::ctxpool; building the library is other tests' work.
+  run_step("configure" ${CMAKE_COMMAND} -S ${scratch}/src -B ${scratch}/build ${compiler})
 
 elseif(MODE STREQUAL "plain_configure")
   run_step("configure" ${CMAKE_COMMAND} -S ${CTXPOOL_SOURCE_DIR} -B ${scratch}/build ${compiler}
