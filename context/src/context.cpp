@@ -523,6 +523,7 @@ context copy_context() {
   const detail::context_box* current = detail::tls.current;
   detail::map_node* root = current == nullptr ? nullptr : current->root;
   detail::map_add_ref(root);
+  if (CTXPOOL_UNLIKELY(detail::carrying())) root = detail::capture_carried(root);
   return context(detail::context_box::create(root, detail::new_lineage()));
 }
 

@@ -35,6 +35,7 @@
 #include <typeinfo>
 #include <utility>
 
+#include <ctxpool/detail/carried.hpp>
 #include <ctxpool/detail/config.hpp>
 #include <ctxpool/detail/map.hpp>
 #include <ctxpool/detail/state.hpp>
@@ -114,6 +115,7 @@ class captured_context {
       result.root_ = box->root;
       result.lineage_ = box->lineage;
     }
+    if (CTXPOOL_UNLIKELY(carrying())) result.root_ = capture_carried(result.root_);
     return result;
   }
 
@@ -173,6 +175,7 @@ class fresh_context_scope {
     enter(std::exchange(snapshot.root_, nullptr), snapshot.lineage_, continuation);
   }
   ~fresh_context_scope() {
+    if (CTXPOOL_UNLIKELY(carried_saved_ != nullptr)) restore_carried(carried_saved_);
     tls.current = previous_;
     if (consumed_) {
       release_task_reference(box_.root, previous_);
@@ -196,10 +199,12 @@ class fresh_context_scope {
     box_.entered.store(true, std::memory_order_relaxed);
     tls.current = &box_;
     bump_epoch();
+    if (CTXPOOL_UNLIKELY(carrying())) carried_saved_ = install_carried(adopted_root);
   }
 
   context_box box_;
   context_box* previous_;
+  map_node* carried_saved_ = nullptr;  // the thread's own carried values (see carried.hpp)
   bool consumed_ = false;
 };
 

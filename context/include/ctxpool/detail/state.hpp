@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include <ctxpool/detail/carried.hpp>
 #include <ctxpool/detail/config.hpp>
 #include <ctxpool/detail/map.hpp>
 
@@ -185,8 +186,10 @@ class enter_guard {
     }
     tls.current = &box;
     bump_epoch();
+    if (CTXPOOL_UNLIKELY(carrying())) carried_saved_ = install_carried(box.root);
   }
   ~enter_guard() {
+    if (CTXPOOL_UNLIKELY(carried_saved_ != nullptr)) restore_carried(carried_saved_);
     tls.current = previous_;
     box_.entered.store(false, std::memory_order_release);
     bump_epoch();
@@ -197,6 +200,7 @@ class enter_guard {
  private:
   context_box& box_;
   context_box* previous_;
+  map_node* carried_saved_ = nullptr;  // the thread's own carried values (see carried.hpp)
 };
 
 }  // namespace ctxpool::detail
