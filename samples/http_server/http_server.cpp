@@ -23,8 +23,11 @@
 //
 //   http_server [--port N] [--threads N] [--idle-timeout D] [--read-timeout D]
 //               [--write-timeout D] [--drain-timeout D] [--log-queue N] [--lookup-delay D]
+//               [--no-request-log]
 //       serve on 127.0.0.1 until SIGINT/SIGTERM (D: "30s", "250ms", or seconds)
 //   http_server --self-test [--connections N] [--requests N] [--threads N]
+//   http_server --help
+// A port that cannot be listened on (in use, say) is one line on stderr and exit status 1.
 //
 // On SIGINT or SIGTERM the server stops accepting, closes the connections
 // that are between requests, answers the requests under way (with
@@ -111,11 +114,13 @@ ctxpool::context_var<std::string> request_id{"request_id"};             // set p
 /// mode; in the self-test only the first few, and counts the rest.
 class request_log {
  public:
-  request_log(std::size_t print_limit, std::size_t capacity)
-      : print_limit_(print_limit), queue_(capacity, STDOUT_FILENO) {}
+  /// `enabled` false: `write` does nothing (`--no-request-log`).
+  request_log(std::size_t print_limit, std::size_t capacity, bool enabled = true)
+      : print_limit_(print_limit), enabled_(enabled), queue_(capacity, STDOUT_FILENO) {}
 
   /// Never blocks: when the log thread is behind, the line is dropped and counted.
   void write(std::string message) {
+    if (!enabled_) return;
     queue_.try_post(ctxpool::bind_context([this, message = std::move(message)] {
       // On the log thread, inside the writer's context.
       const std::string id = request_id.get_or("-");
@@ -142,6 +147,7 @@ class request_log {
 
  private:
   std::size_t print_limit_;
+  bool enabled_;
   std::atomic<std::size_t> lines_{0};
   std::atomic<std::size_t> without_request_id_{0};
   http_sample::log_queue queue_;  // last: its thread runs the lambdas above
@@ -153,20 +159,30 @@ class request_log {
 /// completes with the request id that task saw in its context, through the
 /// handler's executor. As every Asio operation must, it keeps work tracked on
 /// that executor while it is outstanding; with ctxpool that also brings the
-/// coroutine's context back when it completes.
+/// coroutine's context back when it completes. An exception in the lookup
+/// completes the operation with it (a coroutine's co_await rethrows it):
+/// escaping to the pool instead, it would leave the connection waiting for
+/// ever.
 template <class CompletionToken>
 auto async_lookup_user(ctxpool::thread_pool& pool, request_log& log, CompletionToken&& token) {
-  return asio::async_initiate<CompletionToken, void(std::string)>(
+  return asio::async_initiate<CompletionToken, void(std::exception_ptr, std::string)>(
       [&pool, &log](auto handler) {
         auto work = asio::prefer(asio::get_associated_executor(handler, pool.get_executor()),
                                  asio::execution::outstanding_work.tracked);
         pool.post([&log, handler = std::move(handler), work = std::move(work)]() mutable {
           // A different pool task, maybe on another worker: the request id
           // came along because post() captured the coroutine's context.
-          log.write("user lookup");
-          std::string seen = request_id.get_or("<none>");
-          asio::dispatch(work, [handler = std::move(handler), seen = std::move(seen)]() mutable {
-            std::move(handler)(std::move(seen));
+          std::exception_ptr failed;
+          std::string seen;
+          try {
+            log.write("user lookup");
+            seen = request_id.get_or("<none>");
+          } catch (...) {
+            failed = std::current_exception();
+          }
+          asio::dispatch(work, [handler = std::move(handler), failed,
+                                seen = std::move(seen)]() mutable {
+            std::move(handler)(failed, std::move(seen));
           });
         });
       },
@@ -242,7 +258,10 @@ class server {
   std::atomic<std::uint64_t> connections{0};
   std::atomic<std::uint64_t> requests_started{0};  // every request read far enough to answer
   std::atomic<std::uint64_t> responses_sent{0};    // of those, answered in full
-  std::atomic<std::uint64_t> bad_requests{0};      // answered with 400, 413 or 431
+  std::atomic<std::uint64_t> bad_requests{0};      // answered with 400, 413, 431 or 501
+  /// Connections ended because their handling threw (the parser, the
+  /// handler): each was answered (431, 400 or 500) where it could be, and closed.
+  std::atomic<std::uint64_t> ended_by_exception{0};
   std::atomic<std::uint64_t> context_mismatches{0};
   std::atomic<std::uint64_t> closed_at_deadline{0};
   std::atomic<int> active_sessions{0};
@@ -351,6 +370,7 @@ class server {
       if (got.what == http_sample::read_outcome::kind::closed) break;
       requests_started.fetch_add(1);
       if (got.what == http_sample::read_outcome::kind::reject) {
+        if (got.from_exception) ended_by_exception.fetch_add(1);
         co_await reject(c, got.status, std::move(got.why));
         break;
       }
@@ -369,7 +389,25 @@ class server {
       // From here on the request id is in the context: nothing below takes it
       // as a parameter.
       auto token = request_id.set(id);
-      http::response<http::string_body> res = co_await handle(req);
+      http::response<http::string_body> res;
+      std::exception_ptr failed;
+      try {
+        res = co_await handle(req);
+      } catch (const boost::system::system_error& e) {
+        // Cancelled at the drain deadline: the session ends the connection.
+        if (e.code() == asio::error::operation_aborted) throw;
+        failed = std::current_exception();
+      } catch (...) {
+        failed = std::current_exception();
+      }
+      if (failed) {
+        // One request's failure ends its own connection, answered, and
+        // nothing else (co_await may not appear in a handler).
+        ended_by_exception.fetch_add(1);
+        co_await reject(c, http::status::internal_server_error, "internal server error");
+        request_id.reset(token);
+        break;
+      }
       // A request that finishes while the server drains is the connection's last.
       const bool keep_alive = res.keep_alive() && !registry_.draining();
       res.keep_alive(keep_alive);
@@ -406,7 +444,10 @@ class server {
     const http::verb method = req.method();
     const bool known_method =
         method == http::verb::get || method == http::verb::head || method == http::verb::post;
-    if (!known_method || !req.target().starts_with("/hello")) {
+    // The path, exactly: `/hello%00.txt` or `/hellox` is not `/hello`.
+    const std::string_view target = req.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (!known_method || path != "/hello") {
       res.result(http::status::not_found);
       res.body() = "not found\n";
     } else {
@@ -414,8 +455,7 @@ class server {
         asio::steady_timer database(co_await asio::this_coro::executor, options_.lookup_delay);
         co_await database.async_wait(asio::use_awaitable);
       }
-      const std::string seen_by_lookup =
-          co_await async_lookup_user(pool_, log_, asio::use_awaitable);
+      std::string seen_by_lookup = co_await async_lookup_user(pool_, log_, asio::use_awaitable);
       const std::string id = request_id.get();  // after the co_awaits: still ours
       if (seen_by_lookup != id) context_mismatches.fetch_add(1);
       res.result(http::status::ok);
@@ -674,10 +714,19 @@ int self_test(int connections, int requests, std::size_t threads) {
 }
 
 int serve(unsigned short port, std::size_t threads, const server_options& options,
-          std::size_t log_capacity) {
-  request_log log(static_cast<std::size_t>(-1), log_capacity);
+          std::size_t log_capacity, bool request_logging) {
+  request_log log(static_cast<std::size_t>(-1), log_capacity, request_logging);
   ctxpool::thread_pool pool(threads);
-  server srv(pool, log, port, options);
+  std::optional<server> listening;
+  try {
+    listening.emplace(pool, log, port, options);
+  } catch (const boost::system::system_error& e) {
+    // A port in use, say: one line for the operator, not std::terminate.
+    std::fprintf(stderr, "http_server: cannot listen on 127.0.0.1:%u: %s\n",
+                 static_cast<unsigned>(port), e.code().message().c_str());
+    return 1;
+  }
+  server& srv = *listening;
   srv.start();
   asio::signal_set signals(pool.get_executor(), SIGINT, SIGTERM);
   signals.async_wait([&srv](beast::error_code ec, int) {
@@ -692,23 +741,28 @@ int serve(unsigned short port, std::size_t threads, const server_options& option
   log.close(1s);
   std::fprintf(stderr,
                "http_server: stopped; %llu requests started, %llu answered; %llu connections "
-               "closed at the drain deadline; log: %zu lines, %llu dropped\n",
+               "closed at the drain deadline; log: %zu lines, %llu dropped; %llu connections "
+               "ended by an exception\n",
                static_cast<unsigned long long>(srv.requests_started.load()),
                static_cast<unsigned long long>(srv.responses_sent.load()),
                static_cast<unsigned long long>(srv.closed_at_deadline.load()), log.lines(),
-               static_cast<unsigned long long>(log.dropped()));
+               static_cast<unsigned long long>(log.dropped()),
+               static_cast<unsigned long long>(srv.ended_by_exception.load()));
   return srv.failures.load() == 0 ? 0 : 1;
 }
 
-int usage(const char* argv0) {
-  std::fprintf(stderr,
+/// Prints the usage on `out`; returns the exit status: 0 when asked for
+/// (`--help`), 2 after a bad argument.
+int usage(const char* argv0, std::FILE* out, int status) {
+  std::fprintf(out,
                "usage: %s [--port N] [--threads N] [--idle-timeout D] [--read-timeout D]\n"
                "          [--write-timeout D] [--drain-timeout D] [--log-queue LINES]\n"
-               "          [--lookup-delay D]\n"
+               "          [--lookup-delay D] [--no-request-log]\n"
                "       %s --self-test [--connections N] [--requests N] [--threads N]\n"
+               "       %s --help\n"
                "D is a duration: 30s, 250ms, or a number of seconds.\n",
-               argv0, argv0);
-  return 2;
+               argv0, argv0, argv0);
+  return status;
 }
 
 }  // namespace
@@ -720,6 +774,7 @@ int main(int argc, char** argv) {
   long requests = 1250;
   long threads = 2;
   long log_capacity = 4096;
+  bool request_logging = true;
   server_options options;
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
@@ -736,8 +791,12 @@ int main(int argc, char** argv) {
       return d.has_value();
     };
     bool ok = true;
-    if (arg == "--self-test") {
+    if (arg == "--help" || arg == "-h") {
+      return usage(argv[0], stdout, 0);
+    } else if (arg == "--self-test") {
       test = true;
+    } else if (arg == "--no-request-log") {
+      request_logging = false;
     } else if (arg == "--port") {
       ok = number(port, 0, 65535);
     } else if (arg == "--connections") {
@@ -761,12 +820,12 @@ int main(int argc, char** argv) {
     } else {
       ok = false;
     }
-    if (!ok) return usage(argv[0]);
+    if (!ok) return usage(argv[0], stderr, 2);
   }
   if (test) {
     return self_test(static_cast<int>(connections), static_cast<int>(requests),
                      static_cast<std::size_t>(threads));
   }
   return serve(static_cast<unsigned short>(port), static_cast<std::size_t>(threads), options,
-               static_cast<std::size_t>(log_capacity));
+               static_cast<std::size_t>(log_capacity), request_logging);
 }

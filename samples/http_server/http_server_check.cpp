@@ -24,6 +24,17 @@
 //                      `100 Continue` before a body, on one keep-alive connection
 //   curl               HEAD then GET on one connection, `100 Continue` and 431,
 //                      as seen by curl rather than by this program
+//   smuggling          framing a proxy could read differently (Transfer-Encoding
+//                      not ending in one `chunked`, with Content-Length, on
+//                      HTTP/1.0; no or two Host fields) gets 400 and a close, and
+//                      the would-be body is never served as a request; 1,000
+//                      small headers arriving in pieces break the 8 KiB limit;
+//                      routing matches the path exactly
+//   exceptions         200 requests whose trailer field makes the parser throw
+//                      each get 431 and are closed by the server (no socket
+//                      left in CLOSE-WAIT); the server counts them and serves on
+//   cli                a port in use is one line and exit status 1; `--help`
+//                      exits 0
 //
 // Exits 0 when every check holds, 1 otherwise. Every wait is bounded (a hung
 // server fails the check instead of stalling CI); no check is about speed.
@@ -295,6 +306,7 @@ struct exit_report {
   unsigned long long closed_at_deadline = 0;
   unsigned long long log_lines = 0;
   unsigned long long log_dropped = 0;
+  unsigned long long ended_by_exception = 0;
 };
 
 exit_report parse_exit_report(const std::string& err) {
@@ -303,9 +315,10 @@ exit_report parse_exit_report(const std::string& err) {
   if (at != std::string::npos) {
     r.found = std::sscanf(err.c_str() + at,
                           "http_server: stopped; %llu requests started, %llu answered; %llu "
-                          "connections closed at the drain deadline; log: %llu lines, %llu dropped",
+                          "connections closed at the drain deadline; log: %llu lines, %llu "
+                          "dropped; %llu connections ended by an exception",
                           &r.started, &r.answered, &r.closed_at_deadline, &r.log_lines,
-                          &r.log_dropped) == 5;
+                          &r.log_dropped, &r.ended_by_exception) == 6;
   }
   return r;
 }
@@ -840,6 +853,254 @@ void check_with_curl(const std::string& program) {
   check(server.stop() == 0, "the server exits with status 0 on SIGTERM");
 }
 
+
+/// Sends `request` on a new connection (in pieces of `piece` bytes, each
+/// sent on its own, when non-zero) and reads what comes back until the
+/// server closes: the first response into `res`, and whether anything
+/// followed it. False when no response came or the server did not close.
+bool exchange_and_close(unsigned short port, const std::string& request,
+                        http::response<http::string_body>& res, bool& more_followed,
+                        std::size_t piece = 0) {
+  try {
+    connection c(port);
+    std::string_view rest = request;
+    while (!rest.empty()) {
+      const std::size_t n = piece == 0 ? rest.size() : std::min(piece, rest.size());
+      if (!c.send(rest.substr(0, n))) break;  // the server may answer and close early
+      rest.remove_prefix(n);
+      if (piece != 0) std::this_thread::sleep_for(2ms);
+    }
+    if (c.read(res) != connection::outcome::response) return false;
+    std::size_t after = 0;
+    const bool closed = c.wait_closed(10s, &after);
+    more_followed = after > 0;
+    return closed;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+void check_smuggling(const std::string& program) {
+  server_process server(program, {});
+  // Each would-be body is a complete request of its own: a server that
+  // misreads the framing answers it as a second request.
+  const std::string hidden = "GET /hello HTTP/1.1\r\nHost: x\r\nX-Request-Id: smuggled\r\n\r\n";
+  const std::string chunked_hidden =
+      [&] {
+        char size[16];
+        std::snprintf(size, sizeof size, "%zx", hidden.size());
+        return std::string(size) + "\r\n" + hidden + "\r\n0\r\n\r\n";
+      }();
+  struct framing_case {
+    const char* what;
+    std::string head;  // request line and fields, without the blank line
+    std::string body;
+    http::status want;
+  };
+  const std::string post = "POST /hello HTTP/1.1\r\nHost: x\r\n";
+  const std::vector<framing_case> cases{
+      {"Transfer-Encoding: chunked, chunked", post + "Transfer-Encoding: chunked, chunked\r\n",
+       chunked_hidden, http::status::bad_request},
+      {"Transfer-Encoding: xchunked", post + "Transfer-Encoding: xchunked\r\n", chunked_hidden,
+       http::status::bad_request},
+      {"Transfer-Encoding: chunked, identity", post + "Transfer-Encoding: chunked, identity\r\n",
+       chunked_hidden, http::status::bad_request},
+      {"chunked twice over two fields",
+       post + "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", chunked_hidden,
+       http::status::bad_request},
+      {"Transfer-Encoding with Content-Length",
+       post + "Content-Length: " + std::to_string(hidden.size()) +
+           "\r\nTransfer-Encoding: chunked\r\n",
+       chunked_hidden, http::status::bad_request},
+      {"Transfer-Encoding on HTTP/1.0",
+       "POST /hello HTTP/1.0\r\nHost: x\r\nTransfer-Encoding: chunked\r\n", chunked_hidden,
+       http::status::bad_request},
+      {"Transfer-Encoding: gzip, chunked (not decoded here)",
+       post + "Transfer-Encoding: gzip, chunked\r\n", chunked_hidden,
+       http::status::not_implemented},
+      {"HTTP/1.1 with two Host fields", "GET /hello HTTP/1.1\r\nHost: x\r\nHost: y\r\n", hidden,
+       http::status::bad_request},
+      {"HTTP/1.1 without Host", "GET /hello HTTP/1.1\r\n", hidden, http::status::bad_request},
+      {"HTTP/1.0 with two Host fields", "GET /hello HTTP/1.0\r\nHost: x\r\nHost: y\r\n", hidden,
+       http::status::bad_request},
+  };
+  for (const framing_case& f : cases) {
+    http::response<http::string_body> res;
+    bool more = false;
+    const bool got = exchange_and_close(server.port(), f.head + "\r\n" + f.body, res, more);
+    check(got && res.result() == f.want && !res.keep_alive() && !more,
+          std::string(f.what) + ": " + std::to_string(static_cast<unsigned>(f.want)) +
+              ", closed, nothing served after it (got " +
+              (got ? std::to_string(res.result_int()) : std::string("no answer or no close")) +
+              (more ? ", then more bytes" : "") + ")");
+  }
+  {
+    // The same smuggled bytes in a well-framed body are a body, not a request.
+    http::response<http::string_body> res;
+    bool more = false;
+    check(exchange_and_close(server.port(),
+                             post + "Transfer-Encoding: chunked\r\nX-Request-Id: framed\r\n"
+                                    "Connection: close\r\n\r\n" + chunked_hidden,
+                             res, more) &&
+              res.result() == http::status::ok &&
+              res.body() == "hello from request framed\nreceived " +
+                                std::to_string(hidden.size()) + " bytes\n" && !more,
+          "Transfer-Encoding: chunked is served, its body read as a body");
+  }
+  {
+    // 1,000 small fields, 9.9 KB in all, in 512-byte pieces: Beast's own
+    // limit counts only what one parse has not consumed yet.
+    std::string many = "GET /hello HTTP/1.1\r\nHost: x\r\n";
+    for (int i = 0; i < 1000; ++i) many += "X-F" + std::to_string(10 + i % 90) + ": v\r\n";
+    many += "\r\n";
+    http::response<http::string_body> res;
+    bool more = false;
+    const bool got = exchange_and_close(server.port(), many, res, more, 512);
+    check(got && res.result() == http::status::request_header_fields_too_large,
+          "1,000 small header fields (" + std::to_string(many.size()) +
+              " bytes, sent in pieces) get 431 (got " +
+              (got ? std::to_string(res.result_int()) : std::string("none")) + ")");
+    std::string few = "GET /hello HTTP/1.1\r\nHost: x\r\nX-Request-Id: fields\r\n";
+    for (int i = 0; i < 101; ++i) few += "X-F: v\r\n";
+    few += "\r\n";
+    check(exchange_and_close(server.port(), few, res, more) &&
+              res.result() == http::status::request_header_fields_too_large,
+          "104 header fields in 1 KB get 431 (the limit is 100 fields)");
+  }
+  // Routing is an exact path match; the query does not take part.
+  for (const char* target : {"/hello%00.txt", "/hellox", "/hello/", "/hello/../hello", "/HELLO"}) {
+    http::response<http::string_body> res;
+    check(exchange(server.port(), get_request(target, "route"), res) &&
+              res.result() == http::status::not_found,
+          std::string(target) + " is not /hello: 404");
+  }
+  check(hello_works(server.port(), "exact"), "/hello is served");
+  {
+    http::response<http::string_body> res;
+    check(exchange(server.port(), get_request("/hello?a=1", "query"), res) &&
+              res.result() == http::status::ok && res.body() == "hello from request query\n",
+          "/hello?a=1 is served");
+  }
+  const int status = server.stop();
+  check(status == 0, "the server exits with status 0 on SIGTERM");
+  const exit_report report = parse_exit_report(server.err_text());
+  check(report.found && report.answered == report.started,
+        "every request it started was answered (" + std::to_string(report.started) + ")");
+}
+
+/// Server-side sockets on `port` in CLOSE-WAIT (the peer closed, the server did not).
+int close_wait_count(unsigned short port) {
+  int count = 0;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the column names
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      const std::size_t colon = local.rfind(':');
+      if (colon == std::string::npos) continue;
+      const unsigned long local_port = std::stoul(local.substr(colon + 1), nullptr, 16);
+      if (local_port == port && state == "08") ++count;  // TCP_CLOSE_WAIT
+    }
+  }
+  return count;
+}
+
+void check_exceptions(const std::string& program) {
+  server_process server(program, {{"--read-timeout", "20s"}});
+  // A chunked body whose trailer field is over 64 KiB: Beast's fields throw
+  // std::length_error storing it.
+  const std::string request =
+      "POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
+      "X-Trailer: " + std::string(70 * 1024, 't') + "\r\n\r\n";
+  constexpr int total = 200;
+  std::atomic<int> answered{0};
+  std::atomic<int> closed_by_server{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 8; ++t) {
+    clients.emplace_back([&] {
+      for (int n = 0; n < total / 8; ++n) {
+        try {
+          connection c(server.port());
+          c.send(request);
+          http::response<http::string_body> res;
+          if (c.read(res, false, 20s) == connection::outcome::response &&
+              res.result() == http::status::request_header_fields_too_large && !res.keep_alive()) {
+            answered.fetch_add(1);
+          }
+          // The server ends the connection itself, well before the read deadline.
+          if (c.wait_closed(10s)) closed_by_server.fetch_add(1);
+        } catch (const std::exception&) {
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  check(answered.load() == total,
+        std::to_string(answered.load()) + " of 200 requests with a 70 KiB trailer field got 431");
+  check(closed_by_server.load() == total,
+        std::to_string(closed_by_server.load()) + " of 200 connections were closed by the server");
+  int waiting = close_wait_count(server.port());
+  for (int i = 0; i < 100 && waiting != 0; ++i) {
+    std::this_thread::sleep_for(50ms);
+    waiting = close_wait_count(server.port());
+  }
+  check(waiting == 0, "no server socket is left in CLOSE-WAIT (" + std::to_string(waiting) + ")");
+  check(hello_works(server.port(), "after-throws"), "the server serves on");
+  check(server.stop() == 0, "the server exits with status 0 on SIGTERM");
+  const exit_report report = parse_exit_report(server.err_text());
+  check(report.found && report.ended_by_exception == total,
+        "it reports 200 connections ended by an exception (" +
+            std::to_string(report.ended_by_exception) + ")");
+}
+
+/// Runs `program` with `args` to its exit (at most 30 s); status, stdout, stderr.
+struct run_result {
+  int status = -1;
+  std::string out;
+  std::string err;
+};
+
+run_result run_program(std::vector<std::string> argv) {
+  int out[2];
+  int err[2];
+  const pid_t pid = spawn(argv, out, err);
+  run_result r;
+  output_reader out_reader;
+  output_reader err_reader;
+  out_reader.start(out[0]);
+  err_reader.start(err[0]);
+  r.status = wait_exit(pid, 30s);
+  out_reader.join();
+  err_reader.join();
+  r.out = out_reader.text();
+  r.err = err_reader.text();
+  return r;
+}
+
+void check_cli(const std::string& program) {
+  server_process first(program, {});
+  const run_result taken = run_program({program, "--port", std::to_string(first.port())});
+  const bool one_line = std::count(taken.err.begin(), taken.err.end(), '\n') == 1;
+  check(taken.status == 1 && one_line &&
+            taken.err.find("cannot listen on 127.0.0.1:" + std::to_string(first.port())) !=
+                std::string::npos &&
+            taken.err.find("terminate") == std::string::npos,
+        "a port in use: exit status 1 and one line on stderr (status " +
+            std::to_string(taken.status) + "): " + taken.err.substr(0, 200));
+  check(hello_works(first.port(), "still-first"), "the server holding the port is undisturbed");
+  check(first.stop() == 0, "which exits with status 0 on SIGTERM");
+  const run_result help = run_program({program, "--help"});
+  check(help.status == 0 && help.out.starts_with("usage: ") && help.err.empty(),
+        "--help prints the usage on stdout and exits 0 (status " + std::to_string(help.status) +
+            ")");
+  const run_result bad = run_program({program, "--no-such-flag"});
+  check(bad.status == 2 && bad.err.starts_with("usage: "),
+        "an unknown flag prints the usage on stderr and exits 2");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -852,6 +1113,9 @@ int main(int argc, char** argv) {
       {"drain_deadline", check_drain_deadline},
       {"limits", check_limits},
       {"curl", check_with_curl},
+      {"smuggling", check_smuggling},
+      {"exceptions", check_exceptions},
+      {"cli", check_cli},
   };
   if (argc != 3 || !scenarios.contains(argv[2])) {
     std::fprintf(stderr, "usage: %s <path to http_server> <scenario>\nscenarios:", argv[0]);
