@@ -181,7 +181,7 @@ cmd_tests() {
   log "ASan+UBSan build of the test suites"
   configure "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
     -DCTXPOOL_SANITIZE=address,undefined -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
-    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;gtest"
+    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;propagation;gtest"
   cmake --build "$asan" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run_ctest "$asan" || status=1
@@ -190,7 +190,7 @@ cmd_tests() {
   log "TSan build of the test suites"
   configure "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
     -DCTXPOOL_SANITIZE=thread -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
-    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;gtest"
+    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;propagation;gtest"
   cmake --build "$tsan" -j "$jobs"
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest "$tsan" || status=1
 
@@ -200,7 +200,7 @@ cmd_tests() {
   log "clang-16 build of the library and the test suites"
   configure "$clang" -DCMAKE_CXX_COMPILER=clang++-16 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
     -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1" -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
-    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;gtest"
+    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;propagation;gtest"
   cmake --build "$clang" -j "$jobs"
   run_ctest "$clang" || status=1
 
