@@ -371,7 +371,7 @@ bool finish(bool leak_check) noexcept {
     const std::string summary = format_summary(run);
     std::fwrite(summary.data(), 1, summary.size(), stderr);
     std::fflush(stderr);
-    if (!s.report_path.empty() && !write_report(s.report_path, s.opts.format, run)) {
+    if (!s.report_path.empty() && !write_report(s.report_path, s.opts.format, s.opts.srcroot, run)) {
       std::fprintf(stderr, "ctxpool: cannot write report '%s': %s\n", s.report_path.c_str(),
                    std::strerror(errno));
     }

@@ -41,8 +41,10 @@ struct kind_total {
 /// Adds this process's report to the file at `path`, under an exclusive
 /// lock: text and JSON lines are appended, SARIF results are merged into the
 /// file's single run (a file that is not a ctxpool SARIF log is replaced).
+/// `srcroot` is the `srcroot=` option (see options.hpp).
 /// @returns false if the file could not be written.
-bool write_report(const std::string& path, report_format format, const run_summary& run);
+bool write_report(const std::string& path, report_format format, std::string_view srcroot,
+                  const run_summary& run);
 
 /// A JSON string literal for `s`, quotes included.
 [[nodiscard]] std::string json_string(std::string_view s);

@@ -10,7 +10,7 @@ namespace ctxpool::diagnostics {
 namespace {
 
 constexpr std::string_view known_options =
-    "exitcode, halt_on_error, report, format, suppressions, leaks, thread_locals";
+    "exitcode, halt_on_error, report, format, srcroot, suppressions, leaks, thread_locals";
 
 [[nodiscard]] std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
@@ -101,6 +101,9 @@ options parse_options(std::string_view spec) {
     } else if (key == "report") {
       if (value.empty()) throw config_error("CTXPOOL_DIAGNOSTICS: option 'report' needs a path");
       result.report_path = std::string(value);
+    } else if (key == "srcroot") {
+      if (value.empty()) throw config_error("CTXPOOL_DIAGNOSTICS: option 'srcroot' needs a directory");
+      result.srcroot = std::string(value);
     } else if (key == "suppressions") {
       if (value.empty()) {
         throw config_error("CTXPOOL_DIAGNOSTICS: option 'suppressions' needs a file name");

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 
+#include <cctype>
 #include <climits>
 #include <cstdlib>
 #include <optional>
@@ -148,35 +149,114 @@ std::string json_task(const task_ref& task) {
                      json_string(task.name), json_site(task.submit_site));
 }
 
-/// A SARIF artifact URI: relative to $GITHUB_WORKSPACE or else the working
-/// directory when the file is under it (what code scanning expects), else an
-/// absolute file URI.
-std::string sarif_uri(std::string_view file) {
-  auto relative_to = [&](std::string root) -> std::optional<std::string> {
-    if (root.empty()) return std::nullopt;
-    if (root.back() != '/') root += '/';
-    if (file.substr(0, root.size()) != root) return std::nullopt;
-    return std::string(file.substr(root.size()));
-  };
-  // In a GitHub Actions job, paths relative to the checkout are what code
-  // scanning maps onto the repository.
-  if (const char* workspace = std::getenv("GITHUB_WORKSPACE")) {
-    if (auto uri = relative_to(workspace)) return *uri;
+/// `path` as the path part of a URI: bytes other than unreserved ones and
+/// '/' percent-encoded (RFC 3986).
+std::string uri_path(std::string_view path) {
+  std::string out;
+  for (const char c : path) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) != 0 || c == '/' || c == '-' || c == '.' || c == '_' || c == '~') {
+      out += c;
+    } else {
+      out += fmt::format("%{:02X}", byte);
+    }
   }
-  char cwd_buffer[PATH_MAX];
-  if (::getcwd(cwd_buffer, sizeof cwd_buffer) != nullptr) {
-    if (auto uri = relative_to(cwd_buffer)) return *uri;
-  }
-  if (!file.empty() && file.front() == '/') return fmt::format("file://{}", file);
-  return std::string(file);
+  return out;
 }
 
-std::string sarif_location(const site_view& site, std::string_view message) {
-  const std::string uri = site.line != 0 ? sarif_uri(site.file) : std::string("unknown");
+/// An absolute directory path ending in '/'; relative ones are taken from the
+/// working directory.
+std::string as_directory(std::string path) {
+  if (!path.empty() && path.front() != '/') {
+    char cwd[PATH_MAX];
+    if (::getcwd(cwd, sizeof cwd) != nullptr) path = std::string(cwd) + "/" + path;
+  }
+  if (!path.empty() && path.back() != '/') path += '/';
+  return path;
+}
+
+/// The nearest directory above `file` holding a `.git` (a checkout or a
+/// worktree), or empty.
+std::string git_root_of(std::string_view file) {
+  std::string dir(file);
+  while (true) {
+    const std::size_t slash = dir.rfind('/');
+    if (slash == std::string::npos || slash == 0) return {};
+    dir.resize(slash);
+    if (::access((dir + "/.git").c_str(), F_OK) == 0) return dir + "/";
+  }
+}
+
+/// What `%SRCROOT%` stands for in this process's SARIF results (see
+/// options.hpp): `srcroot=`, else $GITHUB_WORKSPACE, else the git root of
+/// the first absolute file a finding names, else that of the program (a
+/// build directory inside the checkout), else that of the working
+/// directory; empty when none applies.
+std::string sarif_source_root(std::string_view configured, const run_summary& run) {
+  if (!configured.empty()) return as_directory(std::string(configured));
+  if (const char* workspace = std::getenv("GITHUB_WORKSPACE"); workspace && *workspace) {
+    return as_directory(workspace);
+  }
+  for (const finding& f : run.findings) {
+    for (const std::string_view file :
+         {std::string_view(primary_site(f).file), std::string_view(f.write_site.file_name())}) {
+      if (file.starts_with('/')) {
+        if (std::string root = git_root_of(file); !root.empty()) return root;
+      }
+    }
+  }
+  char buffer[PATH_MAX];
+  if (const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof buffer - 1); n > 0) {
+    if (std::string root = git_root_of(std::string_view(buffer, static_cast<std::size_t>(n)));
+        !root.empty()) {
+      return root;
+    }
+  }
+  if (::getcwd(buffer, sizeof buffer) != nullptr) return git_root_of(std::string(buffer) + "/.");
+  return {};
+}
+
+/// `file` relative to `root` (absolute, ending in '/'), or nullopt. A
+/// relative file name (compiled from a build directory, or rewritten by
+/// ccache's base_dir) is relative to a directory unknown here: it is matched
+/// by its longest tail, after the leading "../" and "./", that names a file
+/// under the root.
+std::optional<std::string> relative_to_root(std::string_view file, std::string_view root) {
+  if (root.empty()) return std::nullopt;
+  if (file.starts_with('/')) {
+    if (file.starts_with(root)) return std::string(file.substr(root.size()));
+    return std::nullopt;
+  }
+  while (file.starts_with("../") || file.starts_with("./")) file.remove_prefix(file.find('/') + 1);
+  while (!file.empty()) {
+    if (::access((std::string(root) + std::string(file)).c_str(), F_OK) == 0) {
+      return std::string(file);
+    }
+    const std::size_t slash = file.find('/');
+    if (slash == std::string_view::npos) break;
+    file.remove_prefix(slash + 1);
+  }
+  return std::nullopt;
+}
+
+/// A SARIF artifact location: relative to `%SRCROOT%` (`root`) for a file
+/// under it, so that it does not depend on the working directory; else an
+/// absolute file URI.
+std::string sarif_artifact(std::string_view file, std::string_view root) {
+  if (const auto relative = relative_to_root(file, root)) {
+    return fmt::format(R"({{"uri":{},"uriBaseId":"%SRCROOT%"}})", json_string(uri_path(*relative)));
+  }
+  if (file.starts_with('/')) return fmt::format(R"({{"uri":{}}})", json_string("file://" + uri_path(file)));
+  return fmt::format(R"({{"uri":{}}})", json_string(uri_path(file)));
+}
+
+std::string sarif_location(const site_view& site, std::string_view message, std::string_view root) {
+  const std::string artifact =
+      site.line != 0 ? sarif_artifact(site.file, root) : std::string(R"({"uri":"unknown"})");
   const unsigned line = site.line != 0 ? site.line : 1U;
   std::string text = "{";
   if (!message.empty()) text += fmt::format(R"("message":{{"text":{}}},)", json_string(message));
-  text += fmt::format(R"("physicalLocation":{{"artifactLocation":{{"uri":{}}},)", json_string(uri));
+  text += fmt::format(R"("physicalLocation":{{"artifactLocation":{},)", artifact);
   text += fmt::format(R"("region":{{"startLine":{}}}}})", line);
   text += "}";
   return text;
@@ -278,7 +358,7 @@ std::string suppression_hint(const finding& f) {
 }
 
 /// The results of `run` as the comma-separated inside of a SARIF results array.
-std::string sarif_results(const run_summary& run) {
+std::string sarif_results(const run_summary& run, std::string_view root) {
   std::string results;
   for (const finding& f : run.findings) {
     if (!results.empty()) results += ',';
@@ -288,7 +368,7 @@ std::string sarif_results(const run_summary& run) {
       if (!known(site)) return;
       const site_view view{site.file_name(), site.line(), site.function_name(), 0};
       if (!related.empty()) related += ',';
-      std::string location = sarif_location(view, message);
+      std::string location = sarif_location(view, message, root);
       location.insert(1, fmt::format(R"("id":{},)", related_id++));
       related += location;
     };
@@ -305,7 +385,7 @@ std::string sarif_results(const run_summary& run) {
         R"("locations":[{}],"relatedLocations":[{}],"occurrenceCount":{},)"
         R"("properties":{{"variable":{},"type":{},"module":{},"size":{},"leftDirty":{}}}}})",
         to_string(f.kind), rule_index(f.kind), rule.level, json_string(one_line(f)),
-        sarif_location(primary_site(f), {}), related, f.count, json_string(f.variable),
+        sarif_location(primary_site(f), {}, root), related, f.count, json_string(f.variable),
         json_string(f.type), json_string(f.module), f.size, f.left_dirty);
   }
   return results;
@@ -316,7 +396,10 @@ std::string sarif_results(const run_summary& run) {
 constexpr std::string_view sarif_results_key = R"("results":[)";
 constexpr std::string_view sarif_tail = "]}]}\n";
 
-std::string sarif_document(std::string_view results) {
+// Where `%SRCROOT%` is declared in a ctxpool SARIF log.
+constexpr std::string_view sarif_root_key = R"("originalUriBaseIds":{"%SRCROOT%":{"uri":)";
+
+std::string sarif_document(std::string_view results, std::string_view root) {
   std::string rule_list;
   for (const rule_text& rule : rules) {
     if (!rule_list.empty()) rule_list += ',';
@@ -330,8 +413,35 @@ std::string sarif_document(std::string_view results) {
       R"({{"$schema":"https://json.schemastore.org/sarif-2.1.0.json","version":"2.1.0",)"
       R"("runs":[{{"tool":{{"driver":{{"name":"{}","version":"{}",)"
       R"("informationUri":"https://github.com/ctxpool/ctxpool","rules":[{}]}}}},)"
-      R"({}{}{})",
-      tool_name, tool_version, rule_list, sarif_results_key, results, sarif_tail);
+      R"({}{}{}{})",
+      tool_name, tool_version, rule_list,
+      root.empty() ? std::string()
+                   : fmt::format("{}{}}}}},", sarif_root_key, json_string("file://" + uri_path(root))),
+      sarif_results_key, results, sarif_tail);
+}
+
+/// The directory `%SRCROOT%` stands for in an existing ctxpool SARIF log, or
+/// empty. (Written by sarif_document, so no JSON escapes: uri_path leaves none.)
+std::string sarif_existing_root(std::string_view log) {
+  const std::size_t key = log.find(sarif_root_key);
+  if (key == std::string_view::npos) return {};
+  std::string_view rest = log.substr(key + sarif_root_key.size());
+  if (!rest.starts_with("\"file://")) return {};
+  rest.remove_prefix(8);
+  const std::size_t end = rest.find('"');
+  if (end == std::string_view::npos) return {};
+  // Undo uri_path's escapes.
+  std::string root;
+  const std::string_view encoded = rest.substr(0, end);
+  for (std::size_t i = 0; i < encoded.size(); ++i) {
+    if (encoded[i] == '%' && i + 2 < encoded.size()) {
+      root += static_cast<char>(std::stoi(std::string(encoded.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      root += encoded[i];
+    }
+  }
+  return root;
 }
 
 /// The results inside a ctxpool SARIF log written by sarif_document, or
@@ -424,7 +534,8 @@ std::string format_summary(const run_summary& run) {
   return out;
 }
 
-bool write_report(const std::string& path, report_format format, const run_summary& run) {
+bool write_report(const std::string& path, report_format format, std::string_view srcroot,
+                  const run_summary& run) {
   const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd < 0) return false;
   // Every process of a test run may write the same report: one at a time.
@@ -444,12 +555,17 @@ bool write_report(const std::string& path, report_format format, const run_summa
       break;
     case report_format::sarif: {
       const std::string existing = read_all(fd);
-      std::string results = sarif_results(run);
-      if (const auto earlier = sarif_existing_results(existing); earlier && !earlier->empty()) {
+      const auto earlier = sarif_existing_results(existing);
+      // Results merged from other processes keep the root they were written
+      // against; this process's are written against it too.
+      std::string root = earlier ? sarif_existing_root(existing) : std::string();
+      if (root.empty()) root = sarif_source_root(srcroot, run);
+      std::string results = sarif_results(run, root);
+      if (earlier && !earlier->empty()) {
         results = std::string(*earlier) + (results.empty() ? "" : ",") + results;
       }
       // A file that is not a ctxpool log (or is empty) is replaced.
-      const std::string document = sarif_document(results);
+      const std::string document = sarif_document(results, root);
       ok = ::ftruncate(fd, 0) == 0 && ::lseek(fd, 0, SEEK_SET) == 0 && write_all(fd, document);
       break;
     }

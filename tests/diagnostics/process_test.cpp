@@ -7,6 +7,8 @@
 
 #include <boost/json/src.hpp>  // header-only Boost.JSON, to parse the reports
 
+#include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <optional>
 #include <sstream>
@@ -318,4 +320,106 @@ TEST_CASE("one JSON-lines report for many processes: each appends its lines") {
   CHECK(lines[2].at("kind").as_string() == "residue");
   CHECK(lines[3].at("type").as_string() == "summary");
   CHECK(lines[1].at("pid").as_int64() != lines[3].at("pid").as_int64());
+}
+
+namespace {
+
+/// Every artifact location of a SARIF log's results, as "uriBaseId|uri".
+std::vector<std::string> artifact_locations(const json::object& log) {
+  std::vector<std::string> out;
+  for (const auto& result : log.at("runs").as_array()[0].at("results").as_array()) {
+    for (const char* key : {"locations", "relatedLocations"}) {
+      for (const auto& location : result.at(key).as_array()) {
+        const auto& artifact = location.at("physicalLocation").at("artifactLocation").as_object();
+        const auto* base = artifact.if_contains("uriBaseId");
+        out.push_back((base != nullptr ? std::string(base->as_string()) : std::string()) + "|" +
+                      std::string(artifact.at("uri").as_string()));
+      }
+    }
+  }
+  return out;
+}
+
+/// The nearest directory above `file` holding a `.git`, with a trailing '/'.
+std::string git_root_of(const std::filesystem::path& file) {
+  for (auto dir = file.parent_path(); dir != dir.parent_path(); dir = dir.parent_path()) {
+    if (std::filesystem::exists(dir / ".git")) return dir.string() + "/";
+  }
+  return {};
+}
+
+/// Sets or unsets an environment variable for a scope.
+struct env_override {
+  std::string name;
+  std::optional<std::string> saved;
+  env_override(std::string n, const char* value) : name(std::move(n)) {
+    if (const char* old = std::getenv(name.c_str())) saved = old;
+    if (value != nullptr) {
+      ::setenv(name.c_str(), value, 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+  ~env_override() {
+    if (saved) {
+      ::setenv(name.c_str(), saved->c_str(), 1);
+    } else {
+      ::unsetenv(name.c_str());
+    }
+  }
+};
+
+/// Runs the child from `cwd` (then comes back): ctest runs tests from the
+/// build directory, a developer from anywhere.
+child_result run_from(const std::filesystem::path& cwd, const std::string& scenario,
+                      const std::string& diagnostics, const scratch_dir& dir) {
+  const auto back = std::filesystem::current_path();
+  std::filesystem::current_path(cwd);
+  auto result = run(scenario, diagnostics, dir);
+  std::filesystem::current_path(back);
+  return result;
+}
+
+}  // namespace
+
+TEST_CASE("report=...sarif: locations relative to %SRCROOT%, the same from any working directory") {
+  env_override no_workspace("GITHUB_WORKSPACE", nullptr);  // the git root decides here
+  scratch_dir dir;
+  const std::filesystem::path source_dir = CTXPOOL_SOURCE_DIR;
+  const std::string root = git_root_of(source_dir / "CMakeLists.txt");
+  std::vector<std::vector<std::string>> seen;
+  int n = 0;
+  for (const std::filesystem::path cwd :
+       {std::filesystem::current_path(), std::filesystem::path(dir.file("")), std::filesystem::path("/")}) {
+    CAPTURE(cwd);
+    const auto path = dir.file("from" + std::to_string(n++) + ".sarif");
+    CHECK(run_from(cwd, "both", "residue:report=" + path, dir).exit_status == 66);
+    const auto log = json::parse(ctxpool_test::read_file(path)).as_object();
+    seen.push_back(artifact_locations(log));
+    REQUIRE_FALSE(seen.back().empty());
+    const auto& run0 = log.at("runs").as_array()[0].as_object();
+    const auto child_source = source_dir / "tests/diagnostics/diagnostics_child.cpp";
+    if (root.empty()) {
+      // Not a git checkout: no root, but still the same from everywhere.
+      CHECK(run0.if_contains("originalUriBaseIds") == nullptr);
+    } else {
+      CHECK(run0.at("originalUriBaseIds").at("%SRCROOT%").at("uri").as_string() == "file://" + root);
+      CHECK(seen.back()[0] ==
+            "%SRCROOT%|" + std::filesystem::relative(child_source, root).string());
+    }
+  }
+  CHECK(seen[1] == seen[0]);
+  CHECK(seen[2] == seen[0]);
+}
+
+TEST_CASE("report=...sarif with srcroot=: locations relative to the given directory") {
+  scratch_dir dir;
+  const auto tests_dir = std::filesystem::path(CTXPOOL_SOURCE_DIR) / "tests";
+  const auto path = dir.file("srcroot.sarif");
+  CHECK(run_from("/", "both", "residue:srcroot=" + tests_dir.string() + ":report=" + path, dir)
+            .exit_status == 66);
+  const auto log = json::parse(ctxpool_test::read_file(path)).as_object();
+  CHECK(log.at("runs").as_array()[0].at("originalUriBaseIds").at("%SRCROOT%").at("uri").as_string() ==
+        "file://" + tests_dir.string() + "/");
+  CHECK(artifact_locations(log)[0] == "%SRCROOT%|diagnostics/diagnostics_child.cpp");
 }

@@ -14,6 +14,7 @@
 // | `halt_on_error` | 0, 1                | 0       | exit with `exitcode` at the first finding           |
 // | `report`        | a path (`%p` = pid) | none    | at exit, also write a machine-readable report there |
 // | `format`        | text, json, sarif   | json, or sarif for a `.sarif` path | format of `report` |
+// | `srcroot`       | a directory         | see below | what SARIF locations are relative to (`%SRCROOT%`) |
 // | `suppressions`  | a file              | none    | `kind:pattern` lines that silence findings          |
 // | `leaks`         | 0, 1                | 0       | at exit, report context values and contexts leaked  |
 // | `thread_locals` | 0, 1                | 1       | also check the program's plain `thread_local`s      |
@@ -24,6 +25,13 @@
 // merges its SARIF results into the file's single run (GitHub code scanning
 // rejects several runs of one tool in an upload). The file is not truncated:
 // delete it before a run. `%p` in the path gives each process its own file.
+//
+// SARIF locations name files relative to `%SRCROOT%` (code scanning maps them
+// onto the repository), the same whatever directory a test runs from: the
+// log's `originalUriBaseIds` says what it stands for, `srcroot=` if given,
+// else `$GITHUB_WORKSPACE`, else the git checkout (the nearest directory with
+// a `.git`) holding the first file a finding names. Files outside it get
+// absolute `file://` URIs.
 //
 // Bad configuration (an unknown mode or option, a malformed number, a missing
 // suppressions file, a report path that cannot be written) is a `config_error`;
@@ -90,6 +98,7 @@ struct options {
   int exitcode = 66;            ///< exit status at exit when anything was found (0: leave it)
   bool halt_on_error = false;   ///< exit with `exitcode` at the first finding
   std::string report_path;      ///< empty: no report file; "%p" is replaced by the process id; shared, see above
+  std::string srcroot;          ///< SARIF's `%SRCROOT%`; empty: $GITHUB_WORKSPACE or the git root, see above
   report_format format = report_format::json;
   std::string suppressions_path;          ///< read by `enable`
   std::vector<suppression> suppressions;  ///< used in addition to the file's
