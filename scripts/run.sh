@@ -22,6 +22,7 @@ build_root="${CTXPOOL_BUILD_ROOT:-$root/build}"
 jobs="${CTXPOOL_JOBS:-$(nproc)}"
 packages=(g++ cmake make libboost1.81-dev libfmt-dev doctest-dev libbenchmark-dev libgtest-dev libtbb-dev
   libdw-dev libelf-dev libcapstone-dev clang-16 curl)
+command -v npm >/dev/null || packages+=(nodejs npm)  # the OpenTelemetry JS interop test (npm ci)
 
 log() { printf '\n==> %s\n' "$*"; }
 
