@@ -12,6 +12,16 @@
 // context. The response echoes it in an `X-Request-Id` header and in the
 // body, and every log line is prefixed with it.
 //
+// The request's W3C trace context and baggage (`traceparent`, `tracestate`,
+// `baggage`) are extracted into the context the same way
+// (<ctxpool/propagation.hpp>); a request without a valid `traceparent`
+// starts a trace of its own. Log lines carry the trace id and the parent id
+// (the operation that called us) next to the request id. `POST /trace-test`
+// is the W3C trace-context test service: for each `{"url", "arguments"}` of
+// its JSON body it POSTs `arguments` to `url` through an asynchronous client
+// on the pool (outgoing_client.hpp), all calls at once, each carrying the
+// trace with a new parent id, and answers when every call has finished.
+//
 // The server is also written to be copied into production; each piece of
 // that lives in a header of its own, so this file stays about the context:
 //   timeouts.hpp         idle, read and write deadlines (slowloris, stalled readers)
@@ -19,6 +29,7 @@
 //   accept_backoff.hpp   pausing accepts when descriptors run out (EMFILE) instead of spinning
 //   log_queue.hpp        a bounded log that handlers never wait for; drops are counted
 //   connections.hpp      graceful shutdown: stop accepting, finish the requests under way
+//   outgoing_client.hpp  the calls /trace-test makes, with the trace injected
 // HEAD is answered with the headers of the GET, without the body.
 //
 //   http_server [--port N] [--threads N] [--idle-timeout D] [--read-timeout D]
@@ -82,13 +93,16 @@
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/json.hpp>
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/executor.hpp>
+#include <ctxpool/propagation.hpp>
 
 #include "accept_backoff.hpp"
 #include "connections.hpp"
 #include "log_queue.hpp"
+#include "outgoing_client.hpp"
 #include "request_reader.hpp"
 #include "timeouts.hpp"
 
@@ -127,8 +141,13 @@ class request_log {
       const std::string id = request_id.get_or("-");
       if (id == "-") without_request_id_.fetch_add(1);
       if (lines_.fetch_add(1) < print_limit_) {
+        // The trace this request belongs to and the operation that called it.
+        const std::optional<ctxpool::trace_context> trace = ctxpool::current_trace();
+        const std::string traced =
+            trace ? " trace " + trace->trace.to_string() + " parent " + trace->parent.to_string()
+                  : std::string(" trace -");
         queue_.write_line("  log: [conn " + std::to_string(connection_id.get()) + " req " + id +
-                          "] " + message);
+                          traced + "] " + message);
       }
     }));
   }
@@ -393,9 +412,12 @@ class server {
         break;
       }
 
-      // From here on the request id is in the context: nothing below takes it
-      // as a parameter.
+      // From here on the request id, the trace and the baggage are in the
+      // context: nothing below takes them as parameters. A request without a
+      // valid traceparent starts a trace of its own.
       auto token = request_id.set(id);
+      auto trace_token = ctxpool::trace_context_var().set(ctxpool::extract_trace_context(req));
+      auto baggage_token = ctxpool::baggage_var().set(ctxpool::extract_baggage(req));
       http::response<http::string_body> res;
       std::exception_ptr failed;
       try {
@@ -412,6 +434,8 @@ class server {
         // nothing else (co_await may not appear in a handler).
         ended_by_exception.fetch_add(1);
         co_await reject(c, http::status::internal_server_error, "internal server error");
+        ctxpool::baggage_var().reset(baggage_token);
+        ctxpool::trace_context_var().reset(trace_token);
         request_id.reset(token);
         break;
       }
@@ -426,7 +450,10 @@ class server {
       auto [write_ec, written] = co_await beast::async_write(
           c.stream, http::message_generator(std::move(res)), asio::as_tuple(asio::use_awaitable));
       (void)written;
-      request_id.reset(token);  // a token taken before two co_awaits, reset after them
+      // Tokens taken before two co_awaits, reset after them.
+      ctxpool::baggage_var().reset(baggage_token);
+      ctxpool::trace_context_var().reset(trace_token);
+      request_id.reset(token);
       c.in_request = false;
       if (write_ec) break;
       responses_sent.fetch_add(1);
@@ -458,7 +485,9 @@ class server {
     // The path, exactly: `/hello%00.txt` or `/hellox` is not `/hello`.
     const std::string_view target = req.target();
     const std::string_view path = target.substr(0, target.find('?'));
-    if (!known_method || path != "/hello") {
+    if (path == "/trace-test" && method == http::verb::post) {
+      co_await trace_test(req, res);
+    } else if (!known_method || path != "/hello") {
       res.result(http::status::not_found);
       res.body() = "not found\n";
     } else {
@@ -486,6 +515,89 @@ class server {
     }
     log_.write(std::to_string(res.result_int()));
     co_return res;
+  }
+
+  /// POST /trace-test, the W3C trace-context test service: the body is a
+  /// JSON array of `{"url": ..., "arguments": ...}`; each element's
+  /// `arguments` is POSTed as JSON to its `url`, all at once, each call a
+  /// coroutine of its own on the pool, and the answer -- a JSON array of
+  /// `{"url", "status"[, "error"]}` -- is sent once every call has finished.
+  /// Each call carries this request's trace (a new parent id per call) and
+  /// baggage: the coroutines start in a copy of this request's context.
+  asio::awaitable<void> trace_test(const http::request<http::string_body>& req,
+                                   http::response<http::string_body>& res) {
+    constexpr std::size_t max_calls = 64;
+    std::vector<std::pair<std::string, std::string>> calls;  // url, JSON body
+    std::string invalid;
+    boost::system::error_code parse_ec;
+    const boost::json::value body = boost::json::parse(req.body(), parse_ec);
+    const boost::json::array* elements = parse_ec ? nullptr : body.if_array();
+    if (elements == nullptr) {
+      invalid = "the body must be a JSON array";
+    } else if (elements->size() > max_calls) {
+      invalid = "at most 64 calls";
+    } else {
+      for (const boost::json::value& element : *elements) {
+        const boost::json::object* call = element.if_object();
+        const boost::json::value* url = call ? call->if_contains("url") : nullptr;
+        if (url == nullptr || !url->is_string()) {
+          invalid = "each element needs a string \"url\"";
+          break;
+        }
+        const boost::json::value* arguments = call->if_contains("arguments");
+        calls.emplace_back(std::string(url->get_string()),
+                           arguments ? boost::json::serialize(*arguments) : "[]");
+      }
+    }
+    if (!invalid.empty()) {
+      res.result(http::status::bad_request);
+      res.body() = invalid + "\n";
+      co_return;
+    }
+
+    // The calls finish on their own strands; the last one wakes this
+    // coroutine through a timer that never expires, on this strand. The
+    // state is shared: a drain that cancels this coroutine leaves the calls
+    // running to their own deadline.
+    struct fan_in {
+      explicit fan_in(const asio::any_io_executor& ex, std::size_t n)
+          : all_done(ex, asio::steady_timer::time_point::max()), remaining(n), results(n) {}
+      asio::steady_timer all_done;
+      std::atomic<std::size_t> remaining;
+      std::vector<http_sample::call_result> results;  // each call writes its own
+    };
+    auto state = std::make_shared<fan_in>(co_await asio::this_coro::executor, calls.size());
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      asio::co_spawn(
+          asio::make_strand(pool_.get_executor()),
+          http_sample::post_json(std::move(calls[i].first), std::move(calls[i].second), 5s),
+          [this, state, i](std::exception_ptr e, http_sample::call_result result) {
+            if (e) result.error = "the call threw";
+            log_.write("POST " + result.url + " -> " +
+                       (result.error.empty() ? std::to_string(result.status) : result.error));
+            state->results[i] = std::move(result);
+            if (state->remaining.fetch_sub(1) == 1) {
+              asio::post(state->all_done.get_executor(), [state] { state->all_done.cancel(); });
+            }
+          });
+    }
+    // The wake-up is posted to this strand, so it runs after this wait began.
+    if (!calls.empty()) {
+      auto [wait_ec] = co_await state->all_done.async_wait(asio::as_tuple(asio::use_awaitable));
+      (void)wait_ec;
+    }
+    if (state->remaining.load() != 0) {  // woken by a cancellation: the drain deadline
+      throw boost::system::system_error(asio::error::operation_aborted);
+    }
+    boost::json::array answer;
+    for (const http_sample::call_result& r : state->results) {
+      boost::json::object entry{{"url", r.url}, {"status", r.status}};
+      if (!r.error.empty()) entry["error"] = r.error;
+      answer.push_back(std::move(entry));
+    }
+    res.result(http::status::ok);
+    res.set(http::field::content_type, "application/json");
+    res.body() = boost::json::serialize(answer);
   }
 
   ctxpool::thread_pool& pool_;

@@ -746,7 +746,7 @@ void check_drain_deadline(const std::string& program) {
   // The request is under way once the server has logged it; its log line
   // is on stdout, which the check reads.
   const auto until = steady::now() + 30s;
-  while (server.out_text().find("req too-slow] GET") == std::string::npos && steady::now() < until) {
+  while (server.out_text().find("req too-slow trace ") == std::string::npos && steady::now() < until) {
     std::this_thread::sleep_for(10ms);
   }
   // Far below the 20 s the request would take: the drain deadline ended it.
