@@ -25,6 +25,9 @@ packages=(g++ cmake make libboost1.81-dev libfmt-dev doctest-dev libbenchmark-de
 packages+=(libboost-json1.81-dev libboost-url1.81-dev)  # http_server sample: POST /trace-test
 packages+=(python3)  # http_server sample: the W3C trace-context conformance driver
 command -v npm >/dev/null || packages+=(nodejs npm)  # the OpenTelemetry JS interop test (npm ci)
+packages+=(libspdlog-dev)  # ctxpool::log_spdlog and its tests
+packages+=(libboost-log1.81-dev)  # ctxpool::log_boost_log and its tests
+packages+=(meson pkg-config)  # consumer/pkgconfig: a Meson and a make project using ctxpool.pc
 
 log() { printf '\n==> %s\n' "$*"; }
 

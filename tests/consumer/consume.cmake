@@ -16,6 +16,10 @@
 #                    FetchContent, and the consumer's own install(EXPORT) of a
 #                    library linking ctxpool::ctxpool; a third project then
 #                    uses that installed library with find_package
+#   pkgconfig        install into a scratch prefix; `pkg-config ctxpool` gives
+#                    the version, and a plain Makefile project and a Meson
+#                    project (tests/consumer/pkgconfig) build and run with the
+#                    flags it gives (Meson skipped, with a note, when absent)
 #   readme_fetchcontent
 #                    the README's FetchContent snippet, as written but for the
 #                    repository (this checkout), configures a project: the
@@ -86,6 +90,9 @@ if(MODE STREQUAL "find_package" OR MODE STREQUAL "version_too_new")
     run_step("configure" ${CMAKE_COMMAND} ${args} -DCTXPOOL_REQUEST=${major_minor})
     run_step("build" ${CMAKE_COMMAND} --build ${scratch}/build -j2)
     run_step("run" ${scratch}/build/consumer)
+    if(EXISTS ${scratch}/build/log_consumer)
+      run_step("run log_consumer" ${scratch}/build/log_consumer)
+    endif()
     # The link option that keeps the environment check travels with the package.
     execute_process(COMMAND ${CMAKE_COMMAND} -E env CTXPOOL_DIAGNOSTICS=residu
                             ${scratch}/build/context_only
@@ -116,6 +123,57 @@ elseif(MODE STREQUAL "fetchcontent_install_export")
   run_step("build downstream" ${CMAKE_COMMAND} --build ${scratch}/downstream -j2)
   run_step("run downstream" ${scratch}/downstream/downstream)
   expect_output("greeting: hello from req-9")
+
+elseif(MODE STREQUAL "pkgconfig")
+  run_step("install" ${CMAKE_COMMAND} --install ${CTXPOOL_BINARY_DIR} --prefix ${scratch}/prefix)
+  file(GLOB_RECURSE pc_file ${scratch}/prefix/*/ctxpool.pc)
+  if(NOT pc_file)
+    message(FATAL_ERROR "consumer (${MODE}): no ctxpool.pc was installed under ${scratch}/prefix")
+  endif()
+  get_filename_component(pc_dir ${pc_file} DIRECTORY)
+  find_program(PKG_CONFIG NAMES pkg-config pkgconf REQUIRED)
+  # Only the scratch prefix's ctxpool: not one installed on the machine.
+  set(env ${CMAKE_COMMAND} -E env PKG_CONFIG_PATH=${pc_dir} CXX=${CXX_COMPILER})
+  run_step("pkg-config --modversion" ${env} ${PKG_CONFIG} --modversion ctxpool)
+  string(STRIP "${step_output}" pc_version)
+  if(NOT pc_version STREQUAL CTXPOOL_VERSION)
+    message(FATAL_ERROR "consumer (${MODE}): pkg-config says ${pc_version}, expected ${CTXPOOL_VERSION}")
+  endif()
+  run_step("pkg-config --cflags --libs" ${env} ${PKG_CONFIG} --cflags --libs ctxpool)
+  expect_output("-I${scratch}/prefix/[^ ]*include" "-lctxpool_executor" "-lfmt")
+
+  # make: both programs; context_only shows the environment check travels
+  # with the pkg-config link flags too.
+  file(MAKE_DIRECTORY ${scratch}/make)
+  file(COPY ${CONSUMER_DIR}/pkgconfig/Makefile ${CONSUMER_DIR}/project/main.cpp
+            ${CONSUMER_DIR}/context_only.cpp DESTINATION ${scratch}/make)
+  find_program(MAKE_PROGRAM NAMES make gmake REQUIRED)
+  run_step("make" ${env} ${MAKE_PROGRAM} -C ${scratch}/make -j2)
+  run_step("run the make-built consumer" ${scratch}/make/consumer)
+  expect_output("consumer: ok")
+  execute_process(COMMAND ${CMAKE_COMMAND} -E env CTXPOOL_DIAGNOSTICS=residu
+                          ${scratch}/make/context_only
+                  RESULT_VARIABLE result OUTPUT_VARIABLE step_output ERROR_VARIABLE step_output)
+  if(NOT result EQUAL 2)
+    message(FATAL_ERROR "consumer (${MODE}): make-built context_only with CTXPOOL_DIAGNOSTICS=residu "
+                        "exited ${result}, expected 2:\n${step_output}")
+  endif()
+  expect_output("unknown mode 'residu'")
+
+  find_program(MESON NAMES meson)
+  if(MESON)
+    file(MAKE_DIRECTORY ${scratch}/meson)
+    file(COPY ${CONSUMER_DIR}/pkgconfig/meson.build ${CONSUMER_DIR}/project/main.cpp
+         DESTINATION ${scratch}/meson)
+    run_step("meson setup" ${env} ${MESON} setup ${scratch}/meson-build ${scratch}/meson
+             --buildtype=release)
+    expect_output("Run-time dependency ctxpool found: YES ${CTXPOOL_VERSION}")
+    run_step("meson compile" ${env} ${MESON} compile -C ${scratch}/meson-build)
+    run_step("run the Meson-built consumer" ${scratch}/meson-build/consumer)
+    expect_output("consumer: ok")
+  else()
+    message(STATUS "consumer (${MODE}): Meson not found (Debian: meson): the Meson project is not built")
+  endif()
 
 elseif(MODE STREQUAL "readme_fetchcontent")
   file(READ ${CTXPOOL_SOURCE_DIR}/README.md readme)
