@@ -44,6 +44,10 @@ constexpr unsigned injection_retries = 3;
 /// How often a busy worker lets ready timer and I/O handlers run.
 constexpr std::uint32_t io_poll_interval = 64;
 
+/// How many ready handlers a worker runs in a row before it looks at its
+/// tasks again (see run_ready_handlers).
+constexpr std::size_t handler_batch = 16;
+
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
   _mm_pause();
@@ -189,13 +193,39 @@ task_node* pool_core::steal_task(std::size_t thief, bool inboxes_only) noexcept 
 }
 
 bool pool_core::poll_scheduler() {
-  // While a worker sleeps in the scheduler, ready handlers are its to run:
-  // polling then could take the no-op that wakes it for a task. The no-op
-  // posts itself again if that happens anyway (this look races with the
-  // sleeper registering), so this check only saves the round trip.
+  // While a worker sleeps in the scheduler, what reaches the scheduler's
+  // queue from outside it wakes that worker (Asio interrupts the reactor or
+  // signals its wait); what a handler queues from inside is drained by the
+  // thread that ran the handler (run_ready_handlers). So a worker that has
+  // run no handler since it last found the queue empty has nothing to take
+  // here, and polling could take the no-op meant to wake the sleeper for a
+  // task (it posts itself again if that happens anyway).
   if (io_sleepers_.load(std::memory_order_relaxed) != 0) return false;
+  return run_ready_handlers() != 0;
+}
+
+std::size_t pool_core::run_ready_handlers() {
+  // A handler run by poll_one or run_one queues the completions it causes as
+  // a continuation (a speculative read that found the next bytes already
+  // there, a timer it re-armed that is already due, a post) in the calling
+  // thread's private queue, and Asio moves them to the shared queue after
+  // the handler *without waking anyone*: Asio expects the thread to stay in
+  // its run loop. Ours leaves it after one handler, and a worker sleeping in
+  // the reactor meanwhile would not see them. So the thread that ran a
+  // handler looks again until the queue has nothing ready, and past a batch
+  // hands what may be left to the sleeper.
   boost::system::error_code ignored;
-  return scheduler_.poll_one(ignored) != 0;
+  std::size_t ran = 0;
+  while (scheduler_.poll_one(ignored) != 0) {
+    if (++ran == handler_batch) {
+      // The rest waits for no other event: the sleeper takes it, else the
+      // scheduler's queue is looked at by the next worker that goes idle or
+      // takes the I/O role, and by us at our next poll.
+      if (io_sleepers_.load(std::memory_order_seq_cst) != 0) wake_io_waiter();
+      break;
+    }
+  }
+  return ran;
 }
 
 bool pool_core::work_visible() const noexcept {
@@ -273,7 +303,12 @@ void pool_core::sleep_in_scheduler() {
     }
   } release{*this};
   boost::system::error_code ignored;
-  if (!work_visible() && !stopping_.load(std::memory_order_seq_cst)) scheduler_.run_one(ignored);
+  if (!work_visible() && !stopping_.load(std::memory_order_seq_cst) &&
+      scheduler_.run_one(ignored) != 0) {
+    // Leaving the scheduler: what the handler queued is ours to run first
+    // (run_ready_handlers says why), while we still hold the role.
+    run_ready_handlers();
+  }
 }
 
 bool pool_core::sleep_parked(std::size_t index) {

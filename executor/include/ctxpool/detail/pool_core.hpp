@@ -271,6 +271,8 @@ class pool_core {
   /// Runs one ready Asio handler unless a worker sleeps in the scheduler;
   /// true if it ran one.
   bool poll_scheduler();
+  /// Runs ready handlers until none is left (at most a batch); how many ran.
+  std::size_t run_ready_handlers();
   void sleep_in_scheduler();
   /// True when woken to look for work (counted as spinning).
   bool sleep_parked(std::size_t index);
