@@ -186,3 +186,39 @@ TEST_CASE("a coroutine spawned from inside a ctx-bound coroutine is a new task w
   pool.wait();
   CHECK(ctx.get(name) == "parent");
 }
+
+TEST_CASE("a caller that saw an in_context coroutine finish may enter ctx or spawn into it at once") {
+  // No pool.wait() between rounds: the future is ready only once the last
+  // step has left ctx on its worker.
+  ctxpool::thread_pool pool{4};
+  ctxpool::context ctx;
+  ctx.run([] { counter.set(0); });
+  for (int round = 0; round < 20; ++round) {
+    CAPTURE(round);
+    auto done = asio::co_spawn(
+        ctxpool::in_context(ctx, pool.get_executor()),
+        []() -> asio::awaitable<int> {
+          co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+          counter.set(counter.get() + 1);
+          co_return counter.get();
+        },
+        asio::use_future);
+    REQUIRE(done.get() == 2 * round + 1);
+    // Entering on this thread right away: run's reentry rule must not fire.
+    REQUIRE_NOTHROW(ctx.run([] { counter.set(counter.get() + 1); }));
+  }
+  CHECK(ctx.get(counter) == 40);
+}
+
+TEST_CASE("an in_context coroutine's callback completion runs after its last step left ctx") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::context ctx;
+  std::promise<bool> seen_entered;
+  auto verdict = seen_entered.get_future();
+  asio::co_spawn(
+      ctxpool::in_context(ctx, pool.get_executor()),
+      []() -> asio::awaitable<void> { co_return; },
+      [&](std::exception_ptr) { seen_entered.set_value(ctx.entered()); });
+  REQUIRE(verdict.wait_for(20s) == std::future_status::ready);
+  CHECK_FALSE(verdict.get());
+}

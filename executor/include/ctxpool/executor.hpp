@@ -673,6 +673,97 @@ template <class Handler>
                                                          detail::enter_context{std::move(ctx)});
 }
 
+namespace detail {
+
+/// Completions a step of an `in_context` coroutine made that must become
+/// visible only once the step has left its context: Asio completes a
+/// coroutine's co_spawn handler from inside its last step, and a caller woken
+/// by it (a future) would otherwise find the context still entered on the
+/// worker. The step's wrapper (context_executor::execute) owns the list and
+/// runs it after `context::run` returns; steps that continue inline share
+/// the outer step's list.
+class after_leave_scope {
+ public:
+  after_leave_scope() noexcept : outer_(std::exchange(current_, this)) {}
+  after_leave_scope(const after_leave_scope&) = delete;
+  after_leave_scope& operator=(const after_leave_scope&) = delete;
+  ~after_leave_scope() {
+    if (current_ == this) current_ = outer_;
+    // Reached only when run() could not: drop what was deferred.
+    while (deferred_ != nullptr) delete std::exchange(deferred_, deferred_->next);
+  }
+
+  /// The innermost scope of the calling thread, or null.
+  [[nodiscard]] static after_leave_scope* current() noexcept { return current_; }
+
+  /// Keeps `f` to be called by run(), in the order deferred.
+  template <class F>
+  void defer(F&& f) {
+    auto* call = new deferred_call<std::decay_t<F>>(std::forward<F>(f));
+    *tail_ = call;
+    tail_ = &call->next;
+  }
+
+  /// Leaves the scope (later completions are not deferred to it) and calls
+  /// what was deferred.
+  void run() {
+    current_ = outer_;
+    while (deferred_ != nullptr) {
+      std::unique_ptr<call_base> call(std::exchange(deferred_, deferred_->next));
+      call->call();
+    }
+  }
+
+ private:
+  struct call_base {
+    virtual ~call_base() = default;
+    virtual void call() = 0;
+    call_base* next = nullptr;
+  };
+  template <class F>
+  struct deferred_call final : call_base {
+    explicit deferred_call(F&& f) : f(std::move(f)) {}
+    explicit deferred_call(const F& f) : f(f) {}
+    void call() override { std::move(f)(); }
+    F f;
+  };
+
+  static inline thread_local after_leave_scope* current_ = nullptr;
+  after_leave_scope* outer_;
+  call_base* deferred_ = nullptr;
+  call_base** tail_ = &deferred_;
+};
+
+/// A coroutine's completion handler that, called inside a step of an
+/// `in_context` coroutine, waits for the step to leave the context (see
+/// after_leave_scope). Asio sees the wrapped handler's associated executor,
+/// allocator and cancellation slot.
+template <class Handler>
+class completion_after_leave {
+ public:
+  explicit completion_after_leave(Handler handler) : handler_(std::move(handler)) {}
+
+  template <class... Args>
+  void operator()(Args&&... args) && {
+    if (after_leave_scope* scope = after_leave_scope::current()) {
+      scope->defer([handler = std::move(handler_),
+                    ... values = std::decay_t<Args>(std::forward<Args>(args))]() mutable {
+        std::move(handler)(std::move(values)...);
+      });
+      return;
+    }
+    std::move(handler_)(std::forward<Args>(args)...);
+  }
+
+  /// The wrapped handler.
+  [[nodiscard]] const Handler& get() const noexcept { return handler_; }
+
+ private:
+  Handler handler_;
+};
+
+}  // namespace detail
+
 /// An executor that runs every function inside one given context itself,
 /// through another executor (asyncio's `create_task(coro, context=ctx)`).
 /// Made by `in_context`, which puts a strand between the two.
@@ -688,6 +779,10 @@ template <class Handler>
 /// pool's exception handler, and its coroutine is destroyed. A coroutine
 /// spawned from inside with `co_await this_coro::executor` is a new task on
 /// the underlying pool with a copy of `ctx`, as asyncio's `create_task` copies.
+///
+/// The completion of such a coroutine (the future of `use_future`, a callback
+/// token) is delivered only after its last step has left `ctx`: a caller that
+/// has seen it finish may enter `ctx`, or spawn into it again, at once.
 template <class Executor>
 class context_executor {
  public:
@@ -712,7 +807,16 @@ class context_executor {
         return;
       }
     }
-    inner_.execute([ctx = ctx_, f = std::forward<F>(f)]() mutable { ctx.run(std::move(f)); });
+    inner_.execute([ctx = ctx_, f = std::forward<F>(f)]() mutable {
+      detail::after_leave_scope after_leave;
+      try {
+        ctx.run(std::move(f));
+      } catch (...) {
+        after_leave.run();
+        throw;
+      }
+      after_leave.run();
+    });
   }
 
   /// Answered by the inner executor.
@@ -775,6 +879,21 @@ struct associator<Associator, ctxpool::basic_context_handler<Handler, Binding>, 
     return Associator<Handler, DefaultCandidate>::get(h.get());
   }
   static auto get(const ctxpool::basic_context_handler<Handler, Binding>& h,
+                  const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.get(), c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.get(), c);
+  }
+};
+
+/// The same for a coroutine completion deferred past its context's leaving.
+template <template <class, class> class Associator, class Handler, class DefaultCandidate>
+struct associator<Associator, ctxpool::detail::completion_after_leave<Handler>, DefaultCandidate> {
+  using type = typename Associator<Handler, DefaultCandidate>::type;
+
+  static type get(const ctxpool::detail::completion_after_leave<Handler>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.get());
+  }
+  static auto get(const ctxpool::detail::completion_after_leave<Handler>& h,
                   const DefaultCandidate& c) noexcept
       -> decltype(Associator<Handler, DefaultCandidate>::get(h.get(), c)) {
     return Associator<Handler, DefaultCandidate>::get(h.get(), c);

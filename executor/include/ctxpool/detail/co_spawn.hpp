@@ -88,6 +88,37 @@ auto spawn_function(const Executor& ex, F&& f, CompletionToken&& token, bool new
       });
 }
 
+/// co_spawn into `ctx` itself (in_context): Asio's co_spawn, with the
+/// completion handler delivered only after the last step has left `ctx`
+/// (completion_after_leave), so that the caller may enter `ctx` at once.
+template <class AwaitableExecutor, class T, class Executor, class CompletionToken>
+auto spawn_in_context(const Executor& ex, boost::asio::awaitable<T, AwaitableExecutor> a,
+                      CompletionToken&& token) {
+  using signature =
+      typename boost::asio::detail::awaitable_signature<boost::asio::awaitable<T, AwaitableExecutor>>::type;
+  return boost::asio::async_initiate<CompletionToken, signature>(
+      [ex](auto handler, boost::asio::awaitable<T, AwaitableExecutor> a) {
+        boost::asio::detail::initiate_co_spawn<AwaitableExecutor>(AwaitableExecutor(ex))(
+            completion_after_leave<decltype(handler)>(std::move(handler)),
+            boost::asio::detail::awaitable_as_function<T, AwaitableExecutor>(std::move(a)));
+      },
+      token, std::move(a));
+}
+
+/// The same for a function returning the awaitable.
+template <class Executor, class F, class CompletionToken>
+auto spawn_function_in_context(const Executor& ex, F&& f, CompletionToken&& token) {
+  using awaitable_type = std::invoke_result_t<std::decay_t<F>&>;
+  using signature = typename boost::asio::detail::awaitable_signature<awaitable_type>::type;
+  return boost::asio::async_initiate<CompletionToken, signature>(
+      [ex](auto handler, std::decay_t<F> f) {
+        boost::asio::detail::initiate_co_spawn<typename awaitable_type::executor_type>(
+            typename awaitable_type::executor_type(ex))(
+            completion_after_leave<decltype(handler)>(std::move(handler)), std::move(f));
+      },
+      token, std::forward<F>(f));
+}
+
 template <class T>
 inline constexpr bool is_awaitable_v = false;
 template <class T, class E>
@@ -145,6 +176,15 @@ auto co_spawn(ctxpool::thread_pool& pool, awaitable<T, AwaitableExecutor> a,
                                           std::forward<CompletionToken>(token), true);
 }
 
+/// co_spawn into a context itself (`in_context`): the completion is seen
+/// only after the coroutine's last step has left the context.
+template <class Executor, class T, class AwaitableExecutor, class CompletionToken>
+  requires std::is_convertible_v<ctxpool::context_executor<Executor>, AwaitableExecutor>
+auto co_spawn(const ctxpool::context_executor<Executor>& ex, awaitable<T, AwaitableExecutor> a,
+              CompletionToken&& token) {
+  return ctxpool::detail::spawn_in_context(ex, std::move(a), std::forward<CompletionToken>(token));
+}
+
 // Asio overloads awaitable<void> separately; so must we, or the calls would
 // be ambiguous (Asio's more specialised in the awaitable, ours in the executor).
 
@@ -181,6 +221,13 @@ auto co_spawn(ctxpool::thread_pool& pool, awaitable<void, AwaitableExecutor> a,
                                           std::forward<CompletionToken>(token), true);
 }
 
+template <class Executor, class AwaitableExecutor, class CompletionToken>
+  requires std::is_convertible_v<ctxpool::context_executor<Executor>, AwaitableExecutor>
+auto co_spawn(const ctxpool::context_executor<Executor>& ex, awaitable<void, AwaitableExecutor> a,
+              CompletionToken&& token) {
+  return ctxpool::detail::spawn_in_context(ex, std::move(a), std::forward<CompletionToken>(token));
+}
+
 /// co_spawn of a function returning an awaitable, on the pool's executor: a
 /// new task. (The function forms below mirror the awaitable forms above.)
 template <class F, class CompletionToken>
@@ -210,6 +257,13 @@ template <class F, class CompletionToken>
 auto co_spawn(ctxpool::thread_pool& pool, F&& f, CompletionToken&& token) {
   return ctxpool::detail::spawn_function(pool.get_executor(), std::forward<F>(f),
                                          std::forward<CompletionToken>(token), true);
+}
+
+template <class Executor, class F, class CompletionToken>
+  requires ctxpool::detail::spawnable_function<F>
+auto co_spawn(const ctxpool::context_executor<Executor>& ex, F&& f, CompletionToken&& token) {
+  return ctxpool::detail::spawn_function_in_context(ex, std::forward<F>(f),
+                                                    std::forward<CompletionToken>(token));
 }
 
 }  // namespace boost::asio
