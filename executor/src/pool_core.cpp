@@ -97,6 +97,7 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       // Nothing anywhere: sleep where timers and I/O can wake us if that
       // role is free, else on the futex; submitters get our freed blocks.
       flush_all_freed(me);
+      CTXPOOL_PROTOCOL_STEP();
       if (!io_waiter_taken_.exchange(true, std::memory_order_acq_rel)) {
         sleep_in_scheduler();
       } else {
@@ -149,6 +150,7 @@ task_node* pool_core::take_injected(worker_state& me) noexcept {
       if (taken > 1) me.inbox.fill(batch + 1, static_cast<std::uint32_t>(taken - 1));
       // More queued than this worker can run now: make sure another looks.
       // (A push still linking wakes a worker itself once linked.)
+      CTXPOOL_PROTOCOL_STEP();
       if (taken > 1 || injection_.has_linked_task()) wake_for_new_work();
       return batch[0];
     }
@@ -171,6 +173,7 @@ task_node* pool_core::find_task(worker_state& me, std::size_t index) noexcept {
     if (task_node* task = take_outside(me)) return task;
     if (task_node* task = me.deque.steal()) return task;
   }
+  CTXPOOL_PROTOCOL_STEP();
   if (task_node* task = me.deque.pop()) return task;
   // A new batch before another worker's inbox: taking one task at a time
   // from another's inbox moves its line between the two cores per task,
@@ -201,10 +204,10 @@ bool pool_core::poll_scheduler() {
   // here, and polling could take the no-op meant to wake the sleeper for a
   // task (it posts itself again if that happens anyway).
   if (io_sleepers_.load(std::memory_order_relaxed) != 0) return false;
-  return run_ready_handlers() != 0;
+  return run_ready_handlers(/*holds_io_role=*/false) != 0;
 }
 
-std::size_t pool_core::run_ready_handlers() {
+std::size_t pool_core::run_ready_handlers(bool holds_io_role) {
   // A handler run by poll_one or run_one queues the completions it causes as
   // a continuation (a speculative read that found the next bytes already
   // there, a timer it re-armed that is already due, a post) in the calling
@@ -217,11 +220,13 @@ std::size_t pool_core::run_ready_handlers() {
   boost::system::error_code ignored;
   std::size_t ran = 0;
   while (scheduler_.poll_one(ignored) != 0) {
+    CTXPOOL_PROTOCOL_STEP();  // the handler's continuations are published, unannounced
     if (++ran == handler_batch) {
-      // The rest waits for no other event: the sleeper takes it, else the
-      // scheduler's queue is looked at by the next worker that goes idle or
-      // takes the I/O role, and by us at our next poll.
-      if (io_sleepers_.load(std::memory_order_seq_cst) != 0) wake_io_waiter();
+      // The rest waits for no other event: the waiter takes it; the waiter
+      // itself, about to leave, hands the role to a parked worker, whose
+      // run_one starts with it; with no waiter, the next worker to go idle
+      // or take the role looks, and we at our next poll.
+      if (io_sleepers_.load(std::memory_order_seq_cst) != 0 && !holds_io_role) wake_io_waiter();
       break;
     }
   }
@@ -275,6 +280,7 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) 
 
 void pool_core::wake_idle_worker() noexcept {
   if (idle_.wake_one()) return;
+  CTXPOOL_PROTOCOL_STEP();  // no parked worker: between that look and the waiter's
   if (io_sleepers_.load(std::memory_order_seq_cst) != 0) wake_io_waiter();
 }
 
@@ -284,6 +290,7 @@ void pool_core::wake_io_waiter() noexcept {
       wake_pending_.exchange(true, std::memory_order_acq_rel)) {
     return;
   }
+  CTXPOOL_PROTOCOL_STEP();
   scheduler_.post_immediate_completion(&wake_op_, /*is_continuation=*/false);
 }
 
@@ -292,11 +299,14 @@ void pool_core::sleep_in_scheduler() {
   // publishes its task, then looks at io_sleepers_ (both seq_cst).
   io_sleeper_index_.store(current_worker.index, std::memory_order_relaxed);
   io_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  CTXPOOL_PROTOCOL_STEP();  // announced, before the last look
   struct release_role {
     pool_core& pool;
     ~release_role() {  // also when a raw handler throws out of run_one
       pool.io_sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+      CTXPOOL_PROTOCOL_STEP();
       pool.io_waiter_taken_.store(false, std::memory_order_seq_cst);
+      CTXPOOL_PROTOCOL_STEP();  // the role is free, nobody woken to take it yet
       // A parked worker takes the role over (it finds nothing, then takes
       // the free role), so that timers and I/O never wait for a busy worker.
       pool.idle_.wake_one();
@@ -304,15 +314,15 @@ void pool_core::sleep_in_scheduler() {
   } release{*this};
   boost::system::error_code ignored;
   if (!work_visible() && !stopping_.load(std::memory_order_seq_cst) &&
-      scheduler_.run_one(ignored) != 0) {
+      (CTXPOOL_PROTOCOL_STEP(), scheduler_.run_one(ignored) != 0)) {
     // Leaving the scheduler: what the handler queued is ours to run first
     // (run_ready_handlers says why), while we still hold the role.
-    run_ready_handlers();
+    run_ready_handlers(/*holds_io_role=*/true);
   }
 }
 
 bool pool_core::sleep_parked(std::size_t index) {
-  idle_.prepare_park(index);
+  idle_.prepare_park(index);  // a protocol step follows the announcement
   // The last look, after registering (see parking.hpp). A free I/O role
   // counts as work: it must not stay empty while we sleep.
   if (work_visible() || stopping_.load(std::memory_order_seq_cst) ||

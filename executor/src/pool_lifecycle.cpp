@@ -91,7 +91,9 @@ void pool_core::start_threads(const std::string& name_prefix) {
 
 void pool_core::end_threads() noexcept {
   stopping_.store(true, std::memory_order_seq_cst);
+  CTXPOOL_PROTOCOL_STEP();
   idle_.wake_all();  // a worker parking after this sees stopping_ in its last look
+  CTXPOOL_PROTOCOL_STEP();
   if (std::exchange(scheduler_work_, false)) scheduler_.work_finished();
   scheduler_.stop();  // wakes the worker sleeping in run_one
   for (std::thread& thread : threads_) {

@@ -27,6 +27,8 @@
 #include <mutex>
 #include <vector>
 
+#include <ctxpool/detail/interleave.hpp>
+
 namespace ctxpool::detail {
 
 class idle_workers {
@@ -43,9 +45,13 @@ class idle_workers {
 
   /// Counts the caller as spinning: it will look for work again before it
   /// sleeps, so submitters need not wake anyone.
-  void start_spinning() noexcept { spinning_.fetch_add(1, std::memory_order_seq_cst); }
+  void start_spinning() noexcept {
+    spinning_.fetch_add(1, std::memory_order_seq_cst);
+    CTXPOOL_PROTOCOL_STEP();
+  }
   /// Ends the caller's spinning; true when it was the last spinner.
   bool stop_spinning() noexcept {
+    CTXPOOL_PROTOCOL_STEP();
     return spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1;
   }
   /// Whether a spinner may busy-wait (without yielding its core). Half the
@@ -69,10 +75,13 @@ class idle_workers {
   /// Registers worker `index` as parked. The caller then looks for work once
   /// more and either calls cancel_park (found some) or park.
   void prepare_park(std::size_t index) {
-    std::lock_guard lock(mutex_);
-    words_[index].woken.store(0, std::memory_order_relaxed);
-    parked_.push_back(static_cast<std::uint32_t>(index));
-    parked_count_.store(static_cast<std::uint32_t>(parked_.size()), std::memory_order_seq_cst);
+    {
+      std::lock_guard lock(mutex_);
+      words_[index].woken.store(0, std::memory_order_relaxed);
+      parked_.push_back(static_cast<std::uint32_t>(index));
+      parked_count_.store(static_cast<std::uint32_t>(parked_.size()), std::memory_order_seq_cst);
+    }
+    CTXPOOL_PROTOCOL_STEP();  // between announcing and the caller's last look
   }
 
   /// Withdraws a registration. False if a waker chose the worker meanwhile:
@@ -100,6 +109,7 @@ class idle_workers {
   /// Wakes the most recently parked worker, counting it as spinning. False
   /// when none is parked.
   bool wake_one() noexcept {
+    CTXPOOL_PROTOCOL_STEP();  // between the caller's publish and this look
     if (parked_count_.load(std::memory_order_seq_cst) == 0) return false;
     std::uint32_t index = 0;
     {
@@ -110,6 +120,7 @@ class idle_workers {
       parked_count_.store(static_cast<std::uint32_t>(parked_.size()), std::memory_order_seq_cst);
       spinning_.fetch_add(1, std::memory_order_seq_cst);
     }
+    CTXPOOL_PROTOCOL_STEP();  // chosen, counted as spinning, not yet woken
     std::atomic<std::uint32_t>& woken = words_[index].woken;
     woken.store(1, std::memory_order_release);
     woken.notify_one();

@@ -27,6 +27,7 @@
 
 #include <ctxpool/context.hpp>
 #include <ctxpool/detail/config.hpp>
+#include <ctxpool/detail/interleave.hpp>
 #include <ctxpool/detail/parking.hpp>
 #include <ctxpool/detail/small_alloc.hpp>
 #include <ctxpool/detail/task_node.hpp>
@@ -237,10 +238,12 @@ class pool_core {
   void push(task_node* node, bool fresh) noexcept {
     if (fresh && current_worker.pool == this &&
         workers_[current_worker.index].deque.push(node)) {
+      CTXPOOL_PROTOCOL_STEP();  // published, nobody woken yet
       wake_for_new_work();
       return;
     }
     injection_.push(node);
+    CTXPOOL_PROTOCOL_STEP();
     wake_for_new_work();
   }
   /// After a task was published: nothing to do if a worker is spinning (it
@@ -272,7 +275,8 @@ class pool_core {
   /// true if it ran one.
   bool poll_scheduler();
   /// Runs ready handlers until none is left (at most a batch); how many ran.
-  std::size_t run_ready_handlers();
+  /// `holds_io_role`: called by the I/O waiter on its way out of run_one.
+  std::size_t run_ready_handlers(bool holds_io_role);
   void sleep_in_scheduler();
   /// True when woken to look for work (counted as spinning).
   bool sleep_parked(std::size_t index);
@@ -374,12 +378,44 @@ class pool_core {
   std::atomic<task_node*> abandoned_{nullptr};
   void keep_abandoned(task_node* node) noexcept;
 
-  // An idle worker sleeps in one of two ways. One at a time (the I/O waiter)
-  // sleeps in the Asio scheduler's run_one(), so that timers and I/O wake it;
-  // waking it takes a no-op handler through the scheduler, so submitters
-  // prefer the others, parked on a futex (idle_). When the I/O waiter wakes
-  // it hands the role to a parked worker, so that timers and I/O are never
-  // left waiting for a busy worker.
+  // ---- the wake-up invariant -------------------------------------------------
+  //
+  // Whenever a task or handler is ready to run, some worker is awake and will
+  // look for it, or will be woken to run it, without waiting for any other
+  // event. An idle worker sleeps in one of two ways: one at a time (the I/O
+  // waiter, holding io_waiter_taken_) in the Asio scheduler's run_one(), where
+  // the reactor, timers and handlers posted to the scheduler wake it; the
+  // others parked on a futex (idle_, whose store-then-look protocol is in
+  // parking.hpp). A worker parks only while the I/O role is held, so the
+  // scheduler is never left without a waiter while every worker sleeps.
+  // Every way work arrives, and who runs it:
+  //  1. submit/post/execute from outside the pool, or a deque that overflowed:
+  //     the injection queue, then wake_for_new_work: a spinner looks again
+  //     before it sleeps; else a parked worker is woken; else the I/O waiter,
+  //     through wake_op_ (one in flight; whoever runs it while the waiter
+  //     still sleeps sends it again). Sleepers announce themselves (parked,
+  //     io_sleepers_) before their last look, submitters publish before
+  //     looking for them, both seq_cst: one of the two sees the other.
+  //  2. submit/post from a worker: its own deque, then the same wake-up.
+  //  3. a worker that takes one task and sees more (a batch from the
+  //     injection queue, the last spinner finding work): it wakes another, so
+  //     the rest does not wait for it (take_injected, search).
+  //  4. a handler posted to the scheduler from outside it (a completion
+  //     dispatched from a foreign thread lands in 1; Asio's own posts, timers
+  //     and reactor events here): Asio wakes the thread waiting in it (signal
+  //     or reactor interrupt). If none waits, the role is held by a worker on
+  //     its way into run_one (it sees the queue there), or it is free and
+  //     some awake worker takes it before it can park; busy workers also poll
+  //     every io_poll_interval tasks.
+  //  5. completions a handler causes while it runs inside run_one/poll_one
+  //     (a speculative read that finds the next bytes already there): Asio
+  //     queues them privately and publishes them after the handler without
+  //     waking anyone. The thread that ran the handler drains the scheduler
+  //     before anything else (run_ready_handlers), past a batch handing the
+  //     rest to the waiter.
+  //  6. the I/O waiter leaving run_one: it drains as in 5 while still holding
+  //     the role, then frees the role and wakes a parked worker to take it,
+  //     so timers and I/O never wait for a busy worker.
   alignas(64) std::atomic<int> io_sleepers_{0};
   std::atomic<std::size_t> io_sleeper_index_{0};  // which worker, while io_sleepers_ != 0
   std::atomic<bool> io_waiter_taken_{false};
@@ -416,6 +452,7 @@ class pool_core {
       if (owner == nullptr) return;
       pool_core& pool = static_cast<wake_operation*>(base)->pool_;
       pool.wake_pending_.store(false, std::memory_order_seq_cst);
+      CTXPOOL_PROTOCOL_STEP();
       // A busy worker's poll_one can take the wake-up meant for the sleeper
       // (it looked for a sleeper just before one registered): then the
       // sleeper is still asleep with work queued. Send it again.
