@@ -204,10 +204,10 @@ bool pool_core::poll_scheduler() {
   // here, and polling could take the no-op meant to wake the sleeper for a
   // task (it posts itself again if that happens anyway).
   if (io_sleepers_.load(std::memory_order_relaxed) != 0) return false;
-  return run_ready_handlers(/*holds_io_role=*/false) != 0;
+  return run_ready_handlers() != 0;
 }
 
-std::size_t pool_core::run_ready_handlers(bool holds_io_role) {
+std::size_t pool_core::run_ready_handlers() {
   // A handler run by poll_one or run_one queues the completions it causes as
   // a continuation (a speculative read that found the next bytes already
   // there, a timer it re-armed that is already due, a post) in the calling
@@ -226,7 +226,12 @@ std::size_t pool_core::run_ready_handlers(bool holds_io_role) {
       // itself, about to leave, hands the role to a parked worker, whose
       // run_one starts with it; with no waiter, the next worker to go idle
       // or take the role looks, and we at our next poll.
-      if (io_sleepers_.load(std::memory_order_seq_cst) != 0 && !holds_io_role) wake_io_waiter();
+      // (Whether we still hold the role is read now: a handler we ran may
+      // have handed it on, and the new waiter may be asleep in the reactor.)
+      if (!workers_[current_worker.index].waits_in_scheduler &&
+          io_sleepers_.load(std::memory_order_seq_cst) != 0) {
+        wake_io_waiter();
+      }
       break;
     }
   }
@@ -295,30 +300,39 @@ void pool_core::wake_io_waiter() noexcept {
 }
 
 void pool_core::sleep_in_scheduler() {
+  worker_state& me = workers_[current_worker.index];
   // Announce ourselves before the last look at the queues: a submitter
   // publishes its task, then looks at io_sleepers_ (both seq_cst).
   io_sleeper_index_.store(current_worker.index, std::memory_order_relaxed);
   io_sleepers_.fetch_add(1, std::memory_order_seq_cst);
+  me.waits_in_scheduler = true;
   CTXPOOL_PROTOCOL_STEP();  // announced, before the last look
-  struct release_role {
+  struct leave_scheduler {
     pool_core& pool;
-    ~release_role() {  // also when a raw handler throws out of run_one
-      pool.io_sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-      CTXPOOL_PROTOCOL_STEP();
-      pool.io_waiter_taken_.store(false, std::memory_order_seq_cst);
-      CTXPOOL_PROTOCOL_STEP();  // the role is free, nobody woken to take it yet
-      // A parked worker takes the role over (it finds nothing, then takes
-      // the free role), so that timers and I/O never wait for a busy worker.
-      pool.idle_.wake_one();
+    worker_state& me;
+    ~leave_scheduler() {  // also when a raw handler throws out of run_one
+      if (me.waits_in_scheduler) pool.release_io_role();
     }
-  } release{*this};
+  } leave{*this, me};
   boost::system::error_code ignored;
   if (!work_visible() && !stopping_.load(std::memory_order_seq_cst) &&
       (CTXPOOL_PROTOCOL_STEP(), scheduler_.run_one(ignored) != 0)) {
     // Leaving the scheduler: what the handler queued is ours to run first
-    // (run_ready_handlers says why), while we still hold the role.
-    run_ready_handlers(/*holds_io_role=*/true);
+    // (run_ready_handlers says why). A handler run through the pool's
+    // executor handed the role on before it started (run_inline).
+    run_ready_handlers();
   }
+}
+
+void pool_core::release_io_role() noexcept {
+  workers_[current_worker.index].waits_in_scheduler = false;
+  io_sleepers_.fetch_sub(1, std::memory_order_seq_cst);
+  CTXPOOL_PROTOCOL_STEP();
+  io_waiter_taken_.store(false, std::memory_order_seq_cst);
+  CTXPOOL_PROTOCOL_STEP();  // the role is free, nobody woken to take it yet
+  // A parked worker takes the role over (it finds nothing, then takes the
+  // free role), so that timers and I/O never wait for a busy worker.
+  idle_.wake_one();
 }
 
 bool pool_core::sleep_parked(std::size_t index) {

@@ -108,6 +108,9 @@ struct alignas(64) worker_state {
   // The owner keeps spare references to its last tasks' map and counts one
   // unit of tracked work for them (see pool_core::remove_finished_task).
   bool holds_references = false;  // the owner's only
+  // The owner holds the I/O waiter role from inside the scheduler's run_one
+  // (see the wake-up invariant in pool_core).
+  bool waits_in_scheduler = false;  // the owner's only
 };
 
 [[noreturn]] void throw_pool_closed(const char* operation);
@@ -274,9 +277,12 @@ class pool_core {
   /// Runs one ready Asio handler unless a worker sleeps in the scheduler;
   /// true if it ran one.
   bool poll_scheduler();
+  /// Gives up the I/O waiter role the calling worker holds and wakes a
+  /// parked worker to take it.
+  void release_io_role() noexcept;
   /// Runs ready handlers until none is left (at most a batch); how many ran.
-  /// `holds_io_role`: called by the I/O waiter on its way out of run_one.
-  std::size_t run_ready_handlers(bool holds_io_role);
+  /// Called by workers (the I/O waiter too, on its way out of run_one).
+  std::size_t run_ready_handlers();
   void sleep_in_scheduler();
   /// True when woken to look for work (counted as spinning).
   bool sleep_parked(std::size_t index);
@@ -413,9 +419,11 @@ class pool_core {
   //     waking anyone. The thread that ran the handler drains the scheduler
   //     before anything else (run_ready_handlers), past a batch handing the
   //     rest to the waiter.
-  //  6. the I/O waiter leaving run_one: it drains as in 5 while still holding
-  //     the role, then frees the role and wakes a parked worker to take it,
-  //     so timers and I/O never wait for a busy worker.
+  //  6. the I/O waiter leaving run_one: before it runs a handler through the
+  //     pool's executor (run_inline), or else when run_one returns, it frees
+  //     the role and wakes a parked worker to take it, so that the other
+  //     ready handlers, timers and I/O never wait for a busy worker; then it
+  //     drains what its handler queued, as in 5.
   alignas(64) std::atomic<int> io_sleepers_{0};
   std::atomic<std::size_t> io_sleeper_index_{0};  // which worker, while io_sleepers_ != 0
   std::atomic<bool> io_waiter_taken_{false};
@@ -546,6 +554,13 @@ void pool_core::enqueue_node(F&& f, captured_context&& snapshot, const task_info
 template <class F>
 void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
                            const task_info& info) noexcept {
+  // A handler that the I/O waiter is about to run from inside run_one: the
+  // role goes to a parked worker first, so that the other ready handlers and
+  // the reactor do not wait for this one.
+  if (CTXPOOL_UNLIKELY(current_worker.pool == this &&
+                       workers_[current_worker.index].waits_in_scheduler)) {
+    release_io_role();
+  }
   work_.add(my_lane(), work_kind::task);
   union holder {
     explicit holder(F&& g) : f(std::forward<F>(g)) {}
