@@ -3,26 +3,14 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
+#include <mutex>
 
 #include "text.hpp"
 
 namespace ctxpool {
 
 namespace detail {
-
-void append_percent_encoded(std::string& out, std::string_view text) {
-  constexpr const char* digits = "0123456789ABCDEF";
-  for (char c : text) {
-    if (is_baggage_octet(c) && c != '%') {
-      out += c;
-    } else {
-      const auto byte = static_cast<unsigned char>(c);
-      out += '%';
-      out += digits[byte >> 4];
-      out += digits[byte & 0xf];
-    }
-  }
-}
 
 namespace {
 
@@ -113,101 +101,242 @@ namespace {
   return !s.empty() && std::all_of(s.begin(), s.end(), detail::is_tchar);
 }
 
-/// One `list-member` (already trimmed, not empty), or false if it breaks the grammar:
-/// list-member = key OWS "=" OWS value *( OWS ";" OWS property )
-/// property    = key OWS "=" OWS value / key OWS
-[[nodiscard]] bool parse_member(std::string_view text, baggage_entry& entry) {
+/// Where canonical text goes: counted first (to size the one allocation), then written.
+class text_sink {
+ public:
+  explicit text_sink(char* out = nullptr) noexcept : out_(out) {}
+  void put(char c) noexcept {
+    if (out_ != nullptr) out_[size_] = c;
+    ++size_;
+  }
+  void put(std::string_view text) noexcept {
+    if (out_ != nullptr) std::memcpy(out_ + size_, text.data(), text.size());
+    size_ += text.size();
+  }
+  [[nodiscard]] std::size_t size() const noexcept { return size_; }
+  void rewind(std::size_t size) noexcept { size_ = size; }
+
+ private:
+  char* out_;
+  std::size_t size_ = 0;
+};
+
+void put_encoded(text_sink& sink, std::string_view text) {
+  constexpr const char* digits = "0123456789ABCDEF";
+  for (char c : text) {
+    if (detail::is_baggage_octet(c) && c != '%') {
+      sink.put(c);
+    } else {
+      const auto byte = static_cast<unsigned char>(c);
+      sink.put('%');
+      sink.put(digits[byte >> 4]);
+      sink.put(digits[byte & 0xf]);
+    }
+  }
+}
+
+/// Reads received baggage text and writes it in canonical form, in one pass:
+/// each member split, validated and (where it has '%') decoded and encoded
+/// again; a member that breaks the grammar is rewound and skipped.
+class canonical_reader {
+ public:
+  canonical_reader(text_sink& sink, std::string_view field) noexcept
+      : sink_(sink), p_(field.data()), end_(field.data() + field.size()) {}
+
+  /// Appends the field's valid members; returns how many.
+  std::size_t read_members(std::size_t kept_before) {
+    std::size_t kept = 0;
+    for (;;) {
+      skip_ows();
+      if (p_ == end_) return kept;
+      if (*p_ == ',') {  // what combining an empty field leaves
+        ++p_;
+        continue;
+      }
+      const std::size_t mark = sink_.size();
+      if (kept_before + kept != 0) sink_.put(',');
+      // list-member = key OWS "=" OWS value *( OWS ";" OWS property )
+      bool valid = read_pair(true);
+      skip_ows();
+      while (valid && p_ != end_ && *p_ == ';') {
+        ++p_;
+        sink_.put(';');
+        valid = read_pair(false);  // property = key OWS "=" OWS value / key OWS
+        skip_ows();
+      }
+      if (valid && (p_ == end_ || *p_ == ',')) {
+        ++kept;
+      } else {
+        // An invalid member is dropped on its own ("Mutating baggage": the
+        // receiver "MAY remove an offending list-member before propagating the rest").
+        sink_.rewind(mark);
+        while (p_ != end_ && *p_ != ',') ++p_;
+      }
+      if (p_ != end_) ++p_;  // the ','
+    }
+  }
+
+ private:
+  void skip_ows() noexcept {
+    while (p_ != end_ && detail::is_ows(*p_)) ++p_;
+  }
+
+  bool read_pair(bool value_required) {
+    skip_ows();
+    const char* const key_begin = p_;
+    while (p_ != end_ && detail::is_tchar(*p_)) ++p_;
+    if (p_ == key_begin) return false;
+    sink_.put(std::string_view(key_begin, static_cast<std::size_t>(p_ - key_begin)));
+    skip_ows();
+    if (p_ == end_ || *p_ != '=') return !value_required;
+    ++p_;
+    skip_ows();
+    const char* const value_begin = p_;
+    bool escaped = false;
+    while (p_ != end_ && detail::is_baggage_octet(*p_)) {
+      escaped = escaped || *p_ == '%';
+      ++p_;
+    }
+    sink_.put('=');
+    const auto value = std::string_view(value_begin, static_cast<std::size_t>(p_ - value_begin));
+    if (!escaped) {  // its own canonical form: the common case, no decoding
+      sink_.put(value);
+      return true;
+    }
+    std::string decoded;
+    if (!detail::percent_decode_value(value, decoded)) return false;
+    put_encoded(sink_, decoded);
+    return true;
+  }
+
+  text_sink& sink_;
+  const char* p_;
+  const char* end_;
+};
+
+/// The canonical text of received fields; returns the number of members kept.
+std::size_t put_canonical_fields(text_sink& sink, std::span<const std::string_view> fields) {
+  std::size_t members = 0;
+  for (std::string_view field : fields) members += canonical_reader(sink, field).read_members(members);
+  return members;
+}
+
+void put_entry(text_sink& sink, const baggage_entry& entry) {
+  sink.put(entry.key);
+  sink.put('=');
+  put_encoded(sink, entry.value);
+  for (const baggage_property& property : entry.properties) {
+    sink.put(';');
+    sink.put(property.key);
+    if (property.value) {
+      sink.put('=');
+      put_encoded(sink, *property.value);
+    }
+  }
+}
+
+/// Decodes one canonical member (valid by construction).
+baggage_entry decode_member(std::string_view member) {
+  baggage_entry entry;
   bool first = true;
-  bool valid = true;
   detail::for_each_list_item(
-      text,
+      member,
       [&](std::string_view part) {
-        if (!valid) return;
         const std::size_t eq = part.find('=');
-        const std::string_view key = detail::trim_ows(part.substr(0, eq));
-        if (!is_token(key)) {
-          valid = false;
-          return;
-        }
+        const std::string_view key = part.substr(0, eq);
         if (first) {
           first = false;
-          if (eq == std::string_view::npos) {
-            valid = false;
-            return;
-          }
           entry.key = std::string(key);
-          valid = detail::percent_decode_value(detail::trim_ows(part.substr(eq + 1)), entry.value);
+          (void)detail::percent_decode_value(part.substr(eq + 1), entry.value);
           return;
         }
         baggage_property property{std::string(key), std::nullopt};
         if (eq != std::string_view::npos) {
           property.value.emplace();
-          valid = detail::percent_decode_value(detail::trim_ows(part.substr(eq + 1)), *property.value);
+          (void)detail::percent_decode_value(part.substr(eq + 1), *property.value);
         }
         entry.properties.push_back(std::move(property));
       },
       ';');
-  return valid;
-}
-
-void append_member(std::string& out, const baggage_entry& entry) {
-  out += entry.key;
-  out += '=';
-  detail::append_percent_encoded(out, entry.value);
-  for (const baggage_property& property : entry.properties) {
-    out += ';';
-    out += property.key;
-    if (property.value) {
-      out += '=';
-      detail::append_percent_encoded(out, *property.value);
-    }
-  }
+  return entry;
 }
 
 }  // namespace
 
+/// The canonical text (in text_rep) and, once asked for, its decoded entries.
+struct baggage::rep : detail::text_rep {
+  std::once_flag decoded;
+  std::vector<baggage_entry> entries;
+};
+
 bool baggage::is_valid_key(std::string_view key) noexcept { return is_token(key); }
 
 baggage baggage::parse(std::span<const std::string_view> fields) {
-  list entries;
-  for (std::string_view field : fields) {
-    detail::for_each_list_item(field, [&](std::string_view item) {
-      item = detail::trim_ows(item);
-      if (item.empty()) return;  // what combining an empty field leaves
-      baggage_entry entry;
-      // An invalid member is dropped on its own ("Mutating baggage": the
-      // receiver "MAY remove an offending list-member before propagating the rest").
-      if (parse_member(item, entry)) entries.push_back(std::move(entry));
-    });
+  std::size_t input = 0;
+  for (std::string_view field : fields) input += field.size();
+  if (input == 0) return baggage();
+  // Canonical text is at most 3 times its input (an invalid octet "%FF" becomes
+  // U+FFFD, "%EF%BF%BD"): written in one pass to a buffer on the stack when
+  // that fits, then copied into the one allocation that keeps it.
+  std::array<char, 2048> local;
+  std::string large;
+  char* buffer = local.data();
+  if (3 * input > local.size()) {
+    large.resize(3 * input);
+    buffer = large.data();
   }
-  baggage result;
-  if (!entries.empty()) result.data_ = std::make_shared<const list>(std::move(entries));
-  return result;
+  text_sink sink(buffer);
+  const std::size_t members = put_canonical_fields(sink, fields);
+  if (members == 0) return baggage();
+  detail::text_ref ref(detail::make_text_rep<rep>(sink.size()));
+  std::memcpy(ref.get()->chars, buffer, sink.size());
+  ref.get()->size = static_cast<std::uint32_t>(sink.size());
+  ref.get()->items = static_cast<std::uint32_t>(members);
+  return baggage(std::move(ref));
 }
 
-const baggage_entry* baggage::find(std::string_view key) const noexcept {
-  if (!data_) return nullptr;
-  for (const baggage_entry& entry : *data_) {
+baggage baggage::from_entries(std::vector<baggage_entry> entries) {
+  if (entries.empty()) return baggage();
+  text_sink counter;
+  for (const baggage_entry& entry : entries) {
+    if (counter.size() != 0) counter.put(',');
+    put_entry(counter, entry);
+  }
+  detail::text_ref ref(detail::make_text_rep<rep>(counter.size()));
+  auto& r = static_cast<rep&>(*ref.get());
+  text_sink writer(r.chars);
+  for (const baggage_entry& entry : entries) {
+    if (writer.size() != 0) writer.put(',');
+    put_entry(writer, entry);
+  }
+  r.size = static_cast<std::uint32_t>(writer.size());
+  r.items = static_cast<std::uint32_t>(entries.size());
+  r.entries = std::move(entries);
+  std::call_once(r.decoded, [] {});  // already decoded
+  return baggage(std::move(ref));
+}
+
+std::span<const baggage_entry> baggage::entries() const {
+  if (rep_.get() == nullptr) return {};
+  auto& r = static_cast<rep&>(*rep_.get());
+  std::call_once(r.decoded, [&r] {
+    r.entries.reserve(r.items);
+    detail::for_each_list_item(r.text(), [&r](std::string_view member) { r.entries.push_back(decode_member(member)); });
+  });
+  return r.entries;
+}
+
+const baggage_entry* baggage::find(std::string_view key) const {
+  for (const baggage_entry& entry : entries()) {
     if (entry.key == key) return &entry;
   }
   return nullptr;
 }
 
-std::optional<std::string_view> baggage::get(std::string_view key) const noexcept {
+std::optional<std::string_view> baggage::get(std::string_view key) const {
   const baggage_entry* entry = find(key);
   if (entry == nullptr) return std::nullopt;
   return std::string_view(entry->value);
-}
-
-baggage::list& baggage::mutable_entries() {
-  if (!data_) {
-    data_ = std::make_shared<const list>();
-  } else if (data_.use_count() > 1) {
-    // Shared with another copy: modify our own. A count of one cannot rise
-    // concurrently, since only this object holds a reference.
-    data_ = std::make_shared<const list>(*data_);
-  }
-  return const_cast<list&>(*data_);
 }
 
 void baggage::set(std::string_view key, std::string_view value, std::vector<baggage_property> properties) {
@@ -226,51 +355,47 @@ void baggage::set(std::string_view key, std::string_view value, std::vector<bagg
     if (property.value) *property.value = detail::sanitize_utf8(*property.value);
   }
   baggage_entry entry{std::string(key), detail::sanitize_utf8(value), std::move(properties)};
-  list& entries = mutable_entries();
-  const auto first = std::find_if(entries.begin(), entries.end(),
-                                  [&](const baggage_entry& e) { return e.key == key; });
-  if (first == entries.end()) {
-    entries.push_back(std::move(entry));
-    return;
+  const std::span<const baggage_entry> current = entries();
+  std::vector<baggage_entry> updated;
+  updated.reserve(current.size() + 1);
+  bool replaced = false;
+  for (const baggage_entry& e : current) {
+    if (e.key != key) {
+      updated.push_back(e);
+    } else if (!replaced) {  // the first in place; later duplicates go
+      updated.push_back(std::move(entry));
+      replaced = true;
+    }
   }
-  *first = std::move(entry);
-  entries.erase(std::remove_if(first + 1, entries.end(),
-                               [&](const baggage_entry& e) { return e.key == key; }),
-                entries.end());
+  if (!replaced) updated.push_back(std::move(entry));
+  *this = from_entries(std::move(updated));
 }
 
 std::size_t baggage::erase(std::string_view key) {
-  if (find(key) == nullptr) return 0;
-  list& entries = mutable_entries();
-  const std::size_t removed =
-      std::erase_if(entries, [&](const baggage_entry& e) { return e.key == key; });
-  if (entries.empty()) data_.reset();
+  const std::span<const baggage_entry> current = entries();
+  std::vector<baggage_entry> kept;
+  for (const baggage_entry& e : current) {
+    if (e.key != key) kept.push_back(e);
+  }
+  const std::size_t removed = current.size() - kept.size();
+  if (removed != 0) *this = from_entries(std::move(kept));
   return removed;
 }
 
 std::string baggage::format(std::size_t max_bytes_out) const {
+  const std::string_view all = text();
+  if (all.size() <= max_bytes_out && size() <= max_members) return std::string(all);
   std::string out;
-  if (!data_) return out;
-  std::string member;
   std::size_t members = 0;
-  for (const baggage_entry& entry : *data_) {
-    if (members == max_members) break;
-    member.clear();
-    append_member(member, entry);
+  detail::for_each_list_item(all, [&](std::string_view member) {
+    if (members == max_members) return;
     const std::size_t needed = member.size() + (out.empty() ? 0 : 1);
-    if (out.size() + needed > max_bytes_out) continue;  // never a partial member
+    if (out.size() + needed > max_bytes_out) return;  // never a partial member
     if (!out.empty()) out += ',';
     out += member;
     ++members;
-  }
+  });
   return out;
-}
-
-bool operator==(const baggage& a, const baggage& b) noexcept {
-  if (a.data_ == b.data_) return true;
-  const auto x = a.entries();
-  const auto y = b.entries();
-  return std::equal(x.begin(), x.end(), y.begin(), y.end());
 }
 
 }  // namespace ctxpool

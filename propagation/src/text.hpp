@@ -1,7 +1,9 @@
 // Header-text primitives shared by the traceparent, tracestate and baggage parsers.
 #pragma once
 
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -31,26 +33,37 @@ void for_each_list_item(std::string_view text, F&& f, char separator = ',') {
   }
 }
 
-/// RFC 7230 `tchar`: what a `token` (a baggage key) is made of.
-[[nodiscard]] constexpr bool is_tchar(char c) noexcept {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*': case '+':
-    case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-      return true;
-    default:
-      return false;
+/// Character classes of the three grammars, one table lookup each.
+enum char_class : std::uint8_t {
+  cc_tchar = 1,            // RFC 7230 tchar: what a token (a baggage key) is made of
+  cc_baggage_octet = 2,    // printable ASCII but space, '"', ',', ';' and '\\'
+  cc_tracestate_key = 4,   // keychar: a-z 0-9 _ - * / @
+  cc_tracestate_first = 8, // a-z 0-9: what a tracestate key starts with
+  cc_tracestate_value = 16 // chr: 0x20-0x7e but ',' and '='
+};
+
+inline constexpr std::array<std::uint8_t, 256> char_classes = [] {
+  std::array<std::uint8_t, 256> table{};
+  for (int c = 0x21; c <= 0x7e; ++c) {
+    if (c != '"' && c != ',' && c != ';' && c != '\\') table[c] |= cc_baggage_octet;
   }
+  for (int c = 0x20; c <= 0x7e; ++c) {
+    if (c != ',' && c != '=') table[c] |= cc_tracestate_value;
+  }
+  for (int c = '0'; c <= '9'; ++c) table[c] |= cc_tchar | cc_tracestate_key | cc_tracestate_first;
+  for (int c = 'a'; c <= 'z'; ++c) table[c] |= cc_tchar | cc_tracestate_key | cc_tracestate_first;
+  for (int c = 'A'; c <= 'Z'; ++c) table[c] |= cc_tchar;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] |= cc_tchar;
+  for (char c : std::string_view("_-*/@")) table[static_cast<unsigned char>(c)] |= cc_tracestate_key;
+  return table;
+}();
+
+[[nodiscard]] constexpr bool has_class(char c, std::uint8_t classes) noexcept {
+  return (char_classes[static_cast<unsigned char>(c)] & classes) != 0;
 }
 
-/// Baggage `baggage-octet`: printable ASCII but space, '"', ',', ';' and '\'.
-[[nodiscard]] constexpr bool is_baggage_octet(char c) noexcept {
-  return c >= 0x21 && c <= 0x7e && c != '"' && c != ',' && c != ';' && c != '\\';
-}
-
-/// Appends `text` with every byte outside `baggage-octet`, and '%', written as
-/// `%XX` (RFC 3986 2.1, uppercase hex).
-void append_percent_encoded(std::string& out, std::string_view text);
+[[nodiscard]] constexpr bool is_tchar(char c) noexcept { return has_class(c, cc_tchar); }
+[[nodiscard]] constexpr bool is_baggage_octet(char c) noexcept { return has_class(c, cc_baggage_octet); }
 
 /// Decodes `%XX` escapes of a baggage value into `out`, then replaces byte
 /// sequences that are not UTF-8 by U+FFFD. False (and `out` unspecified) when a

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstring>
 #include <random>
 
 #include "text.hpp"
@@ -84,14 +85,15 @@ std::optional<traceparent> traceparent::parse(std::string_view text) noexcept {
   if (text.size() > text_size && text[text_size] != '-') return std::nullopt;
   if (text[35] != '-' || text[52] != '-') return std::nullopt;
 
-  const std::optional<trace_id> trace = trace_id::from_hex(text.substr(3, trace_id::hex_size));
-  const std::optional<span_id> parent = span_id::from_hex(text.substr(36, span_id::hex_size));
+  traceparent result;
+  const bool ids = result.trace.assign_hex(&text[3]) & result.parent.assign_hex(&text[36]);
   const int flags_high = detail::hex_digit_value(text[53]);
   const int flags_low = detail::hex_digit_value(text[54]);
-  if (!trace || !parent || (flags_high | flags_low) < 0) return std::nullopt;
-  if (!trace->is_valid() || !parent->is_valid()) return std::nullopt;  // all zeros forbidden
-  const auto flags = static_cast<std::uint8_t>((flags_high << 4 | flags_low) & trace_flags::known_bits);
-  return traceparent{*trace, *parent, trace_flags{flags}};
+  if (!ids || (flags_high | flags_low) < 0) return std::nullopt;
+  // All zeros are forbidden ("trace-id", "parent-id").
+  if (!result.trace.is_valid() || !result.parent.is_valid()) return std::nullopt;
+  result.flags.bits = static_cast<std::uint8_t>((flags_high << 4 | flags_low) & trace_flags::known_bits);
+  return result;
 }
 
 std::array<char, traceparent::text_size> traceparent::to_chars() const noexcept {
@@ -117,20 +119,11 @@ std::string traceparent::to_string() const {
 
 // --- tracestate ("Tracestate Header") ------------------------------------------
 
-namespace {
-
-[[nodiscard]] constexpr bool is_lcalpha_or_digit(char c) noexcept {
-  return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-}
-
-}  // namespace
-
 bool tracestate::is_valid_key(std::string_view key) noexcept {
   // key = ( lcalpha / DIGIT ) 0*255 ( keychar )
-  if (key.empty() || key.size() > 256 || !is_lcalpha_or_digit(key[0])) return false;
-  return std::all_of(key.begin() + 1, key.end(), [](char c) {
-    return is_lcalpha_or_digit(c) || c == '_' || c == '-' || c == '*' || c == '/' || c == '@';
-  });
+  if (key.empty() || key.size() > 256 || !detail::has_class(key[0], detail::cc_tracestate_first)) return false;
+  return std::all_of(key.begin() + 1, key.end(),
+                     [](char c) { return detail::has_class(c, detail::cc_tracestate_key); });
 }
 
 bool tracestate::is_valid_value(std::string_view value) noexcept {
@@ -138,68 +131,106 @@ bool tracestate::is_valid_value(std::string_view value) noexcept {
   // nblk-chr = %x21-2B / %x2D-3C / %x3E-7E (printable ASCII but ',' and '=')
   if (value.empty() || value.size() > 256 || value.back() == ' ') return false;
   return std::all_of(value.begin(), value.end(),
-                     [](char c) { return c >= 0x20 && c <= 0x7e && c != ',' && c != '='; });
+                     [](char c) { return detail::has_class(c, detail::cc_tracestate_value); });
 }
 
+namespace {
+
+/// Calls `f(key, value)` for each member of canonical tracestate text
+/// (`key=value` joined by ',' with no white space, as tracestate keeps it).
+template <class F>
+void for_each_member(std::string_view text, F&& f) {
+  if (text.empty()) return;
+  detail::for_each_list_item(text, [&](std::string_view member) {
+    const std::size_t eq = member.find('=');
+    f(member.substr(0, eq), member.substr(eq + 1));
+  });
+}
+
+/// Appends one member to canonical text being built in `out`.
+void append_member(char* out, std::uint32_t& size, std::string_view key, std::string_view value) noexcept {
+  if (size != 0) out[size++] = ',';
+  std::memcpy(out + size, key.data(), key.size());
+  size += static_cast<std::uint32_t>(key.size());
+  out[size++] = '=';
+  std::memcpy(out + size, value.data(), value.size());
+  size += static_cast<std::uint32_t>(value.size());
+}
+
+}  // namespace
+
 tracestate tracestate::parse(std::span<const std::string_view> fields) {
-  entries parsed;
+  std::size_t capacity = 0;
+  for (std::string_view field : fields) capacity += field.size();
+  if (capacity == 0) return tracestate();
+  // Canonical text is never longer than its input: one allocation, written in
+  // place by one pass over each field that splits and validates together.
+  detail::text_ref ref(detail::make_text_rep<detail::text_rep>(capacity));
+  detail::text_rep& rep = *ref.get();
+  std::array<std::string_view, max_members> keys;  // kept so far, to refuse duplicates
   std::size_t members = 0;
   for (std::string_view field : fields) {
-    bool invalid = false;
-    detail::for_each_list_item(field, [&](std::string_view item) {
-      if (invalid) return;
-      item = detail::trim_ows(item);
-      if (item.empty()) return;  // "Empty and whitespace-only list members are allowed"
-      const std::size_t eq = item.find('=');
-      if (eq == std::string_view::npos) {
-        invalid = true;
-        return;
+    const char* p = field.data();
+    const char* const end = p + field.size();
+    for (;;) {
+      while (p != end && detail::is_ows(*p)) ++p;
+      if (p == end) break;
+      if (*p == ',') {  // "Empty and whitespace-only list members are allowed"
+        ++p;
+        continue;
       }
-      const std::string_view key = item.substr(0, eq);
-      const std::string_view value = item.substr(eq + 1);
-      if (!is_valid_key(key) || !is_valid_value(value) || ++members > max_members) {
-        invalid = true;
-        return;
+      // key = ( lcalpha / DIGIT ) 0*255 ( keychar )
+      const char* const key_begin = p;
+      if (!detail::has_class(*p, detail::cc_tracestate_first)) return tracestate();
+      ++p;
+      while (p != end && detail::has_class(*p, detail::cc_tracestate_key)) ++p;
+      const auto key = std::string_view(key_begin, static_cast<std::size_t>(p - key_begin));
+      if (key.size() > 256 || p == end || *p != '=') return tracestate();
+      // value = 0*255(chr) nblk-chr; white space after it belongs to the list.
+      const char* const value_begin = ++p;
+      bool tab = false;
+      while (p != end && *p != ',') {
+        if (*p == '\t') {
+          tab = true;
+        } else if (!detail::has_class(*p, detail::cc_tracestate_value)) {
+          return tracestate();
+        }
+        ++p;
       }
-      const bool duplicate = std::any_of(parsed.begin(), parsed.end(),
-                                         [&](const entry& e) { return e.key == key; });
-      if (!duplicate) parsed.push_back(entry{std::string(key), std::string(value)});
-    });
-    // One bad member makes the header unparsable, and a header that cannot be
-    // parsed is discarded whole (the test suite's strict level checks this).
-    if (invalid) return tracestate();
+      // Leading spaces are part of the value; trailing ones are list white space.
+      auto value = std::string_view(value_begin, static_cast<std::size_t>(p - value_begin));
+      while (!value.empty() && detail::is_ows(value.back())) value.remove_suffix(1);
+      if (value.empty() || value.size() > 256) return tracestate();
+      if (tab && value.find('\t') != std::string_view::npos) return tracestate();
+      // One bad member makes the header unparsable, and a header that cannot
+      // be parsed is discarded whole (the test suite's strict level checks this).
+      if (++members > max_members) return tracestate();
+      bool duplicate = false;
+      for (std::size_t i = 0; i < rep.items && !duplicate; ++i) duplicate = keys[i] == key;
+      if (!duplicate) {  // a duplicate: the left-most stays
+        keys[rep.items] = key;
+        append_member(rep.chars, rep.size, key, value);
+        ++rep.items;
+      }
+    }
   }
-  tracestate result;
-  if (!parsed.empty()) result.data_ = std::make_shared<const entries>(std::move(parsed));
-  return result;
+  if (rep.items == 0) return tracestate();
+  return tracestate(std::move(ref));
 }
 
 std::optional<std::string_view> tracestate::get(std::string_view key) const noexcept {
-  if (!data_) return std::nullopt;
-  for (const entry& e : *data_) {
-    if (e.key == key) return std::string_view(e.value);
-  }
-  return std::nullopt;
+  std::optional<std::string_view> result;
+  for_each_member(text(), [&](std::string_view k, std::string_view v) {
+    if (!result && k == key) result = v;
+  });
+  return result;
 }
 
 std::vector<tracestate::member> tracestate::members() const {
   std::vector<member> result;
-  if (data_) {
-    result.reserve(data_->size());
-    for (const entry& e : *data_) result.push_back(member{e.key, e.value});
-  }
+  result.reserve(size());
+  for_each_member(text(), [&](std::string_view k, std::string_view v) { result.push_back(member{k, v}); });
   return result;
-}
-
-tracestate::entries& tracestate::mutable_entries() {
-  if (!data_) {
-    data_ = std::make_shared<const entries>();
-  } else if (data_.use_count() > 1) {
-    // Another copy shares these entries: modify a copy of our own. A count of
-    // one cannot rise concurrently, since only this object holds a reference.
-    data_ = std::make_shared<const entries>(*data_);
-  }
-  return const_cast<entries&>(*data_);
 }
 
 void tracestate::set(std::string_view key, std::string_view value) {
@@ -213,66 +244,72 @@ void tracestate::set(std::string_view key, std::string_view value) {
                                "' is invalid: use 1 to 256 printable ASCII characters other "
                                "than ',' and '=', not ending with a space");
   }
-  entries& list = mutable_entries();
-  std::erase_if(list, [&](const entry& e) { return e.key == key; });
-  list.insert(list.begin(), entry{std::string(key), std::string(value)});
-  if (list.size() > max_members) list.pop_back();  // the right-most goes
+  const std::string_view old = text();
+  detail::text_ref ref(detail::make_text_rep<detail::text_rep>(key.size() + 1 + value.size() + 1 + old.size()));
+  detail::text_rep& rep = *ref.get();
+  append_member(rep.chars, rep.size, key, value);
+  rep.items = 1;
+  for_each_member(old, [&](std::string_view k, std::string_view v) {
+    // The right-most members go when there would be more than 32.
+    if (k == key || rep.items == max_members) return;
+    append_member(rep.chars, rep.size, k, v);
+    ++rep.items;
+  });
+  rep_ = std::move(ref);
 }
 
 bool tracestate::erase(std::string_view key) {
   if (!get(key)) return false;
-  entries& list = mutable_entries();
-  std::erase_if(list, [&](const entry& e) { return e.key == key; });
-  if (list.empty()) data_.reset();
+  if (size() == 1) {
+    rep_ = detail::text_ref();
+    return true;
+  }
+  const std::string_view old = text();
+  detail::text_ref ref(detail::make_text_rep<detail::text_rep>(old.size()));
+  detail::text_rep& rep = *ref.get();
+  for_each_member(old, [&](std::string_view k, std::string_view v) {
+    if (k == key) return;
+    append_member(rep.chars, rep.size, k, v);
+    ++rep.items;
+  });
+  rep_ = std::move(ref);
   return true;
 }
 
 std::string tracestate::format(std::size_t max_length) const {
-  if (!data_) return {};
-  const entries& list = *data_;
-  std::array<bool, max_members + 1> kept{};
-  std::size_t length = 0;
-  std::size_t count = 0;
-  for (std::size_t i = 0; i < list.size(); ++i) {
-    kept[i] = true;
-    length += list[i].key.size() + 1 + list[i].value.size();
-    ++count;
-  }
-  const auto joined = [&] { return count == 0 ? 0 : length + count - 1; };
+  const std::string_view all = text();
+  if (all.size() <= max_length) return std::string(all);
+  std::array<member, max_members> list;
+  std::array<bool, max_members> kept{};
+  std::size_t n = 0;
+  for_each_member(all, [&](std::string_view k, std::string_view v) { list[n++] = member{k, v}; });
+  const auto length_of = [&](std::size_t i) { return list[i].key.size() + 1 + list[i].value.size(); };
+  std::size_t length = all.size();  // joined length of the kept members
+  std::size_t count = n;
+  for (std::size_t i = 0; i < n; ++i) kept[i] = true;
   const auto drop = [&](std::size_t i) {
     kept[i] = false;
-    length -= list[i].key.size() + 1 + list[i].value.size();
+    length -= length_of(i) + (count > 1 ? 1 : 0);
     --count;
   };
   // "Entries larger than 128 characters long SHOULD be removed first. Then
   // entries SHOULD be removed starting from the end of tracestate."
-  for (std::size_t i = list.size(); i-- > 0 && joined() > max_length;) {
-    if (list[i].key.size() + 1 + list[i].value.size() > long_member) drop(i);
+  for (std::size_t i = n; i-- > 0 && length > max_length;) {
+    if (length_of(i) > long_member) drop(i);
   }
-  for (std::size_t i = list.size(); i-- > 0 && joined() > max_length;) {
+  for (std::size_t i = n; i-- > 0 && length > max_length;) {
     if (kept[i]) drop(i);
   }
-  std::string text;
-  text.reserve(joined());
-  for (std::size_t i = 0; i < list.size(); ++i) {
+  std::string out;
+  out.reserve(length);
+  for (std::size_t i = 0; i < n; ++i) {
     if (!kept[i]) continue;
-    if (!text.empty()) text += ',';
-    text += list[i].key;
-    text += '=';
-    text += list[i].value;
+    if (!out.empty()) out += ',';
+    out += list[i].key;
+    out += '=';
+    out += list[i].value;
   }
-  return text;
-}
-
-bool operator==(const tracestate& a, const tracestate& b) noexcept {
-  if (a.size() != b.size()) return false;
-  if (a.data_ == b.data_) return true;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    const auto& x = (*a.data_)[i];
-    const auto& y = (*b.data_)[i];
-    if (x.key != y.key || x.value != y.value) return false;
-  }
-  return true;
+  return out;
 }
 
 // --- trace_context -------------------------------------------------------------

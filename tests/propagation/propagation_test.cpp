@@ -229,3 +229,15 @@ TEST_CASE("set by hand: the variables are ordinary context variables") {
     CHECK(out.at("baggage") == "tenant=acme");
   });
 }
+
+TEST_CASE("extract replaces the current trace and baggage: a request without baggage has none") {
+  ctxpool::context ctx;
+  ctx.run([] {
+    ctxpool::extract(std::map<std::string, std::string>{{"traceparent", std::string(incoming)}, {"baggage", "a=1"}});
+    CHECK(ctxpool::current_baggage().get("a") == "1");
+    ctxpool::extract(std::map<std::string, std::string>{{"traceparent", std::string(incoming)}});
+    CHECK(ctxpool::current_baggage().empty());
+    ctxpool::extract(std::map<std::string, std::string>{});
+    CHECK_FALSE(ctxpool::current_trace()->remote);
+  });
+}

@@ -17,9 +17,9 @@
 //
 // @par Thread safety
 // A value type: distinct objects may be used from any threads; one object may
-// be read concurrently but not read while it is modified. Copies share their
-// entries until one is modified (copy on write): copying is an atomic
-// increment, and different copies may be used concurrently.
+// be read concurrently (the first `entries()` decodes once, thread-safely) but
+// not read while it is modified. Copies share their immutable state: copying is
+// an atomic increment; modifying one gives it new state of its own.
 //
 // @par Lifetime
 // Views returned by `get` and `entries` point into the `baggage` object they
@@ -28,7 +28,6 @@
 
 #include <cstddef>
 #include <initializer_list>
-#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -80,17 +79,19 @@ class baggage {
   [[nodiscard]] static bool is_valid_key(std::string_view key) noexcept;
 
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
-  [[nodiscard]] std::size_t size() const noexcept { return data_ ? data_->size() : 0; }
+  [[nodiscard]] std::size_t size() const noexcept { return rep_.items(); }
+
+  /// Every entry as header text (encoded, no white space), without the limits
+  /// `format` applies. Kept with the entries, so sending it costs no formatting.
+  [[nodiscard]] std::string_view text() const noexcept { return rep_.text(); }
 
   /// The value of the first entry with `key`, if any.
-  [[nodiscard]] std::optional<std::string_view> get(std::string_view key) const noexcept;
+  [[nodiscard]] std::optional<std::string_view> get(std::string_view key) const;
   /// The first entry with `key`, if any.
-  [[nodiscard]] const baggage_entry* find(std::string_view key) const noexcept;
+  [[nodiscard]] const baggage_entry* find(std::string_view key) const;
 
-  /// The entries, in order.
-  [[nodiscard]] std::span<const baggage_entry> entries() const noexcept {
-    return data_ ? std::span<const baggage_entry>(*data_) : std::span<const baggage_entry>();
-  }
+  /// The entries, in order (decoded from the header text on first use).
+  [[nodiscard]] std::span<const baggage_entry> entries() const;
 
   /// Sets `key` to `value` (any UTF-8 text; encoded on output): replaces the
   /// first entry with `key` in place and removes any later duplicates, or
@@ -107,14 +108,15 @@ class baggage {
   /// skipped and later, smaller ones still go.
   [[nodiscard]] std::string format(std::size_t max_bytes_out = max_bytes) const;
 
-  /// Same entries in the same order.
-  friend bool operator==(const baggage& a, const baggage& b) noexcept;
+  /// Same entries in the same order (the encoding is canonical, so the texts compare).
+  friend bool operator==(const baggage& a, const baggage& b) noexcept { return a.text() == b.text(); }
 
  private:
-  using list = std::vector<baggage_entry>;
-  list& mutable_entries();
+  struct rep;
+  explicit baggage(detail::text_ref state) noexcept : rep_(std::move(state)) {}
+  static baggage from_entries(std::vector<baggage_entry> entries);
 
-  std::shared_ptr<const list> data_;  // null when empty; shared by copies
+  detail::text_ref rep_;  // canonical header text, entries decoded lazily; null when empty
 };
 
 }  // namespace ctxpool

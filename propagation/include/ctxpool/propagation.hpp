@@ -104,6 +104,35 @@ field_values read_fields(const Carrier& carrier, std::string_view name) {
   return values;
 }
 
+/// The three fields `extract` reads, in one pass over the carrier when it can.
+struct propagation_fields {
+  field_values traceparent;
+  field_values tracestate;
+  field_values baggage;
+};
+
+template <text_map_reader Carrier>
+propagation_fields read_propagation_fields(const Carrier& carrier) {
+  propagation_fields fields;
+  if constexpr (text_map_scannable<Carrier>) {
+    text_map_traits<Carrier>::for_each_field(carrier, [&fields](std::string_view name, std::string_view value) {
+      // The lengths differ: one comparison per field decides.
+      if (name.size() == header_name::traceparent.size()) {
+        if (ascii_iequals(name, header_name::traceparent)) fields.traceparent.push_back(value);
+      } else if (name.size() == header_name::tracestate.size()) {
+        if (ascii_iequals(name, header_name::tracestate)) fields.tracestate.push_back(value);
+      } else if (name.size() == header_name::baggage.size()) {
+        if (ascii_iequals(name, header_name::baggage)) fields.baggage.push_back(value);
+      }
+    });
+  } else {
+    fields.traceparent = read_fields(carrier, header_name::traceparent);
+    fields.tracestate = read_fields(carrier, header_name::tracestate);
+    fields.baggage = read_fields(carrier, header_name::baggage);
+  }
+  return fields;
+}
+
 /// The trace context of incoming fields (the carrier-independent part of extract).
 trace_context trace_context_from_fields(std::span<const std::string_view> traceparent_fields,
                                         std::span<const std::string_view> tracestate_fields);
@@ -135,9 +164,14 @@ template <text_map_reader Carrier>
 /// @returns the trace now current.
 template <text_map_reader Carrier>
 trace_context extract(const Carrier& carrier) {
-  trace_context trace = extract_trace_context(carrier);
+  const detail::propagation_fields fields = detail::read_propagation_fields(carrier);
+  trace_context trace = detail::trace_context_from_fields(fields.traceparent.view(), fields.tracestate.view());
   (void)trace_context_var().set(trace);
-  (void)baggage_var().set(extract_baggage(carrier));
+  if (fields.baggage.size() != 0) {
+    (void)baggage_var().set(baggage::parse(fields.baggage.view()));
+  } else if (!baggage_var().get().empty()) {  // a request without baggage has none
+    (void)baggage_var().set(baggage());
+  }
   return trace;
 }
 
@@ -148,14 +182,24 @@ void inject_trace_context(Carrier& carrier, const traceparent& parent, const tra
   const std::array<char, traceparent::text_size> text = parent.to_chars();
   text_map_traits<Carrier>::set(carrier, header_name::traceparent,
                                 std::string_view(text.data(), text.size()));
-  if (!state.empty()) text_map_traits<Carrier>::set(carrier, header_name::tracestate, state.format());
+  if (state.empty()) return;
+  if (state.text().size() <= tracestate::propagated_length) {
+    text_map_traits<Carrier>::set(carrier, header_name::tracestate, state.text());  // no formatting
+  } else {
+    text_map_traits<Carrier>::set(carrier, header_name::tracestate, state.format());
+  }
 }
 
 /// Writes `baggage` into `carrier` when `bag` is not empty (within the limits,
 /// whole members only).
 template <text_map_writer Carrier>
 void inject_baggage(Carrier& carrier, const baggage& bag) {
-  if (!bag.empty()) text_map_traits<Carrier>::set(carrier, header_name::baggage, bag.format());
+  if (bag.empty()) return;
+  if (bag.text().size() <= baggage::max_bytes && bag.size() <= baggage::max_members) {
+    text_map_traits<Carrier>::set(carrier, header_name::baggage, bag.text());  // no formatting
+  } else {
+    text_map_traits<Carrier>::set(carrier, header_name::baggage, bag.format());
+  }
 }
 
 /// Writes the current trace and baggage into an outgoing request's carrier,
@@ -167,10 +211,10 @@ void inject_baggage(Carrier& carrier, const baggage& bag) {
 /// @returns the parent id written (the id of the outgoing operation).
 template <text_map_writer Carrier>
 span_id inject(Carrier& carrier) {
-  const std::optional<trace_context> current = current_trace();
-  const trace_context trace = current ? *current : trace_context::start_new();
+  std::optional<trace_context> trace = current_trace();
+  if (!trace) trace = trace_context::start_new();
   const span_id operation = span_id::random();
-  inject_trace_context(carrier, trace.outgoing(operation), trace.state);
+  inject_trace_context(carrier, trace->outgoing(operation), trace->state);
   inject_baggage(carrier, current_baggage());
   return operation;
 }

@@ -7,6 +7,8 @@
 //
 //   static void for_each(const Carrier&, std::string_view name, F f);  // f(value) per field
 //   static void set(Carrier&, std::string_view name, std::string_view value);  // replace all
+//   // optional: every field once, so that `extract` reads a carrier in one pass
+//   static void for_each_field(const Carrier&, F f);  // f(name, value) per field
 //
 // Field names are matched ASCII case-insensitively, as HTTP and the W3C
 // specifications require, and every field with the name is visited in order,
@@ -49,9 +51,12 @@ namespace detail {
   return true;
 }
 
-/// A visitor type used only to state the carrier concepts.
+/// Visitor types used only to state the carrier concepts.
 struct ignore_field {
   void operator()(std::string_view) const noexcept {}
+};
+struct ignore_named_field {
+  void operator()(std::string_view, std::string_view) const noexcept {}
 };
 
 template <class S>
@@ -98,6 +103,10 @@ struct text_map_traits<Carrier> {
     auto [first, last] = carrier.equal_range(name);
     for (; first != last; ++first) f(detail::as_std_view(first->value()));
   }
+  template <class F>
+  static void for_each_field(const Carrier& carrier, F&& f) {
+    for (const auto& field : carrier) f(detail::as_std_view(field.name_string()), detail::as_std_view(field.value()));
+  }
   static void set(Carrier& carrier, std::string_view name, std::string_view value) {
     carrier.set(name, value);
   }
@@ -111,6 +120,10 @@ struct text_map_traits<Carrier> {
     for (const auto& [key, value] : carrier) {
       if (detail::ascii_iequals(key, name)) f(std::string_view(value));
     }
+  }
+  template <class F>
+  static void for_each_field(const Carrier& carrier, F&& f) {
+    for (const auto& [key, value] : carrier) f(std::string_view(key), std::string_view(value));
   }
   static void set(Carrier& carrier, std::string_view name, std::string_view value) {
     for (auto it = carrier.begin(); it != carrier.end();) {
@@ -130,6 +143,12 @@ struct text_map_traits<Carrier> {
 template <class C>
 concept text_map_reader = requires(const C& carrier, std::string_view name) {
   text_map_traits<C>::for_each(carrier, name, detail::ignore_field{});
+};
+
+/// A carrier whose fields can be read in one pass (`for_each_field`).
+template <class C>
+concept text_map_scannable = text_map_reader<C> && requires(const C& carrier) {
+  text_map_traits<C>::for_each_field(carrier, detail::ignore_named_field{});
 };
 
 /// A carrier `inject` can write: `text_map_traits<C>::set` exists.

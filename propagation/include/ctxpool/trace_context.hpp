@@ -17,9 +17,9 @@
 // @par Thread safety
 // All types here are values: distinct objects may be used from any threads; one
 // object may be read concurrently but not read while it is modified. Copies of a
-// `tracestate` share their members until one of them is modified (copy on
-// write), so a copy is an atomic increment, never an allocation, and concurrent
-// use of different copies is safe.
+// `tracestate` share their immutable members (a copy is an atomic increment,
+// never an allocation); modifying one gives it new members of its own, so
+// concurrent use of different copies is safe.
 //
 // @par Lifetime
 // String views returned by `tracestate::get` and `tracestate::members` point
@@ -28,10 +28,11 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
-#include <memory>
+#include <new>
 #include <optional>
 #include <span>
 #include <stdexcept>
@@ -39,6 +40,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <ctxpool/detail/small_alloc.hpp>
 
 namespace ctxpool {
 
@@ -54,16 +57,52 @@ namespace detail {
 /// from the operating system's entropy source; no lock, no shared state).
 std::uint64_t random_u64() noexcept;
 
+/// Values of the lowercase hex digits (HEXDIGLC); 0xff for every other character.
+inline constexpr std::array<std::uint8_t, 256> hex_digit_values = [] {
+  std::array<std::uint8_t, 256> table{};
+  for (auto& v : table) v = 0xff;
+  for (int c = 0; c < 10; ++c) table['0' + c] = static_cast<std::uint8_t>(c);
+  for (int c = 0; c < 6; ++c) table['a' + c] = static_cast<std::uint8_t>(10 + c);
+  return table;
+}();
+
 /// Lowercase hex value of `c`, or -1.
 constexpr int hex_digit_value(char c) noexcept {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
+  const std::uint8_t v = hex_digit_values[static_cast<unsigned char>(c)];
+  return v == 0xff ? -1 : v;
+}
+
+/// Decodes 16 lowercase hex digits at `p` into `out`; false if one is not.
+inline bool decode_hex_word(const char* p, std::uint64_t& out) noexcept {
+  std::uint64_t value = 0;
+  std::uint8_t seen = 0;  // 0xff marks a non-digit: checked once, after the loop
+  for (int i = 0; i < 16; ++i) {
+    const std::uint8_t digit = hex_digit_values[static_cast<unsigned char>(p[i])];
+    seen |= digit;
+    value = value << 4 | (digit & 0xf);
+  }
+  out = value;
+  return (seen & 0xf0) == 0;
+}
+
+/// Writes `value` as 16 lowercase hex digits at `out`.
+inline void encode_hex_word(std::uint64_t value, char* out) noexcept {
+  constexpr const char* digits = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i) {
+    out[i] = digits[value & 0xf];
+    value >>= 4;
+  }
 }
 
 /// An identifier of `Bytes` bytes written as 2*Bytes lowercase hex digits.
+///
+/// Held as big-endian 64-bit words (the hex text's order), so parsing,
+/// formatting, copying and comparing work a word at a time.
 template <std::size_t Bytes>
 class hex_id {
+  static_assert(Bytes % 8 == 0);
+  static constexpr std::size_t words = Bytes / 8;
+
  public:
   /// Bytes in the identifier.
   static constexpr std::size_t size = Bytes;
@@ -72,57 +111,56 @@ class hex_id {
 
   /// The all-zero identifier, which the specification forbids (`is_valid()` is false).
   constexpr hex_id() noexcept = default;
-  /// The identifier with these bytes (big-endian, as written in hex).
-  constexpr explicit hex_id(const std::array<std::uint8_t, Bytes>& bytes) noexcept : bytes_(bytes) {}
+  /// The identifier with these bytes (most significant first, as written in hex).
+  constexpr explicit hex_id(const std::array<std::uint8_t, Bytes>& bytes) noexcept {
+    for (std::size_t i = 0; i < Bytes; ++i) words_[i / 8] = words_[i / 8] << 8 | bytes[i];
+  }
 
   /// Parses exactly `hex_size` lowercase hex digits (all zeros included: check
   /// `is_valid()`); anything else, uppercase too, is `std::nullopt`.
-  [[nodiscard]] static constexpr std::optional<hex_id> from_hex(std::string_view text) noexcept {
+  [[nodiscard]] static std::optional<hex_id> from_hex(std::string_view text) noexcept {
     if (text.size() != hex_size) return std::nullopt;
     hex_id id;
-    for (std::size_t i = 0; i < Bytes; ++i) {
-      const int high = hex_digit_value(text[2 * i]);
-      const int low = hex_digit_value(text[2 * i + 1]);
-      if ((high | low) < 0) return std::nullopt;
-      id.bytes_[i] = static_cast<std::uint8_t>(high << 4 | low);
-    }
+    if (!id.assign_hex(text.data())) return std::nullopt;
     return id;
   }
 
-  /// A random, valid identifier (every byte random; never all zeros).
+  /// Parses `hex_size` digits at `text` into this id; false (and this id
+  /// unspecified) if one is not a lowercase hex digit.
+  bool assign_hex(const char* text) noexcept {
+    bool ok = true;
+    for (std::size_t w = 0; w < words; ++w) ok &= decode_hex_word(text + 16 * w, words_[w]);
+    return ok;
+  }
+
+  /// A random, valid identifier (every bit random; never all zeros).
   [[nodiscard]] static hex_id random() noexcept {
     hex_id id;
     do {
-      for (std::size_t i = 0; i < Bytes; i += 8) {
-        const std::uint64_t bits = random_u64();
-        for (std::size_t j = 0; j < 8 && i + j < Bytes; ++j) {
-          id.bytes_[i + j] = static_cast<std::uint8_t>(bits >> (8 * j));
-        }
-      }
+      for (std::uint64_t& word : id.words_) word = random_u64();
     } while (!id.is_valid());
     return id;
   }
 
   /// False for the all-zero identifier, which a header may not carry.
   [[nodiscard]] constexpr bool is_valid() const noexcept {
-    for (std::uint8_t b : bytes_) {
-      if (b != 0) return true;
-    }
-    return false;
+    std::uint64_t any = 0;
+    for (std::uint64_t word : words_) any |= word;
+    return any != 0;
   }
 
   /// The bytes, most significant first.
-  [[nodiscard]] constexpr const std::array<std::uint8_t, Bytes>& bytes() const noexcept {
-    return bytes_;
+  [[nodiscard]] constexpr std::array<std::uint8_t, Bytes> bytes() const noexcept {
+    std::array<std::uint8_t, Bytes> out{};
+    for (std::size_t i = 0; i < Bytes; ++i) {
+      out[i] = static_cast<std::uint8_t>(words_[i / 8] >> (56 - 8 * (i % 8)));
+    }
+    return out;
   }
 
   /// Writes the `hex_size` lowercase hex digits to `out` (no terminator).
-  constexpr void to_chars(char* out) const noexcept {
-    constexpr const char* digits = "0123456789abcdef";
-    for (std::size_t i = 0; i < Bytes; ++i) {
-      out[2 * i] = digits[bytes_[i] >> 4];
-      out[2 * i + 1] = digits[bytes_[i] & 0xf];
-    }
+  void to_chars(char* out) const noexcept {
+    for (std::size_t w = 0; w < words; ++w) encode_hex_word(words_[w], out + 16 * w);
   }
 
   /// The lowercase hex form, as in a `traceparent` header.
@@ -135,7 +173,68 @@ class hex_id {
   friend constexpr bool operator==(const hex_id&, const hex_id&) noexcept = default;
 
  private:
-  std::array<std::uint8_t, Bytes> bytes_{};
+  std::array<std::uint64_t, words> words_{};
+};
+
+/// The shared, immutable state of a `tracestate` or `baggage`: reference count
+/// and header text in one allocation (a type derived from it may keep more
+/// between the two). Copies of a value share it; modifying one builds a new one.
+struct text_rep {
+  mutable std::atomic<std::uint32_t> refs{1};
+  std::uint32_t size = 0;   // characters of text
+  std::uint32_t items = 0;  // members the text holds
+  std::uint32_t block = 0;  // bytes allocated, for small_free
+  char* chars = nullptr;    // the text, in this allocation after the derived object
+  void (*destroy)(text_rep*) noexcept = nullptr;
+
+  [[nodiscard]] std::string_view text() const noexcept { return {chars, size}; }
+};
+
+/// Allocates a `Rep` (derived from text_rep) with room for `capacity` characters.
+/// Through the context layer's per-thread block cache: a request's tracestate
+/// and baggage are as short-lived as the context values that hold them.
+template <class Rep>
+Rep* make_text_rep(std::size_t capacity) {
+  const std::size_t block = sizeof(Rep) + capacity;
+  if (block > UINT32_MAX) throw std::length_error("ctxpool: header text too long");
+  void* memory = small_alloc(block);
+  Rep* rep = ::new (memory) Rep();
+  rep->block = static_cast<std::uint32_t>(block);
+  rep->chars = static_cast<char*>(memory) + sizeof(Rep);
+  rep->destroy = [](text_rep* base) noexcept {
+    Rep* derived = static_cast<Rep*>(base);
+    const std::size_t size = derived->block;
+    derived->~Rep();
+    small_free(static_cast<void*>(derived), size);
+  };
+  return rep;
+}
+
+/// An owning handle to a text_rep (an intrusive shared pointer).
+class text_ref {
+ public:
+  text_ref() noexcept = default;
+  explicit text_ref(text_rep* adopted) noexcept : rep_(adopted) {}
+  text_ref(const text_ref& other) noexcept : rep_(other.rep_) {
+    if (rep_ != nullptr) rep_->refs.fetch_add(1, std::memory_order_relaxed);
+  }
+  text_ref(text_ref&& other) noexcept : rep_(std::exchange(other.rep_, nullptr)) {}
+  text_ref& operator=(text_ref other) noexcept {
+    std::swap(rep_, other.rep_);
+    return *this;
+  }
+  ~text_ref() {
+    if (rep_ != nullptr && rep_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) rep_->destroy(rep_);
+  }
+
+  [[nodiscard]] text_rep* get() const noexcept { return rep_; }
+  [[nodiscard]] std::string_view text() const noexcept {
+    return rep_ != nullptr ? rep_->text() : std::string_view();
+  }
+  [[nodiscard]] std::size_t items() const noexcept { return rep_ != nullptr ? rep_->items : 0; }
+
+ private:
+  text_rep* rep_ = nullptr;
 };
 
 }  // namespace detail
@@ -233,7 +332,10 @@ class tracestate {
   [[nodiscard]] static bool is_valid_value(std::string_view value) noexcept;
 
   [[nodiscard]] bool empty() const noexcept { return size() == 0; }
-  [[nodiscard]] std::size_t size() const noexcept { return data_ ? data_->size() : 0; }
+  [[nodiscard]] std::size_t size() const noexcept { return rep_.items(); }
+
+  /// Every member as header text (`key=value,...`, no white space), untruncated.
+  [[nodiscard]] std::string_view text() const noexcept { return rep_.text(); }
 
   /// The value of `key`, if present.
   [[nodiscard]] std::optional<std::string_view> get(std::string_view key) const noexcept;
@@ -256,17 +358,14 @@ class tracestate {
   [[nodiscard]] std::string format(std::size_t max_length = propagated_length) const;
 
   /// Same members in the same order.
-  friend bool operator==(const tracestate& a, const tracestate& b) noexcept;
+  friend bool operator==(const tracestate& a, const tracestate& b) noexcept {
+    return a.text() == b.text();
+  }
 
  private:
-  struct entry {
-    std::string key;
-    std::string value;
-  };
-  using entries = std::vector<entry>;
-  entries& mutable_entries();
+  explicit tracestate(detail::text_ref state) noexcept : rep_(std::move(state)) {}
 
-  std::shared_ptr<const entries> data_;  // null when empty; shared by copies
+  detail::text_ref rep_;  // the members as canonical text; null when empty
 };
 
 /// The trace a piece of work belongs to: what `extract` read from the incoming
