@@ -61,8 +61,8 @@ std::uint64_t random_u64() noexcept;
 inline constexpr std::array<std::uint8_t, 256> hex_digit_values = [] {
   std::array<std::uint8_t, 256> table{};
   for (auto& v : table) v = 0xff;
-  for (int c = 0; c < 10; ++c) table['0' + c] = static_cast<std::uint8_t>(c);
-  for (int c = 0; c < 6; ++c) table['a' + c] = static_cast<std::uint8_t>(10 + c);
+  for (std::size_t c = 0; c < 10; ++c) table['0' + c] = static_cast<std::uint8_t>(c);
+  for (std::size_t c = 0; c < 6; ++c) table['a' + c] = static_cast<std::uint8_t>(10 + c);
   return table;
 }();
 
