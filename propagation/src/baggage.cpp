@@ -276,13 +276,15 @@ baggage baggage::parse(std::span<const std::string_view> fields) {
   for (std::string_view field : fields) input += field.size();
   if (input == 0) return baggage();
   // Canonical text is at most 3 times its input (an invalid octet "%FF" becomes
-  // U+FFFD, "%EF%BF%BD"): written in one pass to a buffer on the stack when
-  // that fits, then copied into the one allocation that keeps it.
+  // U+FFFD, "%EF%BF%BD") plus the commas joining the fields: written in one
+  // pass to a buffer on the stack when that fits, then copied into the one
+  // allocation that keeps it.
+  const std::size_t bound = 3 * input + fields.size();
   std::array<char, 2048> local;
   std::string large;
   char* buffer = local.data();
-  if (3 * input > local.size()) {
-    large.resize(3 * input);
+  if (bound > local.size()) {
+    large.resize(bound);
     buffer = large.data();
   }
   text_sink sink(buffer);

@@ -161,10 +161,11 @@ void append_member(char* out, std::uint32_t& size, std::string_view key, std::st
 
 tracestate tracestate::parse(std::span<const std::string_view> fields) {
   std::size_t capacity = 0;
-  for (std::string_view field : fields) capacity += field.size();
-  if (capacity == 0) return tracestate();
-  // Canonical text is never longer than its input: one allocation, written in
-  // place by one pass over each field that splits and validates together.
+  for (std::string_view field : fields) capacity += field.size() + 1;  // + the ',' joining fields
+  if (capacity == fields.size()) return tracestate();
+  // Canonical text is never longer than its input and the commas joining its
+  // fields: one allocation, written in place by one pass over each field that
+  // splits and validates together.
   detail::text_ref ref(detail::make_text_rep<detail::text_rep>(capacity));
   detail::text_rep& rep = *ref.get();
   std::array<std::string_view, max_members> keys;  // kept so far, to refuse duplicates
