@@ -86,7 +86,7 @@ std::optional<traceparent> traceparent::parse(std::string_view text) noexcept {
   if (text[35] != '-' || text[52] != '-') return std::nullopt;
 
   traceparent result;
-  const bool ids = result.trace.assign_hex(&text[3]) & result.parent.assign_hex(&text[36]);
+  const bool ids = result.trace.assign_hex(&text[3]) && result.parent.assign_hex(&text[36]);
   const int flags_high = detail::hex_digit_value(text[53]);
   const int flags_low = detail::hex_digit_value(text[54]);
   if (!ids || (flags_high | flags_low) < 0) return std::nullopt;
