@@ -25,7 +25,7 @@ int registered = 0;
 
 template <int I>
 void register_one() {
-  ctxpool::carry_thread_local([]() -> std::uint64_t& { return carried_values[I]; });
+  ctxpool::carry_thread_local("carried_values", []() -> std::uint64_t& { return carried_values[I]; });
 }
 
 void register_up_to(int count) {
@@ -54,7 +54,7 @@ BENCHMARK(BM_capture_and_enter_carried)->Arg(0)->Arg(1)->Arg(4)->MinTime(min_tim
 // what copying the value adds.
 void BM_capture_and_enter_carried_string(benchmark::State& state) {
   register_up_to(4);
-  ctxpool::carry_thread_local([]() -> std::string& { return carried_string; });
+  ctxpool::carry_thread_local("carried_string", []() -> std::string& { return carried_string; });
   carried_string = "tenant-0123456789-0123456789-0123456789";
   ctxpool::context ctx;
   ctx.run([&] {

@@ -4,6 +4,8 @@
 #include <array>
 #include <mutex>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace ctxpool::detail {
 
@@ -22,7 +24,9 @@ constinit std::mutex carried_mutex;
 
 }  // namespace
 
-void register_carried(const carried_entry& entry) {
+void register_carried(carried_entry entry) {
+  // Like the empty value, the name lives as long as the registration: forever.
+  entry.name = *new std::string(entry.name);
   std::lock_guard lock(carried_mutex);
   const std::uint32_t count = carried_count.load(std::memory_order_relaxed);
   if (count == max_carried) {
@@ -30,6 +34,14 @@ void register_carried(const carried_entry& entry) {
   }
   carried_table[count] = entry;
   carried_count.store(count + 1, std::memory_order_release);
+}
+
+std::vector<std::string> carried_thread_local_names() {
+  const std::uint32_t count = published_count();
+  std::vector<std::string> names;
+  names.reserve(count);
+  for (std::uint32_t i = 0; i < count; ++i) names.emplace_back(carried_table[i].name);
+  return names;
 }
 
 map_node* capture_carried(map_node* root) noexcept {

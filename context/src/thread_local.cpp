@@ -1,6 +1,8 @@
 // Per-thread slot tables, the end-of-task wipe, and watched thread_locals.
 #include <ctxpool/thread_local.hpp>
 
+#include <ctxpool/detail/carried.hpp>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -189,6 +191,8 @@ std::vector<std::string> watched_thread_local_names() {
   std::vector<std::string> names;
   names.reserve(registry.entries.size());
   for (const auto& entry : registry.entries) names.push_back(entry->name);
+  // Carried thread_locals are put back when a task ends, as watched ones are.
+  for (std::string& name : carried_thread_local_names()) names.push_back(std::move(name));
   return names;
 }
 

@@ -37,8 +37,8 @@ int current_locale() { return locale_slot; }
 void set_current_locale(int locale) { locale_slot = locale; }
 
 const bool registered = [] {
-  ctxpool::carry_thread_local([]() -> std::string& { return current_tenant; });
-  ctxpool::carry_thread_local([] { return current_locale(); },
+  ctxpool::carry_thread_local("current_tenant", []() -> std::string& { return current_tenant; });
+  ctxpool::carry_thread_local("locale_slot", [] { return current_locale(); },
                               [](int locale) { set_current_locale(locale); }, -1);
   return true;
 }();

@@ -10,6 +10,9 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
 
 #include <ctxpool/detail/map.hpp>
 
@@ -17,6 +20,7 @@ namespace ctxpool::detail {
 
 /// One registered thread_local, type-erased.
 struct carried_entry {
+  std::string_view name;    // the variable's name, for residue diagnostics (stored forever)
   std::uint32_t var_id;     // keys the variable's value in context maps
   const value_base* empty;  // installed where a context holds no value (owned forever)
   /// A new value (one reference, id `var_id`) holding the calling thread's current value.
@@ -33,8 +37,13 @@ inline constinit std::atomic<std::uint32_t> carried_count{0};
   return carried_count.load(std::memory_order_relaxed) != 0;
 }
 
-/// Registers `entry`. @throws std::length_error past the registry's capacity.
-void register_carried(const carried_entry& entry);
+/// Registers `entry`, keeping a copy of its name.
+/// @throws std::length_error past the registry's capacity.
+void register_carried(carried_entry entry);
+
+/// The names of the carried thread_locals: residue diagnostics treats them as
+/// it treats watched ones (their values are put back when a task ends).
+[[nodiscard]] std::vector<std::string> carried_thread_local_names();
 
 /// `root` (whose reference is adopted) with the calling thread's current
 /// value of every carried thread_local added; one reference to the result.
