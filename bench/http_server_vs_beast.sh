@@ -2,7 +2,7 @@
 # http_server_vs_beast.sh: the http_server sample against Boost.Beast's own
 # http_server_async example, side by side in one run, under wrk.
 #
-#   bench/http_server_vs_beast.sh <http_server> <http_server_async> [rounds] [seconds]
+#   bench/http_server_vs_beast.sh <http_server> <http_server_async> [rounds] [seconds] [paired]
 #
 # <http_server_async> is Beast's example/http/server/async/http_server_async.cpp
 # built by you (it is not part of this repository), e.g.
@@ -14,14 +14,18 @@
 # changes affects all three alike; the ratios are per round, and the median
 # of the rounds is the result. Besides requests per second, each server's CPU
 # time per request (from /proc) is printed: it is what a busy shared machine
-# disturbs least. Needs wrk (Debian: wrk). Nothing here is a test; no
-# threshold is checked.
+# disturbs least. With `paired` as the fifth argument, each round loads
+# Beast and one sample server at the same time (two wrk runs side by side),
+# so that both meet the same load from the rest of the machine -- the fairer
+# comparison on a shared, busy machine. Needs wrk (Debian: wrk). Nothing
+# here is a test; no threshold is checked.
 set -euo pipefail
 
 sample="${1:?usage: $0 <http_server> <http_server_async> [rounds] [seconds]}"
 beast="${2:?usage: $0 <http_server> <http_server_async> [rounds] [seconds]}"
 rounds="${3:-5}"
 seconds="${4:-4}"
+paired="${5:-}"
 command -v wrk >/dev/null || { echo "needs wrk (apt-get install wrk)" >&2; exit 2; }
 
 work="$(mktemp -d)"
@@ -71,11 +75,29 @@ printf '%-6s %12s %12s %12s %10s %10s   %s\n' round "beast req/s" "log req/s" "n
 ratios_log=()
 ratios_quiet=()
 for ((r = 1; r <= rounds; ++r)); do
-  read -r b_rps b_cpu < <(load "$beast_port" "$beast_pid")
-  read -r l_rps l_cpu < <(load "$log_port" "$log_pid")
-  read -r q_rps q_cpu < <(load "$quiet_port" "$quiet_pid")
-  rl="$(awk -v a="$l_rps" -v b="$b_rps" 'BEGIN { printf "%.3f", a / b }')"
-  rq="$(awk -v a="$q_rps" -v b="$b_rps" 'BEGIN { printf "%.3f", a / b }')"
+  if [[ $paired == paired ]]; then
+    load "$beast_port" "$beast_pid" >"$work/b1" &
+    one=$!
+    load "$log_port" "$log_pid" >"$work/l" &
+    wait "$one" $!
+    load "$beast_port" "$beast_pid" >"$work/b2" &
+    one=$!
+    load "$quiet_port" "$quiet_pid" >"$work/q" &
+    wait "$one" $!
+    read -r b1_rps b_cpu <"$work/b1"
+    read -r b2_rps _ <"$work/b2"
+    read -r l_rps l_cpu <"$work/l"
+    read -r q_rps q_cpu <"$work/q"
+    b_rps="$b1_rps/$b2_rps"
+  else
+    read -r b1_rps b_cpu < <(load "$beast_port" "$beast_pid")
+    b2_rps="$b1_rps"
+    b_rps="$b1_rps"
+    read -r l_rps l_cpu < <(load "$log_port" "$log_pid")
+    read -r q_rps q_cpu < <(load "$quiet_port" "$quiet_pid")
+  fi
+  rl="$(awk -v a="$l_rps" -v b="$b1_rps" 'BEGIN { printf "%.3f", a / b }')"
+  rq="$(awk -v a="$q_rps" -v b="$b2_rps" 'BEGIN { printf "%.3f", a / b }')"
   ratios_log+=("$rl")
   ratios_quiet+=("$rq")
   printf '%-6s %12s %12s %12s %10s %10s   %s %s %s\n' "$r" "$b_rps" "$l_rps" "$q_rps" "$rl" "$rq" \
