@@ -232,6 +232,33 @@ def other_rows(run):
     return rows
 
 
+IO_WORKLOADS = [("io_keepalive", "keep-alive, 32 connections"),
+                ("io_conn_per_req", "connection per request, 8 clients")]
+IO_PEERS = [("asio_pool", "asio::thread_pool"), ("io_context", "io_context × 2 threads"),
+            ("io_per_thread", "io_context per thread")]
+
+
+def io_table(run):
+    """Server workloads (io_bench): ctxpool's requests/s over each peer's, and p99 latencies."""
+    head = ["server, 2 threads", "ctxpool req/s, p50 / p99"] + [f"vs {label}: req/s, p99" for _, label in IO_PEERS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for workload, label in IO_WORKLOADS:
+        mine = run.ips(f"{workload}/ctxpool")
+        if mine is None:
+            continue
+        p50, p99 = run.counter(f"{workload}/ctxpool", "p50_us"), run.counter(f"{workload}/ctxpool", "p99_us")
+        cells = [label, f"{fmt_rate(mine)}, {p50:.0f} / {p99:.0f} µs"]
+        for peer, _ in IO_PEERS:
+            theirs, their_p99 = run.ips(f"{workload}/{peer}"), run.counter(f"{workload}/{peer}", "p99_us")
+            if theirs is None:
+                cells.append("—")
+                continue
+            cells.append(f"{fmt_ratio(ratio(mine, theirs))}, {fmt_ratio(ratio(p99, their_p99))} "
+                         f"({their_p99:.0f} µs)")
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def summary(run):
     """The tables the README's Performance section shows."""
     lines = [f"Measured by `bash scripts/run.sh bench`: {run.header()}", ""]
@@ -247,6 +274,13 @@ def summary(run):
                   "against ctxpool with a latch). Target: ≥ 1.0× every simple pool and asio; "
                   "≥ 0.7× oneTBB on W3/W5, ≥ 0.9× on W1/W2/W4.", ""]
         lines += pool + [""]
+    io = io_table(run)
+    if len(io) > 2:
+        lines += ["Servers over loopback, 2 threads each, clients in the benchmark (`bench/io_bench.cpp`): "
+                  "ctxpool's requests per second over each peer's (above 1× ctxpool is faster), and its "
+                  "p99 latency over theirs (below 1× ctxpool's is lower). Target: ≥ 1.0× "
+                  "`asio::thread_pool` and an `io_context` run by 2 threads, p99 ≤ 1.1× theirs.", ""]
+        lines += io + [""]
     extra = memory_line(run) + other_rows(run)
     if extra:
         lines += ["| measure | ctxpool | peers | target |", "|---|---:|---|---|"] + extra + [""]

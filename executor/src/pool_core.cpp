@@ -76,7 +76,10 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   hold_references_across_tasks();
   for (task_observer* observer : observers_) observer->on_thread_start(index);
   worker_state& me = workers_[index];
-  bool woken = false;  // woken from the futex to look for work: counted as spinning
+  // Woken from the futex (counted as spinning), and whether to take the free
+  // I/O role rather than spin in search of tasks.
+  bool woken = false;
+  bool woken_for_io_role = false;
   for (;;) {
     try {
       if (stopping_.load(std::memory_order_acquire)) {
@@ -88,7 +91,10 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
         task = find_task(me, index);
         if (task == nullptr && poll_scheduler()) continue;
       }
-      if (task == nullptr) task = search(me, index, std::exchange(woken, false));
+      if (task == nullptr) {
+        task = search(me, index, std::exchange(woken, false),
+                      /*pause=*/!std::exchange(woken_for_io_role, false));
+      }
       if (task != nullptr) {
         task->complete(*this, true);
         if (me.taken % io_poll_interval == 0) poll_scheduler();
@@ -102,6 +108,7 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
         sleep_in_scheduler();
       } else {
         woken = sleep_parked(index);
+        woken_for_io_role = woken && idle_.woken_for_io_role(index);
       }
     } catch (...) {
       // Only a raw handler posted straight to the scheduler can throw here;
@@ -246,7 +253,8 @@ bool pool_core::work_visible() const noexcept {
   return false;
 }
 
-task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) noexcept {
+task_node* pool_core::search(worker_state& me, std::size_t index, bool counted,
+                             bool pause) noexcept {
   if (!counted) idle_.start_spinning();
   // The last spinner to find work hands the search on if more is queued:
   // submitters wake nobody while someone spins.
@@ -258,7 +266,7 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) 
   // future lands on the waker's core) run. Also while tasks are still queued:
   // skipping the yield then left a feeder or producer without a core, and
   // W1 and W4 (latch-fed) ran 25-35% slower.
-  std::this_thread::yield();
+  if (pause) std::this_thread::yield();
   // Out of work: the values that only our spare references keep alive go
   // now, and wait() may return.
   give_back_references(me);
@@ -267,7 +275,10 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted) 
   // looks (as rayon does) cost a submit-and-wait round trip 1.7 times as
   // much on a 2-core VM, where each sched_yield is an expensive system call
   // that keeps the woken submitter waiting, and won nothing on fan-outs.
-  if (idle_.try_start_pausing()) {
+  // A worker woken to take the free I/O role (handed on by a waiter about to
+  // run a handler) goes straight to it: ready handlers wait there, and its
+  // last look before run_one finds any task published meanwhile.
+  if (pause && idle_.try_start_pausing()) {
     task_node* task = nullptr;
     for (unsigned round = 0; round < spin_rounds && task == nullptr; ++round) {
       if (stopping_.load(std::memory_order_relaxed)) break;
@@ -330,9 +341,9 @@ void pool_core::release_io_role() noexcept {
   CTXPOOL_PROTOCOL_STEP();
   io_waiter_taken_.store(false, std::memory_order_seq_cst);
   CTXPOOL_PROTOCOL_STEP();  // the role is free, nobody woken to take it yet
-  // A parked worker takes the role over (it finds nothing, then takes the
-  // free role), so that timers and I/O never wait for a busy worker.
-  idle_.wake_one();
+  // A parked worker takes the role over (it looks for tasks once, then takes
+  // the free role), so that timers and I/O never wait for a busy worker.
+  idle_.wake_one(idle_workers::reason::take_io_role);
 }
 
 bool pool_core::sleep_parked(std::size_t index) {

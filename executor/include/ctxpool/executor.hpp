@@ -722,8 +722,8 @@ class after_leave_scope {
   };
   template <class F>
   struct deferred_call final : call_base {
-    explicit deferred_call(F&& f) : f(std::move(f)) {}
-    explicit deferred_call(const F& f) : f(f) {}
+    explicit deferred_call(F&& function) : f(std::move(function)) {}
+    explicit deferred_call(const F& function) : f(function) {}
     void call() override { std::move(f)(); }
     F f;
   };

@@ -97,10 +97,10 @@ auto spawn_in_context(const Executor& ex, boost::asio::awaitable<T, AwaitableExe
   using signature =
       typename boost::asio::detail::awaitable_signature<boost::asio::awaitable<T, AwaitableExecutor>>::type;
   return boost::asio::async_initiate<CompletionToken, signature>(
-      [ex](auto handler, boost::asio::awaitable<T, AwaitableExecutor> a) {
+      [ex](auto handler, boost::asio::awaitable<T, AwaitableExecutor> coroutine) {
         boost::asio::detail::initiate_co_spawn<AwaitableExecutor>(AwaitableExecutor(ex))(
             completion_after_leave<decltype(handler)>(std::move(handler)),
-            boost::asio::detail::awaitable_as_function<T, AwaitableExecutor>(std::move(a)));
+            boost::asio::detail::awaitable_as_function<T, AwaitableExecutor>(std::move(coroutine)));
       },
       token, std::move(a));
 }
@@ -111,10 +111,10 @@ auto spawn_function_in_context(const Executor& ex, F&& f, CompletionToken&& toke
   using awaitable_type = std::invoke_result_t<std::decay_t<F>&>;
   using signature = typename boost::asio::detail::awaitable_signature<awaitable_type>::type;
   return boost::asio::async_initiate<CompletionToken, signature>(
-      [ex](auto handler, std::decay_t<F> f) {
+      [ex](auto handler, std::decay_t<F> function) {
         boost::asio::detail::initiate_co_spawn<typename awaitable_type::executor_type>(
             typename awaitable_type::executor_type(ex))(
-            completion_after_leave<decltype(handler)>(std::move(handler)), std::move(f));
+            completion_after_leave<decltype(handler)>(std::move(handler)), std::move(function));
       },
       token, std::forward<F>(f));
 }

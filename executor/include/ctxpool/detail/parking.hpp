@@ -106,9 +106,15 @@ class idle_workers {
     while (woken.load(std::memory_order_acquire) == 0) woken.wait(0, std::memory_order_acquire);
   }
 
+  /// Why wake_one woke a worker.
+  enum class reason : std::uint32_t {
+    look_for_work = 1,  ///< work was published: search for it
+    take_io_role = 3,   ///< the I/O waiter role is free: look once, then take it
+  };
+
   /// Wakes the most recently parked worker, counting it as spinning. False
   /// when none is parked.
-  bool wake_one() noexcept {
+  bool wake_one(reason why = reason::look_for_work) noexcept {
     CTXPOOL_PROTOCOL_STEP();  // between the caller's publish and this look
     if (parked_count_.load(std::memory_order_seq_cst) == 0) return false;
     std::uint32_t index = 0;
@@ -122,7 +128,7 @@ class idle_workers {
     }
     CTXPOOL_PROTOCOL_STEP();  // chosen, counted as spinning, not yet woken
     std::atomic<std::uint32_t>& woken = words_[index].woken;
-    woken.store(1, std::memory_order_release);
+    woken.store(static_cast<std::uint32_t>(why), std::memory_order_release);
     woken.notify_one();
     return true;
   }
@@ -143,10 +149,15 @@ class idle_workers {
   [[nodiscard]] bool woken_by_wake_all(std::size_t index) const noexcept {
     return words_[index].woken.load(std::memory_order_acquire) == 2;
   }
+  /// Whether wake_one woke worker `index` to take the I/O waiter role.
+  [[nodiscard]] bool woken_for_io_role(std::size_t index) const noexcept {
+    return words_[index].woken.load(std::memory_order_acquire) ==
+           static_cast<std::uint32_t>(reason::take_io_role);
+  }
 
  private:
   struct alignas(64) parking_word {
-    std::atomic<std::uint32_t> woken{0};  // 0 parked, 1 woken to work, 2 woken to end
+    std::atomic<std::uint32_t> woken{0};  // 0 parked, 2 woken to end, else a reason
   };
 
   std::unique_ptr<parking_word[]> words_;

@@ -270,9 +270,9 @@ class pool_core {
   task_node* take_outside(worker_state& me) noexcept;
   /// A task from another worker's inbox or, unless `inboxes_only`, deque.
   task_node* steal_task(std::size_t thief, bool inboxes_only) noexcept;
-  /// Spins looking for a task (if few enough others spin); `counted`: a
-  /// waker already counted the caller as spinning.
-  task_node* search(worker_state& me, std::size_t index, bool counted) noexcept;
+  /// Looks for a task, spinning a while if `pause` (and few enough others
+  /// spin); `counted`: a waker already counted the caller as spinning.
+  task_node* search(worker_state& me, std::size_t index, bool counted, bool pause) noexcept;
   [[nodiscard]] bool work_visible() const noexcept;
   /// Runs one ready Asio handler unless a worker sleeps in the scheduler;
   /// true if it ran one.
