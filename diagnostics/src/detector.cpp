@@ -28,6 +28,7 @@
 #include <fmt/format.h>
 
 #include "detector.hpp"
+#include "default_suppressions.hpp"
 #include "plain_tls/monitor.hpp"
 
 namespace ctxpool::diagnostics {
@@ -545,6 +546,11 @@ bool is_thread_cache(std::string_view name) {
   }
   state& s = the_state();
   std::lock_guard lock(s.mutex);
+  if (s.opts.default_suppressions) {
+    for (const std::string_view known : default_thread_caches) {
+      if (glob(std::string(known), name)) return true;
+    }
+  }
   for (suppression_count& rule : s.suppressions) {
     if (rule.rule.kind == "thread-cache" && glob(rule.rule.pattern, name)) {
       ++rule.hits;

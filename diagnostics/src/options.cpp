@@ -10,7 +10,8 @@ namespace ctxpool::diagnostics {
 namespace {
 
 constexpr std::string_view known_options =
-    "exitcode, halt_on_error, report, format, srcroot, suppressions, leaks, thread_locals";
+    "exitcode, halt_on_error, report, format, srcroot, suppressions, leaks, thread_locals, "
+    "default_suppressions";
 
 [[nodiscard]] std::string_view trim(std::string_view s) noexcept {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
@@ -98,6 +99,8 @@ options parse_options(std::string_view spec) {
       result.leaks = parse_bool(key, value);
     } else if (key == "thread_locals") {
       result.thread_locals = parse_bool(key, value);
+    } else if (key == "default_suppressions") {
+      result.default_suppressions = parse_bool(key, value);
     } else if (key == "report") {
       if (value.empty()) throw config_error("CTXPOOL_DIAGNOSTICS: option 'report' needs a path");
       result.report_path = std::string(value);

@@ -4,7 +4,12 @@
 // the read site; a clean one must exit 0.
 //
 // Usage: plain_shapes_child <shape> <workers>.
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
@@ -15,6 +20,7 @@
 #include <random>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include <ctxpool/diagnostics.hpp>
@@ -27,6 +33,16 @@ thread_local int call_depth = 0;
 thread_local int config_level = 42;      // only ever read
 thread_local std::mt19937 request_rng{12345};  // a deliberate per-thread cache
 CTXPOOL_THREAD_CACHE(request_rng);
+
+/// Per-request state with the field that matters 64 bytes in.
+struct request_state {
+  char scratch[64];
+  int user_id;  // 0 = anonymous
+};
+static_assert(offsetof(request_state, user_id) == 64);
+thread_local request_state request{};
+thread_local std::vector<int> pending_ids;                       // left non-empty by some tasks
+thread_local std::unordered_map<std::string, int> header_counts;  // likewise
 
 std::string& current_route() {
   static thread_local std::string route = std::string(40, '-');  // lazily initialised
@@ -41,6 +57,82 @@ volatile std::size_t route_length_sink = 0;
 
 [[gnu::noinline]] void login(int i) { session_token = "token-" + std::to_string(i); }
 [[gnu::noinline]] bool is_anonymous() { return session_token.empty(); }  // the read site
+
+volatile std::uint64_t work_sink = 0;
+
+/// About 200,000 instructions of other work (hashing a request body) before
+/// the read: no instruction budget may end the watch first.
+[[gnu::noinline]] void hash_request_body() {
+  static const std::string body(32768, 'b');
+  std::uint64_t h = 1469598103934665603ULL;
+  for (int round = 0; round < 2; ++round) {
+    for (const char c : body) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ULL;
+  }
+  work_sink = h;
+}
+
+/// Blocks in read(2) on a pipe that another thread fills a millisecond later.
+void wait_on_pipe() {
+  int fds[2];
+  if (::pipe(fds) != 0) std::abort();
+  std::thread writer([fd = fds[1]] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    const char byte = 'x';
+    if (::write(fd, &byte, 1) != 1) std::abort();
+  });
+  char byte = 0;
+  if (::read(fds[0], &byte, 1) != 1) std::abort();
+  writer.join();
+  ::close(fds[0]);
+  ::close(fds[1]);
+}
+
+/// Blocks on a mutex another thread holds for a millisecond.
+void wait_on_mutex() {
+  static std::mutex shared;
+  std::unique_lock held(shared);
+  std::thread holder([&held] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    held.unlock();
+  });
+  std::this_thread::sleep_for(std::chrono::microseconds(100));
+  std::lock_guard again(shared);  // contended until the holder lets go
+  holder.join();
+}
+
+[[gnu::noinline]] bool is_anonymous_request() { return request.user_id == 0; }  // the read site
+[[gnu::noinline]] long pending_sum() {  // the read site: iterates what an earlier task left
+  long sum = 0;
+  for (const int id : pending_ids) sum += id;
+  return sum;
+}
+[[gnu::noinline]] long header_total() {  // the read site
+  long sum = 0;
+  for (const auto& [name, count] : header_counts) sum += count + static_cast<long>(name.size());
+  return sum;
+}
+volatile long read_sink = 0;
+
+/// The plugin's functions, loaded on the pool's first task that needs them.
+struct plugin_api {
+  void (*set)(int) = nullptr;
+  int (*get)() = nullptr;
+};
+plugin_api& plugin() {
+  static plugin_api api = [] {
+    void* handle = ::dlopen(CTXPOOL_PLAIN_PLUGIN, RTLD_NOW);
+    if (handle == nullptr) {
+      std::fprintf(stderr, "dlopen: %s\n", ::dlerror());
+      std::abort();
+    }
+    plugin_api a;
+    a.set = reinterpret_cast<void (*)(int)>(::dlsym(handle, "plugin_set"));
+    a.get = reinterpret_cast<int (*)()>(::dlsym(handle, "plugin_get"));
+    if (a.set == nullptr || a.get == nullptr) std::abort();
+    return a;
+  }();
+  return api;
+}
 
 /// Runs 30 requests through `request` on the pool (every third one anonymous in
 /// the shapes that have anonymous requests). Plain reads are watched once some
@@ -129,6 +221,41 @@ int main(int argc, char** argv) {
          else route_length_sink = current_route().size();
        }},
       {"shared_library", [](int) { lib_count_request(); }},
+      {"after_long_work",
+       [](int i) {
+         if (i % 3 != 0) return login(i);
+         hash_request_body();
+         (void)is_anonymous();
+       }},
+      {"after_sleep",
+       [](int i) {
+         if (i % 3 != 0) return login(i);
+         std::this_thread::sleep_for(std::chrono::milliseconds(1));
+         (void)is_anonymous();
+       }},
+      {"after_pipe_read",
+       [](int i) {
+         if (i % 3 != 0) return login(i);
+         wait_on_pipe();
+         (void)is_anonymous();
+       }},
+      {"after_mutex",
+       [](int i) {
+         if (i % 3 != 0) return login(i);
+         wait_on_mutex();
+         (void)is_anonymous();
+       }},
+      {"struct_field",
+       [](int i) { i % 3 == 0 ? (void)(read_sink = is_anonymous_request()) : (void)(request.user_id = i); }},
+      {"dlopen_plugin",
+       [](int i) { i % 3 == 0 ? (void)(read_sink = plugin().get()) : plugin().set(i); }},
+      {"vector_iterated",
+       [](int i) { i % 3 == 0 ? (void)(read_sink = pending_sum()) : pending_ids.push_back(i); }},
+      {"map_iterated",
+       [](int i) {
+         if (i % 3 == 0) read_sink = header_total();
+         else ++header_counts["x-request-" + std::to_string(i)];
+       }},
       // clean
       {"write_first",
        [](int i) {
@@ -136,6 +263,11 @@ int main(int argc, char** argv) {
          (void)is_anonymous();
        }},
       {"read_only", [](int) { volatile int level = config_level; (void)level; }},
+      {"assign_then_read",  // std::string assignment of a literal: libstdc++'s _M_replace
+       [](int i) {
+         session_token = i % 2 == 0 ? "anonymous" : "guest";  // often the value it had
+         (void)is_anonymous();
+       }},
       {"lazy_static_read", [](int) { route_length_sink = current_route().size(); }},
       {"rng_cache", [](int) { (void)request_rng(); }},
   };

@@ -85,7 +85,28 @@ TEST_CASE("plain fallback: watchpoints off, a notice at start-up and the left-di
   const auto result = run("raw_token", 2, "off");
   INFO(result.err);
   CHECK(result.exit_status == 66);
-  CHECK(result.err.find("watchpoints are off") != std::string::npos);
+  CHECK(result.err.find("reads are not watched") != std::string::npos);
   CHECK(result.err.find("residue in 'session_token' (plain thread_local") != std::string::npos);
   CHECK(result.err.find("stale-read") == std::string::npos);
+}
+
+TEST_CASE("plain fallback: perf_event_open refused (a container's seccomp profile), no instrumentation") {
+  // What a CI job in Docker gets from an ordinary build: one notice naming the
+  // situation and the way to full detection, the left-dirty finding, normal
+  // speed (no single-stepping: the run takes as long as without detection).
+  for (const char* shape : {"raw_token", "after_long_work"}) {
+    ctxpool_test::scratch_dir dir;
+    ::unsetenv("CTXPOOL_PLAIN_TLS_WATCH");
+    const auto result = ctxpool_test::run_child(
+        CTXPOOL_NO_PERF_EXEC, std::vector<std::string>{CTXPOOL_PLAIN_SHAPES_CHILD, shape, "2"}, "residue", dir);
+    INFO(shape, "\n", result.err);
+    CHECK(result.exit_status == 66);
+    const std::string notice = "plain thread_local reads are not watched (perf_event_open refused";
+    const auto first = result.err.find(notice);
+    CHECK(first != std::string::npos);
+    CHECK(result.err.find(notice, first + 1) == std::string::npos);  // once
+    CHECK(result.err.find("ctxpool_enable_residue_instrumentation") != std::string::npos);
+    CHECK(result.err.find("residue in 'session_token' (plain thread_local") != std::string::npos);
+    CHECK(result.err.find("stale-read") == std::string::npos);
+  }
 }

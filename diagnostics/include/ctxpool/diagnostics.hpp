@@ -51,12 +51,24 @@
 // Plain `thread_local`s (Linux; `thread_locals=0` switches it off): the
 // program's own modules' variables are discovered with no code change; one a
 // task leaves changed is left dirty, and a later task's first access to it is
-// watched with a hardware watchpoint: a read first is a `stale-read` naming the
-// variable, its module and size, and the reading instruction's function and
-// source line. Assignments that read the old state to replace it count as
-// writes; guard variables and first-use initialisation are never findings.
-// Where watchpoints cannot be had, one notice at start-up says so, and a
-// variable left changed is reported alone as `residue`.
+// watched: a read first is a `stale-read` naming the variable, its module and
+// size, and the reading instruction's function and source line. Assignments
+// that read the old state to replace it count as writes; guard variables,
+// first-use initialisation and the shipped list of common libraries' caches
+// (`default_suppressions=0` switches it off) are never findings. The watcher,
+// chosen at start-up:
+//   - code built with the CMake function `ctxpool_enable_residue_instrumentation`
+//     (clang >= 14; the residue CI build): clang's load/store callbacks see the
+//     first access of every watched variable in every task, on any machine;
+//     reads by code that is not instrumented are not seen;
+//   - else hardware watchpoints where a start-up probe sees one fire (4 debug
+//     registers per task, more variables watched in turn);
+//   - single-stepping only with `CTXPOOL_PLAIN_TLS_WATCH=single-step` (about
+//     25 us per instruction);
+//   - else none (GCC builds in containers that refuse `perf_event_open`,
+//     virtual machines whose debug registers never fire, ThreadSanitizer): one
+//     notice at start-up names the cause and the way to full detection, and a
+//     variable left changed is reported alone as `residue`, at normal speed.
 //
 // Pools call `enabled()`, `pool_observer()` and `next_task_id()`; a
 // hand-written worker loop uses `task_scope`.

@@ -133,7 +133,15 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   // The access, then its callers (a return address minus one is inside the call).
   std::vector<code_location> chain;
   chain.push_back(symbols.lookup(insn_pc));
-  decoded d = decode_access(hit, chain.front());
+  decoded d;
+  if (hit.known == known_access::unknown) {
+    d = decode_access(hit, chain.front());
+  } else {
+    d.found = true;
+    d.pc = insn_pc;
+    d.reads = hit.known == known_access::load;
+    d.writes = hit.known == known_access::store;
+  }
 
   // Walk the frames innermost out, across inlining and calls, to the first
   // one that is the program's own: the read site. Library frames on the way
@@ -158,7 +166,17 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   const code_location& site = chain[user];
 
   classified_access out;
-  if (d.found && d.writes && !d.reads) {
+  if (hit.known != known_access::unknown && hit.changed) {
+    // Changed before the first instrumented access: code that is not
+    // instrumented (libstdc++'s out-of-line string members) wrote first.
+    out.kind = access_kind::write;
+  } else if (d.found && d.writes && !d.reads) {
+    out.kind = access_kind::write;
+  } else if (hit.known == known_access::load && assignment) {
+    // Instrumented code loads the variable inside an inlined assignment: the
+    // destination's old state (a copy *out of* a string goes through
+    // libstdc++'s out-of-line members, which are not instrumented), also when
+    // the value assigned equals the old one and the bytes end unchanged.
     out.kind = access_kind::write;
   } else if ((changed_by_end || hit.stored_after_read) && (assignment || !site.has_debug_info)) {
     out.kind = access_kind::write;

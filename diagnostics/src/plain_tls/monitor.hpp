@@ -61,30 +61,44 @@ struct task_outcome {
   std::vector<std::pair<std::uint32_t, access_site>> read_first;
 };
 
+/// What observes first accesses.
+enum class watcher {
+  none,          ///< nothing: left-dirty findings alone
+  instrumented,  ///< the instrumented build's load/store callbacks (every variable, every task)
+  hardware,      ///< debug registers (4 on x86-64: more dirty variables are watched in turn)
+  single_step,   ///< tracing every instruction (asked for only)
+};
+
 /// Which parts are on, for the start-up notice and the summary.
 struct status {
   bool discovery = false;    ///< variables can be found and diffed
-  bool watchpoints = false;  ///< first accesses can be watched
+  bool watchpoints = false;  ///< first accesses can be watched (by `how`)
+  watcher how = watcher::none;
   std::string notice;        ///< one line naming what is off and why; empty when all is on
 };
 
 /// How first accesses are watched; `automatic` unless forced (tests, options).
 enum class watch_mode {
-  automatic,    ///< hardware watchpoints if the probe at start() sees one fire, else
-                ///< single step on x86-64 (with a notice), else off
+  automatic,    ///< the instrumented build's callbacks if some module has them, else
+                ///< hardware watchpoints if the probe at start() sees one fire, else
+                ///< off (with one notice naming why and the way to full detection)
   hardware,     ///< hardware watchpoints if the probe sees one fire, else off
   single_step,  ///< x86-64 Linux: trace each instruction of a task until every watched
-                ///< variable was touched; exact but ~35 µs per instruction in a VM, for
-                ///< tests and machines whose debug registers do not work
+                ///< variable was touched; exact but ~25 µs per instruction in a VM, only
+                ///< when asked for (never chosen automatically)
   off,          ///< dirty findings only (the notice says it was forced)
   /// Hardware watchpoints without the probe that checks they fire: only to
   /// measure arming and disarming where the debug registers do not work
   /// (bench/plain_tls_bench); finds nothing there.
   hardware_unprobed,
+  /// The instrumented build's callbacks (ctxpool_enable_residue_instrumentation);
+  /// off with a notice when no module of the program has them.
+  instrumented,
 };
 
 /// Forces how first accesses are watched, before start(). The environment
-/// variable CTXPOOL_PLAIN_TLS_WATCH (`auto`, `hardware`, `single_step`, `off`)
+/// variable CTXPOOL_PLAIN_TLS_WATCH (`auto`, `hardware`, `instrumented`,
+/// `single-step` or `single_step`, `off`)
 /// does the same for a whole process; this call wins over it, except that
 /// forcing `automatic` hands the choice back to the environment.
 void force_watch_mode(watch_mode mode) noexcept;

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "access_classifier.hpp"
+#include "instrumented_watch.hpp"
 #include "monitor.hpp"
 #include "tls_discovery.hpp"
 #include "tls_snapshot.hpp"
@@ -28,6 +29,7 @@ struct monitor_state {
   std::function<bool(std::string_view)> is_cache;
   std::atomic<const tls_layout*> layout{nullptr};
   std::atomic<bool> watching{false};
+  std::atomic<bool> instrumented{false};  // first accesses come from the instrumented build's callbacks
 
   std::atomic<bool> watched[max_watchable] = {};
   std::atomic<std::uint32_t> watched_list[max_watchable] = {};
@@ -54,10 +56,11 @@ watch_mode mode_from_environment(std::string& notice) {
   std::string_view v = env != nullptr ? env : "";
   if (v.empty() || v == "auto") return watch_mode::automatic;
   if (v == "hardware") return watch_mode::hardware;
-  if (v == "single_step") return watch_mode::single_step;
+  if (v == "single_step" || v == "single-step") return watch_mode::single_step;
+  if (v == "instrumented") return watch_mode::instrumented;
   if (v == "off") return watch_mode::off;
   notice = "CTXPOOL_PLAIN_TLS_WATCH='" + std::string(v) +
-           "' is not one of auto, hardware, single_step, off; using auto. ";
+           "' is not one of auto, hardware, instrumented, single-step, off; using auto. ";
   return watch_mode::automatic;
 }
 
@@ -135,6 +138,30 @@ void start_watching(monitor_state& s, const std::vector<std::uint32_t>& dirty) {
   }
 }
 
+/// Which watcher serves `mode`, in the order of preference: the instrumented
+/// build where the code has it, hardware watchpoints where they fire,
+/// single-stepping only when asked. `why` says why none does.
+watcher choose_watcher(watch_mode mode, std::string& why) {
+  if (mode == watch_mode::off) {
+    install_watchpoints(watch_mode::off, why);
+    return watcher::none;
+  }
+  const bool instrumented_code = instrumented::present();
+  if (mode == watch_mode::instrumented || (mode == watch_mode::automatic && instrumented_code)) {
+    install_watchpoints(watch_mode::off, why);  // drops a backend a previous start() installed
+    if (instrumented_code) return watcher::instrumented;
+    why = "CTXPOOL_PLAIN_TLS_WATCH=instrumented, but no module of this program was built with "
+          "ctxpool_enable_residue_instrumentation";
+    return watcher::none;
+  }
+  if (mode == watch_mode::automatic) mode = watch_mode::hardware;
+  if (!install_watchpoints(mode, why)) {
+    if (mode == watch_mode::hardware) why += "; no module of this program is instrumented";
+    return watcher::none;
+  }
+  return mode == watch_mode::single_step ? watcher::single_step : watcher::hardware;
+}
+
 }  // namespace
 
 void force_watch_mode(watch_mode mode) noexcept { forced_mode.store(static_cast<int>(mode)); }
@@ -156,15 +183,17 @@ status start(std::function<bool(std::string_view name)> is_cache) {
   watch_mode mode = forced > static_cast<int>(watch_mode::automatic) ? static_cast<watch_mode>(forced)
                                                                       : mode_from_environment(notice);
   std::string why;
-  st.watchpoints = install_watchpoints(mode, why);
+  st.how = choose_watcher(mode, why);
+  st.watchpoints = st.how != watcher::none;
+  s.instrumented.store(st.how == watcher::instrumented, std::memory_order_release);
   s.watching.store(st.watchpoints, std::memory_order_release);
-  // A fallback that still watches (single step where the debug registers do
-  // not fire) finds the same, only slower: a clean run stays silent.
   if (!st.watchpoints) {
-    notice += why.starts_with("plain thread_local") ? why
-                                                     : "plain thread_local watchpoints are off (" + why +
-                                                           "): variables left changed by a task are reported, "
-                                                           "stale reads of them are not";
+    notice += "plain thread_local reads are not watched (" + why +
+              "): a variable a task leaves changed is reported as residue, which tasks read it "
+              "stale is not. Full detection: build the CI job with the CMake function "
+              "ctxpool_enable_residue_instrumentation (clang >= 14), or run where hardware "
+              "watchpoints fire; CTXPOOL_PLAIN_TLS_WATCH=single-step traps every instruction "
+              "(exact, about 25 us per instruction)";
   }
   st.notice = notice;
   return st;
@@ -191,12 +220,20 @@ void task_begin() noexcept {
     thread_state& t = *this_thread_;
     if (t.depth++ > 0 || t.broken) return;
     const tls_layout* layout = current_layout(s);
+    const bool instrumented = s.instrumented.load(std::memory_order_relaxed);
     if (t.snapshot.layout() != layout) {
       t.snapshot.bind(*layout);
+      if (instrumented) instrumented::bind(t.snapshot);
       t.bound = true;
     }
     t.snapshot.take();
-    arm_for_task(s, t);  // last: nothing of ours may run under the watchpoints
+    // Last: nothing of ours may run under the watchpoints.
+    if (instrumented) {
+      instrumented::arm(t.snapshot, s.watched, max_watchable);
+      s.tasks_armed.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      arm_for_task(s, t);
+    }
   } catch (...) {
     if (this_thread_) {
       this_thread_->broken = true;
@@ -210,14 +247,24 @@ task_outcome task_end() {
   thread_state* t = this_thread_.get();
   if (t == nullptr || t->depth == 0 || --t->depth > 0 || !t->bound || t->broken) return out;
   monitor_state& s = state();
-  watch_hit hits[max_watched_per_task];
-  std::size_t n = disarm_watchpoints(hits, max_watched_per_task);
-  t->armed = 0;
-  t->snapshot.diff(out.left_dirty);
-  if (n > 0) s.traps.fetch_add(n, std::memory_order_relaxed);
-  for (std::size_t i = 0; i < n; ++i) {
-    classified_access access = classify_access(hits[i], t->snapshot.changed(hits[i].var));
-    if (access.kind == access_kind::read) out.read_first.emplace_back(hits[i].var, std::move(access.site));
+  auto classify = [&](const watch_hit& hit) {
+    classified_access access = classify_access(hit, t->snapshot.changed(hit.var));
+    if (access.kind == access_kind::read) out.read_first.emplace_back(hit.var, std::move(access.site));
+  };
+  if (s.instrumented.load(std::memory_order_relaxed)) {
+    thread_local std::vector<watch_hit> hits;  // reused: no allocation per task once grown
+    hits.clear();
+    instrumented::disarm(hits);
+    t->snapshot.diff(out.left_dirty);
+    s.traps.fetch_add(hits.size(), std::memory_order_relaxed);
+    for (const watch_hit& hit : hits) classify(hit);
+  } else {
+    watch_hit hits[max_watched_per_task];
+    std::size_t n = disarm_watchpoints(hits, max_watched_per_task);
+    t->armed = 0;
+    t->snapshot.diff(out.left_dirty);
+    if (n > 0) s.traps.fetch_add(n, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < n; ++i) classify(hits[i]);
   }
   if (!out.left_dirty.empty() && s.watching.load(std::memory_order_relaxed)) start_watching(s, out.left_dirty);
   return out;

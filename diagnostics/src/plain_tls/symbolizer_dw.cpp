@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <string>
+#include <vector>
 
 #include "tls_discovery.hpp"
 
@@ -60,6 +62,30 @@ Dwarf_Die* unit_at(Dwfl_Module* mod, std::uintptr_t pc, Dwarf_Addr& bias, Dwarf_
     offset = next;
   }
   return nullptr;
+}
+
+/// The function-like DIEs (subprograms, inlined subroutines) containing
+/// `pc`, outermost first, by walking `parent`'s subtree. For units where
+/// dwarf_getscopes gives up (clang's, with libdw 0.188: "no address value"):
+/// the nesting of the DIEs is the inline chain. @returns whether found.
+bool frames_by_walk(Dwarf_Die* parent, Dwarf_Addr pc, std::vector<Dwarf_Die>& path, int depth) {
+  Dwarf_Die child;
+  if (depth > 64 || dwarf_child(parent, &child) != 0) return false;
+  do {
+    const int tag = dwarf_tag(&child);
+    const bool function_like = tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine;
+    const bool block = function_like || tag == DW_TAG_lexical_block;
+    const bool container = tag == DW_TAG_namespace || tag == DW_TAG_structure_type ||
+                           tag == DW_TAG_class_type || tag == DW_TAG_union_type;
+    if (!block && !container) continue;
+    const bool contains = block && dwarf_haspc(&child, pc) > 0;
+    // An inlined subroutine or block that does not contain the pc contains
+    // nothing that does; a subprogram may (a local class's member defined in it).
+    if (block && !contains && tag != DW_TAG_subprogram) continue;
+    if (contains && function_like) path.push_back(child);
+    if (frames_by_walk(&child, pc, path, depth + 1) || contains) return true;
+  } while (dwarf_siblingof(&child, &child) == 0);
+  return false;
 }
 
 bool is_library_frame(const std::string& name) {
@@ -130,6 +156,13 @@ code_location symbolizer::lookup(std::uintptr_t pc) {
       }
     }
     std::free(scopes);
+    std::vector<Dwarf_Die> walked;  // outermost first
+    std::size_t walk_at = 0;        // next frame of `walked` to climb to, innermost first
+    if (!have_frame && frames_by_walk(cu, pc - bias, walked, 0) && !walked.empty()) {
+      frame = walked.back();
+      have_frame = true;
+      walk_at = walked.size() - 1;
+    }
     Dwarf_Die inner{};
     bool have_inner = false;
     for (int depth = 0; have_frame && depth < 64; ++depth) {
@@ -153,6 +186,11 @@ code_location symbolizer::lookup(std::uintptr_t pc) {
       if (tag != DW_TAG_inlined_subroutine) break;
       inner = frame;
       have_inner = true;
+      if (!walked.empty()) {  // the walk already knows the chain
+        have_frame = walk_at > 0;
+        if (have_frame) frame = walked[--walk_at];
+        continue;
+      }
       Dwarf_Die* outer = nullptr;
       int m = dwarf_getscopes_die(&frame, &outer);
       have_frame = false;

@@ -47,6 +47,10 @@ struct watch_request {
 
 inline constexpr std::size_t max_callers = 8;
 
+/// What the watcher knows of the access itself: the instrumented build's
+/// callbacks know load from store; a trap does not.
+enum class known_access : std::uint8_t { unknown, load, store };
+
 /// The first access to one watched variable.
 struct watch_hit {
   std::uint32_t var = 0;
@@ -62,6 +66,9 @@ struct watch_hit {
   /// store_follow_window instructions stored into the variable (an
   /// assignment of an equal value leaves the bytes as they were).
   bool stored_after_read = false;
+  /// Instrumented build: the access was a load or a store (insn_pc is then
+  /// inside the call to the callback, on the access's own source line).
+  known_access known = known_access::unknown;
 };
 
 /// Instructions the single-step backend follows after a first access that
@@ -80,8 +87,7 @@ inline constexpr std::size_t max_watched_per_task = 16;
 inline constexpr std::size_t single_step_budget = 20000;
 
 /// Sets the backend up for `mode` (automatic/hardware: probe that a hardware
-/// watchpoint fires on this machine; automatic then falls back to single
-/// step on x86-64, silently: it finds the same). False with `why` set when no
+/// watchpoint fires on this machine). `instrumented` and `off` install none. False with `why` set when no
 /// backend can be had; the caller then never arms.
 bool install_watchpoints(watch_mode mode, std::string& why);
 

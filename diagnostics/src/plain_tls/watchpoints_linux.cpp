@@ -512,16 +512,9 @@ bool install_watchpoints(watch_mode mode, std::string& why) {
     backend_.store(backend::hardware);
     return true;
   }
+  // Automatic is hardware here: single-stepping costs a trap per instruction
+  // and is never chosen for the user (monitor_linux.cpp picks the watcher).
   if (!probe_hardware(why)) {
-#if defined(__x86_64__)
-    if (mode == watch_mode::automatic) {
-      // Exact but slow: better than reporting every variable a task leaves
-      // changed, which would flag the tasks that write before they read.
-      backend_.store(backend::single_step);
-      why.clear();
-      return true;
-    }
-#endif
     remove_handler();
     return false;
   }

@@ -3,3 +3,4 @@
 thread_local int plugin_state = 0;
 
 extern "C" __attribute__((visibility("default"))) void plugin_set(int v) { plugin_state = v; }
+extern "C" __attribute__((visibility("default"))) int plugin_get() { return plugin_state; }

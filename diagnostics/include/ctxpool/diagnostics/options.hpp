@@ -18,6 +18,7 @@
 // | `suppressions`  | a file              | none    | `kind:pattern` lines that silence findings          |
 // | `leaks`         | 0, 1                | 0       | at exit, report context values and contexts leaked  |
 // | `thread_locals` | 0, 1                | 1       | also check the program's plain `thread_local`s      |
+// | `default_suppressions` | 0, 1         | 1       | known caches of common libraries (abseil, protobuf) are not findings |
 //
 // A report file is shared by every process that names it, so that one test
 // run (ctest starts a process per test case) yields one report: at exit each
@@ -104,6 +105,10 @@ struct options {
   std::vector<suppression> suppressions;  ///< used in addition to the file's
   bool leaks = false;           ///< leak accounting for context values and contexts
   bool thread_locals = true;    ///< also check plain `thread_local`s (Linux; see diagnostics.hpp)
+  /// Apply the shipped `thread-cache:` list of common libraries' per-thread
+  /// caches (abseil's `RandomSeed()::counter`, protobuf's
+  /// `ThreadSafeArena::thread_cache_`, ...); 0 reports them like any variable.
+  bool default_suppressions = true;
   bool print = true;            ///< print findings to stderr as they occur (programs only)
 };
 
