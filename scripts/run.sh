@@ -22,6 +22,7 @@ build_root="${CTXPOOL_BUILD_ROOT:-$root/build}"
 jobs="${CTXPOOL_JOBS:-$(nproc)}"
 packages=(g++ cmake make libboost1.81-dev libfmt-dev doctest-dev libbenchmark-dev libgtest-dev libtbb-dev
   libdw-dev libelf-dev libcapstone-dev clang-16 curl)
+packages+=(libabsl-dev libprotobuf-dev)  # tests/diagnostics: common libraries' thread_locals stay clean
 packages+=(libboost-json1.81-dev libboost-url1.81-dev)  # http_server sample: POST /trace-test
 packages+=(python3)  # http_server sample: the W3C trace-context conformance driver
 command -v npm >/dev/null || packages+=(nodejs npm)  # the OpenTelemetry JS interop test (npm ci)

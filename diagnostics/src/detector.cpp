@@ -96,6 +96,7 @@ struct plain_state {
   std::atomic<bool> done{false};  // set after `started` ran: skips call_once per task
   bool discovery = false;         // written once under `started`
   bool watchpoints = false;
+  plain_tls::watcher how = plain_tls::watcher::none;
 };
 plain_state& plain() {
   static plain_state* instance = new plain_state;  // never destroyed
@@ -124,6 +125,7 @@ bool plain_started() noexcept {
           [](std::string_view name) { return is_thread_cache(name); });
       p.discovery = st.discovery;
       p.watchpoints = st.watchpoints;
+      p.how = st.how;
       if (!st.notice.empty()) {
         std::fprintf(stderr, "ctxpool: %s\n", st.notice.c_str());
         std::fflush(stderr);
@@ -329,11 +331,25 @@ std::string plain_note(bool found) {
   if (!p.done.load(std::memory_order_acquire) || !p.watchpoints) return {};
   const plain_tls::watch_stats st = plain_tls::stats();
   if (st.variables_watched == 0 || (!found && st.unwatched_task_variables == 0)) return {};
+  constexpr std::size_t named = 8;
+  const std::vector<std::string> names = plain_tls::watched_names(named);
+  std::string watched = fmt::format("'{}'", fmt::join(names, "', '"));
+  if (st.variables_watched > named) watched += fmt::format(" and {} more", st.variables_watched - named);
+  if (p.how == plain_tls::watcher::instrumented) {
+    return fmt::format(
+        "plain thread_locals (instrumented build): {} watched in every task ({} task(s), {} first "
+        "access(es) seen); no blind spot among instrumented code, reads by code that is not "
+        "instrumented are not seen",
+        watched, st.tasks_armed, st.traps);
+  }
+  const char* cause = p.how == plain_tls::watcher::hardware
+                          ? "more dirty variables than debug registers, watched in turn"
+                          : "more than 16 dirty variables, or the 20,000-instruction single-step "
+                            "budget ran out first";
   return fmt::format(
       "plain thread_locals: {} watched in {} task(s), {} trap(s); {} task-variable blind "
-      "spot(s) (more dirty variables than debug registers, watched in turn), longest unwatched "
-      "run {} task(s)",
-      st.variables_watched, st.tasks_armed, st.traps, st.unwatched_task_variables,
+      "spot(s) ({}), longest unwatched run {} task(s)",
+      watched, st.tasks_armed, st.traps, st.unwatched_task_variables, cause,
       st.longest_unwatched_run);
 }
 

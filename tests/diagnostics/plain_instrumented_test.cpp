@@ -46,6 +46,10 @@ void check_every_run(const std::string& shape, const std::string& variable, cons
         REQUIRE(result.exit_status == 66);
         CHECK(result.err.find("stale-read of '" + variable + "' (plain thread_local") != std::string::npos);
         CHECK(result.err.find(read_site) != std::string::npos);
+        // The summary names the watcher and the watched variables.
+        const auto summary = result.err.find("plain thread_locals (instrumented build): ");
+        CHECK(summary != std::string::npos);
+        CHECK(result.err.find("'" + variable + "'", summary) != std::string::npos);
       } else {
         REQUIRE(result.exit_status == 0);
         CHECK(result.err.find("ERROR: ctxpool") == std::string::npos);
@@ -112,3 +116,14 @@ TEST_CASE("instrumented: perf_event_open refused (a container's seccomp profile)
     CHECK(result.err.find("reads are not watched") == std::string::npos);
   }
 }
+
+#if defined(CTXPOOL_PLAIN_LIBRARIES_CHILD)
+TEST_CASE("instrumented clean: protobuf arenas and abseil containers built without NDEBUG") {
+  for (const int workers : {1, 4}) {
+    const auto result = run({CTXPOOL_PLAIN_LIBRARIES_CHILD, std::to_string(workers)});
+    INFO(workers, " worker(s)\n", result.err);
+    CHECK(result.exit_status == 0);
+    CHECK(result.err.find("ERROR: ctxpool") == std::string::npos);
+  }
+}
+#endif

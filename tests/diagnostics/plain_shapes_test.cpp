@@ -112,3 +112,32 @@ TEST_CASE("plain fallback: perf_event_open refused (a container's seccomp profil
     CHECK(result.err.find("stale-read") == std::string::npos);
   }
 }
+
+#if defined(CTXPOOL_PLAIN_LIBRARIES_CHILD)
+TEST_CASE("plain fallback: protobuf arenas and abseil containers are clean thanks to the shipped defaults") {
+  // Without watching (perf_event_open refused), every variable a task leaves
+  // changed would be a finding: abseil's RandomSeed()::counter and protobuf's
+  // ThreadSafeArena::thread_cache_ change in every task. The shipped default
+  // suppressions know them; switched off, they are reported (which is what
+  // shows each entry is needed).
+  ::unsetenv("CTXPOOL_PLAIN_TLS_WATCH");
+  {
+    ctxpool_test::scratch_dir dir;
+    const auto result = ctxpool_test::run_child(
+        CTXPOOL_NO_PERF_EXEC, std::vector<std::string>{CTXPOOL_PLAIN_LIBRARIES_CHILD, "2"}, "residue", dir);
+    INFO(result.err);
+    CHECK(result.exit_status == 0);
+    CHECK(result.err.find("ERROR: ctxpool") == std::string::npos);
+  }
+  {
+    ctxpool_test::scratch_dir dir;
+    const auto result = ctxpool_test::run_child(
+        CTXPOOL_NO_PERF_EXEC, std::vector<std::string>{CTXPOOL_PLAIN_LIBRARIES_CHILD, "2"},
+        "residue:default_suppressions=0", dir);
+    INFO(result.err);
+    CHECK(result.exit_status == 66);
+    CHECK(result.err.find("RandomSeed()::counter") != std::string::npos);
+    CHECK(result.err.find("ThreadSafeArena::thread_cache_") != std::string::npos);
+  }
+}
+#endif

@@ -138,4 +138,8 @@ struct watch_stats {
 /// A consistent-enough copy of the counters (each is read atomically).
 watch_stats stats() noexcept;
 
+/// Names of the watched variables (some task left each dirty), in the order
+/// they became watched, at most `max` of them.
+std::vector<std::string> watched_names(std::size_t max);
+
 }  // namespace ctxpool::diagnostics::detail::plain_tls

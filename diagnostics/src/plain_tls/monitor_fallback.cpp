@@ -30,4 +30,6 @@ task_outcome task_end() { return {}; }
 
 watch_stats stats() noexcept { return {}; }
 
+std::vector<std::string> watched_names(std::size_t) { return {}; }
+
 }  // namespace ctxpool::diagnostics::detail::plain_tls

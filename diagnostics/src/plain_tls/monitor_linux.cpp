@@ -270,6 +270,16 @@ task_outcome task_end() {
   return out;
 }
 
+std::vector<std::string> watched_names(std::size_t max) {
+  monitor_state& s = state();
+  std::vector<std::string> names;
+  const std::uint32_t n = s.watched_count.load(std::memory_order_acquire);
+  for (std::uint32_t i = 0; i < n && names.size() < max; ++i) {
+    names.push_back(describe(s.watched_list[i].load(std::memory_order_relaxed)).name);
+  }
+  return names;
+}
+
 watch_stats stats() noexcept {
   monitor_state& s = state();
   watch_stats out;
