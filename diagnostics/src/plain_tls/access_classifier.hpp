@@ -1,7 +1,14 @@
 // Is a watched variable's first access in a task a read or a write?
 //
 // The rule (the hardware only says "accessed"; x86 traps after the
-// instruction):
+// instruction; the instrumented build's callbacks say load or store):
+//  0. Instrumented build: bytes already changed at the first instrumented
+//     access mean code that is not instrumented wrote first: a write. A load
+//     inside an assignment-like frame (rule 3's list) is a write even when
+//     the bytes end unchanged (an equal value assigned again through
+//     libstdc++'s out-of-line members, which are not instrumented, leaves no
+//     other trace); a copy *out of* a string goes through those members and
+//     is not seen at all. Otherwise a store is a write, a load a read.
 //  1. Find the accessing instruction: the one ending at the trap PC, found by
 //     disassembling (capstone) from the start of the enclosing function's
 //     symbol; the single-step tracer knows it directly.

@@ -5,8 +5,10 @@
 // it calls these functions from its task observer on the worker thread and
 // turns their outcome into findings. Everything behind this header lives in
 // diagnostics/src/plain_tls/: discovery (tls_discovery), the per-task
-// snapshot and diff (tls_snapshot), hardware watchpoints (watchpoints),
-// access classification and symbolisation (access_classifier, symbolizer),
+// snapshot and diff (tls_snapshot), the two ways of seeing first accesses --
+// the instrumented build's load/store callbacks (instrumented_watch) and
+// hardware watchpoints or single-stepping (watchpoints) --, access
+// classification and symbolisation (access_classifier, symbolizer),
 // composed by monitor_linux.cpp; monitor_fallback.cpp stands in where the
 // platform offers none of it (start() then says so in its notice).
 //

@@ -87,8 +87,8 @@ inline constexpr std::size_t max_watched_per_task = 16;
 inline constexpr std::size_t single_step_budget = 20000;
 
 /// Sets the backend up for `mode` (automatic/hardware: probe that a hardware
-/// watchpoint fires on this machine). `instrumented` and `off` install none. False with `why` set when no
-/// backend can be had; the caller then never arms.
+/// watchpoint fires on this machine; `instrumented` and `off` install none).
+/// False with `why` set when no backend can be had; the caller then never arms.
 bool install_watchpoints(watch_mode mode, std::string& why);
 
 /// Debug-register slots per task (4 on x86-64), or max_watched_per_task for
