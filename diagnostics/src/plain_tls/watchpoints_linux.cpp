@@ -432,17 +432,35 @@ std::string paranoid_level() {
   return level.empty() ? "unknown" : level;
 }
 
+/// True when /proc/self/status says a seccomp filter is installed (mode 2).
+bool under_seccomp_filter() {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.starts_with("Seccomp:")) return line.find('2') != std::string::npos;
+  }
+  return false;
+}
+
 constinit thread_local long probe_target = 0;
 
 [[maybe_unused]] bool probe_hardware(std::string& why) {
   int fd = open_breakpoint(reinterpret_cast<std::uintptr_t>(&probe_target), sizeof(long), 0);
   if (fd < 0) {
     int err = errno;
-    why = "perf_event_open refused a hardware breakpoint (" + std::string(std::strerror(err)) +
-          (err == EINVAL ? "; the kernel may predate Linux 5.13's synchronous perf SIGTRAP"
-                         : "; kernel.perf_event_paranoid=" + paranoid_level() +
-                               ", or a debugger holds the debug registers") +
-          ")";
+    std::string cause;
+    if (err == EINVAL) {
+      cause = "; the kernel may predate Linux 5.13's synchronous perf SIGTRAP";
+    } else if ((err == EPERM || err == EACCES) && under_seccomp_filter()) {
+      cause = "; this process runs under a seccomp filter, as in a container whose profile "
+              "refuses perf_event_open (Docker's default does)";
+    } else if (err == EPERM || err == EACCES) {
+      cause = "; kernel.perf_event_paranoid=" + paranoid_level() +
+              " (3 or more refuses it to processes without CAP_PERFMON)";
+    } else {
+      cause = "; a debugger may hold the debug registers";
+    }
+    why = "perf_event_open refused a hardware breakpoint (" + std::string(std::strerror(err)) + cause + ")";
     return false;
   }
   ::close(fd);
