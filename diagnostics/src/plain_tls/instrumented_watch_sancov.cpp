@@ -31,6 +31,7 @@ inline constexpr std::size_t max_regions = 16;
 /// fast path is a TLS access and one compare per region.
 struct hot_state {
   std::uint32_t region_count = 0;  // 0 while no task is armed on this thread
+  std::uintptr_t lo = 0, span = 0;  // [lo, lo + span) covers every region: one compare rejects the rest
   region regions[max_regions];
 };
 
@@ -122,6 +123,7 @@ void find_stack(cold_state& c) {
 
 [[gnu::always_inline]] inline void check(const void* p, bool store, std::uintptr_t ret) noexcept {
   const auto addr = reinterpret_cast<std::uintptr_t>(p);
+  if (addr - hot.lo >= hot.span) return;  // the stack, the heap: almost every access
   const std::uint32_t n = hot.region_count;
   for (std::uint32_t r = 0; r < n; ++r) {
     if (addr - hot.regions[r].lo < hot.regions[r].size) [[unlikely]] {
@@ -196,11 +198,19 @@ void arm(const thread_snapshot& snapshot, const std::atomic<bool>* watched,
     c->epoch = 1;
   }
   std::copy(c->regions, c->regions + c->region_count, hot.regions);
+  std::uintptr_t lo = UINTPTR_MAX, hi = 0;
+  for (std::uint32_t r = 0; r < c->region_count; ++r) {
+    lo = std::min(lo, c->regions[r].lo);
+    hi = std::max(hi, c->regions[r].lo + c->regions[r].size);
+  }
+  hot.lo = lo;
+  hot.span = hi > lo ? hi - lo : 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   hot.region_count = c->region_count;  // last: from here on the callbacks look
 }
 
 void disarm(std::vector<watch_hit>& hits) {
+  hot.span = 0;
   hot.region_count = 0;
   std::atomic_signal_fence(std::memory_order_seq_cst);
   cold_state* c = cold;
