@@ -9,16 +9,17 @@
 # that every load and store of the target's code calls ctxpool's callbacks
 # (defined in ctxpool::diagnostics, which is not instrumented; clang's own
 # coverage runtime is not linked), plus `-fno-omit-frame-pointer` (a read
-# inside a library template is reported at the caller's line) and `-g` (read
-# lines). An executable also links ctxpool::diagnostics and exports the
-# callbacks, so that instrumented shared libraries and dlopen'ed plugins
-# reach them: pass the executable too when you pass a library.
+# inside a library template is reported at the caller's line) and
+# `-gdwarf-4` (read lines). An executable also links ctxpool::diagnostics and
+# exports the callbacks, so that instrumented shared libraries and dlopen'ed
+# plugins reach them: pass the executable too when you pass a library.
 #
 # What it costs: like a sanitizer build. Every load and store of
-# instrumented code makes a call that compares the address with the
-# thread's TLS blocks: with residue off the program runs about 1.5-3x slower
-# in memory-heavy code; with residue on, the first access of a watched
-# variable per task adds a few hundred nanoseconds (bench/plain_tls_bench).
+# instrumented code calls a check (one compare outside TLS): memory-heavy code
+# runs about 1.0-1.7x slower with detection off; with residue on, each task
+# adds about 1 us plus 4 ns per discovered thread_local (snapshot and diff),
+# and each first access of a watched variable a little more
+# (bench/plain_tls_instrumented_bench; README "Plain thread_locals").
 # Build a separate CI configuration with it, not your release.
 #
 # What it sees: reads and writes made by instrumented code. A read made by
