@@ -90,6 +90,8 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       if (!woken) {
         task = find_task(me, index);
         if (task == nullptr && poll_scheduler()) continue;
+        // Out of work after the tasks it ended: if they were the last, wake wait().
+        if (task == nullptr) check_idle_if_due(me);
       }
       if (task == nullptr) {
         task = search(me, index, std::exchange(woken, false),

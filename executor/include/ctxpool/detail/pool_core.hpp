@@ -111,6 +111,9 @@ struct alignas(64) worker_state {
   // The owner holds the I/O waiter role from inside the scheduler's run_one
   // (see the wake-up invariant in pool_core).
   bool waits_in_scheduler = false;  // the owner's only
+  // The owner ended a task while a thread waited in wait(): it looks whether
+  // the pool is idle once it runs out of work (pool_core::remove_outstanding).
+  bool idle_check_due = false;  // the owner's only
 };
 
 [[noreturn]] void throw_pool_closed(const char* operation);
@@ -306,9 +309,23 @@ class pool_core {
     // seq_cst pairs with wait_idle(): either the waiter sees the count at zero
     // or we see the waiter and wake it (under the mutex, so no lost wake-up).
     // Of removals racing to the last, the one last in seq_cst order sees all.
-    if (CTXPOOL_UNLIKELY(waiters_.load(std::memory_order_seq_cst) != 0) &&
-        work_.idle(/*tasks_only=*/true)) {
-      notify_idle();
+    if (CTXPOOL_UNLIKELY(waiters_.load(std::memory_order_seq_cst) != 0)) {
+      // Reading every lane costs a line from each worker, and a server whose
+      // main thread sits in wait() would pay it for every request. A worker
+      // ending a task looks once it runs out of work instead
+      // (check_idle_if_due): while it has more, the pool is not idle.
+      if (kind == work_kind::task && current_worker.pool == this) {
+        workers_[current_worker.index].idle_check_due = true;
+      } else if (work_.idle(/*tasks_only=*/true)) {
+        notify_idle();
+      }
+    }
+  }
+  /// The deferred half of remove_outstanding, on a worker out of work.
+  void check_idle_if_due(worker_state& me) noexcept {
+    if (CTXPOOL_UNLIKELY(me.idle_check_due)) {
+      me.idle_check_due = false;
+      if (work_.idle(/*tasks_only=*/true)) notify_idle();
     }
   }
 
