@@ -232,21 +232,13 @@ asio::awaitable<void> conn_per_req_client(unsigned short port, int count, latenc
   }
 }
 
-template <class Server>
-void keepalive(benchmark::State& state) {
-  Server server(/*once=*/false);
-  asio::io_context client;
-  std::vector<tcp::socket> sockets;
-  for (int i = 0; i < keepalive_connections; ++i) {
-    sockets.emplace_back(client).connect({asio::ip::address_v4::loopback(), server.port()});
-    sockets.back().set_option(tcp::no_delay(true));
-  }
+/// One iteration per batch: `spawn_batch` starts the clients of a batch of
+/// requests on `client`, which runs until they are done; then the counters.
+template <class SpawnBatch>
+void run_batches(benchmark::State& state, asio::io_context& client, SpawnBatch spawn_batch) {
   latencies record;
   for (auto _ : state) {
-    for (auto& socket : sockets) {
-      asio::co_spawn(client, keepalive_client(socket, batch / keepalive_connections, record),
-                     asio::detached);
-    }
+    spawn_batch(record);
     client.run();
     client.restart();
   }
@@ -256,21 +248,32 @@ void keepalive(benchmark::State& state) {
 }
 
 template <class Server>
+void keepalive(benchmark::State& state) {
+  Server server(/*once=*/false);
+  asio::io_context client;
+  std::vector<tcp::socket> sockets;
+  for (int i = 0; i < keepalive_connections; ++i) {
+    sockets.emplace_back(client).connect({asio::ip::address_v4::loopback(), server.port()});
+    sockets.back().set_option(tcp::no_delay(true));
+  }
+  run_batches(state, client, [&](latencies& record) {
+    for (auto& socket : sockets) {
+      asio::co_spawn(client, keepalive_client(socket, batch / keepalive_connections, record),
+                     asio::detached);
+    }
+  });
+}
+
+template <class Server>
 void conn_per_req(benchmark::State& state) {
   Server server(/*once=*/true);
   asio::io_context client;
-  latencies record;
-  for (auto _ : state) {
+  run_batches(state, client, [&](latencies& record) {
     for (int i = 0; i < conn_per_req_clients; ++i) {
       asio::co_spawn(client, conn_per_req_client(server.port(), batch / conn_per_req_clients, record),
                      asio::detached);
     }
-    client.run();
-    client.restart();
-  }
-  state.SetItemsProcessed(state.iterations() * batch);
-  state.counters["p50_us"] = record.percentile(0.50);
-  state.counters["p99_us"] = record.percentile(0.99);
+  });
 }
 
 using ctxpool_server = pool_server<ctxpool::thread_pool>;
