@@ -246,11 +246,29 @@ int main(int argc, char** argv) {
          (void)is_anonymous();
        }},
       {"struct_field",
-       [](int i) { i % 3 == 0 ? (void)(read_sink = is_anonymous_request()) : (void)(request.user_id = i); }},
+       [](int i) {
+         if (i % 3 == 0) {
+           read_sink = is_anonymous_request();
+         } else {
+           request.user_id = i;
+         }
+       }},
       {"dlopen_plugin",
-       [](int i) { i % 3 == 0 ? (void)(read_sink = plugin().get()) : plugin().set(i); }},
+       [](int i) {
+         if (i % 3 == 0) {
+           read_sink = plugin().get();
+         } else {
+           plugin().set(i);
+         }
+       }},
       {"vector_iterated",
-       [](int i) { i % 3 == 0 ? (void)(read_sink = pending_sum()) : pending_ids.push_back(i); }},
+       [](int i) {
+         if (i % 3 == 0) {
+           read_sink = pending_sum();
+         } else {
+           pending_ids.push_back(i);
+         }
+       }},
       {"map_iterated",
        [](int i) {
          if (i % 3 == 0) read_sink = header_total();

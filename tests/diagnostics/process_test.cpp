@@ -389,7 +389,7 @@ TEST_CASE("report=...sarif: locations relative to %SRCROOT%, the same from any w
   const std::string root = git_root_of(source_dir / "CMakeLists.txt");
   std::vector<std::vector<std::string>> seen;
   int n = 0;
-  for (const std::filesystem::path cwd :
+  for (const std::filesystem::path& cwd :
        {std::filesystem::current_path(), std::filesystem::path(dir.file("")), std::filesystem::path("/")}) {
     CAPTURE(cwd);
     const auto path = dir.file("from" + std::to_string(n++) + ".sarif");
