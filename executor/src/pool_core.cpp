@@ -217,10 +217,10 @@ bool pool_core::poll_scheduler() {
 }
 
 std::size_t pool_core::run_ready_handlers() {
-  // A handler run by poll_one or run_one queues the completions it causes as
-  // a continuation (a speculative read that found the next bytes already
-  // there, a timer it re-armed that is already due, a post) in the calling
-  // thread's private queue, and Asio moves them to the shared queue after
+  // A handler run by poll_one or run_one queues the completions of the
+  // operations it starts as continuations that finish at once (the next
+  // read of a composed async_read that finds the bytes already there) in the
+  // calling thread's private queue, and Asio moves them to the shared queue after
   // the handler *without waking anyone*: Asio expects the thread to stay in
   // its run loop. Ours leaves it after one handler, and a worker sleeping in
   // the reactor meanwhile would not see them. So the thread that ran a
