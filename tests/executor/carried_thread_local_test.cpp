@@ -31,10 +31,16 @@ namespace {
 
 // "Legacy" state the tests cannot change: a plain thread_local reached
 // directly, and one behind a getter and a setter, with -1 meaning "none".
+// The coroutine test reaches them only through functions that are not
+// inlined into the coroutine, as code in another library would be: clang 16
+// at -O1 keeps a thread_local's address in the coroutine frame across a
+// co_await, so a step resumed on another worker would read the first
+// worker's variable (a compiler limitation the README states, not the
+// carrying's).
 thread_local std::string current_tenant;
 thread_local int locale_slot = -1;
-int current_locale() { return locale_slot; }
-void set_current_locale(int locale) { locale_slot = locale; }
+[[gnu::noinline]] int current_locale() { return locale_slot; }
+[[gnu::noinline]] void set_current_locale(int locale) { locale_slot = locale; }
 
 const bool registered = [] {
   ctxpool::carry_thread_local("current_tenant", []() -> std::string& { return current_tenant; });
@@ -55,7 +61,7 @@ struct seen {
   int locale;
   bool operator==(const seen&) const = default;
 };
-seen now() { return {current_tenant, current_locale()}; }
+[[gnu::noinline]] seen now() { return {current_tenant, current_locale()}; }
 
 // Restores the calling thread's values at the end of a test.
 struct legacy_scope {
