@@ -267,20 +267,21 @@ def summary(run):
         lines += ["| context operation | ctxpool | peer | ratio | target |", "|---|---:|---|---:|---|"]
         lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in ctx]
         lines.append("")
-    pool = pool_table(run)
-    if len(pool) > 2:
-        lines += ["Pools, 2 workers each: ctxpool's throughput over each peer's, with the submitting "
-                  "thread waiting on a latch / yielding (above 1× ctxpool is faster; task_group "
-                  "against ctxpool with a latch). Target: ≥ 1.0× every simple pool and asio; "
-                  "≥ 0.7× oneTBB on W3/W5, ≥ 0.9× on W1/W2/W4.", ""]
-        lines += pool + [""]
-    io = io_table(run)
-    if len(io) > 2:
-        lines += ["Servers over loopback, 2 threads each, clients in the benchmark (`bench/io_bench.cpp`): "
-                  "ctxpool's requests per second over each peer's (above 1× ctxpool is faster), and its "
-                  "p99 latency over theirs (below 1× ctxpool's is lower). Target: ≥ 1.0× "
-                  "`asio::thread_pool` and an `io_context` run by 2 threads, p99 ≤ 1.1× theirs.", ""]
-        lines += io + [""]
+    titled_tables = [
+        (pool_table(run),
+         "Pools, 2 workers each: ctxpool's throughput over each peer's, with the submitting "
+         "thread waiting on a latch / yielding (above 1× ctxpool is faster; task_group "
+         "against ctxpool with a latch). Target: ≥ 1.0× every simple pool and asio; "
+         "≥ 0.7× oneTBB on W3/W5, ≥ 0.9× on W1/W2/W4."),
+        (io_table(run),
+         "Servers over loopback, 2 threads each, clients in the benchmark (`bench/io_bench.cpp`): "
+         "ctxpool's requests per second over each peer's (above 1× ctxpool is faster), and its "
+         "p99 latency over theirs (below 1× ctxpool's is lower). Target: ≥ 1.0× "
+         "`asio::thread_pool` and an `io_context` run by 2 threads, p99 ≤ 1.1× theirs."),
+    ]
+    for table, title in titled_tables:
+        if len(table) > 2:  # more than the header rows
+            lines += [title, ""] + table + [""]
     extra = memory_line(run) + other_rows(run)
     if extra:
         lines += ["| measure | ctxpool | peers | target |", "|---|---:|---|---|"] + extra + [""]

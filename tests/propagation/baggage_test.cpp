@@ -4,6 +4,8 @@
 
 #include <doctest/doctest.h>
 
+#include "text_helpers.hpp"
+
 #include <string>
 #include <vector>
 
@@ -12,17 +14,8 @@ namespace {
 using ctxpool::baggage;
 using ctxpool::baggage_property;
 
-std::string repeat(char c, std::size_t n) { return std::string(n, c); }
-
-// prefix + number, zero-padded to `width` digits. (Built with append: g++ 12
-// warns falsely (-Wrestrict) on "literal" + std::to_string(i).)
-std::string numbered(std::string_view prefix, int i, std::size_t width = 1) {
-  std::string digits = std::to_string(i);
-  std::string out(prefix);
-  if (digits.size() < width) out.append(width - digits.size(), '0');
-  out += digits;
-  return out;
-}
+using propagation_test::numbered;
+using propagation_test::repeat;
 
 }  // namespace
 

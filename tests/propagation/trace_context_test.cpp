@@ -6,6 +6,8 @@
 
 #include <doctest/doctest.h>
 
+#include "text_helpers.hpp"
+
 #include <set>
 #include <string>
 #include <thread>
@@ -23,17 +25,8 @@ constexpr std::string_view valid = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b71
 
 bool parses(std::string_view text) { return traceparent::parse(text).has_value(); }
 
-std::string repeat(char c, std::size_t n) { return std::string(n, c); }
-
-// prefix + number, zero-padded to `width` digits. (Built with append: g++ 12
-// warns falsely (-Wrestrict) on "literal" + std::to_string(i).)
-std::string numbered(std::string_view prefix, int i, std::size_t width = 1) {
-  std::string digits = std::to_string(i);
-  std::string out(prefix);
-  if (digits.size() < width) out.append(width - digits.size(), '0');
-  out += digits;
-  return out;
-}
+using propagation_test::numbered;
+using propagation_test::repeat;
 
 }  // namespace
 
