@@ -29,6 +29,7 @@
 
 #include "detector.hpp"
 #include "default_suppressions.hpp"
+#include "finding_kinds.hpp"
 #include "plain_tls/monitor.hpp"
 
 namespace ctxpool::diagnostics {
@@ -185,12 +186,6 @@ bool glob(const std::string& pattern, std::string_view text) {
   const std::size_t slash = subject.rfind('/');
   return slash != std::string::npos &&
          ::fnmatch(pattern.c_str(), subject.c_str() + slash + 1, 0) == 0;
-}
-
-bool kind_matches(std::string_view rule, finding_kind kind) {
-  if (rule == "*" || rule == to_string(kind)) return true;
-  return rule == "leak" &&
-         (kind == finding_kind::leaked_value || kind == finding_kind::leaked_context);
 }
 
 bool matches(const suppression& rule, const finding& f) {
@@ -568,7 +563,7 @@ bool is_thread_cache(std::string_view name) {
     }
   }
   for (suppression_count& rule : s.suppressions) {
-    if (rule.rule.kind == "thread-cache" && glob(rule.rule.pattern, name)) {
+    if (rule.rule.kind == thread_cache_kind && glob(rule.rule.pattern, name)) {
       ++rule.hits;
       return true;
     }

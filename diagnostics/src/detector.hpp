@@ -46,13 +46,6 @@ struct kind_total {
 bool write_report(const std::string& path, report_format format, std::string_view srcroot,
                   const run_summary& run);
 
-/// A JSON string literal for `s`, quotes included.
-[[nodiscard]] std::string json_string(std::string_view s);
-
-inline constexpr finding_kind all_kinds[] = {
-    finding_kind::stale_read, finding_kind::read_across_suspension, finding_kind::residue,
-    finding_kind::leaked_value, finding_kind::leaked_context};
-
 // ---- process-wide state --------------------------------------------------------
 
 /// Where one occurrence went: a position in `list` or in `suppressions`.

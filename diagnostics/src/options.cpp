@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "finding_kinds.hpp"
+
 namespace ctxpool::diagnostics {
 namespace {
 
@@ -168,13 +170,9 @@ std::vector<suppression> parse_suppressions(std::string_view text, std::string_v
     }
     const std::string_view kind = trim(line.substr(0, colon));
     const std::string_view pattern = trim(line.substr(colon + 1));
-    if (kind != "stale-read" && kind != "read-across-suspension" && kind != "residue" &&
-        kind != "leaked-value" && kind != "leaked-context" && kind != "leak" && kind != "*" &&
-        kind != "thread-cache") {
-      throw config_error(fmt::format(
-          "{}:{}: unknown kind '{}': expected stale-read, read-across-suspension, residue, "
-          "leaked-value, leaked-context, leak, * or thread-cache",
-          source, line_number, kind));
+    if (!detail::is_suppression_kind(kind)) {
+      throw config_error(fmt::format("{}:{}: unknown kind '{}': expected {}", source, line_number,
+                                     kind, detail::suppression_kinds_list()));
     }
     if (pattern.empty()) {
       throw config_error(fmt::format("{}:{}: empty pattern after '{}:'", source, line_number, kind));

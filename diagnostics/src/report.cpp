@@ -15,6 +15,8 @@
 #include <fmt/format.h>
 
 #include "detector.hpp"
+#include "finding_kinds.hpp"
+#include "finding_text.hpp"
 
 namespace ctxpool::diagnostics {
 namespace detail {
@@ -23,111 +25,6 @@ namespace {
 constexpr int json_schema_version = 1;
 constexpr std::string_view tool_name = "ctxpool-diagnostics";
 constexpr std::string_view tool_version = "0.1.0";
-
-bool known(const std::source_location& site) noexcept { return site.line() != 0; }
-
-std::string describe_site(const std::source_location& site) {
-  if (!known(site)) return "an unknown site";
-  std::string_view function = site.function_name();
-  if (function.empty()) return fmt::format("{}:{}", site.file_name(), site.line());
-  return fmt::format("{}:{} in {}", site.file_name(), site.line(), function);
-}
-
-std::string describe_task(const task_ref& task) {
-  if (task.id == 0) return "code outside any task";
-  if (task.name.empty()) return fmt::format("task #{}", task.id);
-  return fmt::format("task #{} \"{}\"", task.id, task.name);
-}
-
-std::string describe_thread(const finding& f) {
-  if (f.worker < 0) return fmt::format("T{}", f.thread);
-  return fmt::format("T{} (worker {})", f.thread, f.worker);
-}
-
-/// A read site, whether from a std::source_location or a machine instruction.
-struct site_view {
-  std::string_view file;
-  unsigned line = 0;
-  std::string_view function;
-  std::uintptr_t pc = 0;
-};
-
-site_view read_site(const finding& f) noexcept {
-  if (known(f.site)) return {f.site.file_name(), f.site.line(), f.site.function_name(), 0};
-  const code_location& at = f.read_location;
-  return {at.file, at.line, at.function, at.pc};
-}
-
-std::string describe_site(const site_view& site) {
-  if (site.line != 0) {
-    if (site.function.empty()) return fmt::format("{}:{}", site.file, site.line);
-    return fmt::format("{}:{} in {}", site.file, site.line, site.function);
-  }
-  if (!site.function.empty()) {
-    return fmt::format("{} (pc {:#x}; no line information)", site.function, site.pc);
-  }
-  if (site.pc != 0) return fmt::format("pc {:#x} (no symbol information)", site.pc);
-  return "an unknown site";
-}
-
-bool is_plain(const finding& f) noexcept { return !f.module.empty(); }
-
-/// "'auth_token' (std::string)" or "'auth_token' (plain thread_local, 32 bytes, in /bin/app)".
-std::string describe_variable(const finding& f) {
-  if (is_plain(f)) {
-    return fmt::format("'{}' (plain thread_local, {} bytes, in {})", f.variable, f.size, f.module);
-  }
-  return fmt::format("'{}' ({})", f.variable, f.type);
-}
-
-/// The one-line message used in JSON and SARIF.
-std::string one_line(const finding& f) {
-  switch (f.kind) {
-    case finding_kind::stale_read:
-      return fmt::format(
-          "{} read {} before writing it, at {}, and {} leaves it dirty ({} task(s) did, "
-          "written at {}): on a thread pool that does not wipe it, the reader gets that "
-          "task's value whenever it lands on the same thread",
-          describe_task(f.task), describe_variable(f), describe_site(read_site(f)),
-          describe_task(f.writer), f.left_dirty, describe_site(f.write_site));
-    case finding_kind::read_across_suspension:
-      return fmt::format(
-          "{} read {} first at {}, after a suspension, expecting what an earlier step of the "
-          "same coroutine ({}) wrote at {}: a thread-local does not follow a coroutine across "
-          "co_await; keep this state in a context_var",
-          describe_task(f.task), describe_variable(f), describe_site(read_site(f)),
-          describe_task(f.writer), describe_site(f.write_site));
-    case finding_kind::residue:
-      if (is_plain(f)) {
-        return fmt::format(
-            "{} left {} changed ({} time(s)); reads of it cannot be watched here, so whether a "
-            "later task reads it first is unknown",
-            describe_task(f.task), describe_variable(f), f.count);
-      }
-      return fmt::format("{} left the watched thread_local '{}' ({}) changed on thread {}",
-                         describe_task(f.task), f.variable, f.type, describe_thread(f));
-    case finding_kind::leaked_value:
-      return fmt::format(
-          "a value of context_var '{}' ({}) set by {} is still alive but held by no live "
-          "context (a token, a captured snapshot or a stored handler keeps it)",
-          f.variable, f.type, describe_task(f.task));
-    case finding_kind::leaked_context:
-      return fmt::format("a context created by {} outlived it and is still alive",
-                         describe_task(f.task));
-  }
-  return {};
-}
-
-/// The location a report attaches a finding to: where it happened if known,
-/// else where its task was submitted.
-site_view primary_site(const finding& f) noexcept {
-  if (const site_view read = read_site(f); read.line != 0) return read;
-  if (f.kind == finding_kind::residue && known(f.write_site)) {
-    return {f.write_site.file_name(), f.write_site.line(), f.write_site.function_name(), 0};
-  }
-  return {f.task.submit_site.file_name(), f.task.submit_site.line(),
-          f.task.submit_site.function_name(), 0};
-}
 
 std::string json_site(const site_view& site) {
   if (site.line == 0 && site.function.empty() && site.pc == 0) return "null";
@@ -138,15 +35,10 @@ std::string json_site(const site_view& site) {
   return text + "}";
 }
 
-std::string json_site(const std::source_location& site) {
-  if (!known(site)) return "null";
-  return json_site(site_view{site.file_name(), site.line(), site.function_name(), 0});
-}
-
 std::string json_task(const task_ref& task) {
   if (task.id == 0) return "null";
   return fmt::format(R"({{"id":{},"name":{},"submit_site":{}}})", task.id,
-                     json_string(task.name), json_site(task.submit_site));
+                     json_string(task.name), json_site(view_of(task.submit_site)));
 }
 
 /// `path` as the path part of a URI: bytes other than unreserved ones and
@@ -262,46 +154,6 @@ std::string sarif_location(const site_view& site, std::string_view message, std:
   return text;
 }
 
-struct rule_text {
-  finding_kind kind;
-  std::string_view name;
-  std::string_view short_text;
-  std::string_view full_text;
-  std::string_view level;
-};
-
-constexpr rule_text rules[] = {
-    {finding_kind::stale_read, "StaleThreadLocalRead", "Stale thread-local read",
-     "A task reads a thread-local before writing it, and another task leaves a value in it. "
-     "On a pool that does not wipe it, whenever the reader lands on a thread the other task "
-     "used, it runs with that task's value (an auth token, a request id). Reported whatever "
-     "threads the two ran on: the pair is the bug.",
-     "error"},
-    {finding_kind::read_across_suspension, "ThreadLocalReadAcrossSuspension",
-     "Thread-local read across a coroutine suspension",
-     "A coroutine step read a thread-local that an earlier step of the same coroutine wrote "
-     "before a co_await. The coroutine may resume on any worker, after other requests ran "
-     "there; keep such state in a context_var, which follows the coroutine.",
-     "error"},
-    {finding_kind::residue, "ThreadLocalResidue", "Thread-local residue",
-     "A task left a plain thread_local changed (where reads cannot be watched), or left a "
-     "thread_local registered with watch_thread_local changed; the next task on that thread "
-     "would see the change.",
-     "error"},
-    {finding_kind::leaked_value, "LeakedContextValue", "Leaked context value",
-     "A context variable's value is still alive at exit although no live context holds it.",
-     "warning"},
-    {finding_kind::leaked_context, "ContextOutlivedTask", "Context outlived its task",
-     "A context created inside a pool task is still alive at exit.", "warning"},
-};
-
-std::size_t rule_index(finding_kind kind) noexcept {
-  for (std::size_t i = 0; i < std::size(rules); ++i) {
-    if (rules[i].kind == kind) return i;
-  }
-  return 0;
-}
-
 std::string json_lines(const run_summary& run) {
   std::string out;
   for (const finding& f : run.findings) {
@@ -314,15 +166,15 @@ std::string json_lines(const run_summary& run) {
         tool_name, json_schema_version, to_string(f.kind), json_string(f.variable),
         json_string(f.type), is_plain(f) ? json_string(f.module) : std::string("null"), f.size,
         f.count, f.left_dirty, f.thread, f.worker, f.same_context, json_task(f.task),
-        json_site(read_site(f)), json_task(f.writer), json_site(f.write_site),
-        json_string(one_line(f)));
+        json_site(read_site(f)), json_task(f.writer), json_site(view_of(f.write_site)),
+        json_string(info_of(f.kind).one_line(f)));
     out += line;
   }
   std::string counts;
-  for (finding_kind kind : all_kinds) {
-    const kind_total total = total_of(run.findings, kind);
+  for (const kind_info& kind : kind_table()) {
+    const kind_total total = total_of(run.findings, kind.kind);
     if (!counts.empty()) counts += ',';
-    counts += fmt::format(R"("{}":{{"findings":{},"occurrences":{}}})", to_string(kind),
+    counts += fmt::format(R"("{}":{{"findings":{},"occurrences":{}}})", kind.name,
                           total.unique, total.occurrences);
   }
   std::string suppressed;
@@ -340,23 +192,6 @@ std::string json_lines(const run_summary& run) {
   return out;
 }
 
-/// The suppressions line that would silence `f`, shown with every finding.
-std::string suppression_hint(const finding& f) {
-  if (is_plain(f)) {
-    // A plain thread_local that is meant to outlive tasks is a cache.
-    return fmt::format("thread-cache:{}  or  {}:{}", f.variable, to_string(f.kind), f.variable);
-  }
-  if (f.kind != finding_kind::leaked_context && !f.variable.empty()) {
-    return fmt::format("{}:{}", to_string(f.kind), f.variable);
-  }
-  std::string_view file = primary_site(f).file;
-  if (const auto slash = file.rfind('/'); slash != std::string_view::npos) {
-    file.remove_prefix(slash + 1);
-  }
-  if (file.empty()) return fmt::format("{}:*", to_string(f.kind));
-  return fmt::format("{}:{}", to_string(f.kind), file);
-}
-
 /// The results of `run` as the comma-separated inside of a SARIF results array.
 std::string sarif_results(const run_summary& run, std::string_view root) {
   std::string results;
@@ -366,9 +201,8 @@ std::string sarif_results(const run_summary& run, std::string_view root) {
     int related_id = 0;
     auto relate = [&](const std::source_location& site, const std::string& message) {
       if (!known(site)) return;
-      const site_view view{site.file_name(), site.line(), site.function_name(), 0};
       if (!related.empty()) related += ',';
-      std::string location = sarif_location(view, message, root);
+      std::string location = sarif_location(view_of(site), message, root);
       location.insert(1, fmt::format(R"("id":{},)", related_id++));
       related += location;
     };
@@ -379,12 +213,12 @@ std::string sarif_results(const run_summary& run, std::string_view root) {
     if (f.task.id != 0 && read_site(f).line != 0) {
       relate(f.task.submit_site, fmt::format("{} submitted here", describe_task(f.task)));
     }
-    const rule_text& rule = rules[rule_index(f.kind)];
+    const kind_info& rule = info_of(f.kind);
     results += fmt::format(
         R"({{"ruleId":"{}","ruleIndex":{},"level":"{}","message":{{"text":{}}},)"
         R"("locations":[{}],"relatedLocations":[{}],"occurrenceCount":{},)"
         R"("properties":{{"variable":{},"type":{},"module":{},"size":{},"leftDirty":{}}}}})",
-        to_string(f.kind), rule_index(f.kind), rule.level, json_string(one_line(f)),
+        rule.name, static_cast<std::size_t>(f.kind), rule.level, json_string(rule.one_line(f)),
         sarif_location(primary_site(f), {}, root), related, f.count, json_string(f.variable),
         json_string(f.type), json_string(f.module), f.size, f.left_dirty);
   }
@@ -401,13 +235,13 @@ constexpr std::string_view sarif_root_key = R"("originalUriBaseIds":{"%SRCROOT%"
 
 std::string sarif_document(std::string_view results, std::string_view root) {
   std::string rule_list;
-  for (const rule_text& rule : rules) {
+  for (const kind_info& rule : kind_table()) {
     if (!rule_list.empty()) rule_list += ',';
     rule_list += fmt::format(
         R"({{"id":"{}","name":{},"shortDescription":{{"text":{}}},"fullDescription":{{"text":{}}},)"
         R"("defaultConfiguration":{{"level":"{}"}}}})",
-        to_string(rule.kind), json_string(rule.name), json_string(rule.short_text),
-        json_string(rule.full_text), rule.level);
+        rule.name, json_string(rule.sarif_name), json_string(rule.sarif_short_text),
+        json_string(rule.sarif_full_text), rule.level);
   }
   return fmt::format(
       R"({{"$schema":"https://json.schemastore.org/sarif-2.1.0.json","version":"2.1.0",)"
@@ -482,40 +316,17 @@ std::string read_all(int fd) {
 
 }  // namespace
 
-std::string json_string(std::string_view s) {
-  std::string out;
-  out.reserve(s.size() + 2);
-  out += '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-  return out;
-}
-
 std::string format_summary(const run_summary& run) {
   std::string out;
-  for (finding_kind kind : all_kinds) {
-    const kind_total total = total_of(run.findings, kind);
+  for (const kind_info& kind : kind_table()) {
+    const kind_total total = total_of(run.findings, kind.kind);
     if (total.unique == 0) continue;
-    out += fmt::format("SUMMARY: ctxpool: {}: {} finding(s), {} occurrence(s)\n", to_string(kind),
+    out += fmt::format("SUMMARY: ctxpool: {}: {} finding(s), {} occurrence(s)\n", kind.name,
                        total.unique, total.occurrences);
   }
   if (!run.plain_note.empty()) out += "ctxpool: " + run.plain_note + "\n";
   for (const suppression_count& rule : run.suppressions) {
-    if (rule.rule.kind == "thread-cache") {
+    if (rule.rule.kind == thread_cache_kind) {
       if (rule.hits == 0) {
         out += fmt::format(
             "ctxpool: suppression 'thread-cache:{}' matched no plain thread_local: check the "
@@ -576,97 +387,9 @@ bool write_report(const std::string& path, report_format format, std::string_vie
 
 }  // namespace detail
 
-std::string_view to_string(finding_kind kind) noexcept {
-  switch (kind) {
-    case finding_kind::stale_read: return "stale-read";
-    case finding_kind::read_across_suspension: return "read-across-suspension";
-    case finding_kind::residue: return "residue";
-    case finding_kind::leaked_value: return "leaked-value";
-    case finding_kind::leaked_context: return "leaked-context";
-  }
-  return "?";
-}
-
 std::string format_finding(const finding& f) {
-  using detail::describe_site;
-  using detail::describe_task;
-  using detail::describe_thread;
-  using detail::describe_variable;
-  using detail::is_plain;
-  using detail::read_site;
-  const int pid = static_cast<int>(::getpid());
-  std::string out;
-  switch (f.kind) {
-    case finding_kind::stale_read:
-      out = fmt::format(
-          "=={}==ERROR: ctxpool: stale-read of {}\n"
-          "  read before being written by {}\n"
-          "    at {}\n"
-          "    submitted at {}\n"
-          "  left dirty by {} ({} task(s) had left it so from there by then)\n"
-          "    written at {}\n"
-          "    submitted at {}\n"
-          "  Whatever threads these ran on: on a pool that does not wipe thread-locals the\n"
-          "  reader gets the leaving task's value whenever it lands on a thread that task used.\n"
-          "  Set it in every task that reads it, or pass it in a context_var. The value is not shown.\n",
-          pid, describe_variable(f), describe_task(f.task), describe_site(read_site(f)),
-          describe_site(f.task.submit_site), describe_task(f.writer), f.left_dirty,
-          describe_site(f.write_site), describe_site(f.writer.submit_site));
-      break;
-    case finding_kind::read_across_suspension:
-      out = fmt::format(
-          "=={}==ERROR: ctxpool: read-across-suspension of {}\n"
-          "  read first by {}, a later step of a coroutine (context lineage)\n"
-          "    at {}\n"
-          "  after an earlier step of it, {}, left it\n"
-          "    written at {}\n"
-          "    submitted at {}\n"
-          "  A thread-local does not follow a coroutine across co_await: resumed on another\n"
-          "  worker it reads nothing, or another request's value;\n"
-          "  keep this state in a context_var. The value is not shown.\n",
-          pid, describe_variable(f), describe_task(f.task), describe_site(read_site(f)),
-          describe_task(f.writer), describe_site(f.write_site),
-          describe_site(f.writer.submit_site));
-      break;
-    case finding_kind::residue:
-      if (is_plain(f)) {
-        out = fmt::format(
-            "=={}==ERROR: ctxpool: residue in {}\n"
-            "  left changed by {} ({} time(s))\n"
-            "    submitted at {}\n"
-            "  Reads of it cannot be watched here (see the notice at start-up), so whether a\n"
-            "  later task reads it first is unknown; on a pool the next task on that thread\n"
-            "  sees the change.\n",
-            pid, describe_variable(f), describe_task(f.task), f.count,
-            describe_site(f.task.submit_site));
-        break;
-      }
-      out = fmt::format(
-          "=={}==ERROR: ctxpool: residue in watched thread_local '{}' ({}) on thread {}\n"
-          "  left changed by {}\n"
-          "    submitted at {}\n"
-          "  ctxpool restored it; without it the next task on this thread would see the change.\n",
-          pid, f.variable, f.type, describe_thread(f), describe_task(f.task),
-          describe_site(f.task.submit_site));
-      break;
-    case finding_kind::leaked_value:
-      out = fmt::format(
-          "=={}==ERROR: ctxpool: leaked-value of context_var '{}' ({})\n"
-          "  set by {} on thread T{}\n"
-          "    submitted at {}\n"
-          "  still alive, but no live context holds it: a token, a captured snapshot or a\n"
-          "  stored handler keeps it.\n",
-          pid, f.variable, f.type, describe_task(f.task), f.thread,
-          describe_site(f.task.submit_site));
-      break;
-    case finding_kind::leaked_context:
-      out = fmt::format(
-          "=={}==ERROR: ctxpool: leaked-context created by {} on thread T{}\n"
-          "    submitted at {}\n"
-          "  the context outlived its task and is still alive.\n",
-          pid, describe_task(f.task), f.thread, describe_site(f.task.submit_site));
-      break;
-  }
+  std::string out = fmt::format("=={}==ERROR: ctxpool: ", static_cast<int>(::getpid()));
+  out += detail::info_of(f.kind).details(f);
   out += fmt::format("  (suppressions file line to silence this: {})\n",
                      detail::suppression_hint(f));
   return out;

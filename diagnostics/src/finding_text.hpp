@@ -1,0 +1,54 @@
+// The phrases every report shares: how a task, a site, a thread and a
+// variable are named in text, JSON and SARIF.
+#pragma once
+
+#include <cstdint>
+#include <source_location>
+#include <string>
+#include <string_view>
+
+#include <ctxpool/diagnostics/findings.hpp>
+
+namespace ctxpool::diagnostics::detail {
+
+/// A site to print, whether from a std::source_location or a machine instruction.
+struct site_view {
+  std::string_view file;
+  unsigned line = 0;
+  std::string_view function;
+  std::uintptr_t pc = 0;
+};
+
+[[nodiscard]] bool known(const std::source_location& site) noexcept;
+[[nodiscard]] site_view view_of(const std::source_location& site) noexcept;
+
+/// "file:line in function", "function (pc 0x..; no line information)", or "an unknown site".
+[[nodiscard]] std::string describe_site(const site_view& site);
+[[nodiscard]] std::string describe_site(const std::source_location& site);
+
+/// "task #3 \"name\"", "task #3", or "code outside any task".
+[[nodiscard]] std::string describe_task(const task_ref& task);
+
+/// "T2 (worker 1)" or "T2".
+[[nodiscard]] std::string describe_thread(const finding& f);
+
+/// Whether `f` is about a plain thread_local (it has a module).
+[[nodiscard]] bool is_plain(const finding& f) noexcept;
+
+/// "'auth_token' (std::string)" or "'auth_token' (plain thread_local, 32 bytes, in /bin/app)".
+[[nodiscard]] std::string describe_variable(const finding& f);
+
+/// Where the read of `f` happened (line 0 when it is not a read, or unknown).
+[[nodiscard]] site_view read_site(const finding& f) noexcept;
+
+/// The location a report attaches a finding to: where it happened if known,
+/// else where its task was submitted.
+[[nodiscard]] site_view primary_site(const finding& f) noexcept;
+
+/// The suppressions line that would silence `f`, shown with every finding.
+[[nodiscard]] std::string suppression_hint(const finding& f);
+
+/// A JSON string literal for `s`, quotes included.
+[[nodiscard]] std::string json_string(std::string_view s);
+
+}  // namespace ctxpool::diagnostics::detail
