@@ -1,0 +1,238 @@
+// Cancellation states, their parent links, and the deadline watcher.
+#include <ctxpool/cancellation.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <stop_token>
+#include <string>
+#include <thread>
+
+namespace ctxpool {
+namespace detail {
+
+/// One cancellation. Cancelling runs std::stop_source's callbacks, among
+/// them the links of its children (a child registers one on its parent), so
+/// a cancel reaches the whole subtree on the cancelling thread.
+struct cancel_state {
+  /// A child's link: the parent's cancellation cancels the child, for the
+  /// parent's reason.
+  struct cascade {
+    cancel_state* child;
+    cancel_state* parent;
+    void operator()() const noexcept {
+      child->cancel(parent->reason.load(std::memory_order_acquire));
+    }
+  };
+
+  cancel_state(std::shared_ptr<cancel_state> parent_state, deadline_clock::time_point own_deadline)
+      : parent(std::move(parent_state)), deadline(own_deadline) {
+    if (parent != nullptr) {
+      if (parent->deadline < deadline) deadline = parent->deadline;  // only ever tightened
+      link.emplace(parent->stop.get_token(), cascade{this, parent.get()});
+    }
+  }
+
+  void cancel(cancel_reason why) noexcept {
+    cancel_reason expected = cancel_reason::none;
+    reason.compare_exchange_strong(expected, why, std::memory_order_acq_rel);
+    stop.request_stop();
+  }
+
+  [[nodiscard]] bool has_deadline() const noexcept {
+    return deadline != deadline_clock::time_point::max();
+  }
+
+  [[nodiscard]] cancel_reason current_reason() const noexcept {
+    const cancel_reason why = reason.load(std::memory_order_acquire);
+    if (why != cancel_reason::none) return why;
+    if (has_deadline() && deadline_clock::now() >= deadline) return cancel_reason::deadline;
+    return cancel_reason::none;
+  }
+
+  std::stop_source stop;
+  std::atomic<cancel_reason> reason{cancel_reason::none};
+  std::shared_ptr<cancel_state> parent;  // keeps the parent's state (and its deadline) alive
+  deadline_clock::time_point deadline;   // max(): none
+  std::atomic<bool> watched{false};      // handed to the deadline watcher
+  std::optional<std::stop_callback<cascade>> link;  // last: unregistered first
+};
+
+context_var<std::shared_ptr<cancel_state>> current_cancel_state{"ctxpool.cancellation"};
+
+namespace {
+
+/// Runs the callbacks of deadlines that pass: one thread for the process,
+/// started when the first deadline gets a callback, ended (joined) at exit.
+/// Only deadlines that someone listens to are watched; `cancelled()` reads
+/// the clock itself.
+class deadline_watcher {
+ public:
+  static deadline_watcher& instance() {
+    static deadline_watcher watcher;
+    return watcher;
+  }
+
+  void watch(const std::shared_ptr<cancel_state>& state) {
+    std::lock_guard lock(mutex_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+    const bool earliest = due_.empty() || state->deadline < due_.begin()->first;
+    due_.emplace(state->deadline, state);
+    if (earliest) wake_.notify_one();
+  }
+
+  ~deadline_watcher() {
+    {
+      std::lock_guard lock(mutex_);
+      ending_ = true;
+    }
+    wake_.notify_one();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  deadline_watcher() = default;
+
+  void loop() {
+    std::unique_lock lock(mutex_);
+    while (!ending_) {
+      if (due_.empty()) {
+        wake_.wait(lock);
+        continue;
+      }
+      const auto first = due_.begin();
+      if (deadline_clock::now() < first->first) {
+        wake_.wait_until(lock, first->first);
+        continue;
+      }
+      std::weak_ptr<cancel_state> expired = first->second;
+      due_.erase(first);
+      lock.unlock();  // callbacks may register more deadlines
+      if (std::shared_ptr<cancel_state> state = expired.lock()) state->cancel(cancel_reason::deadline);
+      lock.lock();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::multimap<deadline_clock::time_point, std::weak_ptr<cancel_state>> due_;
+  bool ending_ = false;
+  std::thread thread_;
+};
+
+/// The current context's cancellation without a reference count (the value
+/// stays alive while the context is current and nothing sets the variable).
+const std::shared_ptr<cancel_state>* peek_current() noexcept {
+  const std::uint32_t id = current_cancel_state.id();
+  const get_cache_entry& entry = tls.cache[id & (get_cache_size - 1)];
+  if (entry.tag == cache_tag(id)) {
+    return static_cast<const std::shared_ptr<cancel_state>*>(entry.value);
+  }
+  return static_cast<const std::shared_ptr<cancel_state>*>(lookup_set_value(id));
+}
+
+cancel_reason reason_of(const cancel_state* state) noexcept {
+  return state == nullptr ? cancel_reason::none : state->current_reason();
+}
+
+[[noreturn]] void throw_cancelled(cancel_reason why) {
+  throw cancelled_error(why == cancel_reason::deadline
+                            ? "the context's deadline has passed (ctxpool cancellation)"
+                            : "the context's cancellation was requested (ctxpool cancellation)");
+}
+
+std::shared_ptr<cancel_state> make_child(deadline_clock::time_point deadline) {
+  const std::shared_ptr<cancel_state>* parent = peek_current();
+  return std::make_shared<cancel_state>(parent != nullptr ? *parent : nullptr, deadline);
+}
+
+}  // namespace
+}  // namespace detail
+
+struct cancellation_callback::registration {
+  registration(std::stop_token token, std::function<void()> f)
+      : callback(std::move(token), std::move(f)) {}
+  std::stop_callback<std::function<void()>> callback;
+};
+
+cancellation_callback::cancellation_callback() noexcept = default;
+cancellation_callback::cancellation_callback(cancellation_callback&&) noexcept = default;
+cancellation_callback& cancellation_callback::operator=(cancellation_callback&&) noexcept = default;
+cancellation_callback::~cancellation_callback() = default;
+
+bool cancellation_token::cancelled() const noexcept {
+  return detail::reason_of(state_.get()) != cancel_reason::none;
+}
+
+cancel_reason cancellation_token::reason() const noexcept {
+  return detail::reason_of(state_.get());
+}
+
+std::optional<deadline_clock::time_point> cancellation_token::deadline() const noexcept {
+  if (state_ == nullptr || !state_->has_deadline()) return std::nullopt;
+  return state_->deadline;
+}
+
+void cancellation_token::throw_if_cancelled() const {
+  if (const cancel_reason why = reason(); why != cancel_reason::none) detail::throw_cancelled(why);
+}
+
+cancellation_callback cancellation_token::on_cancel(std::function<void()> callback) const {
+  cancellation_callback result;
+  if (state_ == nullptr) return result;
+  // A deadline passed but not yet acted on becomes a cancel now, so that the
+  // callback runs at once, as for any cancellation that already happened.
+  if (state_->current_reason() == cancel_reason::deadline) {
+    state_->cancel(cancel_reason::deadline);
+  } else if (state_->has_deadline() && !state_->watched.exchange(true)) {
+    detail::deadline_watcher::instance().watch(state_);
+  }
+  result.registration_ = std::make_unique<cancellation_callback::registration>(
+      state_->stop.get_token(), std::move(callback));
+  return result;
+}
+
+cancellation_source::cancellation_source()
+    : state_(detail::make_child(deadline_clock::time_point::max())) {}
+
+cancellation_source::cancellation_source(deadline_clock::time_point deadline)
+    : state_(detail::make_child(deadline)) {}
+
+cancellation_source::cancellation_source(deadline_clock::duration timeout)
+    : state_(detail::make_child(deadline_clock::now() + timeout)) {}
+
+cancellation_source::cancellation_source(const cancellation_token& parent)
+    : state_(std::make_shared<detail::cancel_state>(parent.state_,
+                                                    deadline_clock::time_point::max())) {}
+
+void cancellation_source::cancel() noexcept { state_->cancel(cancel_reason::requested); }
+
+cancellation_token current_cancellation() noexcept {
+  const std::shared_ptr<detail::cancel_state>* state = detail::peek_current();
+  return state != nullptr ? cancellation_token(*state) : cancellation_token();
+}
+
+namespace this_task {
+
+bool cancelled() noexcept {
+  const std::shared_ptr<detail::cancel_state>* state = detail::peek_current();
+  return state != nullptr && detail::reason_of(state->get()) != cancel_reason::none;
+}
+
+void throw_if_cancelled() {
+  const std::shared_ptr<detail::cancel_state>* state = detail::peek_current();
+  if (state == nullptr) return;
+  if (const cancel_reason why = detail::reason_of(state->get()); why != cancel_reason::none) {
+    detail::throw_cancelled(why);
+  }
+}
+
+std::optional<deadline_clock::time_point> deadline() noexcept {
+  const std::shared_ptr<detail::cancel_state>* state = detail::peek_current();
+  if (state == nullptr || *state == nullptr || !(*state)->has_deadline()) return std::nullopt;
+  return (*state)->deadline;
+}
+
+}  // namespace this_task
+}  // namespace ctxpool
