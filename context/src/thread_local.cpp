@@ -227,6 +227,31 @@ task_slot_scope::~task_slot_scope() {
   detail::task_clock.current = outer_epoch_;
 }
 
+detail::task_slot_shelf::task_slot_shelf() {
+  detail::slot_table& t = detail::table();
+  for (std::size_t i = 0; i < t.slots.size(); ++i) {
+    std::unique_ptr<detail::slot_base>& slot = t.slots[i];
+    if (slot == nullptr || slot->info().life != lifetime::task || !slot->holds_value()) continue;
+    if (shelved_.size() <= i) shelved_.resize(t.slots.size());
+    // Pointers to the slot (the enclosing task's wipe list) stay valid: the
+    // object only moves to the shelf.
+    shelved_[i] = std::move(slot);
+  }
+}
+
+detail::task_slot_shelf::~task_slot_shelf() {
+  detail::slot_table& t = detail::table();
+  for (std::size_t i = 0; i < shelved_.size(); ++i) {
+    if (shelved_[i] == nullptr) continue;
+    std::unique_ptr<detail::slot_base> stand_in = std::exchange(t.slots[i], std::move(shelved_[i]));
+    // Listed stand-ins belong to a task scope still open: keep them alive
+    // until it ends rather than leave it a dangling pointer (not expected:
+    // the shelf lives inside the waiter's scope, the tasks' scopes inside it).
+    CTXPOOL_ASSERT(stand_in == nullptr || !stand_in->listed,
+                   "task_slot_shelf ended while a task scope inside it is still open");
+  }
+}
+
 thread_local_watch::thread_local_watch(std::string name, const std::type_info& type,
                                        std::function<bool()> restore_if_changed) {
   auto& registry = detail::watches();

@@ -324,6 +324,25 @@ class task_slot_scope {
   std::uint64_t outer_epoch_;  // the enclosing scope's access epoch, restored at the end
 };
 
+namespace detail {
+/// Hides the calling thread's `lifetime::task` values for the scope's life
+/// and puts them back at its end: for a thread that runs other tasks' work
+/// while it waits (task_group::wait), so that the work sees the thread as a
+/// worker would, clean, and the waiter's own values survive it. What the
+/// hidden slots are given meanwhile must be wiped by task scopes inside
+/// (each task's own); the scope discards any that is left.
+class task_slot_shelf {
+ public:
+  task_slot_shelf();
+  ~task_slot_shelf();
+  task_slot_shelf(const task_slot_shelf&) = delete;
+  task_slot_shelf& operator=(const task_slot_shelf&) = delete;
+
+ private:
+  std::vector<std::unique_ptr<slot_base>> shelved_;  // by slot index; null: not hidden
+};
+}  // namespace detail
+
 /// The registration of a watched `thread_local`; destroying it stops the watch.
 class thread_local_watch {
  public:
