@@ -153,8 +153,7 @@ void plain_task_end(const frame& task) noexcept {
   for (const auto& [index, where] : outcome.read_first) {
     const plain_tls::variable& var = plain_tls::describe(index);
     const slot_desc slot{plain_key_bit | index, var.name, {}, var.module, var.size};
-    const code_location at{where.function, where.file, where.line, where.pc};
-    model_read_first(slot, {{}, &at, thread_ordinal(), ts.worker}, view_of(task), lineage);
+    model_read_first(slot, {{}, &where, thread_ordinal(), ts.worker}, view_of(task), lineage);
   }
   std::vector<std::string> watched;
   if (!outcome.left_dirty.empty()) {
@@ -191,16 +190,17 @@ bool glob(const std::string& pattern, std::string_view text) {
 bool matches(const suppression& rule, const finding& f) {
   if (!kind_matches(rule.kind, f.kind)) return false;
   if (!f.variable.empty() && glob(rule.pattern, f.variable)) return true;
-  for (const std::source_location* site :
+  for (const code_location* site :
        {&f.site, &f.write_site, &f.task.submit_site, &f.writer.submit_site}) {
     if (site->line() != 0 && glob(rule.pattern, site->file_name())) return true;
   }
-  if (!f.read_location.file.empty() && glob(rule.pattern, f.read_location.file)) return true;
   return false;
 }
 
-std::string site_key(const std::source_location& site) {
-  return fmt::format("{}:{}:{}", site.file_name(), site.line(), site.column());
+std::string site_key(const code_location& site) {
+  if (site.line() == 0) return fmt::format("{}:{:x}", site.function_name(), site.pc());
+  return fmt::format("{}:{}:{}:{}", site.file_name(), site.line(), site.column(),
+                     site.function_name());
 }
 
 [[noreturn]] void halt(int exitcode);
@@ -503,10 +503,9 @@ std::uint64_t last_occurrence() noexcept {
 }
 
 std::string dedup_key(const finding& f) {
-  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}:{}:{}:{:x}", to_string(f.kind), f.variable, f.type,
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}", to_string(f.kind), f.variable, f.type,
                      site_key(f.site), site_key(f.write_site), site_key(f.task.submit_site),
-                     site_key(f.writer.submit_site), f.read_location.file, f.read_location.line,
-                     f.read_location.function, f.read_location.line == 0 ? f.read_location.pc : 0);
+                     site_key(f.writer.submit_site));
 }
 
 placement record_locked(std::unique_lock<std::mutex>& lock, finding f) {

@@ -22,7 +22,7 @@ constexpr kind_info table[] = {
            "{} read {} before writing it, at {}, and {} leaves it dirty ({} task(s) did, "
            "written at {}): on a thread pool that does not wipe it, the reader gets that "
            "task's value whenever it lands on the same thread",
-           describe_task(f.task), describe_variable(f), describe_site(read_site(f)),
+           describe_task(f.task), describe_variable(f), describe_site(f.site),
            describe_task(f.writer), f.left_dirty, describe_site(f.write_site));
      },
      [](const finding& f) {
@@ -38,7 +38,7 @@ constexpr kind_info table[] = {
            "  reader gets the leaving task's value whenever it lands on a thread that task used.\n"
            "  Set it in every task that reads it, or pass it in a context_var. The value is not "
            "shown.\n",
-           describe_variable(f), describe_task(f.task), describe_site(read_site(f)),
+           describe_variable(f), describe_task(f.task), describe_site(f.site),
            describe_site(f.task.submit_site), describe_task(f.writer), f.left_dirty,
            describe_site(f.write_site), describe_site(f.writer.submit_site));
      }},
@@ -53,7 +53,7 @@ constexpr kind_info table[] = {
            "{} read {} first at {}, after a suspension, expecting what an earlier step of the "
            "same coroutine ({}) wrote at {}: a thread-local does not follow a coroutine across "
            "co_await; keep this state in a context_var",
-           describe_task(f.task), describe_variable(f), describe_site(read_site(f)),
+           describe_task(f.task), describe_variable(f), describe_site(f.site),
            describe_task(f.writer), describe_site(f.write_site));
      },
      [](const finding& f) {
@@ -67,7 +67,7 @@ constexpr kind_info table[] = {
            "  A thread-local does not follow a coroutine across co_await: resumed on another\n"
            "  worker it reads nothing, or another request's value;\n"
            "  keep this state in a context_var. The value is not shown.\n",
-           describe_variable(f), describe_task(f.task), describe_site(read_site(f)),
+           describe_variable(f), describe_task(f.task), describe_site(f.site),
            describe_task(f.writer), describe_site(f.write_site),
            describe_site(f.writer.submit_site));
      }},

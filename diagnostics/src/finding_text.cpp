@@ -5,26 +5,18 @@
 
 namespace ctxpool::diagnostics::detail {
 
-bool known(const std::source_location& site) noexcept { return site.line() != 0; }
-
-site_view view_of(const std::source_location& site) noexcept {
-  if (!known(site)) return {};
-  return {site.file_name(), site.line(), site.function_name(), 0};
-}
-
-std::string describe_site(const site_view& site) {
-  if (site.line != 0) {
-    if (site.function.empty()) return fmt::format("{}:{}", site.file, site.line);
-    return fmt::format("{}:{} in {}", site.file, site.line, site.function);
+std::string describe_site(const code_location& site) {
+  const std::string_view function = site.function_name();
+  if (site.line() != 0) {
+    if (function.empty()) return fmt::format("{}:{}", site.file_name(), site.line());
+    return fmt::format("{}:{} in {}", site.file_name(), site.line(), function);
   }
-  if (!site.function.empty()) {
-    return fmt::format("{} (pc {:#x}; no line information)", site.function, site.pc);
+  if (!function.empty()) {
+    return fmt::format("{} (pc {:#x}; no line information)", function, site.pc());
   }
-  if (site.pc != 0) return fmt::format("pc {:#x} (no symbol information)", site.pc);
+  if (site.pc() != 0) return fmt::format("pc {:#x} (no symbol information)", site.pc());
   return "an unknown site";
 }
-
-std::string describe_site(const std::source_location& site) { return describe_site(view_of(site)); }
 
 std::string describe_task(const task_ref& task) {
   if (task.id == 0) return "code outside any task";
@@ -46,18 +38,6 @@ std::string describe_variable(const finding& f) {
   return fmt::format("'{}' ({})", f.variable, f.type);
 }
 
-site_view read_site(const finding& f) noexcept {
-  if (known(f.site)) return view_of(f.site);
-  const code_location& at = f.read_location;
-  return {at.file, at.line, at.function, at.pc};
-}
-
-site_view primary_site(const finding& f) noexcept {
-  if (const site_view read = read_site(f); read.line != 0) return read;
-  if (f.kind == finding_kind::residue && known(f.write_site)) return view_of(f.write_site);
-  return view_of(f.task.submit_site);
-}
-
 std::string suppression_hint(const finding& f) {
   if (is_plain(f)) {
     // A plain thread_local that is meant to outlive tasks is a cache.
@@ -66,7 +46,7 @@ std::string suppression_hint(const finding& f) {
   if (f.kind != finding_kind::leaked_context && !f.variable.empty()) {
     return fmt::format("{}:{}", to_string(f.kind), f.variable);
   }
-  std::string_view file = primary_site(f).file;
+  std::string_view file = site_of(f).file_name();
   if (const auto slash = file.rfind('/'); slash != std::string_view::npos) {
     file.remove_prefix(slash + 1);
   }
@@ -98,3 +78,14 @@ std::string json_string(std::string_view s) {
 }
 
 }  // namespace ctxpool::diagnostics::detail
+
+namespace ctxpool::diagnostics {
+
+const code_location& site_of(const finding& f) noexcept {
+  // A site without a line is not one an editor can show: the submit site is.
+  if (f.site.line() != 0) return f.site;
+  if (f.kind == finding_kind::residue && f.write_site.line() != 0) return f.write_site;
+  return f.task.submit_site;
+}
+
+}  // namespace ctxpool::diagnostics

@@ -3,7 +3,6 @@
 #pragma once
 
 #include <cstdint>
-#include <source_location>
 #include <string>
 #include <string_view>
 
@@ -11,20 +10,8 @@
 
 namespace ctxpool::diagnostics::detail {
 
-/// A site to print, whether from a std::source_location or a machine instruction.
-struct site_view {
-  std::string_view file;
-  unsigned line = 0;
-  std::string_view function;
-  std::uintptr_t pc = 0;
-};
-
-[[nodiscard]] bool known(const std::source_location& site) noexcept;
-[[nodiscard]] site_view view_of(const std::source_location& site) noexcept;
-
 /// "file:line in function", "function (pc 0x..; no line information)", or "an unknown site".
-[[nodiscard]] std::string describe_site(const site_view& site);
-[[nodiscard]] std::string describe_site(const std::source_location& site);
+[[nodiscard]] std::string describe_site(const code_location& site);
 
 /// "task #3 \"name\"", "task #3", or "code outside any task".
 [[nodiscard]] std::string describe_task(const task_ref& task);
@@ -37,13 +24,6 @@ struct site_view {
 
 /// "'auth_token' (std::string)" or "'auth_token' (plain thread_local, 32 bytes, in /bin/app)".
 [[nodiscard]] std::string describe_variable(const finding& f);
-
-/// Where the read of `f` happened (line 0 when it is not a read, or unknown).
-[[nodiscard]] site_view read_site(const finding& f) noexcept;
-
-/// The location a report attaches a finding to: where it happened if known,
-/// else where its task was submitted.
-[[nodiscard]] site_view primary_site(const finding& f) noexcept;
 
 /// The suppressions line that would silence `f`, shown with every finding.
 [[nodiscard]] std::string suppression_hint(const finding& f);

@@ -26,6 +26,7 @@ struct pair_rec;
 struct leave_rec {
   std::uint64_t key = 0;
   std::source_location write_site{};
+  std::source_location submit_site{};
   task_ref task;  // the first task that did
   bool alone = false;
   std::atomic<std::uint64_t> count{0};
@@ -40,6 +41,7 @@ struct read_rec {
   std::source_location site{};
   code_location plain;
   bool is_plain = false;
+  std::source_location submit_site{};
   task_ref task;  // the first task that did
   std::uint64_t thread = 0;
   std::int64_t worker = -1;
@@ -81,10 +83,11 @@ bool same_site(const std::source_location& a, const std::source_location& b) noe
 }
 
 bool same_code(const code_location& a, const code_location& b) noexcept {
-  if (a.line != 0 || b.line != 0) {
-    return a.line == b.line && a.file == b.file && a.function == b.function;
+  if (a.line() != 0 || b.line() != 0) {
+    return a.line() == b.line() && std::strcmp(a.file_name(), b.file_name()) == 0 &&
+           std::strcmp(a.function_name(), b.function_name()) == 0;
   }
-  return a.pc == b.pc;
+  return a.pc() == b.pc();
 }
 
 task_ref ref_of(const task_view& task) {
@@ -209,8 +212,7 @@ finding make_finding(const variable_rec& v, const pair_rec& p) {
   f.left_dirty = p.leave->count.load(std::memory_order_relaxed);
   if (p.read != nullptr) {
     f.task = p.read->task;
-    f.site = p.read->site;
-    if (p.read->is_plain) f.read_location = p.read->plain;
+    f.site = p.read->is_plain ? p.read->plain : code_location(p.read->site);
     f.thread = p.read->thread;
     f.worker = p.read->worker;
     f.writer = p.leave->task;
@@ -267,7 +269,7 @@ leave_rec* leave_slow(const slot_desc& slot, std::source_location write_site,
     variable_rec& v = variable_of(m, slot);
     leave_rec* rec = nullptr;
     for (leave_rec* l : v.leaves) {
-      if (same_site(l->write_site, write_site) && same_site(l->task.submit_site, task.submit_site)) {
+      if (same_site(l->write_site, write_site) && same_site(l->submit_site, task.submit_site)) {
         rec = l;
         break;
       }
@@ -277,6 +279,7 @@ leave_rec* leave_slow(const slot_desc& slot, std::source_location write_site,
       rec = &m.leaves.emplace_back();
       rec->key = slot.key;
       rec->write_site = write_site;
+      rec->submit_site = task.submit_site;
       rec->task = ref_of(task);
       rec->alone = alone;
       v.leaves.push_back(rec);
@@ -306,7 +309,7 @@ read_rec* read_slow(const slot_desc& slot, const read_desc& read, const task_vie
     read_rec* rec = nullptr;
     auto matches = [&](const read_rec& r) {
       if (r.own_step != own_step || r.is_plain != (read.plain != nullptr)) return false;
-      if (!same_site(r.task.submit_site, task.submit_site)) return false;
+      if (!same_site(r.submit_site, task.submit_site)) return false;
       return read.plain != nullptr ? same_code(r.plain, *read.plain) : same_site(r.site, read.site);
     };
     if (own_step == nullptr) {
@@ -333,6 +336,7 @@ read_rec* read_slow(const slot_desc& slot, const read_desc& read, const task_vie
         rec->plain = *read.plain;
         rec->is_plain = true;
       }
+      rec->submit_site = task.submit_site;
       rec->task = ref_of(task);
       rec->thread = read.thread;
       rec->worker = read.worker;

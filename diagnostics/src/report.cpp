@@ -26,19 +26,19 @@ constexpr int json_schema_version = 1;
 constexpr std::string_view tool_name = "ctxpool-diagnostics";
 constexpr std::string_view tool_version = "0.1.0";
 
-std::string json_site(const site_view& site) {
-  if (site.line == 0 && site.function.empty() && site.pc == 0) return "null";
+std::string json_site(const code_location& site) {
+  if (!site.known()) return "null";
   std::string text = fmt::format(R"({{"file":{},"line":{},"function":{})",
-                                 site.line != 0 ? json_string(site.file) : std::string("null"),
-                                 site.line, json_string(site.function));
-  if (site.pc != 0) text += fmt::format(R"(,"pc":"{:#x}")", site.pc);
+                                 site.line() != 0 ? json_string(site.file_name()) : std::string("null"),
+                                 site.line(), json_string(site.function_name()));
+  if (site.pc() != 0) text += fmt::format(R"(,"pc":"{:#x}")", site.pc());
   return text + "}";
 }
 
 std::string json_task(const task_ref& task) {
   if (task.id == 0) return "null";
   return fmt::format(R"({{"id":{},"name":{},"submit_site":{}}})", task.id,
-                     json_string(task.name), json_site(view_of(task.submit_site)));
+                     json_string(task.name), json_site(task.submit_site));
 }
 
 /// `path` as the path part of a URI: bytes other than unreserved ones and
@@ -91,7 +91,7 @@ std::string sarif_source_root(std::string_view configured, const run_summary& ru
   }
   for (const finding& f : run.findings) {
     for (const std::string_view file :
-         {std::string_view(primary_site(f).file), std::string_view(f.write_site.file_name())}) {
+         {std::string_view(site_of(f).file_name()), std::string_view(f.write_site.file_name())}) {
       if (file.starts_with('/')) {
         if (std::string root = git_root_of(file); !root.empty()) return root;
       }
@@ -142,10 +142,11 @@ std::string sarif_artifact(std::string_view file, std::string_view root) {
   return fmt::format(R"({{"uri":{}}})", json_string(uri_path(file)));
 }
 
-std::string sarif_location(const site_view& site, std::string_view message, std::string_view root) {
-  const std::string artifact =
-      site.line != 0 ? sarif_artifact(site.file, root) : std::string(R"({"uri":"unknown"})");
-  const unsigned line = site.line != 0 ? site.line : 1U;
+std::string sarif_location(const code_location& site, std::string_view message,
+                           std::string_view root) {
+  const std::string artifact = site.line() != 0 ? sarif_artifact(site.file_name(), root)
+                                                : std::string(R"({"uri":"unknown"})");
+  const std::uint_least32_t line = site.line() != 0 ? site.line() : 1U;
   std::string text = "{";
   if (!message.empty()) text += fmt::format(R"("message":{{"text":{}}},)", json_string(message));
   text += fmt::format(R"("physicalLocation":{{"artifactLocation":{},)", artifact);
@@ -166,7 +167,7 @@ std::string json_lines(const run_summary& run) {
         tool_name, json_schema_version, to_string(f.kind), json_string(f.variable),
         json_string(f.type), is_plain(f) ? json_string(f.module) : std::string("null"), f.size,
         f.count, f.left_dirty, f.thread, f.worker, f.same_context, json_task(f.task),
-        json_site(read_site(f)), json_task(f.writer), json_site(view_of(f.write_site)),
+        json_site(f.site), json_task(f.writer), json_site(f.write_site),
         json_string(info_of(f.kind).one_line(f)));
     out += line;
   }
@@ -199,10 +200,10 @@ std::string sarif_results(const run_summary& run, std::string_view root) {
     if (!results.empty()) results += ',';
     std::string related;
     int related_id = 0;
-    auto relate = [&](const std::source_location& site, const std::string& message) {
-      if (!known(site)) return;
+    auto relate = [&](const code_location& site, const std::string& message) {
+      if (site.line() == 0) return;
       if (!related.empty()) related += ',';
-      std::string location = sarif_location(view_of(site), message, root);
+      std::string location = sarif_location(site, message, root);
       location.insert(1, fmt::format(R"("id":{},)", related_id++));
       related += location;
     };
@@ -210,7 +211,7 @@ std::string sarif_results(const run_summary& run, std::string_view root) {
     if (f.writer.id != 0) {
       relate(f.writer.submit_site, fmt::format("{} submitted here", describe_task(f.writer)));
     }
-    if (f.task.id != 0 && read_site(f).line != 0) {
+    if (f.task.id != 0 && f.site.line() != 0) {
       relate(f.task.submit_site, fmt::format("{} submitted here", describe_task(f.task)));
     }
     const kind_info& rule = info_of(f.kind);
@@ -219,7 +220,7 @@ std::string sarif_results(const run_summary& run, std::string_view root) {
         R"("locations":[{}],"relatedLocations":[{}],"occurrenceCount":{},)"
         R"("properties":{{"variable":{},"type":{},"module":{},"size":{},"leftDirty":{}}}}})",
         rule.name, static_cast<std::size_t>(f.kind), rule.level, json_string(rule.one_line(f)),
-        sarif_location(primary_site(f), {}, root), related, f.count, json_string(f.variable),
+        sarif_location(site_of(f), {}, root), related, f.count, json_string(f.variable),
         json_string(f.type), json_string(f.module), f.size, f.left_dirty);
   }
   return results;

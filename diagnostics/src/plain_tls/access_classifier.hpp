@@ -40,11 +40,11 @@
 //
 // The read site is the user's frame: its function, the source line in it (a
 // libdw call line where library code is inlined there, the caller's line
-// where the access is in an out-of-line library function), the library
-// function at the access, and the PC of the accessing instruction.
+// where the access is in an out-of-line library function) and the PC of the
+// accessing instruction.
 //
 // @par Thread safety
-// `classify` may be called from any thread; symbolisation is cached per PC.
+// `classify_access` may be called from any thread; symbolisation is cached per PC.
 #pragma once
 
 #include <cstdint>
@@ -59,7 +59,7 @@ enum class access_kind { read, write };
 
 struct classified_access {
   access_kind kind = access_kind::read;
-  access_site site;
+  code_location site;  ///< the user's frame at the access (see the read site above)
 };
 
 /// Classifies the first access `hit`; `changed_by_end` says whether the

@@ -77,7 +77,7 @@ decoded decode_one(csh handle, cs_insn* insn, std::uintptr_t at, std::uintptr_t 
 
 /// The instruction at `insn_pc`, or the one that ends at `pc_after` within
 /// [function_begin, pc_after).
-decoded decode_access(const watch_hit& hit, const code_location& where) {
+decoded decode_access(const watch_hit& hit, const symbol_info& where) {
   csh handle = 0;
   if (cs_open(CS_ARCH_X86, CS_MODE_64, &handle) != CS_ERR_OK) return {};
   cs_option(handle, CS_OPT_DETAIL, CS_OPT_ON);
@@ -111,7 +111,7 @@ decoded decode_access(const watch_hit& hit, const code_location& where) {
   return d;
 }
 #else
-decoded decode_access(const watch_hit&, const code_location&) { return {}; }
+decoded decode_access(const watch_hit&, const symbol_info&) { return {}; }
 #endif
 
 }  // namespace
@@ -131,7 +131,7 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   symbolizer& symbols = the_symbolizer();
   std::uintptr_t insn_pc = hit.insn_pc != 0 ? hit.insn_pc : hit.pc_after - 1;
   // The access, then its callers (a return address minus one is inside the call).
-  std::vector<code_location> chain;
+  std::vector<symbol_info> chain;
   chain.push_back(symbols.lookup(insn_pc));
   decoded d;
   if (hit.known == known_access::unknown) {
@@ -151,7 +151,7 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   bool found_user = false;
   for (std::size_t level = 0; level <= hit.caller_count && !found_user; ++level) {
     if (level > 0) chain.push_back(symbols.lookup(hit.callers[level - 1] - 1));
-    const code_location& loc = chain.back();
+    const symbol_info& loc = chain.back();
     std::vector<std::string> names = loc.frames;
     if (names.empty()) names.push_back(loc.symbol);
     for (const std::string& name : names) {
@@ -163,7 +163,7 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
       }
     }
   }
-  const code_location& site = chain[user];
+  const symbol_info& site = chain[user];
 
   classified_access out;
   if (hit.known != known_access::unknown && hit.changed) {
@@ -181,12 +181,7 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   } else if ((changed_by_end || hit.stored_after_read) && (assignment || !site.has_debug_info)) {
     out.kind = access_kind::write;
   }
-  out.site.function = site.user_function;
-  out.site.file = site.file;
-  out.site.line = site.line;
-  out.site.inlined = user == 0 ? chain.front().inlined
-                               : (chain.front().frames.empty() ? chain.front().symbol : chain.front().frames.front());
-  out.site.pc = d.found ? d.pc : hit.pc_after;
+  out.site = code_location(site.file, site.line, site.user_function, d.found ? d.pc : hit.pc_after);
   return out;
 }
 

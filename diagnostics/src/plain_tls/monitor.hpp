@@ -34,6 +34,8 @@
 #include <utility>
 #include <vector>
 
+#include <ctxpool/diagnostics/findings.hpp>
+
 namespace ctxpool::diagnostics::detail::plain_tls {
 
 /// One discovered plain `thread_local` of the program's own modules.
@@ -43,24 +45,13 @@ struct variable {
   std::size_t size = 0;
 };
 
-/// Where an access happened, as precise as the debug information allows.
-struct access_site {
-  /// The user's function at the access (the innermost frame that is not the
-  /// standard library's, inlined or not), demangled; may be empty.
-  std::string function;
-  std::string file;  ///< empty without debug information
-  unsigned line = 0;  ///< in `function` (the call line when library code is inlined there)
-  std::uintptr_t pc = 0;  ///< the accessing instruction
-  std::string inlined;    ///< the library function inlined at the access ("std::string::empty() const"), if any
-};
-
 /// What one task did to the variables, reported at its end.
 struct task_outcome {
   /// Variables this task left changed from what they were when it began
   /// (first-use initialisation excluded).
   std::vector<std::uint32_t> left_dirty;
   /// Watched variables whose first access in this task was a read.
-  std::vector<std::pair<std::uint32_t, access_site>> read_first;
+  std::vector<std::pair<std::uint32_t, code_location>> read_first;
 };
 
 /// What observes first accesses.

@@ -14,8 +14,9 @@
 
 namespace ctxpool::diagnostics::detail::plain_tls {
 
-/// What is known about one code address.
-struct code_location {
+/// What the symbols and debug information say about one code address; the
+/// classifier turns it into the finding's `code_location`.
+struct symbol_info {
   std::uintptr_t function_begin = 0;  ///< the enclosing (out-of-line) function's symbol
   std::uintptr_t function_end = 0;    ///< 0 when no symbol covers the address
   std::string symbol;                 ///< its demangled name; empty if none
@@ -29,8 +30,6 @@ struct code_location {
   std::string user_function;
   std::string file;
   unsigned line = 0;
-  /// The library function inlined at the address, if the innermost frame is one.
-  std::string inlined;
 };
 
 class symbolizer {
@@ -41,13 +40,13 @@ class symbolizer {
   symbolizer& operator=(const symbolizer&) = delete;
 
   /// Looks `pc` up (rescanning the process's modules once if none covers it).
-  code_location lookup(std::uintptr_t pc);
+  symbol_info lookup(std::uintptr_t pc);
 
  private:
   struct impl;
   std::mutex mutex_;
   std::unique_ptr<impl> impl_;
-  std::unordered_map<std::uintptr_t, code_location> cache_;
+  std::unordered_map<std::uintptr_t, symbol_info> cache_;
 };
 
 /// The process-wide symbolizer (built on first use, never destroyed).

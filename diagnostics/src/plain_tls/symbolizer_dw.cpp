@@ -112,10 +112,10 @@ struct symbolizer::impl {
 symbolizer::symbolizer() : impl_(std::make_unique<impl>()) { impl_->report(); }
 symbolizer::~symbolizer() = default;
 
-code_location symbolizer::lookup(std::uintptr_t pc) {
+symbol_info symbolizer::lookup(std::uintptr_t pc) {
   std::lock_guard lock(mutex_);
   if (auto it = cache_.find(pc); it != cache_.end()) return it->second;
-  code_location loc;
+  symbol_info loc;
   if (impl_->dwfl == nullptr) return loc;
   Dwfl_Module* mod = dwfl_addrmodule(impl_->dwfl, pc);
   if (mod == nullptr) {
@@ -203,7 +203,6 @@ code_location symbolizer::lookup(std::uintptr_t pc) {
       }
       std::free(outer);
     }
-    if (!loc.frames.empty() && loc.frames.front() != loc.user_function) loc.inlined = loc.frames.front();
     if (loc.user_function.empty() || loc.frames.empty() || loc.frames.front() == loc.user_function) {
       if (Dwarf_Line* l = dwarf_getsrc_die(cu, pc - bias)) {
         int line = 0;

@@ -10,7 +10,7 @@
 // 5.13, F_SETSIG delivery to the thread (F_OWNER_TID). A variable of up to 8
 // bytes takes one register, a larger one two (its first 16 bytes: the
 // pointer and size of a string or vector; an access only further in is not
-// seen). `install` probes that a watchpoint really fires: some virtual
+// seen). `install_watchpoints` probes that a watchpoint really fires: some virtual
 // machines accept breakpoints whose debug registers never trigger.
 //
 // Single step (x86-64): the task runs with the trap flag set; each
@@ -22,11 +22,13 @@
 // pthread_create does both), so a first access after it is not seen.
 //
 // The SIGTRAP handler is async-signal-safe (preallocated per-thread storage,
-// ioctl) but for one call: backtrace(), to name the callers (primed at
-// install, so that it does not load libgcc_s inside the handler). It chains to the handler installed before it for traps not ours.
+// ioctl) but for one call: backtrace(), to name the callers (primed by
+// install_watchpoints, so that it does not load libgcc_s inside the handler).
+// It chains to the handler installed before it for traps not ours.
 //
 // @par Thread safety
-// `install` once, before tasks; `arm`/`disarm` on the worker, in pairs.
+// `install_watchpoints` once, before tasks; `arm_watchpoints`/`disarm_watchpoints`
+// on the worker, in pairs.
 #pragma once
 
 #include <cstddef>

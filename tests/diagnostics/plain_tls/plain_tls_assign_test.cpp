@@ -48,8 +48,8 @@ TEST_CASE("plain_tls: assigning to a string left dirty is a write, reading it is
 
     auto site = read_first(run_task([] { (void)anonymous_request(); }), *token);
     CHECK_OR_RETURN(site);
-    CHECK(site->pc != 0);
+    CHECK(site->pc() != 0);
     // Named through the caller chain when empty() is out of line (-O0).
-    CHECK(site->function.find("anonymous_request") != std::string::npos);
+    CHECK(std::string(site->function_name()).find("anonymous_request") != std::string::npos);
   }).join();
 }

@@ -59,19 +59,11 @@ class doctest_guard {
   doctest_guard& operator=(const doctest_guard&) = delete;
   ~doctest_guard() {
     for (const finding& f : take_findings_since(mark_)) {
-      const char* file = where_.file_name();
-      unsigned line = where_.line();
-      if (f.site.line() != 0) {
-        file = f.site.file_name();
-        line = f.site.line();
-      } else if (f.read_location.line != 0) {
-        file = f.read_location.file.c_str();
-        line = f.read_location.line;
-      } else if (f.task.submit_site.line() != 0) {
-        file = f.task.submit_site.file_name();
-        line = f.task.submit_site.line();
-      }
-      DOCTEST_ADD_FAIL_CHECK_AT(file, static_cast<int>(line), format_finding(f));
+      const code_location& site = site_of(f);
+      const bool here = site.line() == 0;
+      DOCTEST_ADD_FAIL_CHECK_AT(here ? where_.file_name() : site.file_name(),
+                                static_cast<int>(here ? where_.line() : site.line()),
+                                format_finding(f));
     }
     if (const std::uint64_t missed = unobserved_tasks() - unobserved_; missed != 0) {
       const std::string why =

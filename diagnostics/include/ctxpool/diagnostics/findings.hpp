@@ -27,6 +27,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <source_location>
 #include <string>
 #include <string_view>
@@ -55,20 +56,63 @@ enum class finding_kind {
 /// "leaked-context".
 [[nodiscard]] std::string_view to_string(finding_kind kind) noexcept;
 
-/// A task as a finding names it.
-struct task_ref {
-  std::uint64_t id = 0;                ///< 0: no task (the code ran outside any task)
-  std::string name;                    ///< may be empty
-  std::source_location submit_site{};  ///< line 0 when unknown
+/// A place in the program a finding names: where a task was submitted, a
+/// variable read or written. Made from a `std::source_location` (a
+/// `thread_local_var` access, a submit site) or from a machine instruction
+/// (a plain `thread_local`'s access, symbolised as precisely as the debug
+/// information allows); the accessors mirror `std::source_location`'s.
+class code_location {
+ public:
+  /// An unknown location (`known()` is false).
+  code_location() = default;
+  /// The location `site` names; unknown if its line is 0.
+  code_location(const std::source_location& site)  // NOLINT(google-explicit-constructor)
+      : file_(site.line() != 0 ? site.file_name() : ""),
+        function_(site.line() != 0 ? site.function_name() : ""),
+        line_(site.line()),
+        column_(site.column()) {}
+  /// A location found from the instruction at `pc` (0: none); `file` is
+  /// empty and `line` 0 without debug information, `function` empty without symbols.
+  code_location(std::string file, std::uint_least32_t line, std::string function,
+                std::uintptr_t pc = 0)
+      : file_(std::move(file)), function_(std::move(function)), line_(line), pc_(pc) {}
+
+  /// The source file; empty when unknown.
+  [[nodiscard]] const char* file_name() const noexcept { return file_.c_str(); }
+  /// The line; 0 when unknown.
+  [[nodiscard]] std::uint_least32_t line() const noexcept { return line_; }
+  /// The column; 0 when unknown (always for a location found from an instruction).
+  [[nodiscard]] std::uint_least32_t column() const noexcept { return column_; }
+  /// The (innermost user) function, demangled; may be empty.
+  [[nodiscard]] const char* function_name() const noexcept { return function_.c_str(); }
+  /// The instruction's address; 0 for a location from a `std::source_location`.
+  [[nodiscard]] std::uintptr_t pc() const noexcept { return pc_; }
+  /// Whether anything is known: a line, a function or an address.
+  [[nodiscard]] bool known() const noexcept { return line_ != 0 || !function_.empty() || pc_ != 0; }
+
+  /// The same place: the same file, line, column and function; without a
+  /// line, the same instruction.
+  friend bool operator==(const code_location& a, const code_location& b) noexcept {
+    if (a.line_ != 0 || b.line_ != 0) {
+      return a.line_ == b.line_ && a.column_ == b.column_ && a.file_ == b.file_ &&
+             a.function_ == b.function_;
+    }
+    return a.pc_ == b.pc_ && a.function_ == b.function_;
+  }
+
+ private:
+  std::string file_;
+  std::string function_;
+  std::uint_least32_t line_ = 0;
+  std::uint_least32_t column_ = 0;
+  std::uintptr_t pc_ = 0;
 };
 
-/// A code location found from a machine instruction (the reading instruction
-/// of a plain `thread_local`), as precise as the debug information allows.
-struct code_location {
-  std::string function;   ///< innermost (inlined) function, demangled; may be empty
-  std::string file;       ///< empty without debug information
-  unsigned line = 0;      ///< 0 without debug information
-  std::uintptr_t pc = 0;  ///< the instruction's address
+/// A task as a finding names it.
+struct task_ref {
+  std::uint64_t id = 0;       ///< 0: no task (the code ran outside any task)
+  std::string name;           ///< may be empty
+  code_location submit_site;  ///< unknown when the task was not submitted through a pool
 };
 
 /// One (deduplicated) finding.
@@ -81,10 +125,9 @@ struct finding {
   /// stale-read and read-across-suspension: the reading task; residue: the
   /// task that left the change; leaks: the task that created the value or context.
   task_ref task;
-  std::source_location site{};   ///< where the read happened (a `thread_local_var`)
-  code_location read_location;   ///< where the read happened (a plain thread_local)
+  code_location site;            ///< where the read happened (unknown for residue and leaks)
   task_ref writer;               ///< the (first) task that left the value behind
-  std::source_location write_site{};  ///< where that value was last written (if known)
+  code_location write_site;      ///< where that value was last written (if known)
   std::uint64_t left_dirty = 0;  ///< how many tasks left the variable dirty from that site
   std::uint64_t thread = 0;      ///< the detector's number for the reader's thread (T1, T2, ...)
   std::int64_t worker = -1;      ///< the pool's worker index, -1 if unknown
@@ -94,6 +137,11 @@ struct finding {
   std::uint64_t count = 1;       ///< how many times this finding occurred (reads, or leaves for residue)
   std::uint64_t last_seen = 0;   ///< detector-wide sequence number of its last occurrence
 };
+
+/// Where a report, a test framework or an editor points for `f`: the read,
+/// else (residue) the write, else where its task was submitted; unknown for a
+/// leak made outside any task.
+[[nodiscard]] const code_location& site_of(const finding& f) noexcept;
 
 /// The findings recorded so far, in the order they were first seen.
 [[nodiscard]] std::vector<finding> findings();

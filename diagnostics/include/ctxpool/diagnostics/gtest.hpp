@@ -68,14 +68,8 @@ class gtest_listener : public ::testing::EmptyTestEventListener {
   /// those findings.
   void OnTestEnd(const ::testing::TestInfo& test) override {
     for (const finding& f : take_findings_since(mark_)) {
-      if (f.site.line() != 0) {
-        ADD_FAILURE_AT(f.site.file_name(), static_cast<int>(f.site.line())) << format_finding(f);
-      } else if (f.read_location.line != 0) {  // a plain thread_local's read
-        ADD_FAILURE_AT(f.read_location.file.c_str(), static_cast<int>(f.read_location.line))
-            << format_finding(f);
-      } else if (f.task.submit_site.line() != 0) {
-        ADD_FAILURE_AT(f.task.submit_site.file_name(), static_cast<int>(f.task.submit_site.line()))
-            << format_finding(f);
+      if (const code_location& site = site_of(f); site.line() != 0) {
+        ADD_FAILURE_AT(site.file_name(), static_cast<int>(site.line())) << format_finding(f);
       } else {
         ADD_FAILURE_AT(test.file(), test.line()) << format_finding(f);
       }
