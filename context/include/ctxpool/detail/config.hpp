@@ -48,3 +48,12 @@ namespace ctxpool::detail {
 /// library cannot report by throwing (from a destructor, say), so it aborts.
 #define CTXPOOL_ASSERT(cond, message) \
   (CTXPOOL_LIKELY(cond) ? (void)0 : ::ctxpool::detail::assert_fail(__FILE__, __LINE__, (message)))
+
+/// CTXPOOL_ASSERT for invariants on hot paths: checked in debug builds and
+/// in the sanitizer and protocol-interleaving test builds, compiled out of
+/// release builds (it would cost every task a compare and a branch).
+#if !defined(NDEBUG) || CTXPOOL_SANITIZED || defined(CTXPOOL_INTERLEAVE_PROTOCOL)
+#  define CTXPOOL_DEBUG_ASSERT(cond, message) CTXPOOL_ASSERT(cond, message)
+#else
+#  define CTXPOOL_DEBUG_ASSERT(cond, message) static_cast<void>(0)
+#endif
