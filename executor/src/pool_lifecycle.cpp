@@ -1,5 +1,6 @@
-// The pool's lifecycle: starting and ending the workers, wait/join/stop and
-// the destructor's finish, and the counts stats() reports.
+// The pool's lifecycle: starting and ending the workers, the phases
+// (pool_phase) that wait/join/stop and the destructor's finish move through,
+// and the counts stats() reports.
 #include <ctxpool/executor.hpp>
 
 #include <algorithm>
@@ -71,9 +72,8 @@ pool_core::~pool_core() {
   // scheduler with the other services, so it is not touched again here);
   // what is left are Asio handlers executed after the close, destroyed unrun
   // as an io_context does.
-  if (!threads_ended_) end_threads();
+  if (phase_.load(std::memory_order_relaxed) < pool_phase::ended) end_threads();
   destroy_queued_tasks();
-  drain_recycled();
 }
 
 void pool_core::start_threads(const std::string& name_prefix) {
@@ -90,11 +90,13 @@ void pool_core::start_threads(const std::string& name_prefix) {
 }
 
 void pool_core::end_threads() noexcept {
-  stopping_.store(true, std::memory_order_seq_cst);
+  CTXPOOL_ASSERT(phase_.load(std::memory_order_relaxed) < pool_phase::ended,
+                 "the threads are ended once");
+  advance_phase(pool_phase::stopping);
   CTXPOOL_PROTOCOL_STEP();
-  idle_.wake_all();  // a worker parking after this sees stopping_ in its last look
+  idle_.wake_all();  // a worker parking after this sees the phase in its last look
   CTXPOOL_PROTOCOL_STEP();
-  if (std::exchange(scheduler_work_, false)) scheduler_.work_finished();
+  scheduler_.work_finished();  // the one work item the constructor counted
   scheduler_.stop();  // wakes the worker sleeping in run_one
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
@@ -103,7 +105,7 @@ void pool_core::end_threads() noexcept {
   {
     // Nothing can run any more: a wait() in progress or to come returns.
     std::lock_guard lock(idle_mutex_);
-    threads_gone_ = true;
+    advance_phase(pool_phase::ended);
   }
   idle_cv_.notify_all();
 }
@@ -113,11 +115,11 @@ void pool_core::destroy_queued_tasks() noexcept {
   for (;;) {
     task_node* node = nullptr;
     for (std::size_t i = 0; node == nullptr && i < thread_count_; ++i) {
-      node = workers_[i].inbox.take();
+      node = workers_[i].shared.inbox.take();
     }
     if (node == nullptr) node = injection_.try_pop();
     for (std::size_t i = 0; node == nullptr && i < thread_count_; ++i) {
-      node = workers_[i].deque.steal();
+      node = workers_[i].shared.deque.steal();
     }
     if (node == nullptr) break;
     node->complete(*this, false);
@@ -152,7 +154,10 @@ void pool_core::wait_idle(bool tasks_only) {
   waiters_.fetch_add(1, std::memory_order_seq_cst);
   {
     std::unique_lock lock(idle_mutex_);
-    idle_cv_.wait(lock, [this, tasks_only] { return work_.idle(tasks_only) || threads_gone_; });
+    idle_cv_.wait(lock, [this, tasks_only] {
+      return work_.idle(tasks_only) ||
+             phase_.load(std::memory_order_relaxed) >= pool_phase::ended;
+    });
   }
   waiters_.fetch_sub(1, std::memory_order_seq_cst);
 }
@@ -165,40 +170,36 @@ void pool_core::wait() {
 void pool_core::join() {
   if (running_in_this_thread()) throw_called_from_worker("join()");
   std::lock_guard lock(lifecycle_mutex_);
-  if (threads_ended_) return;
+  if (phase_.load(std::memory_order_relaxed) >= pool_phase::ended) return;
   // Running tasks may still submit while we wait; only then close, and wait
   // again for any submit that raced with the close (see add_task).
   wait_idle(/*tasks_only=*/false);
-  closed_.store(true, std::memory_order_seq_cst);
+  advance_phase(pool_phase::closed);
   wait_idle(/*tasks_only=*/false);
   end_threads();
-  threads_ended_ = true;
 }
 
 void pool_core::finish() {
   std::lock_guard lock(lifecycle_mutex_);
-  if (threads_ended_) return;
+  if (phase_.load(std::memory_order_relaxed) >= pool_phase::ended) return;
   // As join(), but waiting for tasks only: tracked work (a timer, an accept)
   // may never end, and the owner destroys it once the threads are gone.
   wait_idle(/*tasks_only=*/true);
-  closed_.store(true, std::memory_order_seq_cst);
+  advance_phase(pool_phase::closed);
   wait_idle(/*tasks_only=*/true);
   end_threads();
-  threads_ended_ = true;
 }
 
 void pool_core::stop(void (*shutdown_services)(boost::asio::execution_context&)) {
   if (running_in_this_thread()) throw_called_from_worker("stop()");
   std::lock_guard lock(lifecycle_mutex_);
-  // Stop the workers before closing: a running task that sees the pool
+  // Stopping and closed in one store: a running task that sees the pool
   // closed must not be followed by another task on its worker.
-  stopping_.store(true, std::memory_order_seq_cst);
+  advance_phase(pool_phase::stopping);
   idle_.wake_all();
   scheduler_.stop();
-  closed_.store(true, std::memory_order_seq_cst);
-  if (!threads_ended_) {
+  if (phase_.load(std::memory_order_relaxed) < pool_phase::ended) {
     end_threads();  // each worker returns after its current task
-    threads_ended_ = true;
   }
   // Destroys queued tasks (their promises report broken_promise) and pending
   // timer waits on this thread, before stop() returns. A submit that passed
@@ -213,9 +214,9 @@ void pool_core::stop(void (*shutdown_services)(boost::asio::execution_context&))
     std::this_thread::yield();
     destroy_queued_tasks();
   }
-  if (!handlers_destroyed_) {
+  if (phase_.load(std::memory_order_relaxed) < pool_phase::services_shut_down) {
     shutdown_services(owner_);
-    handlers_destroyed_ = true;
+    advance_phase(pool_phase::services_shut_down);
   }
 }
 
@@ -223,8 +224,8 @@ pool_core::counts pool_core::snapshot_counts() const noexcept {
   std::uint64_t started = foreign_counters_.started.load(std::memory_order_relaxed);
   std::uint64_t completed = foreign_counters_.completed.load(std::memory_order_relaxed);
   for (std::size_t i = 0; i < thread_count_; ++i) {
-    completed += workers_[i].counters.completed.load(std::memory_order_relaxed);
-    started += workers_[i].counters.started.load(std::memory_order_relaxed);
+    completed += workers_[i].shared.counters.completed.load(std::memory_order_relaxed);
+    started += workers_[i].shared.counters.started.load(std::memory_order_relaxed);
   }
   const std::uint64_t running = started > completed ? started - completed : 0;
   const auto tasks = static_cast<std::int64_t>(work_.outstanding().tasks);

@@ -1,5 +1,5 @@
-// The worker loop: where a worker finds its next task, how it spins, sleeps
-// and is woken, and the recycling of task blocks.
+// The worker loop: where a worker finds its next task, how it spins, and how
+// it parks; the spare map references it holds between tasks.
 #include <ctxpool/executor.hpp>
 
 #include <pthread.h>
@@ -28,7 +28,11 @@ constexpr unsigned pauses_per_round = 8;
 /// Every this many tasks a worker looks at outside tasks (the inboxes, then
 /// the injection queue) and at the oldest task of its own deque before its
 /// newest, so that neither outside submissions nor a worker's early tasks
-/// wait while it works through a stream of newer ones.
+/// wait while it works through a stream of newer ones. 61, the interval of
+/// Go's scheduler for its global queue: often enough that an outside task
+/// waits behind a few dozen local ones at most, rarely enough to cost
+/// nothing measurable; a prime, so that the check does not fall into step
+/// with io_poll_interval or with a periodic pattern of tasks.
 constexpr std::uint32_t fairness_interval = 61;
 
 /// How many more times a worker tries the injection queue when another
@@ -43,10 +47,6 @@ constexpr unsigned injection_retries = 3;
 
 /// How often a busy worker lets ready timer and I/O handlers run.
 constexpr std::uint32_t io_poll_interval = 64;
-
-/// How many ready handlers a worker runs in a row before it looks at its
-/// tasks again (see run_ready_handlers).
-constexpr std::size_t handler_batch = 16;
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -82,7 +82,7 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   bool woken_for_io_role = false;
   for (;;) {
     try {
-      if (stopping_.load(std::memory_order_acquire)) {
+      if (stopping(std::memory_order_acquire)) {
         if (woken) idle_.stop_spinning();
         break;
       }
@@ -99,14 +99,14 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       }
       if (task != nullptr) {
         task->complete(*this, true);
-        if (me.taken % io_poll_interval == 0) poll_scheduler();
+        if (me.own.taken % io_poll_interval == 0) poll_scheduler();
         continue;
       }
       // Nothing anywhere: sleep where timers and I/O can wake us if that
       // role is free, else on the futex; submitters get our freed blocks.
-      flush_all_freed(me);
+      blocks_.flush(me.own.freed);
       CTXPOOL_PROTOCOL_STEP();
-      if (!io_waiter_taken_.exchange(true, std::memory_order_acq_rel)) {
+      if (!io_.taken.exchange(true, std::memory_order_acq_rel)) {
         sleep_in_scheduler();
       } else {
         woken = sleep_parked(index);
@@ -120,7 +120,7 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   }
   give_back_references(me);
   stop_holding_references();
-  flush_all_freed(me);
+  blocks_.flush(me.own.freed);
   for (task_observer* observer : observers_) observer->on_thread_stop(index);
   current_worker = {nullptr, 0};
 }
@@ -128,8 +128,8 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
 void pool_core::count_held_references() noexcept {
   if (current_worker.pool == this) {
     worker_state& me = workers_[current_worker.index];
-    if (!me.holds_references) {
-      me.holds_references = true;
+    if (!me.own.holds_references) {
+      me.own.holds_references = true;
       add_tracked();  // before the task's own unit goes: wait() cannot see zero between
     }
   } else if (holding_references_across_tasks()) {
@@ -141,8 +141,8 @@ void pool_core::count_held_references() noexcept {
 
 void pool_core::give_back_references(worker_state& me) noexcept {
   if (holds_spare_references()) return_capture_reserve();
-  if (me.holds_references) {
-    me.holds_references = false;
+  if (me.own.holds_references) {
+    me.own.holds_references = false;
     remove_tracked();
   }
 }
@@ -151,12 +151,12 @@ task_node* pool_core::take_injected(worker_state& me) noexcept {
   // The first task to run now, the rest of the batch into our inbox, which
   // is empty: take_outside comes here only when it found nothing there, and
   // only we fill it.
-  task_node* batch[batch_inbox::capacity + 1];
+  task_node* batch[injection_batch];
   for (unsigned attempt = 0;; ++attempt) {
     bool contended = false;
     const std::size_t taken = injection_.try_pop(batch, std::size(batch), contended);
     if (taken != 0) {
-      if (taken > 1) me.inbox.fill(batch + 1, static_cast<std::uint32_t>(taken - 1));
+      if (taken > 1) me.shared.inbox.fill(batch + 1, static_cast<std::uint32_t>(taken - 1));
       // More queued than this worker can run now: make sure another looks.
       // (A push still linking wakes a worker itself once linked.)
       CTXPOOL_PROTOCOL_STEP();
@@ -169,21 +169,21 @@ task_node* pool_core::take_injected(worker_state& me) noexcept {
 }
 
 task_node* pool_core::take_outside(worker_state& me) noexcept {
-  if (task_node* task = me.inbox.take()) return task;
+  if (task_node* task = me.shared.inbox.take()) return task;
   return take_injected(me);
 }
 
 task_node* pool_core::find_task(worker_state& me, std::size_t index) noexcept {
-  ++me.taken;
-  if (me.taken % fairness_interval == 0) {
+  ++me.own.taken;
+  if (me.own.taken % fairness_interval == 0) {
     // Oldest first: another worker's inbox (it may be running a long task),
     // ours, the injection queue, then our own oldest.
     if (task_node* task = steal_task(index, /*inboxes_only=*/true)) return task;
     if (task_node* task = take_outside(me)) return task;
-    if (task_node* task = me.deque.steal()) return task;
+    if (task_node* task = me.shared.deque.steal()) return task;
   }
   CTXPOOL_PROTOCOL_STEP();
-  if (task_node* task = me.deque.pop()) return task;
+  if (task_node* task = me.shared.deque.pop()) return task;
   // A new batch before another worker's inbox: taking one task at a time
   // from another's inbox moves its line between the two cores per task,
   // which cost W3 and yield-fed W6 12-18% in interleaved runs. So an outside
@@ -197,60 +197,17 @@ task_node* pool_core::steal_task(std::size_t thief, bool inboxes_only) noexcept 
     std::size_t victim = thief + i;
     if (victim >= thread_count_) victim -= thread_count_;
     // The inbox first: outside tasks, older than anything the victim queued.
-    if (task_node* task = workers_[victim].inbox.take()) return task;
+    if (task_node* task = workers_[victim].shared.inbox.take()) return task;
     if (inboxes_only) continue;
-    if (task_node* task = workers_[victim].deque.steal()) return task;
+    if (task_node* task = workers_[victim].shared.deque.steal()) return task;
   }
   return nullptr;
-}
-
-bool pool_core::poll_scheduler() {
-  // While a worker sleeps in the scheduler, what reaches the scheduler's
-  // queue from outside it wakes that worker (Asio interrupts the reactor or
-  // signals its wait); what a handler queues from inside is drained by the
-  // thread that ran the handler (run_ready_handlers). So a worker that has
-  // run no handler since it last found the queue empty has nothing to take
-  // here, and polling could take the no-op meant to wake the sleeper for a
-  // task (it posts itself again if that happens anyway).
-  if (io_sleepers_.load(std::memory_order_relaxed) != 0) return false;
-  return run_ready_handlers() != 0;
-}
-
-std::size_t pool_core::run_ready_handlers() {
-  // A handler run by poll_one or run_one queues the completions of the
-  // operations it starts as continuations that finish at once (the next
-  // read of a composed async_read that finds the bytes already there) in the
-  // calling thread's private queue, and Asio moves them to the shared queue after
-  // the handler *without waking anyone*: Asio expects the thread to stay in
-  // its run loop. Ours leaves it after one handler, and a worker sleeping in
-  // the reactor meanwhile would not see them. So the thread that ran a
-  // handler looks again until the queue has nothing ready, and past a batch
-  // hands what may be left to the sleeper.
-  boost::system::error_code ignored;
-  std::size_t ran = 0;
-  while (scheduler_.poll_one(ignored) != 0) {
-    CTXPOOL_PROTOCOL_STEP();  // the handler's continuations are published, unannounced
-    if (++ran == handler_batch) {
-      // The rest waits for no other event: the waiter takes it; the waiter
-      // itself, about to leave, hands the role to a parked worker, whose
-      // run_one starts with it; with no waiter, the next worker to go idle
-      // or take the role looks, and we at our next poll.
-      // (Whether we still hold the role is read now: a handler we ran may
-      // have handed it on, and the new waiter may be asleep in the reactor.)
-      if (!workers_[current_worker.index].waits_in_scheduler &&
-          io_sleepers_.load(std::memory_order_seq_cst) != 0) {
-        wake_io_waiter();
-      }
-      break;
-    }
-  }
-  return ran;
 }
 
 bool pool_core::work_visible() const noexcept {
   if (injection_.maybe_nonempty()) return true;
   for (std::size_t i = 0; i < thread_count_; ++i) {
-    if (workers_[i].deque.maybe_nonempty() || workers_[i].inbox.maybe_nonempty()) return true;
+    if (workers_[i].shared.deque.maybe_nonempty() || workers_[i].shared.inbox.maybe_nonempty()) return true;
   }
   return false;
 }
@@ -283,7 +240,7 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted,
   if (pause && idle_.try_start_pausing()) {
     task_node* task = nullptr;
     for (unsigned round = 0; round < spin_rounds && task == nullptr; ++round) {
-      if (stopping_.load(std::memory_order_relaxed)) break;
+      if (stopping(std::memory_order_relaxed)) break;
       task = find_task(me, index);
       if (task == nullptr) {
         for (unsigned i = 0; i < pauses_per_round; ++i) cpu_relax();
@@ -299,61 +256,15 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted,
 void pool_core::wake_idle_worker() noexcept {
   if (idle_.wake_one()) return;
   CTXPOOL_PROTOCOL_STEP();  // no parked worker: between that look and the waiter's
-  if (io_sleepers_.load(std::memory_order_seq_cst) != 0) wake_io_waiter();
-}
-
-void pool_core::wake_io_waiter() noexcept {
-  // One wake-up in flight at a time; the worker it wakes passes it on.
-  if (wake_pending_.load(std::memory_order_relaxed) ||
-      wake_pending_.exchange(true, std::memory_order_acq_rel)) {
-    return;
-  }
-  CTXPOOL_PROTOCOL_STEP();
-  scheduler_.post_immediate_completion(&wake_op_, /*is_continuation=*/false);
-}
-
-void pool_core::sleep_in_scheduler() {
-  worker_state& me = workers_[current_worker.index];
-  // Announce ourselves before the last look at the queues: a submitter
-  // publishes its task, then looks at io_sleepers_ (both seq_cst).
-  io_sleeper_index_.store(current_worker.index, std::memory_order_relaxed);
-  io_sleepers_.fetch_add(1, std::memory_order_seq_cst);
-  me.waits_in_scheduler = true;
-  CTXPOOL_PROTOCOL_STEP();  // announced, before the last look
-  struct leave_scheduler {
-    pool_core& pool;
-    worker_state& me;
-    ~leave_scheduler() {  // also when a raw handler throws out of run_one
-      if (me.waits_in_scheduler) pool.release_io_role();
-    }
-  } leave{*this, me};
-  boost::system::error_code ignored;
-  if (!work_visible() && !stopping_.load(std::memory_order_seq_cst) &&
-      (CTXPOOL_PROTOCOL_STEP(), scheduler_.run_one(ignored) != 0)) {
-    // Leaving the scheduler: what the handler queued is ours to run first
-    // (run_ready_handlers says why). A handler run through the pool's
-    // executor handed the role on before it started (run_inline).
-    run_ready_handlers();
-  }
-}
-
-void pool_core::release_io_role() noexcept {
-  workers_[current_worker.index].waits_in_scheduler = false;
-  io_sleepers_.fetch_sub(1, std::memory_order_seq_cst);
-  CTXPOOL_PROTOCOL_STEP();
-  io_waiter_taken_.store(false, std::memory_order_seq_cst);
-  CTXPOOL_PROTOCOL_STEP();  // the role is free, nobody woken to take it yet
-  // A parked worker takes the role over (it looks for tasks once, then takes
-  // the free role), so that timers and I/O never wait for a busy worker.
-  idle_.wake_one(idle_workers::reason::take_io_role);
+  if (io_.sleepers.load(std::memory_order_seq_cst) != 0) wake_io_waiter();
 }
 
 bool pool_core::sleep_parked(std::size_t index) {
   idle_.prepare_park(index);  // a protocol step follows the announcement
   // The last look, after registering (see parking.hpp). A free I/O role
   // counts as work: it must not stay empty while we sleep.
-  if (work_visible() || stopping_.load(std::memory_order_seq_cst) ||
-      !io_waiter_taken_.load(std::memory_order_seq_cst)) {
+  if (work_visible() || stopping(std::memory_order_seq_cst) ||
+      !io_.taken.load(std::memory_order_seq_cst)) {
     // False: withdrawn. True: a waker chose us meanwhile and counted us.
     return !idle_.cancel_park(index);
   }
@@ -361,107 +272,12 @@ bool pool_core::sleep_parked(std::size_t index) {
   return !idle_.woken_by_wake_all(index);
 }
 
-namespace {
-
-/// Frees every block of a list of magazines, the magazines included.
-void free_magazines(block_magazine* list, std::size_t block_size) noexcept {
-  while (list != nullptr) {
-    block_magazine* next = list->next;
-    for (std::size_t i = 0; i < list->count; ++i) small_free(list->slots()[i], block_size);
-    small_free(list, block_size);
-    list = next;
-  }
-}
-
-/// Blocks a submitter took from a pool's recycled stacks and has not used
-/// yet: a list of magazines per size class, uncapped (it holds at most what
-/// the pool's workers freed), emptied when the thread ends. Not tied to one
-/// pool: a block is plain small_alloc memory.
-struct spare_task_blocks {
-  block_magazine* heads[small_alloc_classes] = {};
-  spare_task_blocks() = default;
-  spare_task_blocks(const spare_task_blocks&) = delete;
-  spare_task_blocks& operator=(const spare_task_blocks&) = delete;
-  ~spare_task_blocks() {
-    for (std::size_t c = 0; c < small_alloc_classes; ++c) {
-      free_magazines(heads[c], small_alloc_class_size(c));
-    }
-  }
-};
-thread_local spare_task_blocks spare_blocks;
-
-/// Full magazines a worker keeps before handing them back.
-constexpr std::uint32_t recycle_batch = 4;
-
-}  // namespace
-
-void* pool_core::allocate_task(std::size_t size) {
-  if (void* block = small_alloc_cached(size)) return block;
-  if (!CTXPOOL_ASAN && size <= small_alloc_max) {
-    const std::size_t c = small_alloc_class(size);
-    block_magazine*& spare = spare_blocks.heads[c];
-    if (spare == nullptr && recycled_[c].load(std::memory_order_relaxed) != nullptr) {
-      spare = recycled_[c].exchange(nullptr, std::memory_order_acquire);
-    }
-    if (block_magazine* magazine = spare) {
-      if (magazine->count != 0) return magazine->slots()[--magazine->count];
-      spare = magazine->next;  // the magazine itself is the last block it hands out
-      return magazine;
-    }
-  }
-  return small_alloc(size);
-}
-
 void pool_core::free_task(void* block, std::size_t size) noexcept {
-  // Under ASan every block goes back to the allocator, so that it sees each
-  // use after free (TSan keeps the recycling, to check it).
-  if (CTXPOOL_ASAN || size > small_alloc_max || current_worker.pool != this) {
+  if (current_worker.pool != this) {
     small_free(block, size);
     return;
   }
-  const std::size_t c = small_alloc_class(size);
-  worker_state& me = workers_[current_worker.index];
-  freed_blocks& freed = me.freed[c];
-  block_magazine* magazine = freed.filling;
-  if (magazine == nullptr) {
-    magazine = ::new (block) block_magazine{nullptr, 0};
-    freed.filling = magazine;
-  } else {
-    magazine->slots()[magazine->count++] = block;
-  }
-  if (magazine->count < block_magazine::capacity(small_alloc_class_size(c))) return;
-  freed.filling = nullptr;
-  if (freed.full == nullptr) freed.full_tail = magazine;
-  magazine->next = freed.full;
-  freed.full = magazine;
-  if (++freed.full_count == recycle_batch) flush_freed(me, c);
-}
-
-void pool_core::flush_freed(worker_state& me, std::size_t size_class) noexcept {
-  freed_blocks& freed = me.freed[size_class];
-  if (freed.filling != nullptr) {  // a partial one too (a full batch leaves none)
-    if (freed.full == nullptr) freed.full_tail = freed.filling;
-    freed.filling->next = freed.full;
-    freed.full = std::exchange(freed.filling, nullptr);
-  }
-  if (freed.full == nullptr) return;
-  std::atomic<block_magazine*>& stack = recycled_[size_class];
-  freed.full_tail->next = stack.load(std::memory_order_relaxed);
-  while (!stack.compare_exchange_weak(freed.full_tail->next, freed.full,
-                                      std::memory_order_release, std::memory_order_relaxed)) {
-  }
-  freed = {};
-}
-
-void pool_core::flush_all_freed(worker_state& me) noexcept {
-  for (std::size_t c = 0; c < small_alloc_classes; ++c) flush_freed(me, c);
-}
-
-void pool_core::drain_recycled() noexcept {
-  for (std::size_t c = 0; c < small_alloc_classes; ++c) {
-    free_magazines(recycled_[c].exchange(nullptr, std::memory_order_acquire),
-                   small_alloc_class_size(c));
-  }
+  blocks_.free_on_worker(workers_[current_worker.index].own.freed, block, size);
 }
 
 }  // namespace ctxpool::detail

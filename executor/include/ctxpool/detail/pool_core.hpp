@@ -1,10 +1,17 @@
-// The shared state of one thread_pool: the composition of its task nodes
-// (task_node.hpp), queues (work_queue.hpp), idle workers (parking.hpp), the
-// worker loop (src/pool_core.cpp) and the lifecycle (src/pool_lifecycle.cpp).
+// The shared core of one thread_pool: the composition of its parts, and
+// what every task goes through on a worker.
 //
-// Everything a task goes through on a worker (context, slot wipe, observers,
-// stats, exception routing) lives here so that `submit`, `post` and the Asio
-// executor's `execute` run tasks in exactly the same way.
+// The parts: task nodes (task_node.hpp), queues (work_queue.hpp), workers'
+// shared and private state (worker_state.hpp), idle workers (parking.hpp),
+// the Asio I/O waiter role and the wake-up invariant (io_waiter.hpp),
+// task-block recycling (task_blocks.hpp), outstanding work (work_count.hpp),
+// exception reporting (task_exceptions.hpp). The code: the worker loop
+// (src/worker_loop.cpp), the I/O waiter (src/io_waiter.cpp), the lifecycle
+// (src/pool_lifecycle.cpp).
+//
+// Everything a task goes through on a worker (context, thread-local wipe,
+// observers, stats, exception routing) lives here so that `submit`, `post`
+// and the Asio executor's `execute` run tasks in exactly the same way.
 #pragma once
 
 #include <atomic>
@@ -12,7 +19,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
-#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,21 +34,18 @@
 #include <ctxpool/context.hpp>
 #include <ctxpool/detail/config.hpp>
 #include <ctxpool/detail/interleave.hpp>
+#include <ctxpool/detail/io_waiter.hpp>
 #include <ctxpool/detail/parking.hpp>
-#include <ctxpool/detail/small_alloc.hpp>
+#include <ctxpool/detail/task_blocks.hpp>
+#include <ctxpool/detail/task_exceptions.hpp>
 #include <ctxpool/detail/task_node.hpp>
 #include <ctxpool/detail/work_count.hpp>
 #include <ctxpool/detail/work_queue.hpp>
+#include <ctxpool/detail/worker_state.hpp>
 #include <ctxpool/hooks.hpp>
 #include <ctxpool/thread_local.hpp>
 
-namespace ctxpool {
-
-/// Receives the exception of a task started with `post` (or of an Asio handler
-/// run on the pool), with the task's identity and submit site.
-using exception_handler = std::function<void(std::exception_ptr, const task_info&)>;
-
-namespace detail {
+namespace ctxpool::detail {
 
 /// Test- and benchmark-only switches that price the pool's per-task work.
 /// Production code never sets them: a pool without propagation and wipe is an
@@ -52,68 +55,15 @@ struct pool_tuning {
   bool wipe_slots = true;         ///< task_slot_scope around each task
 };
 
-class pool_core;
-
-/// Which pool, if any, owns the calling thread, and the thread's index in it.
-struct worker_identity {
-  const pool_core* pool;
-  std::size_t index;
-};
-inline constinit thread_local worker_identity current_worker{nullptr, 0};
-
-/// Counters written by one worker only, so they need no read-modify-write.
-struct worker_counters {
-  std::atomic<std::uint64_t> started{0};
-  std::atomic<std::uint64_t> completed{0};
-};
-
-/// Freed task blocks on their way back to submitters: one freed block holds
-/// the addresses of others of its size class.
-///
-/// A block a worker freed sits in that worker's cache. Were the blocks linked
-/// through themselves, the submitter would read each one's link (a transfer
-/// from the worker's core) before writing its next task there (a second
-/// one); with the addresses gathered in one block, it reads one line for
-/// several blocks and the others only move once, when it writes them.
-struct block_magazine {
-  block_magazine* next;  // the next magazine of a list
-  std::size_t count;     // addresses held, after this header
-  [[nodiscard]] void** slots() noexcept { return reinterpret_cast<void**>(this + 1); }
-  /// How many addresses a block of `block_size` bytes holds besides its header.
-  [[nodiscard]] static constexpr std::size_t capacity(std::size_t block_size) noexcept {
-    return (block_size - sizeof(block_magazine)) / sizeof(void*);
-  }
-};
-static_assert(sizeof(block_magazine) <= 16, "the smallest small_alloc block must hold a magazine");
-
-/// Task blocks a worker freed, gathered into magazines and handed back to
-/// submitters a batch at a time, so that workers do not contend on the
-/// shared stack for every task.
-struct freed_blocks {
-  block_magazine* filling = nullptr;  // the magazine taking addresses now
-  block_magazine* full = nullptr;     // full magazines, a list
-  block_magazine* full_tail = nullptr;
-  std::uint32_t full_count = 0;
-};
-
-/// What one worker owns: its deque and inbox, its counters, its freed
-/// blocks, and how many tasks it has looked for (for the fairness checks).
-/// Padded so that workers share no line.
-struct alignas(64) worker_state {
-  local_deque deque;
-  batch_inbox inbox;
-  worker_counters counters;
-  std::uint32_t taken = 0;                      // the owner's only
-  freed_blocks freed[small_alloc_classes] = {};  // the owner's only
-  // The owner keeps spare references to its last tasks' map and counts one
-  // unit of tracked work for them (see pool_core::remove_finished_task).
-  bool holds_references = false;  // the owner's only
-  // The owner holds the I/O waiter role from inside the scheduler's run_one
-  // (see the wake-up invariant in pool_core).
-  bool waits_in_scheduler = false;  // the owner's only
-  // The owner ended a task while a thread waited in wait(): it looks whether
-  // the pool is idle once it runs out of work (pool_core::remove_outstanding).
-  bool idle_check_due = false;  // the owner's only
+/// Where a pool is in its life. Phases only advance, each implying those
+/// before it; join, finish and stop advance them under lifecycle_mutex_.
+enum class pool_phase : std::uint8_t {
+  running,             ///< accepting tasks
+  closed,              ///< submit/post throw pool_closed (join/finish, once idle)
+  stopping,            ///< workers exit before their next task; Asio's execute keeps
+                       ///< tasks aside, uncounted (stop() comes here at once)
+  ended,               ///< the threads are gone: wait() has nothing to wait for
+  services_shut_down,  ///< stop() destroyed the handlers pending in the services
 };
 
 [[noreturn]] void throw_pool_closed(const char* operation);
@@ -173,13 +123,9 @@ class pool_core {
 
   [[nodiscard]] bool propagates() const noexcept { return tuning_.propagate_context; }
 
-  // ---- task blocks ----------------------------------------------------------
+  // ---- task blocks (task_blocks.hpp) ----------------------------------------
 
-  /// Memory for a task node: the calling thread's small_alloc cache, refilled
-  /// from the blocks workers recycled. A submitter outside the pool never gets
-  /// its blocks back from the workers that free them, so without recycling
-  /// every task would pay a malloc/free pair across threads.
-  void* allocate_task(std::size_t size);
+  void* allocate_task(std::size_t size) { return blocks_.allocate(size); }
   /// Returns a task node's memory; from a worker it goes back to submitters.
   void free_task(void* block, std::size_t size) noexcept;
 
@@ -218,8 +164,12 @@ class pool_core {
   /// Destroys, unrun, every queued task and those that Asio handed to the
   /// executor after the workers were told to end.
   void destroy_queued_tasks() noexcept;
-  void set_exception_handler(exception_handler handler);
-  void report_exception(std::exception_ptr error, const task_info& info) noexcept;
+  void set_exception_handler(exception_handler handler) {
+    exceptions_.set(std::move(handler));
+  }
+  void report_exception(std::exception_ptr error, const task_info& info) noexcept {
+    exceptions_.report(std::move(error), info);
+  }
 
   [[nodiscard]] std::size_t thread_count() const noexcept { return thread_count_; }
   /// The execution context (the thread_pool) hosting timers, sockets and services.
@@ -234,6 +184,7 @@ class pool_core {
  private:
   template <class F, class Header>
   friend class task_node_impl;
+  friend class wake_operation;
 
   template <class Header, class F>
   void enqueue_node(F&& f, captured_context&& snapshot, const task_info& info, bool check_open);
@@ -243,7 +194,7 @@ class pool_core {
   /// sure a worker will look (wake_for_new_work).
   void push(task_node* node, bool fresh) noexcept {
     if (fresh && current_worker.pool == this &&
-        workers_[current_worker.index].deque.push(node)) {
+        workers_[current_worker.index].shared.deque.push(node)) {
       CTXPOOL_PROTOCOL_STEP();  // published, nobody woken yet
       wake_for_new_work();
       return;
@@ -260,9 +211,8 @@ class pool_core {
     wake_idle_worker();
   }
   void wake_idle_worker() noexcept;
-  void wake_io_waiter() noexcept;
 
-  // The worker loop (src/pool_core.cpp).
+  // The worker loop (src/worker_loop.cpp).
   void worker_main(std::size_t index, const std::string& name);
   task_node* find_task(worker_state& me, std::size_t index) noexcept;
   /// The injection queue's oldest task, the next ones moved to our (empty)
@@ -277,25 +227,37 @@ class pool_core {
   /// spin); `counted`: a waker already counted the caller as spinning.
   task_node* search(worker_state& me, std::size_t index, bool counted, bool pause) noexcept;
   [[nodiscard]] bool work_visible() const noexcept;
+  /// True when woken to look for work (counted as spinning).
+  bool sleep_parked(std::size_t index);
+
+  // The I/O waiter role (src/io_waiter.cpp; the role is described in io_waiter.hpp).
   /// Runs one ready Asio handler unless a worker sleeps in the scheduler;
   /// true if it ran one.
   bool poll_scheduler();
-  /// Gives up the I/O waiter role the calling worker holds and wakes a
-  /// parked worker to take it.
-  void release_io_role() noexcept;
   /// Runs ready handlers until none is left (at most a batch); how many ran.
   /// Called by workers (the I/O waiter too, on its way out of run_one).
   std::size_t run_ready_handlers();
+  /// Takes the role, already won, into the scheduler's run_one.
   void sleep_in_scheduler();
-  /// True when woken to look for work (counted as spinning).
-  bool sleep_parked(std::size_t index);
+  /// Gives up the I/O waiter role the calling worker holds and wakes a
+  /// parked worker to take it.
+  void release_io_role() noexcept;
+  void wake_io_waiter() noexcept;
 
   void count_held_references() noexcept;
   /// Gives the calling worker's spare map references back and uncounts them.
   void give_back_references(worker_state& me) noexcept;
 
+  // The lifecycle (src/pool_lifecycle.cpp).
   void start_threads(const std::string& name_prefix);
   void end_threads() noexcept;
+  /// Moves to `next` unless the pool is there or further already.
+  void advance_phase(pool_phase next) noexcept {
+    if (phase_.load(std::memory_order_relaxed) < next) phase_.store(next, std::memory_order_seq_cst);
+  }
+  [[nodiscard]] bool stopping(std::memory_order order) const noexcept {
+    return phase_.load(order) >= pool_phase::stopping;
+  }
   void notify_idle() noexcept;
   /// Blocks until nothing (or, with `tasks_only`, no task) is outstanding,
   /// or the threads have ended (then nothing can change).
@@ -315,7 +277,7 @@ class pool_core {
       // ending a task looks once it runs out of work instead
       // (check_idle_if_due): while it has more, the pool is not idle.
       if (kind == work_kind::task && current_worker.pool == this) {
-        workers_[current_worker.index].idle_check_due = true;
+        workers_[current_worker.index].own.idle_check_due = true;
       } else if (work_.idle(/*tasks_only=*/true)) {
         notify_idle();
       }
@@ -323,8 +285,8 @@ class pool_core {
   }
   /// The deferred half of remove_outstanding, on a worker out of work.
   void check_idle_if_due(worker_state& me) noexcept {
-    if (CTXPOOL_UNLIKELY(me.idle_check_due)) {
-      me.idle_check_due = false;
+    if (CTXPOOL_UNLIKELY(me.own.idle_check_due)) {
+      me.own.idle_check_due = false;
       if (work_.idle(/*tasks_only=*/true)) notify_idle();
     }
   }
@@ -334,14 +296,15 @@ class pool_core {
   /// leaves no window in which a task slips past a join that saw zero.
   void add_task(bool check_open) {
     work_.add(my_lane(), work_kind::task);
-    if (check_open && CTXPOOL_UNLIKELY(closed_.load(std::memory_order_seq_cst))) {
+    if (check_open &&
+        CTXPOOL_UNLIKELY(phase_.load(std::memory_order_seq_cst) >= pool_phase::closed)) {
       remove_work();
       throw_pool_closed("submit/post");
     }
   }
 
   worker_counters& counters_for_this_thread() noexcept {
-    return current_worker.pool == this ? workers_[current_worker.index].counters
+    return current_worker.pool == this ? workers_[current_worker.index].shared.counters
                                        : foreign_counters_;
   }
 
@@ -377,137 +340,33 @@ class pool_core {
   std::mutex foreign_mutex_;          // the foreign counters may have many writers
 
   work_count work_;
-  // Read by every submit and every finished task, written rarely: a line of
-  // their own.
+  // Read by every finished task, written rarely: a line of its own.
   alignas(64) std::atomic<int> waiters_{0};
-  std::atomic<bool> closed_{false};  // no new submit/post; see add_task
-  std::mutex idle_mutex_;
+  std::mutex idle_mutex_;  // with idle_cv_, wakes wait(); the move to `ended` is made under it
   std::condition_variable idle_cv_;
-  bool threads_gone_ = false;  // guarded by idle_mutex_: wait() has nothing to wait for
 
-  std::mutex handler_mutex_;
-  std::shared_ptr<const exception_handler> handler_;  // null: the default report
+  task_exception_reporter exceptions_;
 
-  std::mutex lifecycle_mutex_;  // serialises join/stop; guards the members below
-  bool threads_ended_ = false;
-  bool handlers_destroyed_ = false;
+  std::mutex lifecycle_mutex_;  // serialises join/finish/stop, and so the phase's moves
   std::vector<std::thread> threads_;
 
   injection_queue injection_;
   idle_workers idle_;
-  alignas(64) std::atomic<bool> stopping_{false};  // workers exit instead of taking the next task
-  // Tasks Asio's execute handed over once stopping_ was set: uncounted, linked
+  // Read by every submit and by workers at every task, written rarely.
+  alignas(64) std::atomic<pool_phase> phase_{pool_phase::running};
+  // Tasks Asio's execute handed over once stopping: uncounted, linked
   // through `next`, destroyed by destroy_queued_tasks.
   std::atomic<task_node*> abandoned_{nullptr};
   void keep_abandoned(task_node* node) noexcept;
 
-  // ---- the wake-up invariant -------------------------------------------------
-  //
-  // Whenever a task or handler is ready to run, some worker is awake and will
-  // look for it, or will be woken to run it, without waiting for any other
-  // event. An idle worker sleeps in one of two ways: one at a time (the I/O
-  // waiter, holding io_waiter_taken_) in the Asio scheduler's run_one(), where
-  // the reactor, timers and handlers posted to the scheduler wake it; the
-  // others parked on a futex (idle_, whose store-then-look protocol is in
-  // parking.hpp). A worker parks only while the I/O role is held, so the
-  // scheduler is never left without a waiter while every worker sleeps.
-  // Every way work arrives, and who runs it:
-  //  1. submit/post/execute from outside the pool, or a deque that overflowed:
-  //     the injection queue, then wake_for_new_work: a spinner looks again
-  //     before it sleeps; else a parked worker is woken; else the I/O waiter,
-  //     through wake_op_ (one in flight; whoever runs it while the waiter
-  //     still sleeps sends it again). Sleepers announce themselves (parked,
-  //     io_sleepers_) before their last look, submitters publish before
-  //     looking for them, both seq_cst: one of the two sees the other.
-  //  2. submit/post from a worker: its own deque, then the same wake-up.
-  //  3. a worker that takes one task and sees more (a batch from the
-  //     injection queue, the last spinner finding work): it wakes another, so
-  //     the rest does not wait for it (take_injected, search).
-  //  4. a handler posted to the scheduler from outside it (a completion
-  //     dispatched from a foreign thread lands in 1; Asio's own posts, timers
-  //     and reactor events here): Asio wakes the thread waiting in it (signal
-  //     or reactor interrupt). If none waits, the role is held by a worker on
-  //     its way into run_one (it sees the queue there), or it is free and
-  //     some awake worker takes it before it can park; busy workers also poll
-  //     every io_poll_interval tasks.
-  //  5. completions a handler causes while it runs inside run_one/poll_one
-  //     (a speculative read that finds the next bytes already there): Asio
-  //     queues them privately and publishes them after the handler without
-  //     waking anyone. The thread that ran the handler drains the scheduler
-  //     before anything else (run_ready_handlers), past a batch handing the
-  //     rest to the waiter.
-  //  6. the I/O waiter leaving run_one: before it runs a handler through the
-  //     pool's executor (run_inline), or else when run_one returns, it frees
-  //     the role and wakes a parked worker to take it, so that the other
-  //     ready handlers, timers and I/O never wait for a busy worker; then it
-  //     drains what its handler queued, as in 5.
-  alignas(64) std::atomic<int> io_sleepers_{0};
-  std::atomic<std::size_t> io_sleeper_index_{0};  // which worker, while io_sleepers_ != 0
-  std::atomic<bool> io_waiter_taken_{false};
-  std::atomic<bool> wake_pending_{false};  // a wake-up handler is queued and not yet run
-
-  // Recycled task blocks, one stack of magazines per small_alloc size class.
-  // Workers push batches; a submitter takes a whole stack with one exchange,
-  // so there is no ABA problem, and keeps it as its own (see allocate_task).
-  alignas(64) std::atomic<block_magazine*> recycled_[small_alloc_classes] = {};
-  void drain_recycled() noexcept;
-  /// Hands a worker's freed blocks to the shared stacks (when a batch is
-  /// full, before it sleeps, and when it ends).
-  void flush_freed(worker_state& me, std::size_t size_class) noexcept;
-  void flush_all_freed(worker_state& me) noexcept;
+  io_waiter_role io_{*this};
+  task_block_recycler blocks_;
 
   // Asio's scheduler, a service of owner_ (as in asio::thread_pool): timers
   // and sockets made from the pool queue their completions here, and the
   // workers run it. It lives as long as owner_, which outlives this core.
   boost::asio::detail::scheduler& scheduler_;
-  bool scheduler_work_ = true;  // the scheduler counts one work item until end_threads
-
-  /// The no-op that wake_io_waiter() queues in the scheduler. One suffices
-  /// (wake_pending_ keeps it queued at most once), so it lives here and a
-  /// wake-up allocates nothing.
-  class wake_operation : public boost::asio::detail::scheduler_operation {
-   public:
-    explicit wake_operation(pool_core& pool) noexcept
-        : scheduler_operation(&do_complete), pool_(pool) {}
-
-   private:
-    static void do_complete(void* owner, scheduler_operation* base,
-                            const boost::system::error_code&, std::size_t) noexcept {
-      // Called with a null owner when the scheduler destroys it on shutdown.
-      if (owner == nullptr) return;
-      pool_core& pool = static_cast<wake_operation*>(base)->pool_;
-      pool.wake_pending_.store(false, std::memory_order_seq_cst);
-      CTXPOOL_PROTOCOL_STEP();
-      // A busy worker's poll_one can take the wake-up meant for the sleeper
-      // (it looked for a sleeper just before one registered): then the
-      // sleeper is still asleep with work queued. Send it again.
-      if (pool.io_sleepers_.load(std::memory_order_seq_cst) != 0 &&
-          !(current_worker.pool == &pool &&
-            current_worker.index == pool.io_sleeper_index_.load(std::memory_order_relaxed))) {
-        pool.wake_io_waiter();
-      }
-    }
-    pool_core& pool_;
-  };
-  wake_operation wake_op_{*this};
 };
-
-template <class F, class Header>
-void task_node_impl<F, Header>::do_complete(task_node* base, pool_core& pool, bool run) noexcept {
-  auto* self = static_cast<task_node_impl*>(base);
-  if (run) {
-    // The task's context consumes the snapshot and drops it before the work
-    // count: once wait() returns, values held only by finished tasks are gone.
-    pool.run_task(self->f_, self->header_.take_context(), Header::continuation,
-                  self->header_.info());
-  } else {
-    std::destroy_at(std::addressof(self->f_));
-    (void)self->header_.take_context();
-  }
-  self->~task_node_impl();
-  pool.free_task(self, sizeof(task_node_impl));  // before remove_work: the pool may go then
-  pool.remove_finished_task();
-}
 
 template <class F>
 void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
@@ -544,7 +403,7 @@ void pool_core::enqueue_node(F&& f, captured_context&& snapshot, const task_info
   // task, so it is kept aside, uncounted, to be destroyed by stop() or with
   // the pool. Counting it would let a thread that keeps posting keep stop()
   // waiting for the count to reach zero.
-  const bool abandoned = !check_open && stopping_.load(std::memory_order_acquire);
+  const bool abandoned = !check_open && stopping(std::memory_order_acquire);
   if (!abandoned) {
     try {
       add_task(check_open);
@@ -575,7 +434,7 @@ void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
   // role goes to a parked worker first, so that the other ready handlers and
   // the reactor do not wait for this one.
   if (CTXPOOL_UNLIKELY(current_worker.pool == this &&
-                       workers_[current_worker.index].waits_in_scheduler)) {
+                       workers_[current_worker.index].own.waits_in_scheduler)) {
     release_io_role();
   }
   work_.add(my_lane(), work_kind::task);
@@ -588,5 +447,4 @@ void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
   remove_finished_task();
 }
 
-}  // namespace detail
-}  // namespace ctxpool
+}  // namespace ctxpool::detail

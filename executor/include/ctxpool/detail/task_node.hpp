@@ -109,7 +109,7 @@ class task_node_impl final : public task_node {
  public:
   template <class G>
   task_node_impl(G&& f, captured_context&& snapshot, const task_info& info)
-      : task_node(&do_complete), header_(std::move(snapshot), info) {
+      : task_node(&do_complete<pool_core>), header_(std::move(snapshot), info) {
     try {
       std::construct_at(std::addressof(f_), std::forward<G>(f));
     } catch (...) {
@@ -120,12 +120,34 @@ class task_node_impl final : public task_node {
   ~task_node_impl() {}  // f_ is destroyed by do_complete (or by pool_core::run_task)
 
  private:
-  static void do_complete(task_node* base, pool_core& pool, bool run) noexcept;
+  /// task_node::complete for this node. `Pool` is always pool_core: a
+  /// template parameter so that this header needs only its declaration
+  /// (pool_core.hpp includes this one).
+  template <class Pool>
+  static void do_complete(task_node* base, Pool& pool, bool run) noexcept;
 
   Header header_;
   union {
     F f_;
   };
 };
+
+template <class F, class Header>
+template <class Pool>
+void task_node_impl<F, Header>::do_complete(task_node* base, Pool& pool, bool run) noexcept {
+  auto* self = static_cast<task_node_impl*>(base);
+  if (run) {
+    // The task's context consumes the snapshot and drops it before the work
+    // count: once wait() returns, values held only by finished tasks are gone.
+    pool.run_task(self->f_, self->header_.take_context(), Header::continuation,
+                  self->header_.info());
+  } else {
+    std::destroy_at(std::addressof(self->f_));
+    (void)self->header_.take_context();
+  }
+  self->~task_node_impl();
+  pool.free_task(self, sizeof(task_node_impl));  // before remove_work: the pool may go then
+  pool.remove_finished_task();
+}
 
 }  // namespace ctxpool::detail

@@ -112,6 +112,9 @@ class local_deque {
 /// injection queue's lock for every task.
 class batch_inbox {
  public:
+  /// A power of two, for the ring's mask. 16: two workers draining one
+  /// stream meet on the injection queue's lock once per 17 tasks rather than
+  /// per task, and a task waits behind at most 16 that one busy worker holds.
   static constexpr std::uint32_t capacity = 16;
 
   /// Owner only, into an empty inbox (the owner's take found nothing, and
@@ -156,11 +159,15 @@ class batch_inbox {
   std::atomic<task_node*> slots_[capacity] = {};
 };
 
+/// How many tasks a worker takes from the injection queue at once: the one
+/// it runs now and a full inbox (17).
+inline constexpr std::size_t injection_batch = batch_inbox::capacity + 1;
+
 /// Tasks from outside the pool, Asio handlers, and a full deque's overflow:
 /// an intrusive multi-producer queue (Vyukov's, with a stub node) whose push
 /// is one atomic exchange, so submitters never wait for each other or for a
-/// worker; workers take tasks one at a time under a mutex of their own, which
-/// they only try to lock.
+/// worker; workers take a batch at a time (injection_batch) under a mutex of
+/// their own, which they only try to lock.
 class injection_queue {
  public:
   injection_queue() noexcept = default;
