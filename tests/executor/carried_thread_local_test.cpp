@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/watchdog.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/executor_work_guard.hpp>
@@ -50,11 +52,7 @@ const bool registered = [] {
 }();
 
 // Bounded waits: a hang fails the test instead of stalling the suite.
-template <class T>
-T get_within(std::future<T>& future) {
-  REQUIRE(future.wait_for(30s) == std::future_status::ready);
-  return future.get();
-}
+using ctxpool_test::get_within;
 
 struct seen {
   std::string tenant;

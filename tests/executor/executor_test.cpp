@@ -26,6 +26,9 @@
 #include <thread>
 #include <vector>
 
+#include "support/child_process.hpp"
+#include "support/stderr_capture.hpp"
+
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/defer.hpp>
 #include <boost/asio/dispatch.hpp>
@@ -47,26 +50,7 @@ ctxpool::local_stack<int> request_stack{"request_stack"};
 
 thread_local std::string legacy_user;  // a plain thread_local the test cannot wrap
 
-/// Runs `body` with stderr redirected to a file and returns what was written.
-template <class F>
-std::string capture_stderr(F&& body) {
-  std::fflush(stderr);
-  char path[] = "/tmp/ctxpool_stderr_XXXXXX";
-  const int fd = mkstemp(path);
-  REQUIRE(fd >= 0);
-  const int saved = dup(2);
-  dup2(fd, 2);
-  body();
-  std::fflush(stderr);
-  dup2(saved, 2);
-  close(saved);
-  close(fd);
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  std::remove(path);
-  return text.str();
-}
+using ctxpool_test::capture_stderr;
 
 }  // namespace
 
@@ -663,33 +647,18 @@ struct throws_on_destruction {
 
 TEST_CASE("a slot value whose destructor throws during the wipe terminates with a message naming the slot") {
   // In a child process (forked while this test process has no other thread),
-  // whose stderr goes to a file the parent reads.
-  char path[] = "/tmp/ctxpool_wipe_XXXXXX";
-  const int fd = mkstemp(path);
-  REQUIRE(fd >= 0);
-  const pid_t child = fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    std::signal(SIGABRT, SIG_DFL);  // the test framework's crash handler stays in the parent
-    dup2(fd, STDOUT_FILENO);
-    dup2(fd, STDERR_FILENO);
-    {
-      static ctxpool::thread_local_var<throws_on_destruction> risky{"risky_slot"};
-      ctxpool::thread_pool pool{1};
-      pool.post([] { risky.set(throws_on_destruction{}); });
-      pool.wait();
-    }
-    _exit(0);  // not reached when the wipe terminates
-  }
-  int status = 0;
-  REQUIRE(waitpid(child, &status, 0) == child);
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  close(fd);
-  unlink(path);
-  CHECK(WIFSIGNALED(status));
-  INFO("child's output: ", text.str());
-  CHECK(text.str().find("thread-local slot 'risky_slot'") != std::string::npos);
-  CHECK(text.str().find("threw from its destructor while being wiped") != std::string::npos);
+  // whose output the parent reads.
+  ctxpool_test::scratch_dir dir;
+  const auto result = ctxpool_test::run_forked(
+      [] {
+        static ctxpool::thread_local_var<throws_on_destruction> risky{"risky_slot"};
+        ctxpool::thread_pool pool{1};
+        pool.post([] { risky.set(throws_on_destruction{}); });
+        pool.wait();
+      },
+      dir);
+  CHECK(result.term_signal != 0);
+  INFO("child's output: ", result.err);
+  CHECK(result.err.find("thread-local slot 'risky_slot'") != std::string::npos);
+  CHECK(result.err.find("threw from its destructor while being wiped") != std::string::npos);
 }

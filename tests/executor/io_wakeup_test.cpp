@@ -29,6 +29,8 @@
 #include <string>
 #include <thread>
 
+#include "support/watchdog.hpp"
+
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -148,11 +150,7 @@ void serve_requests_one_at_a_time(std::size_t workers, int rounds) {
   pool.wait();
 }
 
-/// Waits for `done` at most `bound`; a miss fails the test instead of hanging.
-template <class T>
-void require_within(std::future<T>& done, std::chrono::seconds bound, const char* what) {
-  REQUIRE_MESSAGE(done.wait_for(bound) == std::future_status::ready, what);
-}
+using ctxpool_test::require_within;
 
 }  // namespace
 

@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "support/watchdog.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -41,24 +43,8 @@ void block_until_closed(ctxpool::thread_pool& pool) {
   }
 }
 
-/// Runs `f` on a thread of its own and fails the test (by aborting the test
-/// program, which CTest reports) if it has not returned within a minute: a
-/// regression to a hang must fail, not stall the suite.
-template <class F>
-void within_a_minute(const char* what, F f) {
-  std::promise<void> done;
-  std::future<void> finished = done.get_future();
-  std::thread runner([&f, &done] {
-    f();
-    done.set_value();
-  });
-  if (finished.wait_for(std::chrono::seconds(60)) != std::future_status::ready) {
-    std::fprintf(stderr, "FAILED: %s did not return within 60 s (a hang)\n", what);
-    std::fflush(stderr);
-    std::abort();
-  }
-  runner.join();
-}
+/// Bounds the calls that would hang on a lost wake-up or a stuck shutdown.
+using ctxpool_test::finishes_within;
 
 }  // namespace
 
@@ -94,7 +80,7 @@ TEST_CASE("wait and stats count every task from more outside threads than the po
   constexpr int per_producer = 2000;
   std::atomic<int> done{0};
   std::atomic<bool> producing{true};
-  within_a_minute("wait() racing with nine producers", [&] {
+  finishes_within("wait() racing with nine producers", [&] {
     std::thread waiter([&] {
       while (producing.load()) pool.wait();
     });
@@ -161,7 +147,7 @@ TEST_CASE("once wait returns, values are released also when the tasks spawned ea
       payload.reset(tok);
     }
     // A worker that never gave its spares back would keep wait() waiting.
-    within_a_minute("wait() after a tree of tasks", [&] { pool.wait(); });
+    finishes_within("wait() after a tree of tasks", [&] { pool.wait(); });
     CHECK(watch.expired());
   }
 }
@@ -313,7 +299,7 @@ TEST_CASE("stop breaks the promises of tasks a worker took as a batch but had no
   for (int i = 0; i < 20; ++i) queued.push_back(pool.submit([] { return 2; }));
   gate.set_value();
   started.get_future().wait();
-  within_a_minute("stop() with tasks in a worker's inbox", [&pool] { pool.stop(); });
+  finishes_within("stop() with tasks in a worker's inbox", [&pool] { pool.stop(); });
   CHECK(running.get() == 1);
   int broken = 0;
   for (auto& f : queued) {
@@ -412,7 +398,7 @@ TEST_CASE("submit racing stop: each submit throws pool_closed or its task is don
       });
     }
     while (started < producers) std::this_thread::yield();
-    within_a_minute("stop() racing submit", [&pool] { pool.stop(); });
+    finishes_within("stop() racing submit", [&pool] { pool.stop(); });
     for (std::thread& t : threads) t.join();
     // Every accepted submit was accepted before stop() returned, so its task
     // has run or been destroyed by now: no future may still be waiting.
@@ -433,7 +419,7 @@ TEST_CASE("submit racing stop: each submit throws pool_closed or its task is don
     }
     REQUIRE(waiting == 0);
     CHECK(wrong == 0);
-    within_a_minute("wait() after stop()", [&pool] { pool.wait(); });
+    finishes_within("wait() after stop()", [&pool] { pool.wait(); });
   }
 }
 
@@ -462,7 +448,7 @@ TEST_CASE("stop returns while other threads keep posting through the executor, a
       });
     }
     while (posted.load() < 10'000) std::this_thread::yield();
-    within_a_minute("stop() with four threads posting", [&] { pool.stop(); });
+    finishes_within("stop() with four threads posting", [&] { pool.stop(); });
     stop_returned = true;
     for (std::thread& poster : posters) poster.join();
   }
@@ -473,7 +459,7 @@ TEST_CASE("wait after stop returns even with tracked work outstanding") {
   ctxpool::thread_pool pool{1};
   auto guard = asio::make_work_guard(pool.get_executor());  // tracked work that never ends
   pool.stop();
-  within_a_minute("wait() after stop() with a work guard", [&pool] { pool.wait(); });
+  finishes_within("wait() after stop() with a work guard", [&pool] { pool.wait(); });
   guard.reset();
 }
 
@@ -495,7 +481,7 @@ TEST_CASE("the destructor does not wait for a coroutine awaiting an accept that 
       },
       asio::detached);
   listening.get_future().wait();
-  within_a_minute("~thread_pool with a pending accept", [&pool] { pool.reset(); });
+  finishes_within("~thread_pool with a pending accept", [&pool] { pool.reset(); });
   CHECK_FALSE(resumed);
   CHECK(watch.expired());  // the coroutine frame was destroyed with the pending accept
 }
@@ -519,7 +505,7 @@ TEST_CASE("the destructor abandons a one-hour timer and still runs the queued ta
       asio::detached);
   armed.get_future().wait();
   for (int i = 0; i < 100; ++i) pool->post([&ran] { ++ran; });
-  within_a_minute("~thread_pool with a one-hour timer", [&pool] { pool.reset(); });
+  finishes_within("~thread_pool with a one-hour timer", [&pool] { pool.reset(); });
   CHECK(ran == 100);
   CHECK_FALSE(fired);
   CHECK(watch.expired());

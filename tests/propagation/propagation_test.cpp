@@ -9,6 +9,8 @@
 
 #include <ctxpool/executor.hpp>
 
+#include "support/watchdog.hpp"
+
 #include <cstdio>
 #include <future>
 #include <map>
@@ -212,7 +214,10 @@ TEST_CASE("the trace and baggage follow tasks and sub-tasks on the pool, never c
       });
     }));
   }
-  for (auto& r : results) CHECK(r.get().get());
+  for (auto& r : results) {
+    auto sub_task = ctxpool_test::get_within(r);
+    CHECK(ctxpool_test::get_within(sub_task));
+  }
   pool.wait();
   // The pool's tasks left nothing behind in this thread's context.
   CHECK_FALSE(ctxpool::current_trace());
