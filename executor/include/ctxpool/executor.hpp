@@ -131,6 +131,12 @@ struct thread_pool_stats {
 
 class thread_pool;
 
+namespace detail {
+/// The pool core behind a thread_pool, for the parts of the executor layer
+/// built beside it (task_group).
+[[nodiscard]] pool_core& core_of(thread_pool& pool) noexcept;
+}  // namespace detail
+
 /// The Asio standard executor of a `thread_pool` (`thread_pool::executor_type`).
 ///
 /// Supports `execute`, `query` (context, blocking, relationship,
@@ -570,6 +576,7 @@ class thread_pool : public boost::asio::execution_context {
     return core_->propagates() ? detail::captured_context::capture() : detail::captured_context{};
   }
 
+  friend detail::pool_core& detail::core_of(thread_pool& pool) noexcept;
   std::unique_ptr<detail::pool_core> core_;
 };
 
