@@ -1,0 +1,345 @@
+// Tests of <ctxpool/task_group.hpp>: fork-join with a helping waiter,
+// exceptions and cancellation, nesting, what a waiter-run child sees, and
+// parallel_for.
+#include <ctxpool/task_group.hpp>
+
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <future>
+#include <mutex>
+#include <numeric>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ctxpool/cancellation.hpp>
+#include <ctxpool/context.hpp>
+#include <ctxpool/diagnostics.hpp>
+#include <ctxpool/executor.hpp>
+#include <ctxpool/thread_local.hpp>
+
+#include "../diagnostics/support.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+
+ctxpool::context_var<std::string> request_id{"request_id"};
+ctxpool::thread_local_var<std::string> auth_token{"auth_token"};
+
+// Every wait a broken group could make endless is bounded by this; past it
+// the test aborts with a message instead of hanging the suite.
+constexpr auto hang_bound = 30s;
+
+template <class Future>
+void require_ready(Future& future, const char* what) {
+  if (future.wait_for(hang_bound) != std::future_status::ready) {
+    std::fprintf(stderr, "task_group_test: %s did not finish within the bound (deadlock?)\n", what);
+    std::abort();
+  }
+}
+
+/// Occupies every worker of a pool until released, so that a group's
+/// children can only be run by the waiter (the helpers queue behind it).
+class busy_workers {
+ public:
+  busy_workers(ctxpool::thread_pool& pool, std::size_t workers) {
+    for (std::size_t i = 0; i < workers; ++i) {
+      done_.push_back(pool.submit([this, released = release_.get_future().share()] {
+        ++started_;
+        if (released.wait_for(hang_bound) != std::future_status::ready) std::abort();
+      }));
+    }
+    const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+    while (started_ < static_cast<int>(workers)) {
+      if (std::chrono::steady_clock::now() > give_up) std::abort();
+      std::this_thread::yield();
+    }
+  }
+  ~busy_workers() { release(); }
+  void release() {
+    if (released_) return;
+    released_ = true;
+    release_.set_value();
+    for (auto& done : done_) require_ready(done, "a blocking task");
+  }
+
+ private:
+  std::promise<void> release_;
+  std::vector<std::future<void>> done_;
+  std::atomic<int> started_{0};
+  bool released_ = false;
+};
+
+/// A binary tree of groups: each node runs its two children in a group of
+/// its own and waits. Counts the leaves.
+void tree(ctxpool::thread_pool& pool, int depth, std::atomic<int>& leaves) {
+  if (depth == 0) {
+    ++leaves;
+    return;
+  }
+  ctxpool::task_group group{pool};
+  group.run([&] { tree(pool, depth - 1, leaves); });
+  group.run([&] { tree(pool, depth - 1, leaves); });
+  group.wait();
+}
+
+}  // namespace
+
+TEST_CASE("task_group: wait returns once every child ran, and their effects are visible") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::task_group group{pool};
+  std::vector<int> out(100, 0);
+  for (int i = 0; i < 100; ++i) group.run([&out, i] { out[i] = i + 1; });
+  CHECK(group.wait() == ctxpool::task_group_status::complete);
+  for (int i = 0; i < 100; ++i) CHECK(out[i] == i + 1);
+  // Empty again and usable.
+  std::atomic<int> again{0};
+  group.run([&] { ++again; });
+  group.wait();
+  CHECK(again == 1);
+}
+
+TEST_CASE("task_group: each child starts in a snapshot of the context at run, and its sets stay its own") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::context{}.run([&] {
+    ctxpool::task_group group{pool};
+    std::string first;
+    std::string second;
+    auto token = request_id.set("first");
+    group.run([&] {
+      first = request_id.get();
+      request_id.set("changed by the child");
+    });
+    request_id.reset(token);
+    request_id.set("second");
+    group.run([&] { second = request_id.get(); });
+    group.wait();
+    CHECK(first == "first");
+    CHECK(second == "second");
+    CHECK(request_id.get() == "second");
+  });
+}
+
+TEST_CASE("task_group: the first exception is rethrown by wait and children not yet started are skipped") {
+  ctxpool::thread_pool pool{1};
+  busy_workers busy(pool, 1);  // the waiter alone runs the children, newest first
+  ctxpool::task_group group{pool};
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 10; ++i) group.run([&] { ++ran; });
+  group.run([] { throw std::runtime_error("child failed"); });
+  CHECK_THROWS_WITH_AS(group.wait(), "child failed", std::runtime_error);
+  CHECK(ran == 0);
+  busy.release();
+  // The group is usable again and no longer cancelled.
+  CHECK_FALSE(group.is_cancelling());
+  group.run([&] { ++ran; });
+  CHECK(group.wait() == ctxpool::task_group_status::complete);
+  CHECK(ran == 1);
+}
+
+TEST_CASE("task_group: a child's exception cancels its running siblings' contexts") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::task_group group{pool};
+  std::promise<void> sibling_started;
+  std::atomic<bool> sibling_saw_cancel{false};
+  group.run([&] {
+    sibling_started.set_value();
+    const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+    while (!ctxpool::this_task::cancelled() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::yield();
+    }
+    sibling_saw_cancel = ctxpool::this_task::cancelled();
+  });
+  auto started = sibling_started.get_future();
+  require_ready(started, "the first child");
+  group.run([] { throw std::logic_error("second child failed"); });
+  CHECK_THROWS_AS(group.wait(), std::logic_error);
+  CHECK(sibling_saw_cancel);
+}
+
+TEST_CASE("task_group: cancel skips unstarted children, reaches running ones, and wait reports it") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::task_group group{pool};
+  std::promise<void> running;
+  std::atomic<bool> saw_cancel{false};
+  group.run([&] {
+    running.set_value();
+    const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+    while (!ctxpool::this_task::cancelled() && std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::yield();
+    }
+    saw_cancel = ctxpool::this_task::cancelled();
+  });
+  auto started = running.get_future();
+  require_ready(started, "the running child");
+  group.cancel();
+  CHECK(group.is_cancelling());
+  std::atomic<int> late{0};
+  group.run([&] { ++late; });  // queued after cancel: skipped
+  CHECK(group.wait() == ctxpool::task_group_status::cancelled);
+  CHECK(saw_cancel);
+  CHECK(late == 0);
+  CHECK_FALSE(group.is_cancelling());
+}
+
+TEST_CASE("task_group: cancelling an enclosing cancellation cancels the group and its children") {
+  ctxpool::thread_pool pool{1};
+  busy_workers busy(pool, 1);
+  ctxpool::context{}.run([&] {
+    ctxpool::cancellation_source request;
+    ctxpool::cancellation_scope scope(request);
+    ctxpool::task_group group{pool};
+    std::atomic<int> ran{0};
+    bool saw_cancel = false;
+    group.run([&] { ++ran; });
+    group.run([&] {
+      request.cancel();
+      saw_cancel = ctxpool::this_task::cancelled();
+    });
+    CHECK(group.wait() == ctxpool::task_group_status::cancelled);
+    CHECK(saw_cancel);
+    CHECK(ran == 0);  // started after the enclosing cancel: skipped
+  });
+}
+
+TEST_CASE("task_group: groups nest, and recursive groups from workers finish with one or two workers") {
+  for (std::size_t workers : {std::size_t{1}, std::size_t{2}}) {
+    CAPTURE(workers);
+    ctxpool::thread_pool pool{workers};
+    std::atomic<int> leaves{0};
+    // The root runs on a worker: every wait() below is called from a pool
+    // thread, and with one worker a wait() that blocked it would never end.
+    auto done = pool.submit([&] { tree(pool, 10, leaves); });
+    require_ready(done, "a recursive tree of groups");
+    done.get();
+    CHECK(leaves == 1024);
+  }
+}
+
+TEST_CASE("task_group: a child run by the waiter sees no task slot of the waiter, which keeps its own") {
+  ctxpool::thread_pool pool{1};
+  busy_workers busy(pool, 1);  // every child runs on the waiting thread
+  ctxpool::context{}.run([&] {
+    ctxpool::task_slot_scope waiter_task;  // the waiter is a task itself, as on a worker
+    auth_token.set("waiter's token");
+    auto token = request_id.set("waiter's request");
+    ctxpool::task_group group{pool};
+    std::vector<std::thread::id> ran_on(2);
+    std::vector<bool> saw_token(2, true);
+    for (int i = 0; i < 2; ++i) {
+      group.run([&, i] {
+        ran_on[i] = std::this_thread::get_id();
+        saw_token[i] = auth_token.has_value();
+        auth_token.set("child's token");  // left behind: the child's scope wipes it
+        request_id.set("child's request");
+      });
+    }
+    group.wait();
+    for (int i = 0; i < 2; ++i) {
+      CHECK(ran_on[i] == std::this_thread::get_id());
+      CHECK_FALSE(saw_token[i]);
+    }
+    CHECK(auth_token.value() == "waiter's token");
+    CHECK(request_id.get() == "waiter's request");
+    request_id.reset(token);
+  });
+  CHECK_FALSE(auth_token.has_value());  // the waiter's own scope wiped its value
+}
+
+TEST_CASE("task_group: in residue mode a child run by the waiter is a task for the detector") {
+  ctxpool_test::detection_session session;
+  ctxpool::thread_pool pool{1};
+  busy_workers busy(pool, 1);
+  ctxpool::task_group group{pool};
+  bool reader_saw_value = true;
+  // Run newest first by the waiter: the writer leaves the slot dirty, the
+  // reader reads it first. Both run on the waiting thread.
+  group.run([&] { reader_saw_value = auth_token.has_value(); });
+  group.run([] { auth_token.set("left behind"); });
+  group.wait();
+  busy.release();
+  pool.join();
+  CHECK_FALSE(reader_saw_value);  // wiped in production behaviour too
+  const auto found = ctxpool::diagnostics::findings();
+  REQUIRE(found.size() == 1);
+  CHECK(found.front().kind == ctxpool::diagnostics::finding_kind::stale_read);
+  CHECK(found.front().variable == "auth_token");
+}
+
+TEST_CASE("task_group: a group destroyed unwaited skips what has not started and reports the exception") {
+  ctxpool::thread_pool pool{1};
+  std::mutex mutex;
+  std::vector<std::string> reported;
+  pool.set_exception_handler([&](std::exception_ptr error, const ctxpool::task_info&) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      std::lock_guard lock(mutex);
+      reported.emplace_back(e.what());
+    }
+  });
+  std::atomic<int> ran{0};
+  {
+    busy_workers busy(pool, 1);
+    ctxpool::task_group group{pool};
+    group.run([] { throw std::runtime_error("nobody waited"); });
+    // Not waited: the destructor cancels; the queued child is skipped.
+    group.run([&] { ++ran; });
+  }
+  {
+    ctxpool::task_group group{pool};
+    std::promise<void> started;
+    group.run([&] {
+      started.set_value();
+      throw std::runtime_error("thrown while the group was being destroyed");
+    });
+    auto future = started.get_future();
+    require_ready(future, "the running child");
+  }
+  CHECK(ran == 0);
+  std::lock_guard lock(mutex);
+  REQUIRE(reported.size() == 1);
+  CHECK(reported.front() == "thrown while the group was being destroyed");
+}
+
+TEST_CASE("parallel_for: every index exactly once, on the caller and the workers") {
+  ctxpool::thread_pool pool{2};
+  std::vector<std::atomic<int>> visits(10'007);
+  ctxpool::parallel_for(pool, 0, static_cast<int>(visits.size()), [&](int i) { ++visits[i]; });
+  for (auto& v : visits) REQUIRE(v.load() == 1);
+  // An empty or reversed range calls nothing.
+  ctxpool::parallel_for(pool, 5, 5, [](int) { FAIL("called on an empty range"); });
+  ctxpool::parallel_for(pool, 5, 3, [](int) { FAIL("called on a reversed range"); });
+}
+
+TEST_CASE("parallel_for: a container overload, an explicit grain, and the caller's context") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::context{}.run([&] {
+    auto token = request_id.set("batch-7");
+    std::vector<std::string> items(1000);
+    ctxpool::parallel_for(pool, items, [](std::string& item) { item = request_id.get(); }, 16);
+    for (const auto& item : items) REQUIRE(item == "batch-7");
+    request_id.reset(token);
+  });
+}
+
+TEST_CASE("parallel_for: the first exception is rethrown and the remaining chunks are skipped") {
+  ctxpool::thread_pool pool{1};
+  busy_workers busy(pool, 1);  // the caller runs the chunks, last chunk first
+  std::atomic<int> calls{0};
+  CHECK_THROWS_AS(ctxpool::parallel_for(
+                      pool, 0, 100,
+                      [&](int i) {
+                        ++calls;
+                        if (i == 99) throw std::out_of_range("index 99");
+                      },
+                      10),
+                  std::out_of_range);
+  CHECK(calls == 10);  // the last chunk ran up to its throw; the other nine were skipped
+}
