@@ -42,12 +42,70 @@ inline void spin_pause() noexcept {
 #endif
 }
 
+/// The group whose child runs on this thread now (innermost), for nesting.
+constinit thread_local group_state* running_child_of = nullptr;
+
 }  // namespace
 
 group_state::group_state(pool_core& core)
     : core_(core),
       max_helpers_(static_cast<int>(core.thread_count())),
-      parent_cancellation_(current_cancellation()) {}
+      parent_cancellation_(current_cancellation()) {
+  if (group_state* parent = running_child_of; parent != nullptr && &parent->core_ == &core_) {
+    parent->add_ref();
+    parent_ = parent;
+    std::lock_guard lock(parent->mutex_);
+    next_sibling_ = parent->first_nested_;
+    if (next_sibling_ != nullptr) next_sibling_->prev_sibling_ = this;
+    parent->first_nested_ = this;
+    parent->update_nested_hint();
+  }
+}
+
+void group_state::detach_from_parent() noexcept {
+  group_state* parent = std::exchange(parent_, nullptr);
+  if (parent == nullptr) return;
+  {
+    std::lock_guard lock(parent->mutex_);
+    if (prev_sibling_ != nullptr) {
+      prev_sibling_->next_sibling_ = next_sibling_;
+    } else {
+      parent->first_nested_ = next_sibling_;
+    }
+    if (next_sibling_ != nullptr) next_sibling_->prev_sibling_ = prev_sibling_;
+    parent->update_nested_hint();
+  }
+  parent->release();
+}
+
+group_child* group_state::steal_from_nested(group_state*& owner) noexcept {
+  std::lock_guard lock(mutex_);
+  for (group_state* nested = first_nested_; nested != nullptr; nested = nested->next_sibling_) {
+    // seq_cst: pairs with the pusher's signal_ancestors (see wait_for_children).
+    if (nested->queued_.load(std::memory_order_seq_cst) != 0) {
+      if (group_child* child = nested->pop_oldest()) {
+        // The nested group stays alive while its child runs here: it cannot
+        // unlink itself (our lock) before we hold a reference.
+        nested->add_ref();
+        owner = nested;
+        return child;
+      }
+    }
+    if (nested->has_nested_.load(std::memory_order_relaxed)) {
+      if (group_child* child = nested->steal_from_nested(owner)) return child;
+    }
+  }
+  return nullptr;
+}
+
+void group_state::signal_ancestors() noexcept {
+  for (group_state* outer = parent_; outer != nullptr; outer = outer->parent_) {
+    if (outer->waiter_asleep_.load(std::memory_order_seq_cst)) {
+      outer->signal_.fetch_add(1, std::memory_order_seq_cst);
+      outer->signal_.notify_all();
+    }
+  }
+}
 
 void group_state::release() noexcept {
   if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
@@ -105,6 +163,7 @@ void group_state::push(group_child* child) {
   }
   if (try_take_helper_slot()) post_helper();
   signal_waiter();
+  signal_ancestors();
 }
 
 group_child* group_state::pop_newest() noexcept {
@@ -175,9 +234,11 @@ void group_state::help() noexcept {
 }
 
 void group_state::execute(group_child* child) noexcept {
+  group_state* const outer = std::exchange(running_child_of, this);
   // The group's cancellation also ends when an enclosing one does (a
   // request's deadline, an outer group's cancel): stop starting children.
   child->complete(*this, !(cancelling() || cancel_.cancelled()));
+  running_child_of = outer;
   // Release: the child's effects happen before the waiter returns from wait().
   pending_.fetch_sub(1, std::memory_order_seq_cst);
   signal_waiter();
@@ -207,6 +268,17 @@ void group_state::cancel() noexcept {
   target.cancel();
 }
 
+bool group_state::run_nested_child(std::optional<task_slot_shelf>& shelf) noexcept {
+  if (!has_nested_.load(std::memory_order_relaxed)) return false;
+  group_state* owner = nullptr;
+  group_child* child = steal_from_nested(owner);
+  if (child == nullptr) return false;
+  if (!shelf) shelf.emplace();
+  owner->execute(child);
+  owner->release();
+  return true;
+}
+
 std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
   // Built before the first child runs here, so that it sees this thread as a
   // worker would; the waiter's own values come back when it ends.
@@ -218,6 +290,7 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
       continue;
     }
     if (pending_.load(std::memory_order_acquire) == 0) break;
+    if (run_nested_child(shelf)) continue;
     // Every remaining child runs on another thread (or is about to be queued
     // by one): spin a little, then sleep until one finishes or is queued.
     bool changed = false;
@@ -229,8 +302,9 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
     if (changed) continue;
     waiter_asleep_.store(true, std::memory_order_seq_cst);
     const std::uint32_t seen = signal_.load(std::memory_order_seq_cst);
+    // A nested group queueing a child wakes this waiter too (signal_ancestors).
     if (queued_.load(std::memory_order_seq_cst) == 0 &&
-        pending_.load(std::memory_order_seq_cst) != 0) {
+        pending_.load(std::memory_order_seq_cst) != 0 && !run_nested_child(shelf)) {
       signal_.wait(seen, std::memory_order_seq_cst);
     }
     waiter_asleep_.store(false, std::memory_order_relaxed);
@@ -258,13 +332,13 @@ task_group::task_group(thread_pool& pool)
     : state_(new detail::group_state(detail::core_of(pool))) {}
 
 task_group::~task_group() {
-  if (state_->has_children()) {
-    state_->cancel();
-    auto [error, cancelled] = state_->wait_for_children();
-    (void)cancelled;
-    if (error != nullptr) {
-      state_->core().report_exception(error, task_info{0, {}, "task_group destroyed unwaited"});
-    }
+  state_->detach_from_parent();
+  if (state_->has_children()) state_->cancel();
+  // Also when every child has finished: one may have thrown.
+  auto [error, cancelled] = state_->wait_for_children();
+  (void)cancelled;
+  if (error != nullptr) {
+    state_->core().report_exception(error, task_info{0, {}, "task_group destroyed unwaited"});
   }
   state_->release();
 }

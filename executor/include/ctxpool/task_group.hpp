@@ -137,6 +137,10 @@ class group_state {
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept;
 
+  /// Unlinks the group from the group whose child made it (the task_group
+  /// is going away): no waiter looks into it from now on.
+  void detach_from_parent() noexcept;
+
   /// A helper task's body: runs queued children, oldest first.
   void help() noexcept;
   /// A helper task destroyed unrun (the pool stopped): frees its slot.
@@ -148,6 +152,13 @@ class group_state {
   [[nodiscard]] bool try_take_helper_slot() noexcept;
   void post_helper() noexcept;
   void execute(group_child* child) noexcept;
+  /// The oldest queued child of a group made inside one of this group's
+  /// children (at any depth), with a reference to its group in `owner`.
+  [[nodiscard]] group_child* steal_from_nested(group_state*& owner) noexcept;
+  /// Wakes the waiters of the groups this one is nested in, if asleep.
+  void signal_ancestors() noexcept;
+  /// Runs one queued child of a nested group, if there is one.
+  bool run_nested_child(std::optional<task_slot_shelf>& shelf) noexcept;
   void signal_waiter() noexcept;
   void drop_snapshot_cache() noexcept;  // with mutex_ held
 
@@ -156,6 +167,21 @@ class group_state {
   std::atomic<std::uint32_t> refs_{1};
   cancellation_source cancel_;
   cancellation_token parent_cancellation_;  // what cancel_ is remade from after a cancel
+
+  // Nesting: a group made while a child of another runs on the same thread
+  // is linked under it, so that the outer waiter, instead of sleeping while
+  // that child runs elsewhere, runs the nested groups' queued children (its
+  // own work, one level down; a work-stealing pool's waiter does the same).
+  // The links are guarded by the outer group's mutex; locks are taken outer
+  // before inner only.
+  group_state* parent_ = nullptr;  // holds a reference while linked
+  group_state* first_nested_ = nullptr;
+  group_state* prev_sibling_ = nullptr;
+  group_state* next_sibling_ = nullptr;
+  std::atomic<bool> has_nested_{false};  // first_nested_ != nullptr, readable without the lock
+  void update_nested_hint() noexcept {  // with mutex_ held
+    has_nested_.store(first_nested_ != nullptr, std::memory_order_relaxed);
+  }
 
   std::mutex mutex_;  // guards the list, the snapshot cache and first_error_
   group_child* oldest_ = nullptr;
