@@ -12,32 +12,58 @@
 namespace ctxpool {
 namespace detail {
 
-/// One cancellation. Cancelling runs std::stop_source's callbacks, among
-/// them the links of its children (a child registers one on its parent), so
-/// a cancel reaches the whole subtree on the cancelling thread.
+/// One cancellation.
+///
+/// Whether it is cancelled is its own reason, else the nearest ancestor's,
+/// else its deadline: a read of the chain, so that making one (a task group
+/// makes one per group) costs one allocation and no registration. The
+/// callback machinery (a std::stop_source, and a link that cancels it when
+/// the parent's fires) is built only when someone registers a callback, on
+/// this state and then up the chain, so that a cancel reaches every callback
+/// registered below it.
 struct cancel_state {
-  /// A child's link: the parent's cancellation cancels the child, for the
-  /// parent's reason.
+  /// A child's link: the parent's callbacks firing cancel the child's.
   struct cascade {
     cancel_state* child;
-    cancel_state* parent;
-    void operator()() const noexcept {
-      child->cancel(parent->reason.load(std::memory_order_acquire));
-    }
+    void operator()() const noexcept { child->fire(); }
   };
 
   cancel_state(std::shared_ptr<cancel_state> parent_state, deadline_clock::time_point own_deadline)
       : parent(std::move(parent_state)), deadline(own_deadline) {
-    if (parent != nullptr) {
-      if (parent->deadline < deadline) deadline = parent->deadline;  // only ever tightened
-      link.emplace(parent->stop.get_token(), cascade{this, parent.get()});
-    }
+    if (parent != nullptr && parent->deadline < deadline) deadline = parent->deadline;  // only tightened
   }
 
   void cancel(cancel_reason why) noexcept {
     cancel_reason expected = cancel_reason::none;
     reason.compare_exchange_strong(expected, why, std::memory_order_acq_rel);
-    stop.request_stop();
+    fire();
+  }
+
+  /// Runs the callbacks registered here and below, if any.
+  void fire() noexcept {
+    std::stop_source* source = nullptr;
+    {
+      std::lock_guard lock(mutex);
+      if (stop) source = &*stop;
+    }
+    // Outside the lock: callbacks may register more. `stop` is never reset.
+    if (source != nullptr) source->request_stop();
+  }
+
+  /// The stop_source that on_cancel registers with, built on first use with
+  /// its links up the chain.
+  std::stop_source& callbacks() {
+    {
+      std::lock_guard lock(mutex);
+      if (!stop) {
+        stop.emplace();
+        // Child before parent: locks are only taken up the chain.
+        if (parent != nullptr) link.emplace(parent->callbacks().get_token(), cascade{this});
+      }
+    }
+    // A cancel that happened before the source existed found nothing to fire.
+    if (current_reason() != cancel_reason::none) stop->request_stop();
+    return *stop;
   }
 
   [[nodiscard]] bool has_deadline() const noexcept {
@@ -45,17 +71,20 @@ struct cancel_state {
   }
 
   [[nodiscard]] cancel_reason current_reason() const noexcept {
-    const cancel_reason why = reason.load(std::memory_order_acquire);
-    if (why != cancel_reason::none) return why;
+    for (const cancel_state* state = this; state != nullptr; state = state->parent.get()) {
+      const cancel_reason why = state->reason.load(std::memory_order_acquire);
+      if (why != cancel_reason::none) return why;
+    }
     if (has_deadline() && deadline_clock::now() >= deadline) return cancel_reason::deadline;
     return cancel_reason::none;
   }
 
-  std::stop_source stop;
   std::atomic<cancel_reason> reason{cancel_reason::none};
-  std::shared_ptr<cancel_state> parent;  // keeps the parent's state (and its deadline) alive
+  std::shared_ptr<cancel_state> parent;  // keeps the chain alive
   deadline_clock::time_point deadline;   // max(): none
   std::atomic<bool> watched{false};      // handed to the deadline watcher
+  std::mutex mutex;                      // guards building `stop` and `link`
+  std::optional<std::stop_source> stop;  // callbacks; built on first on_cancel
   std::optional<std::stop_callback<cascade>> link;  // last: unregistered first
 };
 
@@ -189,7 +218,7 @@ cancellation_callback cancellation_token::on_cancel(std::function<void()> callba
     detail::deadline_watcher::instance().watch(state_);
   }
   result.registration_ = std::make_unique<cancellation_callback::registration>(
-      state_->stop.get_token(), std::move(callback));
+      state_->callbacks().get_token(), std::move(callback));
   return result;
 }
 

@@ -118,11 +118,13 @@ captured_context group_state::child_snapshot() {
     // Once per group and context map: the current context plus the group's
     // cancellation, as a snapshot that each child then shares.
     captured_context with_cancellation;
-    context scratch = copy_context();
-    scratch.run([&] {
+    {
+      // A private box on the stack holding the current map: setting the
+      // variable there changes only that box.
+      fresh_context_scope scratch(captured_context::capture(), /*continuation=*/false);
       cancellation_scope scope(cancel_);
       with_cancellation = captured_context::capture();
-    });
+    }
     drop_snapshot_cache();
     // The reference keeps the map alive, so an equal address is the same
     // map, never a new one reusing freed memory.

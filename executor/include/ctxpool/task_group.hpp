@@ -191,11 +191,13 @@ class group_state {
   captured_context cached_child_;         // that map plus the group's cancellation
   bool cache_valid_ = false;
 
-  // Read by every helper and waiter; the helper protocol pairs queued_ with
+  // No line of their own: a group is short-lived and small, and an
+  // over-aligned allocation costs a tree of groups more than the sharing.
+  // The helper protocol pairs queued_ with
   // helpers_ (both seq_cst): a helper that gives up its slot looks at queued_
   // again, a pusher looks at helpers_ after queueing, so no child is left
   // with neither a helper nor the waiter to run it.
-  alignas(64) std::atomic<std::size_t> queued_{0};
+  std::atomic<std::size_t> queued_{0};
   std::atomic<int> helpers_{0};
   std::atomic<std::size_t> pending_{0};  // queued or running children
   std::atomic<bool> cancelling_{false};
