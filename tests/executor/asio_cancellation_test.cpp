@@ -17,6 +17,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
@@ -121,7 +122,7 @@ TEST_CASE("without a cancellation in the context the adapted operation completes
   });
 }
 
-TEST_CASE("a coroutine spawned with the adapter sees cancellation at its co_await") {
+TEST_CASE("a coroutine spawned on a strand with the adapter sees cancellation at its co_await") {
   ctxpool::thread_pool pool{2};
   ctxpool::cancellation_source request;
   std::promise<void> waiting;
@@ -148,7 +149,10 @@ TEST_CASE("a coroutine spawned with the adapter sees cancellation at its co_awai
     co_return out;
   };
   auto future = request.run([&] {
-    return asio::co_spawn(pool, coroutine(), ctxpool::bind_cancellation(asio::use_future));
+    // On a strand: Asio hands the coroutine its cancellation through its
+    // executor, which must not run the signal beside a step of it.
+    return asio::co_spawn(asio::make_strand(pool), coroutine(),
+                          ctxpool::bind_cancellation(asio::use_future));
   });
   auto started = waiting.get_future();
   get_bounded(started, "the coroutine's start");

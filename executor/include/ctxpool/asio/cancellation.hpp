@@ -18,7 +18,12 @@
 // asynchronous operation throws it (Asio's `throw_if_cancelled`, on by
 // default):
 //
-//     asio::co_spawn(pool, handle(request), ctxpool::bind_cancellation(asio::detached));
+//     asio::co_spawn(asio::make_strand(pool), handle(request),
+//                    ctxpool::bind_cancellation(asio::detached));
+//
+// Spawn such a coroutine on a strand (or another executor that runs one
+// thing at a time): Asio delivers the cancellation to the coroutine through
+// its executor, and on the bare pool that could run beside one of its steps.
 //
 // An operation started inside a context that is already cancelled ends at
 // once with `operation_aborted`. Where no cancellation is carried the token
