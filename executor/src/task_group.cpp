@@ -247,8 +247,13 @@ void group_state::execute(group_child* child) noexcept {
 }
 
 void group_state::signal_waiter() noexcept {
-  signal_.fetch_add(1, std::memory_order_seq_cst);
-  if (waiter_asleep_.load(std::memory_order_seq_cst)) signal_.notify_all();
+  // The caller changed pending_ or queued_ (seq_cst) just before. A waiter
+  // that stored waiter_asleep_ after this load looks at them after that
+  // store and sees the change; one that stored it before is woken here.
+  if (waiter_asleep_.load(std::memory_order_seq_cst)) {
+    signal_.fetch_add(1, std::memory_order_seq_cst);
+    signal_.notify_all();
+  }
 }
 
 void group_state::record_exception(std::exception_ptr error) noexcept {
@@ -282,6 +287,9 @@ bool group_state::run_nested_child(std::optional<task_slot_shelf>& shelf) noexce
 }
 
 std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
+  CTXPOOL_ASSERT(running_child_of != this,
+                 "task_group::wait called inside one of the group's own children: it would wait "
+                 "for itself (wait in the code that made the group)");
   // Built before the first child runs here, so that it sees this thread as a
   // worker would; the waiter's own values come back when it ends.
   std::optional<task_slot_shelf> shelf;

@@ -202,8 +202,8 @@ class group_state {
   std::atomic<std::size_t> pending_{0};  // queued or running children
   std::atomic<bool> cancelling_{false};
   // The waiter sleeps on signal_ (C++20 atomic wait); whoever changes what it
-  // waits for (pending_, queued_) bumps signal_ after the change and wakes it
-  // if waiter_asleep_ is set: each side stores, then loads, seq_cst.
+  // waits for (pending_, queued_) then finds waiter_asleep_ set bumps signal_
+  // and wakes it: each side stores, then loads, seq_cst.
   std::atomic<std::uint32_t> signal_{0};
   std::atomic<bool> waiter_asleep_{false};
 };
