@@ -14,7 +14,7 @@
 
 #include <fmt/format.h>
 
-#include "detector.hpp"
+#include "report.hpp"
 #include "finding_kinds.hpp"
 #include "finding_text.hpp"
 
@@ -316,6 +316,16 @@ std::string read_all(int fd) {
 }
 
 }  // namespace
+
+kind_total total_of(const std::vector<finding>& all, finding_kind kind) noexcept {
+  kind_total total;
+  for (const finding& f : all) {
+    if (f.kind != kind) continue;
+    ++total.unique;
+    total.occurrences += f.count;
+  }
+  return total;
+}
 
 std::string format_summary(const run_summary& run) {
   std::string out;

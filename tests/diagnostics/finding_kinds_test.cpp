@@ -21,7 +21,7 @@
 #include <ctxpool/diagnostics/findings.hpp>
 #include <ctxpool/diagnostics/options.hpp>
 
-#include "detector.hpp"
+#include "report.hpp"
 
 namespace diag = ctxpool::diagnostics;
 namespace detail = ctxpool::diagnostics::detail;

@@ -1,7 +1,7 @@
 // Plain `thread_local` detection: the boundary between the detection model and
 // the platform code that discovers, diffs and watches the program's own TLS.
 //
-// The model (detector.cpp) does not know about ELF, perf_event_open or DWARF;
+// The model (model.hpp, fed by plain_bridge.cpp) does not know about ELF, perf_event_open or DWARF;
 // it calls these functions from its task observer on the worker thread and
 // turns their outcome into findings. Everything behind this header lives in
 // diagnostics/src/plain_tls/: discovery (tls_discovery), the per-task

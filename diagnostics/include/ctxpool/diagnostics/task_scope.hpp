@@ -58,7 +58,7 @@ class task_scope {
     }
   };
 
-  detail::fresh_context_scope context_;
+  ::ctxpool::detail::fresh_context_scope context_;
   std::string name_;
   task_end end_;
   task_slot_scope slots_;  // last member: wiped first, before the task ends
