@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <string>
 
+#include <ctxpool/version.hpp>
 #include <fmt/format.h>
 
 #include "report.hpp"
@@ -24,7 +25,7 @@ namespace {
 
 constexpr int json_schema_version = 1;
 constexpr std::string_view tool_name = "ctxpool-diagnostics";
-constexpr std::string_view tool_version = "0.1.0";
+constexpr std::string_view tool_version = CTXPOOL_VERSION_STRING;
 
 std::string json_site(const code_location& site) {
   if (!site.known()) return "null";

@@ -13,7 +13,10 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include <ctxpool/version.hpp>
 
 #include "support.hpp"
 
@@ -237,6 +240,11 @@ TEST_CASE("report=...sarif: a SARIF 2.1.0 log code scanning accepts") {
   REQUIRE(runs.size() == 1);
   const auto& driver = runs[0].at("tool").at("driver").as_object();
   CHECK(driver.at("name").as_string() == "ctxpool-diagnostics");
+  // The tool version is the release's, from project(... VERSION) through
+  // the generated <ctxpool/version.hpp>.
+  CHECK(driver.at("version").as_string() == CTXPOOL_PROJECT_VERSION);
+  CHECK(std::string_view(CTXPOOL_VERSION_STRING) == CTXPOOL_PROJECT_VERSION);
+  CHECK(CTXPOOL_VERSION_MAJOR * 10000 + CTXPOOL_VERSION_MINOR * 100 + CTXPOOL_VERSION_PATCH > 0);
   const auto& rules = driver.at("rules").as_array();
   std::vector<std::string> rule_ids;
   for (const auto& rule : rules) {
