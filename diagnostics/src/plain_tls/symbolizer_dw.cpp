@@ -35,7 +35,7 @@ std::string readable(std::string name) {
 
 std::string die_name(Dwarf_Die* die) {
   Dwarf_Attribute attr;
-  for (int at : {DW_AT_linkage_name, DW_AT_MIPS_linkage_name}) {
+  for (const unsigned at : {unsigned{DW_AT_linkage_name}, unsigned{DW_AT_MIPS_linkage_name}}) {
     if (dwarf_attr_integrate(die, at, &attr) != nullptr) {
       if (const char* s = dwarf_formstring(&attr)) return readable(demangle_symbol(s));
     }

@@ -639,7 +639,7 @@ std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
   t.stepping = 0;
   if (t.steps_left == 0) {
     std::uint64_t unseen = 0;
-    for (std::size_t r = 0; r < t.count; ++r) unseen += t.hit[r] ? 0 : 1;
+    for (std::size_t r = 0; r < t.count; ++r) unseen += t.hit[r] ? 0U : 1U;
     if (unseen > 0) budget_misses_.fetch_add(unseen, std::memory_order_relaxed);
   }
 #endif
