@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstdio>
 #include <mutex>
+#include <unordered_map>
 #include <vector>
 
 #include <ctxpool/detail/inspect.hpp>
@@ -58,6 +59,17 @@ bool plain_started() noexcept {
   return p.discovery;
 }
 
+/// Where the store at `pc` is, symbolised once per thread and address: the
+/// same handler leaves the same variable dirty from the same store in every
+/// request, and the model's fast path then costs no allocation.
+const code_location* write_site_of(std::uintptr_t pc) {
+  if (pc == 0) return nullptr;
+  thread_local std::unordered_map<std::uintptr_t, code_location> located;
+  auto it = located.find(pc);
+  if (it == located.end()) it = located.emplace(pc, plain_tls::locate(pc)).first;
+  return &it->second;
+}
+
 variable_desc describe_plain(std::uint32_t index) {
   const plain_tls::variable& var = plain_tls::describe(index);
   return {plain_key_bit | index, var.name, {}, var.module, var.size};
@@ -96,7 +108,8 @@ bool plain_task_end(const frame& task) noexcept {
     } catch (...) {
     }
   }
-  for (const std::uint32_t index : outcome.left_dirty) {
+  for (std::size_t i = 0; i < outcome.left_dirty.size(); ++i) {
+    const std::uint32_t index = outcome.left_dirty[i];
     const plain_tls::variable& var = plain_tls::describe(index);
     // A variable registered with watch_thread_local was restored when the
     // task ended (its bytes may still differ: a string's spare buffer); its
@@ -106,7 +119,14 @@ bool plain_task_end(const frame& task) noexcept {
         })) {
       continue;
     }
-    if (model_left_dirty(describe_plain(index), {}, view_of(task), lineage, alone)) halt = true;
+    const code_location* written = nullptr;
+    try {
+      if (i < outcome.last_stores.size()) written = write_site_of(outcome.last_stores[i]);
+    } catch (...) {  // out of memory: the finding says "an unknown site"
+    }
+    if (model_left_dirty(describe_plain(index), {{}, written}, view_of(task), lineage, alone)) {
+      halt = true;
+    }
   }
   return halt;
 }

@@ -127,3 +127,48 @@ TEST_CASE("instrumented clean: protobuf arenas and abseil containers built witho
   }
 }
 #endif
+
+namespace {
+
+/// The text of the finding's line that starts with `label` ("written at").
+std::string line_after(const std::string& err, const std::string& label) {
+  const std::size_t at = err.find(label);
+  if (at == std::string::npos) return {};
+  return err.substr(at, err.find('\n', at) - at);
+}
+
+}  // namespace
+
+TEST_CASE("instrumented: the finding names the leaving task's write line, in text and SARIF") {
+  struct shape {
+    const char* name;
+    std::string write_line;
+  };
+  const shape shapes[] = {
+      {"raw_token", read_line_of("void login(int i) {")},  // a std::string assigned
+      {"raw_depth", read_line_of("{\"raw_depth\"")},        // an int incremented
+  };
+  for (const shape& s : shapes) {
+    for (const int workers : {1, 4}) {
+      ctxpool_test::scratch_dir dir;
+      const std::string sarif = dir.file("report.sarif");
+      const auto result =
+          ctxpool_test::run_child(CTXPOOL_PLAIN_INSTRUMENTED_CHILD, {s.name, std::to_string(workers)},
+                                  "residue:report=" + sarif, dir);
+      INFO("shape ", s.name, ", ", workers, " worker(s)\n", result.err);
+      REQUIRE(result.exit_status == 66);
+      const std::string written = line_after(result.err, "written at ");
+      CHECK(written.find(s.write_line) != std::string::npos);
+      CHECK(written.find("an unknown site") == std::string::npos);
+      // The SARIF result's related location for the write: the same line.
+      const std::string log = ctxpool_test::read_file(sarif);
+      const std::string line_number = s.write_line.substr(s.write_line.rfind(':') + 1);
+      const std::size_t related = log.find(R"("message":{"text":"written by task #)");
+      REQUIRE(related != std::string::npos);
+      const std::string start_line = R"("region":{"startLine":)";
+      const std::size_t region = log.find(start_line, related);
+      REQUIRE(region != std::string::npos);
+      CHECK(log.compare(region + start_line.size(), line_number.size() + 1, line_number + "}") == 0);
+    }
+  }
+}

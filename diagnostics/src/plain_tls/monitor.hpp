@@ -50,6 +50,10 @@ struct task_outcome {
   /// Variables this task left changed from what they were when it began
   /// (first-use initialisation excluded).
   std::vector<std::uint32_t> left_dirty;
+  /// Parallel to `left_dirty`: the address of the task's last instrumented
+  /// store into that variable (the instrumented build), or 0 when unknown;
+  /// `locate` names its source line.
+  std::vector<std::uintptr_t> last_stores;
   /// Watched variables whose first access in this task was a read.
   std::vector<std::pair<std::uint32_t, code_location>> read_first;
 };
@@ -105,6 +109,11 @@ status start(std::function<bool(std::string_view name)> is_cache);
 
 /// The variable behind an index from a task_outcome.
 const variable& describe(std::uint32_t index);
+
+/// The source location of the instruction at `pc` (a `last_stores` entry),
+/// as a read site is named: the user's frame, inlined library code resolved
+/// to its call line. Unknown where symbolisation is not built.
+[[nodiscard]] code_location locate(std::uintptr_t pc);
 
 /// Number of variables discovered so far (indexes are 0 .. count-1).
 std::uint32_t variable_count() noexcept;

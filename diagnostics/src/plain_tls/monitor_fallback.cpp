@@ -32,4 +32,6 @@ watch_stats stats() noexcept { return {}; }
 
 std::vector<std::string> watched_names(std::size_t) { return {}; }
 
+code_location locate(std::uintptr_t) { return {}; }
+
 }  // namespace ctxpool::diagnostics::detail::plain_tls

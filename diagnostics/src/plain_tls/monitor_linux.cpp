@@ -11,6 +11,7 @@
 #include "access_classifier.hpp"
 #include "instrumented_watch.hpp"
 #include "monitor.hpp"
+#include "symbolizer.hpp"
 #include "tls_discovery.hpp"
 #include "tls_snapshot.hpp"
 #include "watchpoints.hpp"
@@ -256,6 +257,12 @@ task_outcome task_end() {
     hits.clear();
     instrumented::disarm(hits);
     t->snapshot.diff(out.left_dirty);
+    out.last_stores.reserve(out.left_dirty.size());
+    // The return address into the storing code: the store is the instruction before.
+    for (const std::uint32_t var : out.left_dirty) {
+      const std::uintptr_t ret = instrumented::last_store(var);
+      out.last_stores.push_back(ret != 0 ? ret - 1 : 0);
+    }
     s.traps.fetch_add(hits.size(), std::memory_order_relaxed);
     for (const watch_hit& hit : hits) classify(hit);
   } else {
@@ -268,6 +275,12 @@ task_outcome task_end() {
   }
   if (!out.left_dirty.empty() && s.watching.load(std::memory_order_relaxed)) start_watching(s, out.left_dirty);
   return out;
+}
+
+code_location locate(std::uintptr_t pc) {
+  if (pc == 0) return {};
+  const symbol_info info = the_symbolizer().lookup(pc);
+  return code_location(info.file, info.line, info.user_function, pc);
 }
 
 std::vector<std::string> watched_names(std::size_t max) {
