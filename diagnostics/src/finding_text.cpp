@@ -3,6 +3,8 @@
 
 #include <fmt/format.h>
 
+#include "finding_kinds.hpp"
+
 namespace ctxpool::diagnostics::detail {
 
 std::string describe_site(const code_location& site) {
@@ -43,7 +45,7 @@ std::string suppression_hint(const finding& f) {
     // A plain thread_local that is meant to outlive tasks is a cache.
     return fmt::format("thread-cache:{}  or  {}:{}", f.variable, to_string(f.kind), f.variable);
   }
-  if (f.kind != finding_kind::leaked_context && !f.variable.empty()) {
+  if (info_of(f.kind).hint_by_variable && !f.variable.empty()) {
     return fmt::format("{}:{}", to_string(f.kind), f.variable);
   }
   std::string_view file = site_of(f).file_name();
