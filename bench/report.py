@@ -259,6 +259,23 @@ def io_table(run):
     return lines
 
 
+FORK_JOIN = [("FJ1_fan_out_in", "fan-out/fan-in of 64 tasks", "ctxpool_task_group", "tbb_task_group"),
+             ("FJ2_recursive", "recursive groups, depth 16", "ctxpool_task_group", "tbb_task_group"),
+             ("FJ3_parallel_for", "parallel_for over 10^6", "ctxpool_parallel_for", "tbb_parallel_for")]
+
+
+def fork_join_table(run):
+    """Fork-join (fork_join_bench): ctxpool's throughput over oneTBB's."""
+    lines = ["| fork-join, 2 threads | ctxpool items/s | vs oneTBB |", "|---|---:|---:|"]
+    for workload, label, mine_name, peer_name in FORK_JOIN:
+        mine = run.ips(f"{workload}/{mine_name}")
+        if mine is None:
+            continue
+        lines.append(f"| {label} | {fmt_rate(mine)} | "
+                     f"{fmt_ratio(ratio(mine, run.ips(f'{workload}/{peer_name}')))} |")
+    return lines
+
+
 def summary(run):
     """The tables the README's Performance section shows."""
     lines = [f"Measured by `bash scripts/run.sh bench`: {run.header()}", ""]
@@ -273,6 +290,10 @@ def summary(run):
          "thread waiting on a latch / yielding (above 1× ctxpool is faster; task_group "
          "against ctxpool with a latch). Target: ≥ 1.0× every simple pool and asio; "
          "≥ 0.7× oneTBB on W3/W5, ≥ 0.9× on W1/W2/W4."),
+        (fork_join_table(run),
+         "Fork-join (`bench/fork_join_bench.cpp`): `ctxpool::task_group` and `parallel_for` on "
+         "2 workers over oneTBB's `task_group` and `tbb::parallel_for` in an arena of 2 threads "
+         "(above 1× ctxpool is faster). Target: ≥ 1.0×."),
         (io_table(run),
          "Servers over loopback, 2 threads each, clients in the benchmark (`bench/io_bench.cpp`): "
          "ctxpool's requests per second over each peer's (above 1× ctxpool is faster), and its "
