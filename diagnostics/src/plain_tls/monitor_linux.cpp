@@ -103,15 +103,15 @@ void arm_for_task(monitor_state& s, thread_state& t) noexcept {
   std::uint32_t watched = s.watched_count.load(std::memory_order_acquire);
   if (watched == 0 || !s.watching.load(std::memory_order_relaxed)) return;
   const tls_layout& layout = *t.snapshot.layout();
-  std::size_t slots = watch_slots();
+  std::size_t registers = watch_registers();
   std::size_t used = 0, chosen = 0;
   std::uint64_t first = s.rotation.load(std::memory_order_relaxed);
   for (std::uint32_t k = 0; k < watched && chosen < max_watched_per_task; ++k) {
     std::uint32_t var = s.watched_list[(first + k) % watched].load(std::memory_order_relaxed);
     unsigned char* addr = t.snapshot.address(var);
     if (addr == nullptr || var >= layout.variables.size()) continue;
-    std::size_t need = slots_for(layout.variables[var].size);
-    if (used + need > slots) break;
+    std::size_t need = registers_for(layout.variables[var].size);
+    if (used + need > registers) break;
     used += need;
     t.requests[chosen++] = {var, addr, layout.variables[var].size, t.snapshot.before(var)};
   }

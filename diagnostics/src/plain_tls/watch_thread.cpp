@@ -18,7 +18,7 @@ struct thread_watch_owner {
     thread_watch* t = current_watch;
     if (t == nullptr) return;
     current_watch = nullptr;
-    for (hw_slot& s : t->slots) {
+    for (debug_register& s : t->registers) {
       if (s.fd >= 0) ::close(s.fd);
     }
 #if defined(__x86_64__)

@@ -29,7 +29,7 @@ constexpr std::size_t hw_registers = 2;  // the smallest count Arm v8 guarantees
 constexpr std::size_t hw_registers = 0;
 #endif
 
-struct hw_slot {
+struct debug_register {
   int fd = -1;
   bool enabled = false;
   std::uint32_t request = 0;
@@ -37,7 +37,7 @@ struct hw_slot {
 
 /// Everything the signal handler touches, allocated before arming.
 struct thread_watch {
-  hw_slot slots[hw_registers > 0 ? hw_registers : 1];
+  debug_register registers[hw_registers > 0 ? hw_registers : 1];
   watch_request requests[max_watched_per_task];
   std::size_t count = 0;
   volatile sig_atomic_t hit[max_watched_per_task] = {};

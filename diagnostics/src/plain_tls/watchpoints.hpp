@@ -93,12 +93,12 @@ inline constexpr std::size_t single_step_budget = 20000;
 /// False with `why` set when no backend can be had; the caller then never arms.
 bool install_watchpoints(watch_mode mode, std::string& why);
 
-/// Debug-register slots per task (4 on x86-64), or max_watched_per_task for
+/// Debug registers per task (4 on x86-64), or max_watched_per_task for
 /// single step.
-[[nodiscard]] std::size_t watch_slots() noexcept;
+[[nodiscard]] std::size_t watch_registers() noexcept;
 
-/// Slots one variable of `size` bytes takes.
-[[nodiscard]] std::size_t slots_for(std::size_t size) noexcept;
+/// Registers one variable of `size` bytes takes.
+[[nodiscard]] std::size_t registers_for(std::size_t size) noexcept;
 
 /// Arms `n` requests for the coming task on the calling thread. Returns how
 /// many were armed (a request that does not fit, or whose address cannot be

@@ -71,9 +71,9 @@ std::uintptr_t resume_pc(const ucontext_t* uc) noexcept {
 #endif
 }
 
-void on_hardware_hit(thread_watch& t, std::size_t slot, const ucontext_t* uc) noexcept {
-  if (slot >= hw_registers) return;
-  std::uint32_t r = t.slots[slot].request;
+void on_hardware_hit(thread_watch& t, std::size_t reg, const ucontext_t* uc) noexcept {
+  if (reg >= hw_registers) return;
+  std::uint32_t r = t.registers[reg].request;
   if (r < t.count) {
 #if defined(__aarch64__)
     // Arm reports a watchpoint at the accessing instruction itself.
@@ -81,8 +81,8 @@ void on_hardware_hit(thread_watch& t, std::size_t slot, const ucontext_t* uc) no
 #else
     record_hit(t, r, resume_pc(uc), 0, resume_pc(uc));  // x86 traps after the instruction
 #endif
-    // One trap per variable per task: silence every slot of this variable.
-    for (hw_slot& s : t.slots) {
+    // One trap per variable per task: silence every register of this variable.
+    for (debug_register& s : t.registers) {
       if (s.enabled && s.request == r) {
         ::ioctl(s.fd, PERF_EVENT_IOC_DISABLE, 0);
         s.enabled = false;
@@ -91,7 +91,7 @@ void on_hardware_hit(thread_watch& t, std::size_t slot, const ucontext_t* uc) no
   }
 }
 
-perf_event_attr breakpoint_attr(std::uintptr_t addr, unsigned len, std::size_t slot, bool disabled) {
+perf_event_attr breakpoint_attr(std::uintptr_t addr, unsigned len, std::size_t reg, bool disabled) {
   perf_event_attr a{};
   a.type = PERF_TYPE_BREAKPOINT;
   a.size = sizeof a;
@@ -104,20 +104,20 @@ perf_event_attr breakpoint_attr(std::uintptr_t addr, unsigned len, std::size_t s
   a.exclude_hv = 1;
   a.remove_on_exec = 1;
   a.sigtrap = 1;
-  a.sig_data = sig_tag | slot;
+  a.sig_data = sig_tag | reg;
   return a;
 }
 
-int open_breakpoint(std::uintptr_t addr, unsigned len, std::size_t slot) noexcept {
-  perf_event_attr a = breakpoint_attr(addr, len, slot, true);
+int open_breakpoint(std::uintptr_t addr, unsigned len, std::size_t reg) noexcept {
+  perf_event_attr a = breakpoint_attr(addr, len, reg, true);
   return static_cast<int>(::syscall(SYS_perf_event_open, &a, 0, -1, -1, PERF_FLAG_FD_CLOEXEC));
 }
 
-/// Points slot `slot` of this thread at [addr, addr+len) and enables it.
-bool program_slot(thread_watch& t, std::size_t slot, std::uintptr_t addr, unsigned len) noexcept {
-  hw_slot& s = t.slots[slot];
+/// Points debug register `reg` of this thread at [addr, addr+len) and enables it.
+bool program_register(thread_watch& t, std::size_t reg, std::uintptr_t addr, unsigned len) noexcept {
+  debug_register& s = t.registers[reg];
   if (s.fd >= 0) {
-    perf_event_attr a = breakpoint_attr(addr, len, slot, false);
+    perf_event_attr a = breakpoint_attr(addr, len, reg, false);
     if (::ioctl(s.fd, PERF_EVENT_IOC_MODIFY_ATTRIBUTES, &a) == 0) {
       s.enabled = true;
       return true;
@@ -125,7 +125,7 @@ bool program_slot(thread_watch& t, std::size_t slot, std::uintptr_t addr, unsign
     ::close(s.fd);  // the kernel would not move it: open a fresh one
     s.fd = -1;
   }
-  s.fd = open_breakpoint(addr, len, slot);
+  s.fd = open_breakpoint(addr, len, reg);
   if (s.fd < 0) return false;
   if (::ioctl(s.fd, PERF_EVENT_IOC_ENABLE, 0) != 0) return false;
   s.enabled = true;
@@ -321,7 +321,7 @@ std::uint64_t single_step_budget_misses() noexcept {
   return budget_misses_.load(std::memory_order_relaxed);
 }
 
-std::size_t watch_slots() noexcept {
+std::size_t watch_registers() noexcept {
   switch (backend_.load(std::memory_order_relaxed)) {
     case backend::hardware: return hw_registers;
     case backend::single_step: return max_watched_per_task;
@@ -329,7 +329,7 @@ std::size_t watch_slots() noexcept {
   }
 }
 
-std::size_t slots_for(std::size_t size) noexcept {
+std::size_t registers_for(std::size_t size) noexcept {
   if (backend_.load(std::memory_order_relaxed) == backend::single_step) return 1;
   return size > 8 ? 2 : 1;
 }
@@ -346,12 +346,12 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
   thread_watch& t = *tp;
   t.count = 0;
   if (b == backend::hardware) {
-    t.active = 1;  // before any slot is live: a trap must find the state ready
-    std::size_t slot = 0;
+    t.active = 1;  // before any register is live: a trap must find the state ready
+    std::size_t reg = 0;
     for (std::size_t i = 0; i < n && t.count < max_watched_per_task; ++i) {
       const watch_request& req = requests[i];
       std::size_t need = req.size > 8 ? 2 : 1;
-      if (slot + need > hw_registers) break;
+      if (reg + need > hw_registers) break;
       auto r = static_cast<std::uint32_t>(t.count);
       t.requests[r] = req;
       t.hit[r] = 0;
@@ -360,15 +360,15 @@ std::size_t arm_watchpoints(const watch_request* requests, std::size_t n) noexce
       for (std::size_t k = 0; k < need && ok; ++k) {
         auto addr = reinterpret_cast<std::uintptr_t>(req.addr) + covered;
         unsigned len = watch_length(addr, req.size - covered);
-        t.slots[slot].request = r;
-        ok = program_slot(t, slot, addr, len);
+        t.registers[reg].request = r;
+        ok = program_register(t, reg, addr, len);
         covered += len;
-        ++slot;
+        ++reg;
       }
       if (!ok) {
         // Half-armed: silence what was programmed for it, so that a trap the
         // handler would not count cannot repeat on every access.
-        for (hw_slot& s : t.slots) {
+        for (debug_register& s : t.registers) {
           if (s.enabled && s.request == r) {
             ::ioctl(s.fd, PERF_EVENT_IOC_DISABLE, 0);
             s.enabled = false;
@@ -399,7 +399,7 @@ std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
     if (unseen > 0) budget_misses_.fetch_add(unseen, std::memory_order_relaxed);
   }
 #endif
-  for (hw_slot& s : t.slots) {
+  for (debug_register& s : t.registers) {
     if (s.enabled) {
       ::ioctl(s.fd, PERF_EVENT_IOC_DISABLE, 0);
       s.enabled = false;
