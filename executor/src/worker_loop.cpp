@@ -73,9 +73,21 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
   const std::string short_name = name.substr(0, 15);
   pthread_setname_np(pthread_self(), short_name.c_str());
   current_worker = {this, index};
-  hold_references_across_tasks();
-  for (task_observer* observer : observers_) observer->on_thread_start(index);
   worker_state& me = workers_[index];
+  {
+    worker_capture_reserve reserve;
+    me.own.reserve = &reserve;
+    for (task_observer* observer : observers_) observer->on_thread_start(index);
+    run_worker_loop(me, index);
+    give_back_references(me);
+    me.own.reserve = nullptr;
+  }
+  blocks_.flush(me.own.freed);
+  for (task_observer* observer : observers_) observer->on_thread_stop(index);
+  current_worker = {nullptr, 0};
+}
+
+void pool_core::run_worker_loop(worker_state& me, std::size_t index) {
   // Woken from the futex (counted as spinning), and whether to take the free
   // I/O role rather than spin in search of tasks.
   bool woken = false;
@@ -118,33 +130,23 @@ void pool_core::worker_main(std::size_t index, const std::string& name) {
       report_exception(std::current_exception(), task_info{});
     }
   }
-  give_back_references(me);
-  stop_holding_references();
-  blocks_.flush(me.own.freed);
-  for (task_observer* observer : observers_) observer->on_thread_stop(index);
-  current_worker = {nullptr, 0};
 }
 
 void pool_core::count_held_references() noexcept {
   if (current_worker.pool == this) {
-    worker_state& me = workers_[current_worker.index];
-    if (!me.own.holds_references) {
-      me.own.holds_references = true;
-      add_tracked();  // before the task's own unit goes: wait() cannot see zero between
-    }
-  } else if (holding_references_across_tasks()) {
+    worker_capture_reserve* reserve = workers_[current_worker.index].own.reserve;
+    CTXPOOL_DEBUG_ASSERT(reserve != nullptr, "a worker holds spares outside its loop");
+    // Before the task's own unit goes: wait() cannot see zero between.
+    if (reserve->count_spares()) add_tracked();
+  } else if (tls.reserve.held()) {
     // A worker of another pool ran our task (a destructor or a dispatch
     // between its own tasks): it cannot count its spares here.
-    return_capture_reserve();
+    tls.reserve.give_back();
   }
 }
 
 void pool_core::give_back_references(worker_state& me) noexcept {
-  if (holds_spare_references()) return_capture_reserve();
-  if (me.own.holds_references) {
-    me.own.holds_references = false;
-    remove_tracked();
-  }
+  if (me.own.reserve->give_back()) remove_tracked();
 }
 
 task_node* pool_core::take_injected(worker_state& me) noexcept {

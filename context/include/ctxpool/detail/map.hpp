@@ -88,10 +88,13 @@ struct map_node {
   std::uint32_t children;  // bitmap of positions holding a deeper node
   std::uint32_t size;      // values in this subtree
 
-  [[nodiscard]] void* const* slots() const noexcept {
+  /// The values, then the deeper nodes, in position order.
+  [[nodiscard]] void* const* entries() const noexcept {
     return reinterpret_cast<void* const*>(this + 1);
   }
-  [[nodiscard]] void** slots() noexcept { return reinterpret_cast<void**>(this + 1); }
+  [[nodiscard]] void** entries() noexcept { return reinterpret_cast<void**>(this + 1); }
+  /// The old name of entries(), still read by diagnostics/src/detector.cpp.
+  [[nodiscard]] void* const* slots() const noexcept { return entries(); }
 };
 static_assert(sizeof(map_node) == 16 && alignof(map_node) <= alignof(void*) * 2);
 
@@ -99,6 +102,9 @@ inline void map_add_ref(const map_node* node) noexcept {
   if (node != nullptr) node->refs.fetch_add(1, std::memory_order_relaxed);
 }
 void map_release(const map_node* node) noexcept;
+/// Drops `count` references to `node` (not null) at once, destroying it with
+/// the last: how the capture reserve gives its spares back.
+void map_release_many(const map_node* node, std::uint32_t count) noexcept;
 
 /// The value stored for `id`, or nullptr. Never allocates, never throws.
 inline const value_base* map_find(const map_node* node, std::uint32_t id) noexcept {
@@ -106,12 +112,12 @@ inline const value_base* map_find(const map_node* node, std::uint32_t id) noexce
     const std::uint32_t bit = std::uint32_t{1} << ((id >> shift) & 31U);
     if ((node->leaves & bit) != 0) {
       const auto* value = static_cast<const value_base*>(
-          node->slots()[popcount32(node->leaves & (bit - 1))]);
+          node->entries()[popcount32(node->leaves & (bit - 1))]);
       return value->var_id() == id ? value : nullptr;
     }
     if ((node->children & bit) == 0) return nullptr;
     node = static_cast<const map_node*>(
-        node->slots()[popcount32(node->leaves) + popcount32(node->children & (bit - 1))]);
+        node->entries()[popcount32(node->leaves) + popcount32(node->children & (bit - 1))]);
   }
   return nullptr;
 }

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include <ctxpool/detail/capture.hpp>
 #include <ctxpool/detail/carried.hpp>
 #include <ctxpool/detail/config.hpp>
 #include <ctxpool/detail/map.hpp>
@@ -41,31 +42,6 @@ struct get_cache_entry {
 
 inline constexpr std::uint32_t get_cache_size = 64;  // power of two
 
-/// References to a map taken ahead by captured_context::capture.
-///
-/// A thread that submits many tasks from one context would otherwise pay a
-/// read-modify-write on the map's count per task, on a line that the workers
-/// releasing the same map keep taking away. The spare references keep a map
-/// alive no longer than the current context does: bump_epoch(), called
-/// whenever the current context or its map changes, gives them back.
-///
-/// A pool worker (`held`, see hold_references_across_tasks) also keeps the
-/// reference of each task it finishes and spends it on the next capture of
-/// the same map, so that a tree of tasks spawning tasks from one context
-/// costs no shared read-modify-write per task. Its spares outlive the task
-/// that left them only until the worker starts a task in another context or
-/// runs out of work; the pool counts them as outstanding work meanwhile.
-struct capture_reserve {
-  const map_node* map;   // the map the spare references are to
-  std::uint32_t spare;   // references held for later captures of `map`
-  std::uint32_t streak;  // captures of `map` in the epoch `streak_epoch` (held: since `map` was set)
-  std::uint32_t streak_epoch;
-  bool armed;            // the thread-exit drain is registered
-  bool dead;             // the thread is exiting: no more reserving
-  bool held;             // spares survive leaving a task back to `home`
-  const context_box* home;  // the box current between tasks (held only)
-};
-
 /// Everything the get() fast path touches. It is constant-initialised and
 /// trivially destructible so that the compiler reaches it through the thread
 /// pointer directly, with no TLS wrapper call.
@@ -75,44 +51,11 @@ struct alignas(64) thread_state {
   // kept shifted into a cache tag's top half: get() builds its tag with one
   // `or` (the fast path is bound by instructions, not by loads).
   std::uint64_t epoch_tag;
-  capture_reserve reserve;
+  capture_reserve reserve;  // capture.hpp
   get_cache_entry cache[get_cache_size];
 };
 
 inline constinit thread_local thread_state tls{nullptr, std::uint64_t{1} << 32, {}, {}};
-
-/// The most spare references a worker keeps (see capture_reserve::held);
-/// beyond that it gives half of them back in one subtraction.
-inline constexpr std::uint32_t max_held_references = 128;
-
-/// Gives the capture reserve's spare references back.
-void return_capture_reserve() noexcept;
-/// A reference to `map` for a snapshot when the reserve has none to spare.
-void refill_capture_reserve(const map_node* map) noexcept;
-/// Keeps a finished task's reference to `map` as a spare (held reserves).
-void keep_released_reference(const map_node* map) noexcept;
-
-/// Makes the calling thread a pool worker for the capture reserve: from now
-/// on, leaving a task's context back to the current one keeps the task's
-/// reference as a spare (capture_reserve). Whoever calls this must give the
-/// spares back (return_capture_reserve) before its thread waits for work,
-/// and count them as outstanding work until then.
-void hold_references_across_tasks() noexcept;
-/// Ends hold_references_across_tasks() and gives the spares back.
-void stop_holding_references() noexcept;
-/// Whether the calling thread holds spare map references.
-[[nodiscard]] inline bool holds_spare_references() noexcept { return tls.reserve.spare != 0; }
-/// Whether the calling thread is in hold_references_across_tasks() mode.
-[[nodiscard]] inline bool holding_references_across_tasks() noexcept { return tls.reserve.held; }
-
-/// One reference to `map` (not null) for a snapshot of the current context.
-inline void take_capture_ref(const map_node* map) noexcept {
-  if (tls.reserve.map == map && tls.reserve.spare != 0) {
-    --tls.reserve.spare;
-    return;
-  }
-  refill_capture_reserve(map);
-}
 
 /// The cache tag of variable `id` in the current epoch.
 [[nodiscard]] inline std::uint64_t cache_tag(std::uint32_t id) noexcept {
@@ -125,7 +68,7 @@ inline void take_capture_ref(const map_node* map) noexcept {
 }
 
 /// Invalidates every get() cache entry of this thread, keeping the capture
-/// reserve (see bump_epoch).
+/// reserve's spares (see bump_epoch).
 inline void next_epoch() noexcept {
   tls.epoch_tag += std::uint64_t{1} << 32;
   if (CTXPOOL_UNLIKELY(tls.epoch_tag == 0)) {
@@ -140,13 +83,11 @@ inline void next_epoch() noexcept {
   return tls.current != nullptr ? tls.current->root : nullptr;
 }
 
-/// Invalidates every get() cache entry of this thread and gives the capture
-/// reserve's spares back, unless a worker's spares are for the map now current.
+/// The current context or its map changed: invalidates every get() cache
+/// entry of this thread, and the capture reserve gives its spares back
+/// (capture_reserve::on_context_change).
 inline void bump_epoch() noexcept {
-  if (CTXPOOL_UNLIKELY(tls.reserve.spare != 0) &&
-      !(tls.reserve.held && tls.reserve.map == current_root())) {
-    return_capture_reserve();
-  }
+  if (CTXPOOL_UNLIKELY(tls.reserve.has_spares())) tls.reserve.on_context_change(current_root());
   next_epoch();
 }
 
@@ -155,13 +96,9 @@ inline void bump_epoch() noexcept {
 /// worker back between tasks keeps it as a spare for the same map's next
 /// capture.
 inline void release_task_reference(const map_node* map, const context_box* now_current) noexcept {
-  if (tls.reserve.held && now_current == tls.reserve.home && map != nullptr) {
+  if (tls.reserve.keeps_task_reference(map, now_current)) {
     next_epoch();
-    if (CTXPOOL_LIKELY(tls.reserve.map == map && tls.reserve.spare < max_held_references)) {
-      ++tls.reserve.spare;
-      return;
-    }
-    keep_released_reference(map);
+    tls.reserve.keep_task_reference(map);
     return;
   }
   bump_epoch();

@@ -32,10 +32,13 @@
 #include <boost/asio/execution_context.hpp>
 
 #include <ctxpool/context.hpp>
+#include <ctxpool/detail/capture.hpp>
 #include <ctxpool/detail/config.hpp>
 #include <ctxpool/detail/interleave.hpp>
 #include <ctxpool/detail/io_waiter.hpp>
 #include <ctxpool/detail/parking.hpp>
+#include <ctxpool/detail/snapshot.hpp>
+#include <ctxpool/detail/state.hpp>
 #include <ctxpool/detail/task_blocks.hpp>
 #include <ctxpool/detail/task_exceptions.hpp>
 #include <ctxpool/detail/task_node.hpp>
@@ -122,6 +125,11 @@ class pool_core {
   [[nodiscard]] std::uint64_t next_task_id() const noexcept;
 
   [[nodiscard]] bool propagates() const noexcept { return tuning_.propagate_context; }
+  /// The snapshot a task submitted now runs in: the calling thread's
+  /// current context, or none when the pool is tuned not to propagate.
+  [[nodiscard]] captured_context capture() const noexcept {
+    return tuning_.propagate_context ? captured_context::capture() : captured_context{};
+  }
 
   // ---- task blocks (task_blocks.hpp) ----------------------------------------
 
@@ -139,14 +147,10 @@ class pool_core {
   void remove_work() noexcept { remove_outstanding(work_kind::task); }
   /// Uncounts a task that ran or was abandoned on the calling thread.
   ///
-  /// A worker keeps the references its finished tasks held to their map as
-  /// spares for the next tasks from that map (capture_reserve in the context
-  /// layer). Those spares keep the map's values alive, so until the worker
-  /// gives them back (give_back_references) they count as one unit of
-  /// tracked work: wait() still returns only once the values that finished
-  /// tasks alone held are gone.
+  /// A worker's spare map references count as work first (see
+  /// worker_capture_reserve for why).
   void remove_finished_task() noexcept {
-    if (CTXPOOL_UNLIKELY(holds_spare_references())) count_held_references();
+    if (CTXPOOL_UNLIKELY(tls.reserve.has_spares())) count_held_references();
     remove_work();
   }
 
@@ -214,6 +218,7 @@ class pool_core {
 
   // The worker loop (src/worker_loop.cpp).
   void worker_main(std::size_t index, const std::string& name);
+  void run_worker_loop(worker_state& me, std::size_t index);
   task_node* find_task(worker_state& me, std::size_t index) noexcept;
   /// The injection queue's oldest task, the next ones moved to our (empty)
   /// inbox, waiting briefly if another worker is taking some; wakes another

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include <ctxpool/detail/capture.hpp>
 #include <ctxpool/detail/task_blocks.hpp>
 #include <ctxpool/detail/work_queue.hpp>
 
@@ -47,9 +48,9 @@ struct worker_private {
   std::uint32_t taken = 0;
   /// Blocks freed here, on their way back to submitters.
   freed_task_blocks freed;
-  /// The worker keeps spare references to its last tasks' map and counts
-  /// one unit of tracked work for them (pool_core::remove_finished_task).
-  bool holds_references = false;
+  /// The worker's hold on its capture reserve, while its loop runs
+  /// (pool_core::worker_main); null before and after.
+  worker_capture_reserve* reserve = nullptr;
   /// The worker holds the I/O waiter role from inside the scheduler's
   /// run_one (see io_waiter.hpp).
   bool waits_in_scheduler = false;

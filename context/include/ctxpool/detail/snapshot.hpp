@@ -1,0 +1,129 @@
+// What executors use to carry a context to other work: a snapshot of the
+// current context (captured_context) and the scope that runs work in a fresh
+// context holding one (fresh_context_scope).
+//
+// @par Thread safety
+// A captured_context may be moved to and used on any thread; a
+// fresh_context_scope acts on the calling thread only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+
+#include <ctxpool/detail/carried.hpp>
+#include <ctxpool/detail/config.hpp>
+#include <ctxpool/detail/map.hpp>
+#include <ctxpool/detail/state.hpp>
+
+namespace ctxpool::detail {
+
+/// A snapshot of the current context taken to run work elsewhere.
+///
+/// Capturing costs at most one reference-count increment (a thread capturing
+/// one context repeatedly takes references in batches); running enters a private
+/// box that no handle refers to, so entering skips the busy check. Executors
+/// build on it; users have `copy_context()` and `bind_context`.
+class captured_context {
+ public:
+  captured_context() noexcept = default;
+
+  /// The calling thread's current context, as it is now.
+  [[nodiscard]] static captured_context capture() noexcept {
+    captured_context result;
+    if (context_box* box = tls.current; box != nullptr) {
+      if (box->root != nullptr) tls.reserve.take(box->root);
+      result.root_ = box->root;
+      result.lineage_ = box->lineage;
+    }
+    if (CTXPOOL_UNLIKELY(carrying())) result.root_ = capture_carried(result.root_);
+    return result;
+  }
+
+  captured_context(const captured_context& other) noexcept
+      : root_(other.root_), lineage_(other.lineage_) {
+    map_add_ref(root_);
+  }
+  captured_context(captured_context&& other) noexcept
+      : root_(std::exchange(other.root_, nullptr)), lineage_(other.lineage_) {}
+  captured_context& operator=(captured_context other) noexcept {
+    std::swap(root_, other.root_);
+    std::swap(lineage_, other.lineage_);
+    return *this;
+  }
+  ~captured_context() { map_release(root_); }
+
+  /// How many variables the snapshot holds.
+  [[nodiscard]] std::size_t size() const noexcept { return map_size(root_); }
+
+  /// Gives up the snapshot's map (one reference, null for an empty context),
+  /// so that a queued task can keep it in one word; `adopt` takes it back.
+  [[nodiscard]] map_node* release_map() noexcept { return std::exchange(root_, nullptr); }
+  /// The identity a continuation keeps; a fresh task does not need it.
+  [[nodiscard]] std::uint64_t lineage() const noexcept { return lineage_; }
+  /// A snapshot owning `map`'s reference (from release_map) with `lineage`.
+  [[nodiscard]] static captured_context adopt(map_node* map, std::uint64_t lineage) noexcept {
+    captured_context result;
+    result.root_ = map;
+    result.lineage_ = lineage;
+    return result;
+  }
+
+ private:
+  friend class fresh_context_scope;
+  map_node* root_ = nullptr;
+  std::uint64_t lineage_ = 0;
+};
+
+/// Runs the enclosing block in a fresh context holding a captured snapshot.
+///
+/// `continuation` keeps the snapshot's identity, so tokens set before it was
+/// captured can be reset inside: used when resuming a coroutine or running a
+/// handler bound with bind_context. Otherwise the block gets a new context, as
+/// each submitted task does.
+class fresh_context_scope {
+ public:
+  fresh_context_scope(const captured_context& snapshot, bool continuation) noexcept
+      : previous_(tls.current) {
+    map_add_ref(snapshot.root_);
+    enter(snapshot.root_, snapshot.lineage_, continuation);
+  }
+  /// Consumes the snapshot: saves a reference-count round trip per task. On
+  /// a pool worker the reference outlives the scope as a spare (see
+  /// worker_capture_reserve), which the pool counts as work until it is
+  /// given back.
+  fresh_context_scope(captured_context&& snapshot, bool continuation) noexcept
+      : previous_(tls.current), consumed_(true) {
+    enter(std::exchange(snapshot.root_, nullptr), snapshot.lineage_, continuation);
+  }
+  ~fresh_context_scope() {
+    if (CTXPOOL_UNLIKELY(carried_saved_ != nullptr)) restore_carried(carried_saved_);
+    tls.current = previous_;
+    if (consumed_) {
+      release_task_reference(box_.root, previous_);
+    } else {
+      bump_epoch();
+      map_release(box_.root);
+    }
+  }
+  fresh_context_scope(const fresh_context_scope&) = delete;
+  fresh_context_scope& operator=(const fresh_context_scope&) = delete;
+
+ private:
+  void enter(map_node* adopted_root, std::uint64_t lineage, bool continuation) noexcept {
+    tls.reserve.before_task(adopted_root);
+    box_.root = adopted_root;
+    box_.lineage = continuation && lineage != 0 ? lineage : new_lineage();
+    box_.entered.store(true, std::memory_order_relaxed);
+    tls.current = &box_;
+    bump_epoch();
+    if (CTXPOOL_UNLIKELY(carrying())) carried_saved_ = install_carried(adopted_root);
+  }
+
+  context_box box_;
+  context_box* previous_;
+  map_node* carried_saved_ = nullptr;  // the thread's own carried values (see carried.hpp)
+  bool consumed_ = false;
+};
+
+}  // namespace ctxpool::detail
