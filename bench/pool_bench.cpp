@@ -48,6 +48,8 @@
 
 #include <boost/asio/post.hpp>
 
+#include <ctxpool/detail/tuned_pool.hpp>
+
 #include "peers.hpp"
 
 namespace {
@@ -110,8 +112,9 @@ void w1_ctxpool_asio_post(benchmark::State& state, feed how) {
 
 void w1_ctxpool_bare(benchmark::State& state, feed how) {
   completion done;
-  ctxpool::thread_pool pool{ctxpool::thread_pool_options{bench::workers, "ctxpool-", {}},
-                            ctxpool::detail::pool_tuning{false, false}};
+  ctxpool::detail::tuned_thread_pool pool{
+      ctxpool::thread_pool_options{bench::workers, "ctxpool-", {}},
+      ctxpool::detail::pool_tuning{false, false}};
   bench::request_scope scope;
   for (auto _ : state) {
     done.arm(w1_tasks);
@@ -269,8 +272,9 @@ void w6_task_body_inline(benchmark::State& state) {
 // so no queue or wake-up blurs the figure: the difference between the two
 // rows is what propagation and the slot wipe add to each task.
 void per_task_cost(benchmark::State& state, bool propagate_and_wipe) {
-  ctxpool::thread_pool pool{ctxpool::thread_pool_options{1, "ctxpool-", {}},
-                            ctxpool::detail::pool_tuning{propagate_and_wipe, propagate_and_wipe}};
+  ctxpool::detail::tuned_thread_pool pool{
+      ctxpool::thread_pool_options{1, "ctxpool-", {}},
+      ctxpool::detail::pool_tuning{propagate_and_wipe, propagate_and_wipe}};
   bench::request_scope scope;
   auto executor = pool.get_executor();
   constexpr int tasks = 10'000;

@@ -1,7 +1,9 @@
 // The I/O waiter role (described with the wake-up invariant in
 // detail/io_waiter.hpp): taking it into the scheduler, handing it on, waking
 // its holder, and the handlers workers run between tasks.
-#include <ctxpool/executor.hpp>
+#include <ctxpool/detail/pool_core.hpp>
+
+#include <boost/asio/detail/scheduler.hpp>
 
 namespace ctxpool::detail {
 

@@ -1,12 +1,15 @@
 // The pool's lifecycle: starting and ending the workers, the phases
 // (pool_phase) that wait/join/stop and the destructor's finish move through,
 // and the counts stats() reports.
-#include <ctxpool/executor.hpp>
+#include <ctxpool/detail/pool_core.hpp>
+#include <ctxpool/thread_pool.hpp>
 
 #include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <thread>
+
+#include <boost/asio/detail/scheduler.hpp>
 
 #include <ctxpool/diagnostics.hpp>
 

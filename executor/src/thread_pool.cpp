@@ -1,7 +1,7 @@
 // thread_pool's out-of-line members, the pool's errors and its observer
 // calls (the worker loop is in worker_loop.cpp, the lifecycle in
 // pool_lifecycle.cpp, exception reports in task_exceptions.cpp).
-#include <ctxpool/executor.hpp>
+#include <ctxpool/thread_pool.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -32,6 +32,10 @@ void pool_core::notify_end(const task_info& info) noexcept {
 }
 
 }  // namespace detail
+
+thread_pool& pool_executor::query(boost::asio::execution::context_t) const noexcept {
+  return static_cast<thread_pool&>(core().owner());
+}
 
 thread_pool::thread_pool(thread_pool_options options, detail::pool_tuning tuning)
     : core_(std::make_unique<detail::pool_core>(*this, options.threads,

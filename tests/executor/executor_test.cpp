@@ -1,6 +1,7 @@
 // Tests of <ctxpool/executor.hpp>: submit/post propagation, residue wipe,
 // exceptions, observers, stats, thread names and bind_context.
 #include <ctxpool/executor.hpp>
+#include <ctxpool/detail/tuned_pool.hpp>
 
 #include <doctest/doctest.h>
 
@@ -136,8 +137,8 @@ TEST_CASE("a worker thread starts in an empty context whatever thread created th
   ctxpool::set_scope scope(request_id, "creator");
   // Without propagation a task runs in the worker's own context, which is
   // what this shows.
-  ctxpool::thread_pool pool{ctxpool::thread_pool_options{1, "ctxpool-", {}},
-                            ctxpool::detail::pool_tuning{false, true}};
+  ctxpool::detail::tuned_thread_pool pool{ctxpool::thread_pool_options{1, "ctxpool-", {}},
+                                          ctxpool::detail::pool_tuning{false, true}};
   std::promise<std::size_t> size;
   pool.post([&size] { size.set_value(ctxpool::copy_context().size()); });
   CHECK(size.get_future().get() == 0);

@@ -1,17 +1,13 @@
 // The shared core of one thread_pool: the composition of its parts, and
-// what every task goes through on a worker.
-//
-// The parts: task nodes (task_node.hpp), queues (work_queue.hpp), workers'
-// shared and private state (worker_state.hpp), idle workers (parking.hpp),
-// the Asio I/O waiter role and the wake-up invariant (io_waiter.hpp),
-// task-block recycling (task_blocks.hpp), outstanding work (work_count.hpp),
-// exception reporting (task_exceptions.hpp). The code: the worker loop
-// (src/worker_loop.cpp), the I/O waiter (src/io_waiter.cpp), the lifecycle
-// (src/pool_lifecycle.cpp).
-//
-// Everything a task goes through on a worker (context, thread-local wipe,
-// observers, stats, exception routing) lives here so that `submit`, `post`
+// what every task goes through on a worker (context, thread-local wipe,
+// observers, stats, exception routing), kept here so that `submit`, `post`
 // and the Asio executor's `execute` run tasks in exactly the same way.
+//
+// The parts: task_node.hpp, work_queue.hpp, worker_state.hpp (a worker's
+// shared and private state), parking.hpp (idle workers), io_waiter.hpp (the
+// I/O waiter role and the wake-up invariant), task_blocks.hpp, work_count.hpp,
+// task_exceptions.hpp. The code: src/worker_loop.cpp, src/io_waiter.cpp,
+// src/pool_lifecycle.cpp.
 #pragma once
 
 #include <atomic>
@@ -28,15 +24,14 @@
 #include <utility>
 #include <vector>
 
-#include <boost/asio/detail/scheduler.hpp>
 #include <boost/asio/execution_context.hpp>
 
-#include <ctxpool/context.hpp>
 #include <ctxpool/detail/capture.hpp>
 #include <ctxpool/detail/config.hpp>
 #include <ctxpool/detail/interleave.hpp>
 #include <ctxpool/detail/io_waiter.hpp>
 #include <ctxpool/detail/parking.hpp>
+#include <ctxpool/detail/pool_tuning.hpp>
 #include <ctxpool/detail/snapshot.hpp>
 #include <ctxpool/detail/state.hpp>
 #include <ctxpool/detail/task_blocks.hpp>
@@ -48,15 +43,11 @@
 #include <ctxpool/hooks.hpp>
 #include <ctxpool/thread_local.hpp>
 
-namespace ctxpool::detail {
+namespace boost::asio::detail {
+class scheduler;  // src/ only: users' translation units need no reactor
+}  // namespace boost::asio::detail
 
-/// Test- and benchmark-only switches that price the pool's per-task work.
-/// Production code never sets them: a pool without propagation and wipe is an
-/// ordinary pool with all the residue bugs ctxpool exists to prevent.
-struct pool_tuning {
-  bool propagate_context = true;  ///< capture at submit, enter a fresh context on the worker
-  bool wipe_slots = true;         ///< task_slot_scope around each task
-};
+namespace ctxpool::detail {
 
 /// Where a pool is in its life. Phases only advance, each implying those
 /// before it; join, finish and stop advance them under lifecycle_mutex_.

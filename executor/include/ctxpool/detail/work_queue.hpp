@@ -42,7 +42,7 @@ class local_deque {
     const std::int64_t b = bottom_.load(std::memory_order_relaxed);
     const std::int64_t t = top_.load(std::memory_order_acquire);
     if (b - t >= capacity) return false;
-    slots_[static_cast<std::size_t>(b & mask)].store(node, std::memory_order_relaxed);
+    cells_[static_cast<std::size_t>(b & mask)].store(node, std::memory_order_relaxed);
     // seq_cst: the store that publishes the task also orders the caller's
     // following look for idle workers (see pool_core::wake_for_new_work).
     bottom_.store(b + 1, std::memory_order_seq_cst);
@@ -63,7 +63,7 @@ class local_deque {
       bottom_.store(b + 1, std::memory_order_relaxed);
       return nullptr;
     }
-    task_node* node = slots_[static_cast<std::size_t>(b & mask)].load(std::memory_order_relaxed);
+    task_node* node = cells_[static_cast<std::size_t>(b & mask)].load(std::memory_order_relaxed);
     if (t == b) {
       // The last task: a thief may be taking it too; the CAS on top_ decides.
       if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
@@ -81,7 +81,7 @@ class local_deque {
     std::int64_t t = top_.load(std::memory_order_seq_cst);
     const std::int64_t b = bottom_.load(std::memory_order_seq_cst);
     if (t >= b) return nullptr;
-    task_node* node = slots_[static_cast<std::size_t>(t & mask)].load(std::memory_order_relaxed);
+    task_node* node = cells_[static_cast<std::size_t>(t & mask)].load(std::memory_order_relaxed);
     if (!top_.compare_exchange_strong(t, t + 1, std::memory_order_seq_cst,
                                       std::memory_order_relaxed)) {
       return nullptr;
@@ -100,7 +100,7 @@ class local_deque {
 
   alignas(64) std::atomic<std::int64_t> top_{0};     // thieves take here
   alignas(64) std::atomic<std::int64_t> bottom_{0};  // the owner pushes and pops here
-  std::atomic<task_node*> slots_[capacity] = {};
+  std::atomic<task_node*> cells_[capacity] = {};
 };
 
 /// Tasks a worker took from the injection queue in one go, kept in their
@@ -123,7 +123,7 @@ class batch_inbox {
   void fill(task_node* const* tasks, std::uint32_t count) noexcept {
     const std::uint32_t end = tail_.load(std::memory_order_relaxed);
     for (std::uint32_t i = 0; i < count; ++i) {
-      slots_[(end + i) & mask].store(tasks[i], std::memory_order_relaxed);
+      cells_[(end + i) & mask].store(tasks[i], std::memory_order_relaxed);
     }
     // seq_cst: as local_deque::push, this store also orders the owner's
     // following look for idle workers.
@@ -135,9 +135,9 @@ class batch_inbox {
     std::uint32_t front = front_.load(std::memory_order_acquire);
     for (;;) {
       if (front == tail_.load(std::memory_order_acquire)) return nullptr;
-      // The slot may be refilled as soon as another taker claims it, so the
+      // The cell may be refilled as soon as another taker claims it, so the
       // value read only counts if the claim below succeeds.
-      task_node* node = slots_[front & mask].load(std::memory_order_relaxed);
+      task_node* node = cells_[front & mask].load(std::memory_order_relaxed);
       if (front_.compare_exchange_weak(front, front + 1, std::memory_order_acq_rel,
                                        std::memory_order_acquire)) {
         return node;
@@ -156,7 +156,7 @@ class batch_inbox {
 
   alignas(64) std::atomic<std::uint32_t> front_{0};  // every taker claims here
   alignas(64) std::atomic<std::uint32_t> tail_{0};   // the owner publishes here
-  std::atomic<task_node*> slots_[capacity] = {};
+  std::atomic<task_node*> cells_[capacity] = {};
 };
 
 /// How many tasks a worker takes from the injection queue at once: the one

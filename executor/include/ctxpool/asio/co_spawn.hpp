@@ -11,9 +11,21 @@
 // coroutine through `as_new_task`, which gives the first step's private
 // context box a new lineage before any user code runs. Every later step
 // continues that lineage. Other executors take Asio's path unchanged.
+//
+// Self-contained, and included by <ctxpool/thread_pool.hpp>, so that every
+// co_spawn on the pool sees these overloads.
+//
+// @par Thread safety
+// As Asio's co_spawn.
 #pragma once
 
 #include <boost/asio/co_spawn.hpp>
+
+#include <ctxpool/asio/strand.hpp>
+#include <ctxpool/context_executor.hpp>
+#include <ctxpool/detail/state.hpp>
+#include <ctxpool/pool_executor.hpp>
+#include <ctxpool/thread_pool.hpp>
 
 #if defined(BOOST_ASIO_HAS_CO_AWAIT)
 

@@ -1,4 +1,5 @@
-// asio::strand<ctxpool::pool_executor>: a strand that keeps each handler's context.
+// asio::strand<ctxpool::pool_executor>: a strand of a ctxpool pool that keeps
+// each handler's context.
 //
 // Asio's strand queues handlers itself and runs a batch of them inside one
 // call of the inner executor, so the inner executor alone cannot give each
@@ -6,6 +7,16 @@
 // specialisation binds each handler to its context when it is handed to the
 // strand (a tracked strand's captured one, else the caller's) and runs it as
 // a nested pool task; Asio's own strand service does the serialising.
+//
+// Self-contained, and included by <ctxpool/pool_executor.hpp>, so that no
+// translation unit makes a strand of the pool without it.
+//
+// @par Thread safety
+// As Asio's strands: copies may be used from any thread; the handlers of one
+// strand never run concurrently.
+//
+// @par Lifetime
+// A strand must not outlive its pool.
 #pragma once
 
 #include <memory>
@@ -16,6 +27,10 @@
 #include <boost/asio/query.hpp>
 #include <boost/asio/require.hpp>
 #include <boost/asio/strand.hpp>
+
+#include <ctxpool/detail/snapshot.hpp>
+#include <ctxpool/hooks.hpp>
+#include <ctxpool/pool_executor.hpp>
 
 namespace ctxpool::detail {
 
@@ -95,11 +110,7 @@ class strand<ctxpool::pool_executor> {
   template <class F>
   void execute(F&& f) const {
     ctxpool::detail::pool_core& core = executor_.core();
-    ctxpool::detail::captured_context snapshot =
-        executor_.has_snapshot()
-            ? executor_.snapshot_
-            : (core.propagates() ? ctxpool::detail::captured_context::capture()
-                                 : ctxpool::detail::captured_context{});
+    ctxpool::detail::captured_context snapshot = executor_.context_to_run_in();
     // Asio's strand machinery does the serialising; the queue runs as a pool
     // task through an executor with the strand's blocking and relationship.
     pool_executor runner(&core, {},
