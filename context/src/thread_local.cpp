@@ -79,7 +79,7 @@ void wipe_from(slot_table& t, std::size_t mark) noexcept {
     slot->listed = false;
     // First written in this scope: for a task this one was nested in (run
     // inline), the slot is as untouched as it was before this task began.
-    slot->access_epoch = slot->outer_epoch;
+    slot->access_tick = slot->outer_tick;
     if (slot->holds_value()) {
       // On an ordinary pool this value would stay for the next task here.
       if (obs != nullptr) obs->on_left_dirty(view_of(*slot, t.depth), slot->write_site);
@@ -173,9 +173,9 @@ void note_write(slot_base& slot, std::source_location where) {
     t.written.push_back(&slot);
     slot.listed = true;
   }
-  if (CTXPOOL_UNLIKELY(task_clock.current != 0) && slot.access_epoch < task_clock.current) {
-    slot.outer_epoch = slot.access_epoch;
-    slot.access_epoch = task_clock.current;
+  if (CTXPOOL_UNLIKELY(task_clock.current != 0) && slot.access_tick < task_clock.current) {
+    slot.outer_tick = slot.access_tick;
+    slot.access_tick = task_clock.current;
     // A value slot written first is clean; a push lands on what is there.
     if (slot.info().stack) note_read_first(slot, where);
   }
@@ -208,7 +208,7 @@ task_slot_scope::task_slot_scope() noexcept {
   detail::slot_table& t = detail::table();
   mark_ = t.written.size();
   ++t.depth;
-  outer_epoch_ = detail::task_clock.current;
+  outer_tick_ = detail::task_clock.current;
   // Epochs only grow, so a slot the enclosing task touched before this nested
   // one ran still counts as touched when the enclosing task resumes.
   if (CTXPOOL_UNLIKELY(detail::observer() != nullptr)) {
@@ -224,7 +224,7 @@ task_slot_scope::~task_slot_scope() {
   if (detail::task_clock.current != 0) {
     if (residue_observer* obs = detail::observer()) obs->on_task_slots_end(depth);
   }
-  detail::task_clock.current = outer_epoch_;
+  detail::task_clock.current = outer_tick_;
 }
 
 detail::task_slot_shelf::task_slot_shelf() {

@@ -1,6 +1,8 @@
 // The worker loop: where a worker finds its next task, how it spins, and how
 // it parks; the spare map references it holds between tasks.
-#include <ctxpool/executor.hpp>
+#include <ctxpool/detail/pool_core.hpp>
+
+#include <boost/asio/detail/scheduler.hpp>
 
 #include <pthread.h>
 
@@ -37,12 +39,10 @@ constexpr std::uint32_t fairness_interval = 61;
 
 /// How many more times a worker tries the injection queue when another
 /// worker is taking a task from it, pausing a little longer each time. The
-/// other holds the lock for a few instructions; giving up at once sent the
+/// other holds the lock for a few instructions; giving up at once sends the
 /// worker into its idle search (a yield, a spin, maybe a sleep) with tasks
-/// queued: on W6 (two workers draining 1,000 queued 2 us tasks) one worker
-/// lost 15-30 such gaps of 5-50 us per batch, 0-8 with three retries. More
-/// retries took the core from producers when threads outnumber cores: with
-/// sixteen, W4 (four producers, two workers, two cores) ran 30% slower.
+/// queued, while more retries take the core from producers when threads
+/// outnumber cores (docs/performance-history.md has the measurements).
 constexpr unsigned injection_retries = 3;
 
 /// How often a busy worker lets ready timer and I/O handlers run.
@@ -187,9 +187,9 @@ task_node* pool_core::find_task(worker_state& me, std::size_t index) noexcept {
   CTXPOOL_PROTOCOL_STEP();
   if (task_node* task = me.shared.deque.pop()) return task;
   // A new batch before another worker's inbox: taking one task at a time
-  // from another's inbox moves its line between the two cores per task,
-  // which cost W3 and yield-fed W6 12-18% in interleaved runs. So an outside
-  // task may start before up to a batch of earlier ones per other worker.
+  // from another's inbox moves its line between the two cores per task
+  // (docs/performance-history.md). So an outside task may start before up to
+  // a batch of earlier ones per other worker.
   if (task_node* task = take_outside(me)) return task;
   return steal_task(index, /*inboxes_only=*/false);
 }
@@ -225,17 +225,18 @@ task_node* pool_core::search(worker_state& me, std::size_t index, bool counted,
   };
   // First let a thread that the last task woke (a submitter waiting for its
   // future lands on the waker's core) run. Also while tasks are still queued:
-  // skipping the yield then left a feeder or producer without a core, and
-  // W1 and W4 (latch-fed) ran 25-35% slower.
+  // skipping the yield then leaves a feeder or producer without a core
+  // (docs/performance-history.md).
   if (pause) std::this_thread::yield();
   // Out of work: the values that only our spare references keep alive go
   // now, and wait() may return.
   give_back_references(me);
   // Then busy-wait, few at a time (see idle_workers::try_start_pausing). The
   // others sleep at once: looking again while yielding the core between
-  // looks (as rayon does) cost a submit-and-wait round trip 1.7 times as
-  // much on a 2-core VM, where each sched_yield is an expensive system call
-  // that keeps the woken submitter waiting, and won nothing on fan-outs.
+  // looks (as rayon does) makes a submit-and-wait round trip dearer where
+  // each sched_yield is an expensive system call that keeps the woken
+  // submitter waiting, and wins nothing on fan-outs
+  // (docs/performance-history.md).
   // A worker woken to take the free I/O role (handed on by a waiter about to
   // run a handler) goes straight to it: ready handlers wait there, and its
   // last look before run_one finds any task published meanwhile.

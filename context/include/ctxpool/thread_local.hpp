@@ -63,10 +63,10 @@ struct slot_info {
 std::shared_ptr<const slot_info> make_slot_info(std::string name, const std::type_info& type,
                                                 lifetime life, bool stack);
 
-/// This thread's task access clock, for diagnostics. `current` is the epoch
+/// This thread's task access clock, for diagnostics. `current` is the tick
 /// of the innermost task scope (0 when no observer was installed when it
-/// began, or outside any scope); `last` the last epoch handed out on this
-/// thread. A slot whose `access_epoch` is below `current` has not been touched
+/// began, or outside any scope); `last` the last tick handed out on this
+/// thread. A slot whose `access_tick` is below `current` has not been touched
 /// by the running task yet. Trivially destructible and constant-initialised,
 /// so the check costs one thread-pointer load when diagnostics is off.
 struct access_clock {
@@ -89,8 +89,8 @@ class slot_base {
 
   // Bookkeeping for the wipe and for diagnostics (written by thread_local.cpp).
   std::source_location write_site{};  // where the value was last written on this thread
-  std::uint64_t access_epoch = 0;     // task_clock epoch of the last tracked access
-  std::uint64_t outer_epoch = 0;      // access_epoch before the running task's first access
+  std::uint64_t access_tick = 0;     // task_clock tick of the last tracked access
+  std::uint64_t outer_tick = 0;      // access_tick before the running task's first access
   bool listed = false;                // in this thread's written-during-task list
 
  private:
@@ -162,9 +162,9 @@ class slot_handle {
         return nullptr;  // out of memory: the access goes untracked
       }
     }
-    if (slot->access_epoch < task_clock.current) {
-      slot->outer_epoch = slot->access_epoch;
-      slot->access_epoch = task_clock.current;
+    if (slot->access_tick < task_clock.current) {
+      slot->outer_tick = slot->access_tick;
+      slot->access_tick = task_clock.current;
       note_read_first(*slot, where);
     }
     return slot;
@@ -254,9 +254,9 @@ class thread_local_var : public detail::slot_handle<detail::value_slot<T>> {
   void reset() noexcept {
     if (auto* slot = this->existing_slot()) {
       slot->value.reset();
-      if (detail::task_clock.current != 0 && slot->access_epoch < detail::task_clock.current) {
-        slot->outer_epoch = slot->access_epoch;
-        slot->access_epoch = detail::task_clock.current;
+      if (detail::task_clock.current != 0 && slot->access_tick < detail::task_clock.current) {
+        slot->outer_tick = slot->access_tick;
+        slot->access_tick = detail::task_clock.current;
       }
     }
   }
@@ -321,7 +321,7 @@ class task_slot_scope {
 
  private:
   std::size_t mark_;
-  std::uint64_t outer_epoch_;  // the enclosing scope's access epoch, restored at the end
+  std::uint64_t outer_tick_;  // the enclosing scope's access tick, restored at the end
 };
 
 namespace detail {
