@@ -1,4 +1,4 @@
-// The process-wide residue observer slot.
+// The process-wide residue observer: where the diagnostics layer installs it.
 #include <ctxpool/hooks.hpp>
 
 #include <atomic>

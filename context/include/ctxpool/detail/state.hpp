@@ -1,4 +1,5 @@
-// Per-thread state of the context layer: the current context and the get() cache.
+// Per-thread state of the context layer: the current context, the get() cache
+// and the capture reserve (capture.hpp).
 #pragma once
 
 #include <atomic>
