@@ -6,7 +6,8 @@
 #                            every sample's checks
 #   scripts/run.sh tests     the whole test suite: Release build (tests, samples,
 #                            consumer projects), then ASan+UBSan, TSan and
-#                            clang-16 builds of the test suites
+#                            clang-16 builds of the test suites, and the
+#                            clang-format check
 #   scripts/run.sh bench     build and run every benchmark, regenerate
 #                            bench/results/ (table and plot)
 #   scripts/run.sh deps      only install the Debian packages
@@ -14,7 +15,10 @@
 # Needs Debian 12 and root (or sudo) for apt-get; packages are installed only
 # when missing (the list below: compilers, Boost, fmt, test frameworks, the
 # benchmark peers, and elfutils + capstone for plain thread_local detection).
-# Build trees go to ./build (override with CTXPOOL_BUILD_ROOT).
+# The builds are CMakePresets.json's configure presets (release, samples,
+# bench, asan, tsan, clang), so `cmake --preset asan` gives the same build by
+# hand; their trees go to ./build/<preset> (override the ./build with
+# CTXPOOL_BUILD_ROOT).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +34,7 @@ packages+=(libspdlog-dev)  # ctxpool::log_spdlog and its tests
 packages+=(libboost-log1.81-dev)  # ctxpool::log_boost_log and its tests
 packages+=(meson pkg-config)  # consumer/pkgconfig: a Meson and a make project using ctxpool.pc
 packages+=(libclang-rt-16-dev)  # libFuzzer, for the propagation parsers' fuzz run (clang build)
+packages+=(clang-format-16 git)  # the formatting check: pinned, other versions break lines differently
 
 log() { printf '\n==> %s\n' "$*"; }
 
@@ -49,11 +54,11 @@ install_deps() {
     "${missing[@]}" >/dev/null
 }
 
-# configure <dir> <cmake args...>
+# configure <preset> <dir>: configures <dir> as CMakePresets.json's <preset>
+# says (cmake reads the presets of the current directory, hence the cd).
 configure() {
-  local dir="$1"
-  shift
-  cmake -S "$root" -B "$dir" -DCMAKE_BUILD_TYPE=Release "$@" >/dev/null
+  local preset="$1" dir="$2"
+  (cd "$root" && cmake --preset "$preset" -B "$dir" >/dev/null)
 }
 
 # build_with_progress <dir> [cmake --build args...]: builds quietly, with the
@@ -91,6 +96,9 @@ build_with_progress() {
 # Totals over every ctest run of this invocation, for the closing line.
 passed_total=0
 failed_total=0
+# run_ctest <dir> [ctest args...]. (Not through the test presets: ctest
+# 3.25 runs a preset's own binary directory whenever it exists, whatever
+# --test-dir says; CMakePresets.json's test presets repeat what is passed here.)
 run_ctest() {
   local dir="$1"
   shift
@@ -144,7 +152,7 @@ cmd_samples() {
   install_deps "${packages[@]}"
   local dir="$build_root/release"
   log "building the samples (Release) in $dir"
-  configure "$dir" -DCTXPOOL_BUILD_TESTS=OFF -DCTXPOOL_BUILD_BENCH=OFF -DCTXPOOL_BUILD_SAMPLES=ON
+  configure samples "$dir"
   build_with_progress "$dir"
   local story_program="$dir/samples/token_leak" status=0
   story_step "1. The bug: a hand-written std::thread pool, the auth token in a plain thread_local" \
@@ -173,13 +181,44 @@ cmd_samples() {
   return "$status"
 }
 
+# The tracked C++ sources checked by check_format: those listed here, or all
+# of them with CTXPOOL_FORMAT_CHECK=all. (The library's sources join once the
+# tree has been formatted; then this list becomes just ".".)
+format_checked_paths=(tests/support tests/executor/submit_test.cpp tests/executor/wipe_test.cpp
+  tests/executor/task_exceptions_test.cpp tests/executor/workers_test.cpp
+  tests/executor/executor_type_test.cpp bench)
+
+# check_format: clang-format-16 --dry-run --Werror over the tracked C++
+# sources (.clang-format); counts as one test, failed when a file is not clean.
+check_format() {
+  local paths=("${format_checked_paths[@]}")
+  if [[ ${CTXPOOL_FORMAT_CHECK:-} == all ]]; then paths=(.); fi
+  if ! git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "    not a git checkout: the formatting check needs git ls-files; skipped"
+    return 0
+  fi
+  local files=()
+  mapfile -t files < <(cd "$root" && git ls-files -- "${paths[@]}" | grep -E '\.(cpp|hpp|h)$')
+  if (cd "$root" && clang-format-16 --dry-run --Werror "${files[@]}"); then
+    echo "    ${#files[@]} files clean"
+    passed_total=$((passed_total + 1))
+  else
+    echo "    not clean: clang-format-16 -i <file> formats a file" >&2
+    failed_total=$((failed_total + 1))
+    return 1
+  fi
+}
+
 cmd_tests() {
   install_deps "${packages[@]}"
   local status=0
 
+  log "clang-format-16 check of the tracked C++ sources"
+  check_format || status=1
+
   local rel="$build_root/release"
   log "Release build: library, tests, samples, benchmarks (compiled, not run)"
-  configure "$rel" -DCTXPOOL_BUILD_TESTS=ON -DCTXPOOL_BUILD_SAMPLES=ON -DCTXPOOL_BUILD_BENCH=ON
+  configure release "$rel"
   cmake --build "$rel" -j "$jobs"
   log "Release: tests, samples and consumer projects"
   run_ctest "$rel" || status=1
@@ -187,18 +226,14 @@ cmd_tests() {
   # The sanitizer builds compile only the test suites, at -O1, to stay fast.
   local asan="$build_root/asan"
   log "ASan+UBSan build of the test suites"
-  configure "$asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
-    -DCTXPOOL_SANITIZE=address,undefined -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
-    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;propagation;gtest"
+  configure asan "$asan"
   cmake --build "$asan" -j "$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
     run_ctest "$asan" || status=1
 
   local tsan="$build_root/tsan"
   log "TSan build of the test suites"
-  configure "$tsan" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" \
-    -DCTXPOOL_SANITIZE=thread -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
-    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;propagation;gtest"
+  configure tsan "$tsan"
   cmake --build "$tsan" -j "$jobs"
   TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 run_ctest "$tsan" || status=1
 
@@ -206,13 +241,10 @@ cmd_tests() {
   # suites, lean (-O1, no debug info), to keep ctxpool building with both;
   # with random preemption points in the pool's wake/park protocol
   # (executor/include/ctxpool/detail/interleave.hpp), and the tests that a
-  # lost wake-up would hang run three times more.
+  # lost wake-up would hang run three times more (the clang-repeat test preset).
   local clang="$build_root/clang"
   log "clang-16 build of the library and the test suites (protocol interleaving injected)"
-  configure "$clang" -DCMAKE_CXX_COMPILER=clang++-16 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1" -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=OFF \
-    -DCTXPOOL_INTERLEAVE_PROTOCOL=ON \
-    -DCTXPOOL_INSTALL=OFF "-DCTXPOOL_TEST_FOLDERS=context;diagnostics;executor;propagation;gtest"
+  configure clang "$clang"
   cmake --build "$clang" -j "$jobs"
   run_ctest "$clang" || status=1
   log "clang-16, interleaving injected: the wake-up, scheduler and lifecycle tests, 3 more runs"
@@ -228,7 +260,7 @@ cmd_tests() {
 cmd_bench() {
   install_deps "${packages[@]}" gnuplot-nox python3
   local dir="$build_root/release"
-  configure "$dir" -DCTXPOOL_BUILD_TESTS=OFF -DCTXPOOL_BUILD_SAMPLES=OFF -DCTXPOOL_BUILD_BENCH=ON
+  configure bench "$dir"
   cmake --build "$dir" -j "$jobs"
   "$root/bench/report.sh" "$dir/bench" "$root/bench/results"
 }
