@@ -25,7 +25,8 @@ int registered = 0;
 
 template <int I>
 void register_one() {
-  ctxpool::carry_thread_local("carried_values", []() -> std::uint64_t& { return carried_values[I]; });
+  ctxpool::carry_thread_local("carried_values",
+                              []() -> std::uint64_t& { return carried_values[I]; });
 }
 
 void register_up_to(int count) {

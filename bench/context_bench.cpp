@@ -1,7 +1,8 @@
 // Context operations side by side with their natural peers in one run: a raw
 // thread_local read (for get) and an uncontended atomic increment (for
-// set + reset, copy_context and run), the yardsticks design.md's targets are
-// stated in. Ratios between rows of one run are what the README reports.
+// set + reset, copy_context and run), the yardsticks the targets in the
+// README's Performance tables are stated in. Ratios between rows of one run
+// are what the README reports.
 #include <ctxpool/context.hpp>
 
 #include <benchmark/benchmark.h>

@@ -128,9 +128,9 @@ void pool_post_write_read(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * batch);
   // kIsRate | kInvert gives seconds per task.
-  state.counters["s_per_task"] = benchmark::Counter(
-      static_cast<double>(state.iterations() * batch),
-      benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
+  state.counters["s_per_task"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * batch),
+                         benchmark::Counter::kIsRate | benchmark::Counter::kInvert);
   set_detection(false);
 }
 

@@ -124,11 +124,13 @@ class server {
 template <class Pool>
 class pool_server final : public server {
  public:
-  explicit pool_server(bool once) : pool_(2), acceptor_(pool_, {asio::ip::address_v4::loopback(), 0}) {
+  explicit pool_server(bool once)
+      : pool_(2), acceptor_(pool_, {asio::ip::address_v4::loopback(), 0}) {
     port_ = acceptor_.local_endpoint().port();
     auto executor = pool_.get_executor();
-    asio::co_spawn(pool_, accept_loop(acceptor_, once, [executor] { return asio::any_io_executor(executor); }),
-                   asio::detached);
+    asio::co_spawn(
+        pool_, accept_loop(acceptor_, once, [executor] { return asio::any_io_executor(executor); }),
+        asio::detached);
   }
   ~pool_server() override {
     asio::post(pool_, [this] { acceptor_.close(); });
@@ -147,8 +149,9 @@ class io_context_server final : public server {
       : work_(asio::make_work_guard(io_)), acceptor_(io_, {asio::ip::address_v4::loopback(), 0}) {
     port_ = acceptor_.local_endpoint().port();
     auto executor = io_.get_executor();
-    asio::co_spawn(io_, accept_loop(acceptor_, once, [executor] { return asio::any_io_executor(executor); }),
-                   asio::detached);
+    asio::co_spawn(
+        io_, accept_loop(acceptor_, once, [executor] { return asio::any_io_executor(executor); }),
+        asio::detached);
     for (auto& t : threads_) t = std::thread([this] { io_.run(); });
   }
   ~io_context_server() override {
@@ -165,13 +168,15 @@ class io_context_server final : public server {
 
 class io_per_thread_server final : public server {
  public:
-  explicit io_per_thread_server(bool once) : acceptor_(ios_[0], {asio::ip::address_v4::loopback(), 0}) {
+  explicit io_per_thread_server(bool once)
+      : acceptor_(ios_[0], {asio::ip::address_v4::loopback(), 0}) {
     port_ = acceptor_.local_endpoint().port();
     for (auto& io : ios_) works_.emplace_back(asio::make_work_guard(io));
-    asio::co_spawn(ios_[0],
-                   accept_loop(acceptor_, once,
-                               [this] { return asio::any_io_executor(ios_[next_++ % 2].get_executor()); }),
-                   asio::detached);
+    asio::co_spawn(
+        ios_[0],
+        accept_loop(acceptor_, once,
+                    [this] { return asio::any_io_executor(ios_[next_++ % 2].get_executor()); }),
+        asio::detached);
     for (std::size_t i = 0; i < 2; ++i) threads_[i] = std::thread([this, i] { ios_[i].run(); });
   }
   ~io_per_thread_server() override {
@@ -270,7 +275,8 @@ void conn_per_req(benchmark::State& state) {
   asio::io_context client;
   run_batches(state, client, [&](latencies& record) {
     for (int i = 0; i < conn_per_req_clients; ++i) {
-      asio::co_spawn(client, conn_per_req_client(server.port(), batch / conn_per_req_clients, record),
+      asio::co_spawn(client,
+                     conn_per_req_client(server.port(), batch / conn_per_req_clients, record),
                      asio::detached);
     }
   });
@@ -279,10 +285,11 @@ void conn_per_req(benchmark::State& state) {
 using ctxpool_server = pool_server<ctxpool::thread_pool>;
 using asio_pool_server = pool_server<asio::thread_pool>;
 
-#define CTXPOOL_IO_BENCH(workload, peer, type)                      \
-  BENCHMARK(workload<type>)->Name("io_" #workload "/" #peer)        \
-      ->MinTime(min_time)                                           \
-      ->UseRealTime()                                               \
+#define CTXPOOL_IO_BENCH(workload, peer, type) \
+  BENCHMARK(workload<type>)                    \
+      ->Name("io_" #workload "/" #peer)        \
+      ->MinTime(min_time)                      \
+      ->UseRealTime()                          \
       ->Unit(benchmark::kMicrosecond)
 
 CTXPOOL_IO_BENCH(keepalive, ctxpool, ctxpool_server);

@@ -134,7 +134,9 @@ class alignas(64) completion {
     }
     note_progress();
   }
-  [[nodiscard]] int remaining() const noexcept { return remaining_.load(std::memory_order_acquire); }
+  [[nodiscard]] int remaining() const noexcept {
+    return remaining_.load(std::memory_order_acquire);
+  }
 
  private:
   std::atomic<int> remaining_{0};
@@ -145,7 +147,8 @@ void wait_future(std::future<T>& f, feed how) {
   if (how == feed::latch) {
     f.wait();
   } else {
-    while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready) std::this_thread::yield();
+    while (f.wait_for(std::chrono::seconds(0)) != std::future_status::ready)
+      std::this_thread::yield();
   }
   note_progress();
 }
@@ -276,7 +279,9 @@ struct basic_ctxpool_peer : plain_session {
   auto submit(F&& f) {
     return pool.submit(std::forward<F>(f));
   }
-  static std::unique_ptr<request_scope> producer_scope() { return std::make_unique<request_scope>(); }
+  static std::unique_ptr<request_scope> producer_scope() {
+    return std::make_unique<request_scope>();
+  }
 };
 using ctxpool_peer = basic_ctxpool_peer<workers>;
 

@@ -4,7 +4,8 @@
 //    thread_locals; target <= 1 us),
 //  - armed, not hit: one dirty variable watched, the task does not touch it
 //    (target <= 5 us with hardware watchpoints),
-//  - per trap: the task reads the watched variable (about 70 us in a VM),
+//  - per trap: the task reads the watched variable (a debug trap and its
+//    signal handler; docs/performance-history.md has a VM's figure),
 // next to an empty loop. Modes: 1 hardware, 4 hardware without the firing
 // probe (the arm/disarm syscalls, where debug registers do not fire), 2
 // single step. The hardware cases report an error row (with the start-up
@@ -87,8 +88,8 @@ void per_trap(benchmark::State& state) {
     (void)size;
     benchmark::DoNotOptimize(pt::task_end());
   }
-  state.counters["traps_per_task"] =
-      static_cast<double>(pt::stats().traps - traps_before) / static_cast<double>(state.iterations());
+  state.counters["traps_per_task"] = static_cast<double>(pt::stats().traps - traps_before) /
+                                     static_cast<double>(state.iterations());
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // (CTXPOOL_WORKLOAD_NS names the copy), for plain_tls_instrumented_bench.
 #include <cstddef>
 
+// Tables of generated declarations and cases, laid out by hand.
+// clang-format off
 #define CTXPOOL_V(n) thread_local long v##n = 0;
 #define CTXPOOL_V10(n) CTXPOOL_V(n##0) CTXPOOL_V(n##1) CTXPOOL_V(n##2) CTXPOOL_V(n##3) CTXPOOL_V(n##4) \
   CTXPOOL_V(n##5) CTXPOOL_V(n##6) CTXPOOL_V(n##7) CTXPOOL_V(n##8) CTXPOOL_V(n##9)
@@ -25,4 +27,5 @@ __attribute__((visibility("default"))) long touch(std::size_t i) {
     default: return 0;
   }
 }
+// clang-format on
 }  // namespace CTXPOOL_WORKLOAD_NS

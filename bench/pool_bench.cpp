@@ -223,7 +223,8 @@ void w5_recursive(benchmark::State& state, feed how) {
 const std::array<unsigned char, 1024>& kib_of_data() {
   static const auto data = [] {
     std::array<unsigned char, 1024> bytes{};
-    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = static_cast<unsigned char>(i * 131 + 7);
+    for (std::size_t i = 0; i < bytes.size(); ++i)
+      bytes[i] = static_cast<unsigned char>(i * 131 + 7);
     return bytes;
   }();
   return data;
@@ -241,7 +242,8 @@ void w6_2us_tasks(benchmark::State& state, feed how) {
       done.arm(tasks);
       for (int i = 0; i < tasks; ++i) {
         peer.post([&results, &data, &done, i] {
-          results[static_cast<std::size_t>(i)] = bench::hash_kib(data, static_cast<std::uint64_t>(i));
+          results[static_cast<std::size_t>(i)] =
+              bench::hash_kib(data, static_cast<std::uint64_t>(i));
           done.count_down();
         });
       }
@@ -344,8 +346,9 @@ void latency(benchmark::State& state) {
   }
   std::sort(samples.begin(), samples.end());
   auto at = [&samples](double q) {
-    return samples.empty() ? 0.0
-                           : samples[static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1))];
+    return samples.empty()
+               ? 0.0
+               : samples[static_cast<std::size_t>(q * static_cast<double>(samples.size() - 1))];
   };
   state.counters["p50_ns"] = at(0.50);
   state.counters["p99_ns"] = at(0.99);
@@ -367,16 +370,19 @@ void add_workload(const std::string& workload, Pick pick) {
   for (feed how : {feed::latch, feed::yield}) {
     const std::string suffix = std::string("/") + bench::feed_name(how);
     add(workload + "/ctxpool" + suffix, pick(std::type_identity<bench::ctxpool_peer>{}), how);
-    add(workload + "/handwritten" + suffix, pick(std::type_identity<bench::handwritten_peer>{}), how);
+    add(workload + "/handwritten" + suffix, pick(std::type_identity<bench::handwritten_peer>{}),
+        how);
     add(workload + "/asio" + suffix, pick(std::type_identity<bench::asio_peer>{}), how);
 #if CTXPOOL_BENCH_HAVE_TBB
-    add(workload + "/tbb_enqueue" + suffix, pick(std::type_identity<bench::tbb_enqueue_peer>{}), how);
+    add(workload + "/tbb_enqueue" + suffix, pick(std::type_identity<bench::tbb_enqueue_peer>{}),
+        how);
 #endif
     add(workload + "/std_async" + suffix, pick(std::type_identity<bench::std_async_peer>{}), how);
   }
 #if CTXPOOL_BENCH_HAVE_TBB
   if constexpr (with_task_group) {
-    add(workload + "/tbb_task_group", pick(std::type_identity<bench::tbb_task_group_peer>{}), feed::latch);
+    add(workload + "/tbb_task_group", pick(std::type_identity<bench::tbb_task_group_peer>{}),
+        feed::latch);
   }
 #endif
 }
@@ -384,8 +390,8 @@ void add_workload(const std::string& workload, Pick pick) {
 // The one-thread reference rows of a workload (see the file comment).
 template <class Pick>
 void add_one_thread_references(const std::string& workload, Pick pick) {
-  add(workload + "/ctxpool_one_worker/latch", pick(std::type_identity<bench::basic_ctxpool_peer<1>>{}),
-      feed::latch);
+  add(workload + "/ctxpool_one_worker/latch",
+      pick(std::type_identity<bench::basic_ctxpool_peer<1>>{}), feed::latch);
 #if CTXPOOL_BENCH_HAVE_TBB
   add(workload + "/tbb_task_group_one_thread",
       pick(std::type_identity<bench::basic_tbb_task_group_peer<1>>{}), feed::latch);
@@ -416,7 +422,9 @@ void register_all() {
   benchmark::RegisterBenchmark("task_cost/with_propagation_and_wipe", per_task_cost, true)
       ->UseRealTime()
       ->MinTime(min_time);
-  benchmark::RegisterBenchmark("task_cost/without", per_task_cost, false)->UseRealTime()->MinTime(min_time);
+  benchmark::RegisterBenchmark("task_cost/without", per_task_cost, false)
+      ->UseRealTime()
+      ->MinTime(min_time);
 
   benchmark::RegisterBenchmark("host/cross_core_round_trip", cross_core_round_trip)
       ->UseRealTime()

@@ -11,7 +11,7 @@
 // are left out: the first call of a library function inside the measured loop
 // (glibc's sbrk or mmap path, say) maps its code, and the kernel's fault-around
 // maps 64 KiB of it at a time, which is code, not memory the queued tasks hold
-// (it added 0.07-0.16 bytes per task, varying with the binary's layout).
+// (and varies with the binary's layout).
 // std::async has no queue (each task starts a thread) and is not measured.
 //
 //   pool_memory_bench --benchmark_repetitions=5 --benchmark_report_aggregates_only=true
@@ -60,7 +60,8 @@ class blocker_gate {
   void hold() {
     started_.fetch_add(1, std::memory_order_acq_rel);
     started_.notify_all();
-    while (!released_.load(std::memory_order_acquire)) released_.wait(false, std::memory_order_acquire);
+    while (!released_.load(std::memory_order_acquire))
+      released_.wait(false, std::memory_order_acquire);
   }
   /// Whether `count` workers are held within a minute (a peer that cannot
   /// give each blocker its own worker fails the measurement instead of hanging).
@@ -173,10 +174,14 @@ void w7_bytes_per_task(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(w7_bytes_per_task<bench::ctxpool_peer>)->Name("W7_bytes_per_task/ctxpool")->Iterations(1);
-BENCHMARK(w7_bytes_per_task<bench::handwritten_peer>)->Name("W7_bytes_per_task/handwritten")->Iterations(1);
+BENCHMARK(w7_bytes_per_task<bench::handwritten_peer>)
+    ->Name("W7_bytes_per_task/handwritten")
+    ->Iterations(1);
 BENCHMARK(w7_bytes_per_task<bench::asio_peer>)->Name("W7_bytes_per_task/asio")->Iterations(1);
 #if CTXPOOL_BENCH_HAVE_TBB
-BENCHMARK(w7_bytes_per_task<bench::tbb_enqueue_peer>)->Name("W7_bytes_per_task/tbb_enqueue")->Iterations(1);
+BENCHMARK(w7_bytes_per_task<bench::tbb_enqueue_peer>)
+    ->Name("W7_bytes_per_task/tbb_enqueue")
+    ->Iterations(1);
 BENCHMARK(w7_bytes_per_task<bench::tbb_task_group_peer>)
     ->Name("W7_bytes_per_task/tbb_task_group")
     ->Iterations(1);

@@ -47,7 +47,8 @@ void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
 
 namespace {
 
-constexpr std::string_view traceparent_value = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+constexpr std::string_view traceparent_value =
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
 constexpr std::string_view tracestate_value =
     "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE,vendor3=opaque-value-3,vendor4=opaque-value-4";
 constexpr std::string_view baggage_value =
@@ -116,8 +117,8 @@ void traceparent_alone(benchmark::State& state) {
       benchmark::DoNotOptimize(ctxpool::inject(out));
     }
     const std::uint64_t allocated = allocations.load(std::memory_order_relaxed) - before;
-    state.counters["allocs_per_iter"] =
-        benchmark::Counter(static_cast<double>(allocated) / static_cast<double>(state.iterations()));
+    state.counters["allocs_per_iter"] = benchmark::Counter(static_cast<double>(allocated) /
+                                                           static_cast<double>(state.iterations()));
     if (allocated != 0) state.SkipWithError("extract + inject of traceparent alone allocated");
   });
 }
@@ -190,9 +191,9 @@ void beast_parse_header_block(benchmark::State& state) {
     parser.put(boost::asio::buffer(text), ec);
     benchmark::DoNotOptimize(parser.is_header_done());
   }
-  state.counters["allocs_per_iter"] = benchmark::Counter(
-      static_cast<double>(allocations.load(std::memory_order_relaxed) - before) /
-      static_cast<double>(state.iterations()));
+  state.counters["allocs_per_iter"] =
+      benchmark::Counter(static_cast<double>(allocations.load(std::memory_order_relaxed) - before) /
+                         static_cast<double>(state.iterations()));
 }
 BENCHMARK(beast_parse_header_block);
 
@@ -202,7 +203,8 @@ class ratio_reporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& run : runs) {
-      if (run.error_occurred || !(run.aggregate_name.empty() || run.aggregate_name == "median")) continue;
+      if (run.error_occurred || !(run.aggregate_name.empty() || run.aggregate_name == "median"))
+        continue;
       times_[run.run_name.function_name] = run.GetAdjustedRealTime();
     }
   }

@@ -8,8 +8,8 @@ Every ratio compares rows of the same run. Pool ratios are ctxpool's items per
 second over the peer's (above 1 means ctxpool is faster), each peer against
 ctxpool fed the same way (`latch` or `yield`); TBB's task_group waits its own
 way and is compared with ctxpool fed by a latch. Context ratios are
-time / time of the peer operation (lower is better), as design.md states its
-targets.
+time / time of the peer operation (lower is better), the form in which the
+README's Performance tables state the targets.
 """
 import json
 import os

@@ -30,8 +30,9 @@ for path in "$bin_dir"/*_bench; do
 done
 
 # Repetitions run interleaved in random order: the host's speed drifts over
-# a run (this VM's peers ran up to 3 times faster a minute later), and a
-# ratio of two rows measured a minute apart compared two hosts. Interleaved,
+# a run (docs/performance-history.md: a VM's peers once ran up to 3 times
+# faster a minute later), and a ratio of two rows measured a minute apart
+# compares two hosts. Interleaved,
 # every row's median samples the same mix of moments.
 for name in "${programs[@]}"; do
   echo "==> $name ($repetitions repetitions, interleaved)" >&2
