@@ -1,9 +1,16 @@
 # Shared build settings for ctxpool's own targets.
 
-# Warnings and sanitizer flags for a ctxpool target (never exported to users).
+# Warnings for a ctxpool test, sample or benchmark target (never exported to users).
 function(ctxpool_target_settings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
                                            -Wno-sign-conversion)
+endfunction()
+
+# Warnings for the library's own sources: the strict set the public headers
+# are checked with (tests/consumer/headers), -Wsign-conversion included.
+function(ctxpool_library_settings target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
+                                           -Wsign-conversion)
 endfunction()
 
 if(CTXPOOL_SANITIZE)
@@ -32,7 +39,7 @@ function(ctxpool_add_layer layer)
     $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   target_compile_features(${target} PUBLIC cxx_std_20)
   target_link_libraries(${target} PUBLIC ${arg_PUBLIC} PRIVATE ${arg_PRIVATE})
-  ctxpool_target_settings(${target})
+  ctxpool_library_settings(${target})
 endfunction()
 
 # ctxpool_skip(<option> <what> <why>): switches an optional part off for this

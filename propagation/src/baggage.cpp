@@ -365,6 +365,7 @@ void baggage::set(std::string_view key, std::string_view value, std::vector<bagg
     if (e.key != key) {
       updated.push_back(e);
     } else if (!replaced) {  // the first in place; later duplicates go
+      // NOLINTNEXTLINE(bugprone-use-after-move): moved once, `replaced` guards it
       updated.push_back(std::move(entry));
       replaced = true;
     }

@@ -44,15 +44,19 @@ enum char_class : std::uint8_t {
 
 inline constexpr std::array<std::uint8_t, 256> char_classes = [] {
   std::array<std::uint8_t, 256> table{};
-  for (int c = 0x21; c <= 0x7e; ++c) {
+  for (std::size_t c = 0x21; c <= 0x7e; ++c) {
     if (c != '"' && c != ',' && c != ';' && c != '\\') table[c] |= cc_baggage_octet;
   }
-  for (int c = 0x20; c <= 0x7e; ++c) {
+  for (std::size_t c = 0x20; c <= 0x7e; ++c) {
     if (c != ',' && c != '=') table[c] |= cc_tracestate_value;
   }
-  for (int c = '0'; c <= '9'; ++c) table[c] |= cc_tchar | cc_tracestate_key | cc_tracestate_first;
-  for (int c = 'a'; c <= 'z'; ++c) table[c] |= cc_tchar | cc_tracestate_key | cc_tracestate_first;
-  for (int c = 'A'; c <= 'Z'; ++c) table[c] |= cc_tchar;
+  for (std::size_t c = '0'; c <= '9'; ++c) {
+    table[c] |= cc_tchar | cc_tracestate_key | cc_tracestate_first;
+  }
+  for (std::size_t c = 'a'; c <= 'z'; ++c) {
+    table[c] |= cc_tchar | cc_tracestate_key | cc_tracestate_first;
+  }
+  for (std::size_t c = 'A'; c <= 'Z'; ++c) table[c] |= cc_tchar;
   for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] |= cc_tchar;
   for (char c : std::string_view("_-*/@")) table[static_cast<unsigned char>(c)] |= cc_tracestate_key;
   return table;
