@@ -1,4 +1,4 @@
-// Finding text, SUMMARY lines, and the JSON-lines and SARIF 2.1.0 reports.
+// format_finding, the SUMMARY lines, and the text, JSON-lines and SARIF 2.1.0 report files.
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
