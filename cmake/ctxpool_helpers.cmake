@@ -7,10 +7,11 @@ function(ctxpool_target_settings target)
 endfunction()
 
 # Warnings for the library's own sources: the strict set the public headers
-# are checked with (tests/consumer/headers), -Wsign-conversion included.
+# are checked with (tests/consumer/headers), -Wsign-conversion included, as
+# errors when CTXPOOL_WERROR is on (the default only for ctxpool's own build).
 function(ctxpool_library_settings target)
   target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wshadow -Wconversion
-                                           -Wsign-conversion)
+                                           -Wsign-conversion $<$<BOOL:${CTXPOOL_WERROR}>:-Werror>)
 endfunction()
 
 if(CTXPOOL_SANITIZE)
