@@ -30,7 +30,8 @@ struct cancel_state {
 
   cancel_state(std::shared_ptr<cancel_state> parent_state, deadline_clock::time_point own_deadline)
       : parent(std::move(parent_state)), deadline(own_deadline) {
-    if (parent != nullptr && parent->deadline < deadline) deadline = parent->deadline;  // only tightened
+    if (parent != nullptr && parent->deadline < deadline)
+      deadline = parent->deadline;  // only tightened
   }
 
   void cancel(cancel_reason why) noexcept {
@@ -80,11 +81,11 @@ struct cancel_state {
   }
 
   std::atomic<cancel_reason> reason{cancel_reason::none};
-  std::shared_ptr<cancel_state> parent;  // keeps the chain alive
-  deadline_clock::time_point deadline;   // max(): none
-  std::atomic<bool> watched{false};      // handed to the deadline watcher
-  std::mutex mutex;                      // guards building `stop` and `link`
-  std::optional<std::stop_source> stop;  // callbacks; built on first on_cancel
+  std::shared_ptr<cancel_state> parent;             // keeps the chain alive
+  deadline_clock::time_point deadline;              // max(): none
+  std::atomic<bool> watched{false};                 // handed to the deadline watcher
+  std::mutex mutex;                                 // guards building `stop` and `link`
+  std::optional<std::stop_source> stop;             // callbacks; built on first on_cancel
   std::optional<std::stop_callback<cascade>> link;  // last: unregistered first
 };
 
@@ -138,7 +139,8 @@ class deadline_watcher {
       std::weak_ptr<cancel_state> expired = first->second;
       due_.erase(first);
       lock.unlock();  // callbacks may register more deadlines
-      if (std::shared_ptr<cancel_state> state = expired.lock()) state->cancel(cancel_reason::deadline);
+      if (std::shared_ptr<cancel_state> state = expired.lock())
+        state->cancel(cancel_reason::deadline);
       lock.lock();
     }
   }

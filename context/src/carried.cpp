@@ -30,7 +30,8 @@ void register_carried(carried_entry entry) {
   std::lock_guard lock(carried_mutex);
   const std::uint32_t count = carried_count.load(std::memory_order_relaxed);
   if (count == max_carried) {
-    throw std::length_error("ctxpool: more than 64 thread_locals registered with carry_thread_local");
+    throw std::length_error(
+        "ctxpool: more than 64 thread_locals registered with carry_thread_local");
   }
   carried_table[count] = entry;
   carried_count.store(count + 1, std::memory_order_release);

@@ -178,9 +178,9 @@ void reset_value(std::uint32_t var_id, std::string_view var_name, token_state& t
                           "' has already been used once (or was moved from)");
   }
   if (token.var_id_ != var_id) {
-    throw token_error(token_error::reason::other_variable,
-                      "token was created by a different context_var than '" +
-                          std::string(var_name) + "'");
+    throw token_error(
+        token_error::reason::other_variable,
+        "token was created by a different context_var than '" + std::string(var_name) + "'");
   }
   context_box* box = tls.current;
   if (box == nullptr || box->lineage != token.lineage_) {

@@ -24,8 +24,7 @@ namespace {
 
 [[nodiscard]] map_node* allocate_node(std::uint32_t leaves, std::uint32_t children,
                                       std::uint32_t size) {
-  const std::size_t entries =
-      static_cast<std::size_t>(popcount32(leaves) + popcount32(children));
+  const std::size_t entries = static_cast<std::size_t>(popcount32(leaves) + popcount32(children));
   void* memory = small_alloc(node_bytes(entries));
   auto* node = static_cast<map_node*>(memory);
   new (&node->refs) std::atomic<std::uint32_t>(1);
@@ -47,9 +46,8 @@ void add_ref_entry(void* entry, bool is_leaf) noexcept {
 // `child`) is stored there, or the position is emptied when both are null.
 // References: every entry carried over from `node` gains one; `leaf` and
 // `child` are adopted.
-[[nodiscard]] map_node* copy_with(const map_node* node, std::uint32_t bit,
-                                  const value_base* leaf, map_node* child,
-                                  std::uint32_t new_size) {
+[[nodiscard]] map_node* copy_with(const map_node* node, std::uint32_t bit, const value_base* leaf,
+                                  map_node* child, std::uint32_t new_size) {
   std::uint32_t leaves = node->leaves & ~bit;
   std::uint32_t children = node->children & ~bit;
   if (leaf != nullptr) leaves |= bit;

@@ -18,5 +18,4 @@ inline residue_observer* observer() noexcept {
   return installed_observer.load(std::memory_order_acquire);
 }
 
-
 }  // namespace ctxpool::detail

@@ -20,10 +20,10 @@
 #include <new>
 
 #if __has_include(<sys/mman.h>)
-#  include <sys/mman.h>
-#  define CTXPOOL_HAVE_MMAP 1
+#include <sys/mman.h>
+#define CTXPOOL_HAVE_MMAP 1
 #else
-#  define CTXPOOL_HAVE_MMAP 0
+#define CTXPOOL_HAVE_MMAP 0
 #endif
 
 namespace ctxpool::detail {
@@ -52,7 +52,8 @@ constexpr std::size_t chunk_bytes = 256 * 1024;
 /// costs one page-aligned gap per chunk, not a word per block).
 char* new_chunk() {
 #if CTXPOOL_HAVE_MMAP
-  void* chunk = ::mmap(nullptr, chunk_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  void* chunk =
+      ::mmap(nullptr, chunk_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (chunk == MAP_FAILED) throw std::bad_alloc();
   return static_cast<char*>(chunk);
 #else
@@ -180,7 +181,8 @@ void* small_alloc(std::size_t size) {
   // Blocks always span their whole size class, so that a caller recycling them
   // by class (the pool's task blocks) may reuse one for any size in it; only
   // ASan, for which nothing is recycled, gets exact sizes to check overflows.
-  if constexpr (CTXPOOL_SANITIZED) return ::operator new(CTXPOOL_ASAN ? size : small_alloc_rounded(size));
+  if constexpr (CTXPOOL_SANITIZED)
+    return ::operator new(CTXPOOL_ASAN ? size : small_alloc_rounded(size));
   if (size == 0 || size > small_alloc_max) return ::operator new(size);
   const std::size_t c = small_alloc_class(size);
   if (free_block* block = pop_cached(c)) return block;

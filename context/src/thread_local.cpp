@@ -20,8 +20,8 @@ constinit std::atomic<std::uint32_t> next_slot_index{0};
 
 struct slot_table {
   std::vector<std::unique_ptr<slot_base>> slots;  // by slot_info::index
-  std::vector<slot_base*> written;  // lifetime::task slots written inside task scopes
-  unsigned depth = 0;               // nesting of task_slot_scope
+  std::vector<slot_base*> written;                // lifetime::task slots written inside task scopes
+  unsigned depth = 0;                             // nesting of task_slot_scope
 
   ~slot_table() {
     written.clear();

@@ -124,8 +124,7 @@ constexpr kind_info table[] = {
            "    submitted at {}\n"
            "  still alive, but no live context holds it: a token, a captured snapshot or a\n"
            "  stored handler keeps it.\n",
-           f.variable, f.type, describe_task(f.task), f.thread,
-           describe_site(f.task.submit_site));
+           f.variable, f.type, describe_task(f.task), f.thread, describe_site(f.task.submit_site));
      }},
     {finding_kind::leaked_context, "leaked-context", "leak", false, "ContextOutlivedTask",
      "Context outlived its task", "A context created inside a pool task is still alive at exit.",

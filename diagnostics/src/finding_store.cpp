@@ -33,8 +33,8 @@ void mix(std::size_t& seed, const code_location& site) noexcept {
 }  // namespace
 
 finding_key key_of(const finding& f) {
-  return {f.kind, f.variable, f.type, f.site, f.write_site, f.task.submit_site,
-          f.writer.submit_site};
+  return {
+      f.kind, f.variable, f.type, f.site, f.write_site, f.task.submit_site, f.writer.submit_site};
 }
 
 std::size_t finding_key_hash::operator()(const finding_key& key) const noexcept {
@@ -85,7 +85,8 @@ placement record_locked(finding_store& store, finding f) {
 void hand_over_locked(finding_store& store, const std::vector<finding>& taken) {
   store.handled.insert(store.handled.end(), taken.begin(), taken.end());
   store.index.clear();
-  for (std::size_t i = 0; i < store.pending.size(); ++i) store.index.emplace(key_of(store.pending[i]), i);
+  for (std::size_t i = 0; i < store.pending.size(); ++i)
+    store.index.emplace(key_of(store.pending[i]), i);
   store.generation.fetch_add(1, std::memory_order_release);
 }
 

@@ -47,13 +47,13 @@ struct placement {
   std::uint64_t generation = 0;  ///< 0: nowhere (not recorded)
   std::size_t index = 0;         ///< in the pending list, or the suppression rule's
   bool suppressed = false;
-  bool halt = false;             ///< a new finding with halt_on_error: the caller halts
+  bool halt = false;  ///< a new finding with halt_on_error: the caller halts
 };
 
 struct finding_store {
   std::mutex mutex;
-  std::vector<finding> pending;  // in the order first seen
-  std::vector<finding> handled;  // taken by a test guard
+  std::vector<finding> pending;                                          // in the order first seen
+  std::vector<finding> handled;                                          // taken by a test guard
   std::unordered_map<finding_key, std::size_t, finding_key_hash> index;  // into pending
   // Changes whenever `pending` is reordered or emptied or the suppressions
   // change, invalidating positions and records that threads cache.

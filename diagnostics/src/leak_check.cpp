@@ -58,7 +58,8 @@ void set_leak_tracking(bool on) noexcept {
 
 bool leak_tracking() noexcept { return leaks_on.load(std::memory_order_relaxed); }
 
-void track_value(const void* value, std::string_view var_name, std::string_view type_name) noexcept {
+void track_value(const void* value, std::string_view var_name,
+                 std::string_view type_name) noexcept {
   if (!leak_tracking()) return;
   try {
     task_ref task = ref_of(current_frame());

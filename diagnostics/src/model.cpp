@@ -31,8 +31,8 @@ struct pair_rec {
   leave_rec* leave = nullptr;
   read_rec* read = nullptr;  // null: a residue finding by itself
   finding_kind kind = finding_kind::stale_read;
-  std::uint64_t offset = 0;  // occurrences before the current pending finding
-  long suppression = -1;     // the suppression line that silenced it
+  std::uint64_t offset = 0;   // occurrences before the current pending finding
+  long suppression = -1;      // the suppression line that silenced it
   std::uint64_t counted = 0;  // occurrences already added to that line's hits
 };
 
@@ -152,7 +152,8 @@ leave_rec* leave_slow(const variable_desc& var, const access_desc& at, const tas
     const code_location write_site = location_of(at);
     leave_rec* rec = nullptr;
     for (leave_rec* l : v.leaves) {
-      if (l->write_site == write_site && code_location(l->submit_site) == code_location(task.submit_site)) {
+      if (l->write_site == write_site &&
+          code_location(l->submit_site) == code_location(task.submit_site)) {
         rec = l;
         break;
       }

@@ -54,7 +54,8 @@ class detector final : public residue_observer, public task_observer {
     // pool built before detection was on): not attributable to a task.
     if (task == nullptr || slot.scope_depth > task_depth()) return;
     const read_desc read{{where, nullptr}, thread_ordinal(), worker_index()};
-    if (model_read_first(describe(slot), read, view_of(*task), ctxpool::detail::current_lineage())) {
+    if (model_read_first(describe(slot), read, view_of(*task),
+                         ctxpool::detail::current_lineage())) {
       halt_run();
     }
   }
@@ -110,8 +111,6 @@ residue_observer& the_residue_observer() noexcept { return the_detector(); }
 
 }  // namespace detail
 
-task_observer* pool_observer() noexcept {
-  return enabled() ? &detail::the_detector() : nullptr;
-}
+task_observer* pool_observer() noexcept { return enabled() ? &detail::the_detector() : nullptr; }
 
 }  // namespace ctxpool::diagnostics

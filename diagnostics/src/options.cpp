@@ -16,8 +16,10 @@ constexpr std::string_view known_options =
     "default_suppressions";
 
 [[nodiscard]] std::string_view trim(std::string_view s) noexcept {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -83,8 +85,7 @@ options parse_options(std::string_view spec) {
     const std::string_view item = rest.substr(0, next);
     const std::size_t eq = item.find('=');
     if (item.empty()) {
-      throw config_error(
-          "CTXPOOL_DIAGNOSTICS: empty option (two ':' in a row, or a trailing ':')");
+      throw config_error("CTXPOOL_DIAGNOSTICS: empty option (two ':' in a row, or a trailing ':')");
     }
     if (eq == std::string_view::npos) {
       throw config_error(fmt::format(
@@ -107,7 +108,8 @@ options parse_options(std::string_view spec) {
       if (value.empty()) throw config_error("CTXPOOL_DIAGNOSTICS: option 'report' needs a path");
       result.report_path = std::string(value);
     } else if (key == "srcroot") {
-      if (value.empty()) throw config_error("CTXPOOL_DIAGNOSTICS: option 'srcroot' needs a directory");
+      if (value.empty())
+        throw config_error("CTXPOOL_DIAGNOSTICS: option 'srcroot' needs a directory");
       result.srcroot = std::string(value);
     } else if (key == "suppressions") {
       if (value.empty()) {
@@ -129,8 +131,8 @@ options parse_options(std::string_view spec) {
       }
       format_given = true;
     } else {
-      throw config_error(fmt::format("CTXPOOL_DIAGNOSTICS: unknown option '{}' (options: {})",
-                                     key, known_options));
+      throw config_error(fmt::format("CTXPOOL_DIAGNOSTICS: unknown option '{}' (options: {})", key,
+                                     known_options));
     }
     if (next == std::string_view::npos) break;
     rest = rest.substr(next + 1);
@@ -143,8 +145,8 @@ options parse_options(std::string_view spec) {
         to_string(result.format)));
   }
   if (!format_given) {
-    result.format = ends_with(result.report_path, ".sarif") ? report_format::sarif
-                                                            : report_format::json;
+    result.format =
+        ends_with(result.report_path, ".sarif") ? report_format::sarif : report_format::json;
   }
   return result;
 }
@@ -164,9 +166,8 @@ std::vector<suppression> parse_suppressions(std::string_view text, std::string_v
     if (line.empty()) continue;
     const std::size_t colon = line.find(':');
     if (colon == std::string_view::npos) {
-      throw config_error(fmt::format(
-          "{}:{}: '{}' is not 'kind:pattern' (e.g. 'stale-read:auth_*')", source, line_number,
-          line));
+      throw config_error(fmt::format("{}:{}: '{}' is not 'kind:pattern' (e.g. 'stale-read:auth_*')",
+                                     source, line_number, line));
     }
     const std::string_view kind = trim(line.substr(0, colon));
     const std::string_view pattern = trim(line.substr(colon + 1));
@@ -175,7 +176,8 @@ std::vector<suppression> parse_suppressions(std::string_view text, std::string_v
                                      kind, detail::suppression_kinds_list()));
     }
     if (pattern.empty()) {
-      throw config_error(fmt::format("{}:{}: empty pattern after '{}:'", source, line_number, kind));
+      throw config_error(
+          fmt::format("{}:{}: empty pattern after '{}:'", source, line_number, kind));
     }
     result.push_back({std::string(kind), std::string(pattern)});
   }

@@ -139,7 +139,8 @@ std::string plain_note(bool found) {
   constexpr std::size_t named = 8;
   const std::vector<std::string> names = plain_tls::watched_names(named);
   std::string watched = fmt::format("'{}'", fmt::join(names, "', '"));
-  if (st.variables_watched > named) watched += fmt::format(" and {} more", st.variables_watched - named);
+  if (st.variables_watched > named)
+    watched += fmt::format(" and {} more", st.variables_watched - named);
   if (p.how == plain_tls::watcher::instrumented) {
     return fmt::format(
         "plain thread_locals (instrumented build): {} watched in every task ({} task(s), {} first "

@@ -29,17 +29,18 @@ constexpr std::string_view tool_version = CTXPOOL_VERSION_STRING;
 
 std::string json_site(const code_location& site) {
   if (!site.known()) return "null";
-  std::string text = fmt::format(R"({{"file":{},"line":{},"function":{})",
-                                 site.line() != 0 ? json_string(site.file_name()) : std::string("null"),
-                                 site.line(), json_string(site.function_name()));
+  std::string text =
+      fmt::format(R"({{"file":{},"line":{},"function":{})",
+                  site.line() != 0 ? json_string(site.file_name()) : std::string("null"),
+                  site.line(), json_string(site.function_name()));
   if (site.pc() != 0) text += fmt::format(R"(,"pc":"{:#x}")", site.pc());
   return text + "}";
 }
 
 std::string json_task(const task_ref& task) {
   if (task.id == 0) return "null";
-  return fmt::format(R"({{"id":{},"name":{},"submit_site":{}}})", task.id,
-                     json_string(task.name), json_site(task.submit_site));
+  return fmt::format(R"({{"id":{},"name":{},"submit_site":{}}})", task.id, json_string(task.name),
+                     json_site(task.submit_site));
 }
 
 /// `path` as the path part of a URI: bytes other than unreserved ones and
@@ -139,7 +140,8 @@ std::string sarif_artifact(std::string_view file, std::string_view root) {
   if (const auto relative = relative_to_root(file, root)) {
     return fmt::format(R"({{"uri":{},"uriBaseId":"%SRCROOT%"}})", json_string(uri_path(*relative)));
   }
-  if (file.starts_with('/')) return fmt::format(R"({{"uri":{}}})", json_string("file://" + uri_path(file)));
+  if (file.starts_with('/'))
+    return fmt::format(R"({{"uri":{}}})", json_string("file://" + uri_path(file)));
   return fmt::format(R"({{"uri":{}}})", json_string(uri_path(file)));
 }
 
@@ -176,21 +178,21 @@ std::string json_lines(const run_summary& run) {
   for (const kind_info& kind : kind_table()) {
     const kind_total total = total_of(run.findings, kind.kind);
     if (!counts.empty()) counts += ',';
-    counts += fmt::format(R"("{}":{{"findings":{},"occurrences":{}}})", kind.name,
-                          total.unique, total.occurrences);
+    counts += fmt::format(R"("{}":{{"findings":{},"occurrences":{}}})", kind.name, total.unique,
+                          total.occurrences);
   }
   std::string suppressed;
   for (const suppression_count& rule : run.suppressions) {
     if (!suppressed.empty()) suppressed += ',';
-    suppressed += fmt::format(R"({{"kind":{},"pattern":{},"suppressed":{}}})",
-                              json_string(rule.rule.kind), json_string(rule.rule.pattern),
-                              rule.hits);
+    suppressed +=
+        fmt::format(R"({{"kind":{},"pattern":{},"suppressed":{}}})", json_string(rule.rule.kind),
+                    json_string(rule.rule.pattern), rule.hits);
   }
-  out += fmt::format(R"({{"schema":"{}","schema_version":{},"type":"summary","pid":{},)"
-                     R"("counts":{{{}}},"suppressions":[{}]}})"
-                     "\n",
-                     tool_name, json_schema_version, static_cast<int>(::getpid()), counts,
-                     suppressed);
+  out +=
+      fmt::format(R"({{"schema":"{}","schema_version":{},"type":"summary","pid":{},)"
+                  R"("counts":{{{}}},"suppressions":[{}]}})"
+                  "\n",
+                  tool_name, json_schema_version, static_cast<int>(::getpid()), counts, suppressed);
   return out;
 }
 
@@ -251,8 +253,9 @@ std::string sarif_document(std::string_view results, std::string_view root) {
       R"("informationUri":"https://github.com/ctxpool/ctxpool","rules":[{}]}}}},)"
       R"({}{}{}{})",
       tool_name, tool_version, rule_list,
-      root.empty() ? std::string()
-                   : fmt::format("{}{}}}}},", sarif_root_key, json_string("file://" + uri_path(root))),
+      root.empty()
+          ? std::string()
+          : fmt::format("{}{}}}}},", sarif_root_key, json_string("file://" + uri_path(root))),
       sarif_results_key, results, sarif_tail);
 }
 
@@ -345,8 +348,9 @@ std::string format_summary(const run_summary& run) {
             "name (demangled, e.g. 'ns::var' or 'func()::var')\n",
             rule.rule.pattern);
       } else {
-        out += fmt::format("ctxpool: suppression 'thread-cache:{}' declared {} variable(s) caches\n",
-                           rule.rule.pattern, rule.hits);
+        out +=
+            fmt::format("ctxpool: suppression 'thread-cache:{}' declared {} variable(s) caches\n",
+                        rule.rule.pattern, rule.hits);
       }
       continue;
     }
@@ -402,8 +406,8 @@ bool write_report(const std::string& path, report_format format, std::string_vie
 std::string format_finding(const finding& f) {
   std::string out = fmt::format("=={}==ERROR: ctxpool: ", static_cast<int>(::getpid()));
   out += detail::info_of(f.kind).details(f);
-  out += fmt::format("  (suppressions file line to silence this: {})\n",
-                     detail::suppression_hint(f));
+  out +=
+      fmt::format("  (suppressions file line to silence this: {})\n", detail::suppression_hint(f));
   return out;
 }
 

@@ -18,7 +18,8 @@ namespace ctxpool::diagnostics::detail {
 struct run_summary {
   std::vector<finding> findings;  ///< still pending and taken by test guards, merged
   std::vector<suppression_count> suppressions;
-  std::string plain_note;  ///< how plain thread_locals were watched, when worth saying; may be empty
+  std::string
+      plain_note;  ///< how plain thread_locals were watched, when worth saying; may be empty
 };
 
 /// Number of occurrences and unique findings of `kind`.

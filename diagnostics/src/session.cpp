@@ -59,7 +59,8 @@ bool finish(bool leak_check) noexcept {
     if (session.finished) return found;
     session.finished = true;
     const bool clean = store.pending.empty() && store.handled.empty();
-    run_summary run{reported_findings_locked(store), the_suppressions().counts(), plain_note(!clean)};
+    run_summary run{reported_findings_locked(store), the_suppressions().counts(),
+                    plain_note(!clean)};
     const std::string summary = format_summary(run);
     std::fwrite(summary.data(), 1, summary.size(), stderr);
     std::fflush(stderr);
@@ -104,9 +105,8 @@ std::string resolve_report_path(const std::string& path) {
 std::vector<suppression> read_suppressions_file(const std::string& path) {
   std::ifstream in(path);
   if (!in) {
-    throw config_error(fmt::format(
-        "CTXPOOL_DIAGNOSTICS: cannot read suppressions file '{}': {}", path,
-        std::strerror(errno)));
+    throw config_error(fmt::format("CTXPOOL_DIAGNOSTICS: cannot read suppressions file '{}': {}",
+                                   path, std::strerror(errno)));
   }
   std::ostringstream text;
   text << in.rdbuf();

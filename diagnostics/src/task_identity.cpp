@@ -19,7 +19,7 @@ struct thread_state {
   std::uint64_t ordinal;  // the detector's thread number, 0 until first needed
   std::int64_t worker;    // the pool's worker index, or -1
   unsigned depth;
-  bool plain_open;        // plain thread_local tracking began for the outermost task
+  bool plain_open;  // plain thread_local tracking began for the outermost task
   frame stack[max_depth];
 };
 constinit thread_local thread_state ts{0, -1, 0, false, {}};

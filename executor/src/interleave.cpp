@@ -41,20 +41,15 @@ void protocol_step() noexcept {
   switch (r % 16) {
     case 0:
     case 1:
-    case 2:
-      std::this_thread::yield();
-      break;
+    case 2: std::this_thread::yield(); break;
     case 3:
     case 4:
       for (std::uint64_t i = (r >> 8) % 256; i != 0; --i) {
         std::atomic_signal_fence(std::memory_order_seq_cst);  // kept: a short busy wait
       }
       break;
-    case 5:
-      std::this_thread::sleep_for(std::chrono::microseconds(1 + (r >> 8) % 50));
-      break;
-    default:
-      break;  // most steps run straight through, as in production
+    case 5: std::this_thread::sleep_for(std::chrono::microseconds(1 + (r >> 8) % 50)); break;
+    default: break;  // most steps run straight through, as in production
   }
 }
 

@@ -35,8 +35,8 @@ namespace {
 /// timers and sockets made from the pool find it with use_service.
 boost::asio::detail::scheduler& add_scheduler(boost::asio::execution_context& owner,
                                               std::size_t threads) {
-  auto scheduler = std::make_unique<boost::asio::detail::scheduler>(
-      owner, threads == 1 ? 1 : 0, /*own_thread=*/false);
+  auto scheduler = std::make_unique<boost::asio::detail::scheduler>(owner, threads == 1 ? 1 : 0,
+                                                                    /*own_thread=*/false);
   boost::asio::add_service<boost::asio::detail::scheduler>(owner, scheduler.get());
   return *scheduler.release();  // owned by the service registry from here on
 }
@@ -100,7 +100,7 @@ void pool_core::end_threads() noexcept {
   idle_.wake_all();  // a worker parking after this sees the phase in its last look
   CTXPOOL_PROTOCOL_STEP();
   scheduler_.work_finished();  // the one work item the constructor counted
-  scheduler_.stop();  // wakes the worker sleeping in run_one
+  scheduler_.stop();           // wakes the worker sleeping in run_one
   for (std::thread& thread : threads_) {
     if (thread.joinable()) thread.join();
   }
@@ -158,8 +158,7 @@ void pool_core::wait_idle(bool tasks_only) {
   {
     std::unique_lock lock(idle_mutex_);
     idle_cv_.wait(lock, [this, tasks_only] {
-      return work_.idle(tasks_only) ||
-             phase_.load(std::memory_order_relaxed) >= pool_phase::ended;
+      return work_.idle(tasks_only) || phase_.load(std::memory_order_relaxed) >= pool_phase::ended;
     });
   }
   waiters_.fetch_sub(1, std::memory_order_seq_cst);

@@ -95,8 +95,8 @@ void task_block_recycler::flush_class(freed_task_blocks& mine, std::size_t size_
   if (freed.full == nullptr) return;
   std::atomic<block_magazine*>& stack = recycled_[size_class];
   freed.full_tail->next = stack.load(std::memory_order_relaxed);
-  while (!stack.compare_exchange_weak(freed.full_tail->next, freed.full,
-                                      std::memory_order_release, std::memory_order_relaxed)) {
+  while (!stack.compare_exchange_weak(freed.full_tail->next, freed.full, std::memory_order_release,
+                                      std::memory_order_relaxed)) {
   }
   freed = {};
 }

@@ -201,7 +201,8 @@ group_child* group_state::pop_oldest() noexcept {
 bool group_state::try_take_helper_slot() noexcept {
   int helpers = helpers_.load(std::memory_order_seq_cst);
   while (helpers < max_helpers_) {
-    if (helpers_.compare_exchange_weak(helpers, helpers + 1, std::memory_order_seq_cst)) return true;
+    if (helpers_.compare_exchange_weak(helpers, helpers + 1, std::memory_order_seq_cst))
+      return true;
   }
   return false;
 }
@@ -221,9 +222,7 @@ void group_state::post_helper() noexcept {
   }
 }
 
-void group_state::helper_abandoned() noexcept {
-  helpers_.fetch_sub(1, std::memory_order_seq_cst);
-}
+void group_state::helper_abandoned() noexcept { helpers_.fetch_sub(1, std::memory_order_seq_cst); }
 
 void group_state::help() noexcept {
   for (;;) {

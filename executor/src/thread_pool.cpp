@@ -64,9 +64,8 @@ thread_pool::~thread_pool() {
 }
 
 void thread_pool::stop() {
-  core_->stop([](boost::asio::execution_context& owner) {
-    static_cast<thread_pool&>(owner).shutdown();
-  });
+  core_->stop(
+      [](boost::asio::execution_context& owner) { static_cast<thread_pool&>(owner).shutdown(); });
 }
 
 std::size_t thread_pool::checked_count(std::size_t threads) {

@@ -209,7 +209,8 @@ task_node* pool_core::steal_task(std::size_t thief, bool inboxes_only) noexcept 
 bool pool_core::work_visible() const noexcept {
   if (injection_.maybe_nonempty()) return true;
   for (std::size_t i = 0; i < thread_count_; ++i) {
-    if (workers_[i].shared.deque.maybe_nonempty() || workers_[i].shared.inbox.maybe_nonempty()) return true;
+    if (workers_[i].shared.deque.maybe_nonempty() || workers_[i].shared.inbox.maybe_nonempty())
+      return true;
   }
   return false;
 }

@@ -217,7 +217,8 @@ class canonical_reader {
 /// The canonical text of received fields; returns the number of members kept.
 std::size_t put_canonical_fields(text_sink& sink, std::span<const std::string_view> fields) {
   std::size_t members = 0;
-  for (std::string_view field : fields) members += canonical_reader(sink, field).read_members(members);
+  for (std::string_view field : fields)
+    members += canonical_reader(sink, field).read_members(members);
   return members;
 }
 
@@ -323,7 +324,8 @@ std::span<const baggage_entry> baggage::entries() const {
   auto& r = static_cast<rep&>(*rep_.get());
   std::call_once(r.decoded, [&r] {
     r.entries.reserve(r.items);
-    detail::for_each_list_item(r.text(), [&r](std::string_view member) { r.entries.push_back(decode_member(member)); });
+    detail::for_each_list_item(
+        r.text(), [&r](std::string_view member) { r.entries.push_back(decode_member(member)); });
   });
   return r.entries;
 }
@@ -341,7 +343,8 @@ std::optional<std::string_view> baggage::get(std::string_view key) const {
   return std::string_view(entry->value);
 }
 
-void baggage::set(std::string_view key, std::string_view value, std::vector<baggage_property> properties) {
+void baggage::set(std::string_view key, std::string_view value,
+                  std::vector<baggage_property> properties) {
   const auto check = [](std::string_view k) {
     if (!is_token(k)) {
       throw invalid_header_value("baggage key '" + std::string(k) +

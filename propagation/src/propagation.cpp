@@ -24,9 +24,9 @@ trace_context trace_context_from_fields(std::span<const std::string_view> tracep
   std::optional<traceparent> parent;
   if (traceparent_fields.size() == 1) parent = traceparent::parse(traceparent_fields[0]);
   if (!parent) return trace_context::start_new();
-  return trace_context{parent->trace, parent->parent, parent->flags,
-                       tracestate_fields.empty() ? tracestate() : tracestate::parse(tracestate_fields),
-                       true};
+  return trace_context{
+      parent->trace, parent->parent, parent->flags,
+      tracestate_fields.empty() ? tracestate() : tracestate::parse(tracestate_fields), true};
 }
 
 }  // namespace detail

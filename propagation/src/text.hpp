@@ -35,11 +35,11 @@ void for_each_list_item(std::string_view text, F&& f, char separator = ',') {
 
 /// Character classes of the three grammars, one table lookup each.
 enum char_class : std::uint8_t {
-  cc_tchar = 1,            // RFC 7230 tchar: what a token (a baggage key) is made of
-  cc_baggage_octet = 2,    // printable ASCII but space, '"', ',', ';' and '\\'
-  cc_tracestate_key = 4,   // keychar: a-z 0-9 _ - * / @
-  cc_tracestate_first = 8, // a-z 0-9: what a tracestate key starts with
-  cc_tracestate_value = 16 // chr: 0x20-0x7e but ',' and '='
+  cc_tchar = 1,             // RFC 7230 tchar: what a token (a baggage key) is made of
+  cc_baggage_octet = 2,     // printable ASCII but space, '"', ',', ';' and '\\'
+  cc_tracestate_key = 4,    // keychar: a-z 0-9 _ - * / @
+  cc_tracestate_first = 8,  // a-z 0-9: what a tracestate key starts with
+  cc_tracestate_value = 16  // chr: 0x20-0x7e but ',' and '='
 };
 
 inline constexpr std::array<std::uint8_t, 256> char_classes = [] {
@@ -57,8 +57,10 @@ inline constexpr std::array<std::uint8_t, 256> char_classes = [] {
     table[c] |= cc_tchar | cc_tracestate_key | cc_tracestate_first;
   }
   for (std::size_t c = 'A'; c <= 'Z'; ++c) table[c] |= cc_tchar;
-  for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] |= cc_tchar;
-  for (char c : std::string_view("_-*/@")) table[static_cast<unsigned char>(c)] |= cc_tracestate_key;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~"))
+    table[static_cast<unsigned char>(c)] |= cc_tchar;
+  for (char c : std::string_view("_-*/@"))
+    table[static_cast<unsigned char>(c)] |= cc_tracestate_key;
   return table;
 }();
 
@@ -67,7 +69,9 @@ inline constexpr std::array<std::uint8_t, 256> char_classes = [] {
 }
 
 [[nodiscard]] constexpr bool is_tchar(char c) noexcept { return has_class(c, cc_tchar); }
-[[nodiscard]] constexpr bool is_baggage_octet(char c) noexcept { return has_class(c, cc_baggage_octet); }
+[[nodiscard]] constexpr bool is_baggage_octet(char c) noexcept {
+  return has_class(c, cc_baggage_octet);
+}
 
 /// Decodes `%XX` escapes of a baggage value into `out`, then replaces byte
 /// sequences that are not UTF-8 by U+FFFD. False (and `out` unspecified) when a

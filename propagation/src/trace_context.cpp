@@ -28,9 +28,9 @@ class id_generator {
       seed ^= (std::uint64_t{device()} << 32) ^ device();
     } catch (...) {
       // No entropy source: fall back to the clock and this thread's address.
-      seed = static_cast<std::uint64_t>(
-                 std::chrono::steady_clock::now().time_since_epoch().count()) ^
-             static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(this));
+      seed =
+          static_cast<std::uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) ^
+          static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(this));
     }
     for (std::uint64_t& word : state_) word = splitmix(seed);
   }
@@ -92,7 +92,8 @@ std::optional<traceparent> traceparent::parse(std::string_view text) noexcept {
   if (!ids || (flags_high | flags_low) < 0) return std::nullopt;
   // All zeros are forbidden ("trace-id", "parent-id").
   if (!result.trace.is_valid() || !result.parent.is_valid()) return std::nullopt;
-  result.flags.bits = static_cast<std::uint8_t>((flags_high << 4 | flags_low) & trace_flags::known_bits);
+  result.flags.bits =
+      static_cast<std::uint8_t>((flags_high << 4 | flags_low) & trace_flags::known_bits);
   return result;
 }
 
@@ -106,7 +107,8 @@ std::array<char, traceparent::text_size> traceparent::to_chars() const noexcept 
   parent.to_chars(&out[36]);
   out[52] = '-';
   constexpr const char* digits = "0123456789abcdef";
-  const std::uint8_t bits = flags.bits & trace_flags::known_bits;  // "Vendors MUST set those to zero"
+  const std::uint8_t bits =
+      flags.bits & trace_flags::known_bits;  // "Vendors MUST set those to zero"
   out[53] = digits[bits >> 4];
   out[54] = digits[bits & 0xf];
   return out;
@@ -121,7 +123,8 @@ std::string traceparent::to_string() const {
 
 bool tracestate::is_valid_key(std::string_view key) noexcept {
   // key = ( lcalpha / DIGIT ) 0*255 ( keychar )
-  if (key.empty() || key.size() > 256 || !detail::has_class(key[0], detail::cc_tracestate_first)) return false;
+  if (key.empty() || key.size() > 256 || !detail::has_class(key[0], detail::cc_tracestate_first))
+    return false;
   return std::all_of(key.begin() + 1, key.end(),
                      [](char c) { return detail::has_class(c, detail::cc_tracestate_key); });
 }
@@ -148,7 +151,8 @@ void for_each_member(std::string_view text, F&& f) {
 }
 
 /// Appends one member to canonical text being built in `out`.
-void append_member(char* out, std::uint32_t& size, std::string_view key, std::string_view value) noexcept {
+void append_member(char* out, std::uint32_t& size, std::string_view key,
+                   std::string_view value) noexcept {
   if (size != 0) out[size++] = ',';
   std::memcpy(out + size, key.data(), key.size());
   size += static_cast<std::uint32_t>(key.size());
@@ -238,7 +242,9 @@ std::optional<std::string_view> tracestate::get(std::string_view key) const noex
 std::vector<tracestate::member> tracestate::members() const {
   std::vector<member> result;
   result.reserve(size());
-  for_each_member(text(), [&](std::string_view k, std::string_view v) { result.push_back(member{k, v}); });
+  for_each_member(text(), [&](std::string_view k, std::string_view v) {
+    result.push_back(member{k, v});
+  });
   return result;
 }
 
@@ -254,7 +260,8 @@ void tracestate::set(std::string_view key, std::string_view value) {
                                "than ',' and '=', not ending with a space");
   }
   const std::string_view old = text();
-  detail::text_ref ref(detail::make_text_rep<detail::text_rep>(key.size() + 1 + value.size() + 1 + old.size()));
+  detail::text_ref ref(
+      detail::make_text_rep<detail::text_rep>(key.size() + 1 + value.size() + 1 + old.size()));
   detail::text_rep& rep = *ref.get();
   append_member(rep.chars, rep.size, key, value);
   rep.items = 1;
@@ -292,7 +299,9 @@ std::string tracestate::format(std::size_t max_length) const {
   std::array<bool, max_members> kept{};
   std::size_t n = 0;
   for_each_member(all, [&](std::string_view k, std::string_view v) { list[n++] = member{k, v}; });
-  const auto length_of = [&](std::size_t i) { return list[i].key.size() + 1 + list[i].value.size(); };
+  const auto length_of = [&](std::size_t i) {
+    return list[i].key.size() + 1 + list[i].value.size();
+  };
   std::size_t length = all.size();  // joined length of the kept members
   std::size_t count = n;
   for (std::size_t i = 0; i < n; ++i) kept[i] = true;

@@ -119,12 +119,14 @@ void part2_mistake(bool keep_leak) {
     pool.join();
   }
   step("all uploads finished, pool joined", uploads);
-  std::printf("  %d request bodies outlived their requests: the debug cache holds\n"
-              "  %zu contexts, and each context owns its request's values.\n",
-              counted::live(), cache.recent.size());
+  std::printf(
+      "  %d request bodies outlived their requests: the debug cache holds\n"
+      "  %zu contexts, and each context owns its request's values.\n",
+      counted::live(), cache.recent.size());
   if (keep_leak) {
-    std::printf("  --keep-leak: leaving them in place; CTXPOOL_DIAGNOSTICS=residue:leaks=1\n"
-                "  reports what is still alive at exit.\n");
+    std::printf(
+        "  --keep-leak: leaving them in place; CTXPOOL_DIAGNOSTICS=residue:leaks=1\n"
+        "  reports what is still alive at exit.\n");
     return;
   }
   {
@@ -132,8 +134,9 @@ void part2_mistake(bool keep_leak) {
     cache.recent.clear();
   }
   step("debug cache cleared", 0);
-  std::printf("  (run with --keep-leak under CTXPOOL_DIAGNOSTICS=residue:leaks=1 to see the\n"
-              "  leak report the forgotten cache produces)\n");
+  std::printf(
+      "  (run with --keep-leak under CTXPOOL_DIAGNOSTICS=residue:leaks=1 to see the\n"
+      "  leak report the forgotten cache produces)\n");
 }
 
 }  // namespace

@@ -48,8 +48,8 @@ namespace asio = boost::asio;
 
 namespace {
 
-ctxpool::context_var<std::string> who{"who"};   // set by whoever starts the work
-ctxpool::context_var<int> step{"step", -1};      // set by the work itself
+ctxpool::context_var<std::string> who{"who"};  // set by whoever starts the work
+ctxpool::context_var<int> step{"step", -1};    // set by the work itself
 
 std::atomic<int> failures{0};
 std::atomic<int> coroutines_done{0};
@@ -213,9 +213,10 @@ int main() {
   foreign_work.reset();
   foreign_thread.join();
 
-  std::printf("coroutines: %d coroutines (%d resumed on another worker at least once), %d "
-              "plain tasks, %d failures\n",
-              finished, resumed_elsewhere.load(), tasks_done.load(), failures.load());
+  std::printf(
+      "coroutines: %d coroutines (%d resumed on another worker at least once), %d "
+      "plain tasks, %d failures\n",
+      finished, resumed_elsewhere.load(), tasks_done.load(), failures.load());
   bool ok = failures.load() == 0 && tasks_done.load() == tasks;
   if (finished != coroutines) {
     std::printf("FAIL: pool.wait() returned with %d of %d coroutines unfinished\n",

@@ -76,23 +76,27 @@ class connection_registry {
   /// is between requests has its pending read cancelled (on its strand, so a
   /// request that has started by then is left to finish).
   void drain() {
-    for_each_open([](const std::shared_ptr<connection>& c) {
-      boost::asio::post(c->strand, [c] {
-        if (!c->in_request) c->stream.cancel();
-      });
-    }, /*start_draining=*/true);
+    for_each_open(
+        [](const std::shared_ptr<connection>& c) {
+          boost::asio::post(c->strand, [c] {
+            if (!c->in_request) c->stream.cancel();
+          });
+        },
+        /*start_draining=*/true);
   }
 
   /// Closes every connection still open, whatever it is doing: its
   /// coroutine is cancelled, so a handler waiting on something else than
   /// the socket (a slow database) ends too.
   void close_all() {
-    for_each_open([](const std::shared_ptr<connection>& c) {
-      boost::asio::post(c->strand, [c] {
-        c->cancel.emit(boost::asio::cancellation_type::terminal);
-        c->stream.close();
-      });
-    }, /*start_draining=*/true);
+    for_each_open(
+        [](const std::shared_ptr<connection>& c) {
+          boost::asio::post(c->strand, [c] {
+            c->cancel.emit(boost::asio::cancellation_type::terminal);
+            c->stream.close();
+          });
+        },
+        /*start_draining=*/true);
   }
 
   /// Runs `f` once no connection is open after `drain`: now, if that is

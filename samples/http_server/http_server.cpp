@@ -200,10 +200,10 @@ auto async_lookup_user(ctxpool::thread_pool& pool, request_log& log, CompletionT
           } catch (...) {
             failed = std::current_exception();
           }
-          asio::dispatch(work, [handler = std::move(handler), failed,
-                                seen = std::move(seen)]() mutable {
-            std::move(handler)(failed, std::move(seen));
-          });
+          asio::dispatch(work,
+                         [handler = std::move(handler), failed, seen = std::move(seen)]() mutable {
+                           std::move(handler)(failed, std::move(seen));
+                         });
         });
       },
       token);
@@ -341,11 +341,12 @@ class server {
       // Set at accept: the session spawned here starts in a copy of this
       // context and keeps its own for its whole life.
       ctxpool::set_scope for_this_connection(connection_id, id);
-      asio::co_spawn(c->strand, session(id, c),
-                     asio::bind_cancellation_slot(c->cancel.slot(), [this, c](std::exception_ptr e) {
-                       if (e) note_failure("a session threw", e);
-                       active_sessions.fetch_sub(1);
-                     }));
+      asio::co_spawn(
+          c->strand, session(id, c),
+          asio::bind_cancellation_slot(c->cancel.slot(), [this, c](std::exception_ptr e) {
+            if (e) note_failure("a session threw", e);
+            active_sessions.fetch_sub(1);
+          }));
     }
     beast::error_code ignored;
     acceptor_.close(ignored);
@@ -391,8 +392,8 @@ class server {
     beast::flat_buffer buffer;
     for (;;) {
       http::request_parser<http::string_body> parser;
-      http_sample::read_outcome got =
-          co_await http_sample::read_request(c, buffer, parser, options_.deadlines, options_.limits);
+      http_sample::read_outcome got = co_await http_sample::read_request(
+          c, buffer, parser, options_.deadlines, options_.limits);
       if (got.what == http_sample::read_outcome::kind::closed) break;
       requests_started.fetch_add(1);
       if (got.what == http_sample::read_outcome::kind::reject) {
@@ -408,7 +409,8 @@ class server {
              std::to_string(responses_sent.load());
       }
       if (!is_valid_request_id(id)) {
-        co_await reject(c, http::status::bad_request, "X-Request-Id must be 1-64 of [A-Za-z0-9._-]");
+        co_await reject(c, http::status::bad_request,
+                        "X-Request-Id must be 1-64 of [A-Za-z0-9._-]");
         break;
       }
 
@@ -464,7 +466,8 @@ class server {
   asio::awaitable<void> reject(http_sample::connection& c, http::status status, std::string why) {
     bad_requests.fetch_add(1);
     log_.write(std::to_string(static_cast<unsigned>(status)) + " " + why);
-    const bool answered = co_await http_sample::reject(c, status, std::move(why), options_.deadlines);
+    const bool answered =
+        co_await http_sample::reject(c, status, std::move(why), options_.deadlines);
     if (answered) responses_sent.fetch_add(1);
   }
 
@@ -607,7 +610,7 @@ class server {
   tcp::acceptor acceptor_;
   asio::steady_timer backoff_timer_;
   asio::steady_timer drain_timer_;
-  bool stopping_ = false;  // on strand_ only
+  bool stopping_ = false;       // on strand_ only
   std::promise<void> drained_;  // set once, when the drain is over
   http_sample::connection_registry registry_;
 };
@@ -667,18 +670,18 @@ std::string raw_exchange(unsigned short port, const std::string& bytes) {
   tcp::socket socket(io);
   std::string reply;
   bool done = false;
-  socket.async_connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port),
-                       [&](beast::error_code ec) {
-    if (ec) {
-      reply = "<connect: " + ec.message() + ">";
-      done = true;
-      return;
-    }
-    asio::async_write(socket, asio::buffer(bytes), [&](beast::error_code, std::size_t) {
-      asio::async_read(socket, asio::dynamic_buffer(reply),
-                       [&](beast::error_code, std::size_t) { done = true; });  // until EOF
-    });
-  });
+  socket.async_connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), [&](beast::error_code ec) {
+        if (ec) {
+          reply = "<connect: " + ec.message() + ">";
+          done = true;
+          return;
+        }
+        asio::async_write(socket, asio::buffer(bytes), [&](beast::error_code, std::size_t) {
+          asio::async_read(socket, asio::dynamic_buffer(reply),
+                           [&](beast::error_code, std::size_t) { done = true; });  // until EOF
+        });
+      });
   io.run_for(std::chrono::seconds(5));
   return done ? reply : "<timeout>";
 }
@@ -757,9 +760,10 @@ int self_test(int connections, int requests, std::size_t threads) {
   server srv(pool, log, 0, server_options{});
   const unsigned short port = srv.port();
   srv.start();
-  std::printf("http_server self-test: 127.0.0.1:%u, %zu pool threads, %d connections x %d "
-              "requests, %zu malformed\n",
-              port, threads, connections, requests, malformed_cases().size());
+  std::printf(
+      "http_server self-test: 127.0.0.1:%u, %zu pool threads, %d connections x %d "
+      "requests, %zu malformed\n",
+      port, threads, connections, requests, malformed_cases().size());
   std::fflush(stdout);  // the log thread writes to the same descriptor
 
   std::vector<client_result> results(static_cast<std::size_t>(connections));
@@ -796,19 +800,20 @@ int self_test(int connections, int requests, std::size_t threads) {
   for (const client_result& r : results) {
     ok += r.ok;
     failed += r.failures;
-    if (r.failures != 0) std::printf("  FAIL %s (%d failures on that connection)\n",
-                                     r.first_failure.c_str(), r.failures);
+    if (r.failures != 0)
+      std::printf("  FAIL %s (%d failures on that connection)\n", r.first_failure.c_str(),
+                  r.failures);
   }
   if (after.failures != 0) std::printf("  FAIL after malformed: %s\n", after.first_failure.c_str());
 
   const int expected = connections * requests + 1;
-  std::printf("  %d/%d responses carried their own request id; %d/%zu bad requests got their "
-              "400, 413 or 431; "
-              "%zu log lines; %llu connections; %.2f s\n",
-              ok, expected, bad_ok, malformed_cases().size(), log.lines(),
-              static_cast<unsigned long long>(srv.connections.load()), seconds);
-  bool pass = ok == expected && failed == 0 &&
-              bad_ok == static_cast<int>(malformed_cases().size());
+  std::printf(
+      "  %d/%d responses carried their own request id; %d/%zu bad requests got their "
+      "400, 413 or 431; "
+      "%zu log lines; %llu connections; %.2f s\n",
+      ok, expected, bad_ok, malformed_cases().size(), log.lines(),
+      static_cast<unsigned long long>(srv.connections.load()), seconds);
+  bool pass = ok == expected && failed == 0 && bad_ok == static_cast<int>(malformed_cases().size());
   if (srv.context_mismatches.load() != 0) {
     std::printf("  FAIL: %llu lookups saw another request's id\n",
                 static_cast<unsigned long long>(srv.context_mismatches.load()));
@@ -819,11 +824,12 @@ int self_test(int connections, int requests, std::size_t threads) {
   const std::size_t expected_lines = 3 * static_cast<std::size_t>(ok) + srv.bad_requests.load();
   if (log.lines() != expected_lines || log.lines_without_request_id() != srv.bad_requests.load() ||
       log.dropped() != 0) {
-    std::printf("  FAIL: %zu log lines (want %zu), %zu without a request id (want %llu), "
-                "%llu dropped\n",
-                log.lines(), expected_lines, log.lines_without_request_id(),
-                static_cast<unsigned long long>(srv.bad_requests.load()),
-                static_cast<unsigned long long>(log.dropped()));
+    std::printf(
+        "  FAIL: %zu log lines (want %zu), %zu without a request id (want %llu), "
+        "%llu dropped\n",
+        log.lines(), expected_lines, log.lines_without_request_id(),
+        static_cast<unsigned long long>(srv.bad_requests.load()),
+        static_cast<unsigned long long>(log.dropped()));
     pass = false;
   }
   if (srv.active_sessions.load() != 0 || srv.failures.load() != 0) {

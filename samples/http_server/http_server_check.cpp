@@ -375,11 +375,11 @@ class connection {
   }
 
   enum class outcome {
-    response,         ///< a whole response
-    closed_before,    ///< the server closed before sending any of a response
-    cut,              ///< the server closed in the middle of a response
-    malformed,        ///< not HTTP, e.g. a body where none belongs
-    no_answer,        ///< nothing for `bound`
+    response,       ///< a whole response
+    closed_before,  ///< the server closed before sending any of a response
+    cut,            ///< the server closed in the middle of a response
+    malformed,      ///< not HTTP, e.g. a body where none belongs
+    no_answer,      ///< nothing for `bound`
   };
 
   /// Reads one response. `to_head` says it answers a HEAD (no body follows).
@@ -402,14 +402,16 @@ class connection {
         }
         if (!ec && used > 0) continue;
       }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now());
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now());
       if (left.count() <= 0) return outcome::no_answer;
       pollfd p{fd_, POLLIN, 0};
       if (::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 200))) <= 0) continue;
       char buf[16384];
       const ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
       if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return parser.got_some() || !pending_.empty() ? outcome::cut : outcome::closed_before;
+      if (n <= 0)
+        return parser.got_some() || !pending_.empty() ? outcome::cut : outcome::closed_before;
       pending_.append(buf, static_cast<std::size_t>(n));
     }
   }
@@ -474,8 +476,8 @@ bool hello_works(unsigned short port, const std::string& id) {
 // ---- the scenarios ------------------------------------------------------------------------
 
 void check_timeouts(const std::string& program) {
-  server_process server(program, {{"--idle-timeout", "1s", "--read-timeout", "2s",
-                                   "--write-timeout", "2s"}});
+  server_process server(
+      program, {{"--idle-timeout", "1s", "--read-timeout", "2s", "--write-timeout", "2s"}});
 
   // Connects and says nothing: the idle deadline closes it.
   connection silent(server.port());
@@ -514,8 +516,10 @@ void check_timeouts(const std::string& program) {
     pollfd p{deaf.fd(), POLLRDHUP, 0};
     deaf_closed = ::poll(&p, 1, 100) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
   }
-  check(sent > 0 && deaf_closed, "a client that never reads its responses is closed by the write "
-                                 "timeout (" + std::to_string(sent) + " bytes of requests sent)");
+  check(sent > 0 && deaf_closed,
+        "a client that never reads its responses is closed by the write "
+        "timeout (" +
+            std::to_string(sent) + " bytes of requests sent)");
   check(hello_works(server.port(), "after-deaf"), "the server still answers afterwards");
   check(server.stop() == 0, "the server exits with status 0 on SIGTERM");
 }
@@ -534,7 +538,8 @@ void check_accept_backoff(const std::string& program) {
     std::this_thread::sleep_for(200ms);  // let the server start reading it
     rude.reset();
   }
-  check(hello_works(server.port(), "after-reset"), "a client resetting mid-request disturbs no one");
+  check(hello_works(server.port(), "after-reset"),
+        "a client resetting mid-request disturbs no one");
   std::vector<std::unique_ptr<connection>> idle;
   for (int i = 0; i < 48; ++i) idle.push_back(std::make_unique<connection>(server.port()));
   check(wait_for_stderr(server, "accept failed", 30s),
@@ -568,8 +573,8 @@ void check_log_backpressure(const std::string& program) {
   // ASan keeps freed memory in quarantine (256 MiB): without this the RSS
   // bound would measure the quarantine, not the log queue.
   const char* asan = std::getenv("ASAN_OPTIONS");
-  const std::string options = std::string(asan ? asan : "") +
-                              ":quarantine_size_mb=0:thread_local_quarantine_size_kb=0";
+  const std::string options =
+      std::string(asan ? asan : "") + ":quarantine_size_mb=0:thread_local_quarantine_size_kb=0";
   ::setenv("ASAN_OPTIONS", options.c_str(), 1);
 #endif
   server_process server(
@@ -634,13 +639,15 @@ void check_head(const std::string& program) {
     const std::string get_req = get_request("/hello", "gets-" + suffix);
     if (round == 0) {
       c.send(head_req);
-      check(c.read(head, true) == connection::outcome::response && head.result() == http::status::ok,
-            "HEAD /hello is answered with 200");
+      check(
+          c.read(head, true) == connection::outcome::response && head.result() == http::status::ok,
+          "HEAD /hello is answered with 200");
       c.send(get_req);
     } else {
       c.send(head_req + get_req);
-      check(c.read(head, true) == connection::outcome::response && head.result() == http::status::ok,
-            "a pipelined HEAD /hello is answered with 200");
+      check(
+          c.read(head, true) == connection::outcome::response && head.result() == http::status::ok,
+          "a pipelined HEAD /hello is answered with 200");
     }
     // Same id length, same body length: the HEAD says how long the GET's body is.
     const std::string length = std::to_string(("hello from request gets-" + suffix + "\n").size());
@@ -746,7 +753,8 @@ void check_drain_deadline(const std::string& program) {
   // The request is under way once the server has logged it; its log line
   // is on stdout, which the check reads.
   const auto until = steady::now() + 30s;
-  while (server.out_text().find("req too-slow trace ") == std::string::npos && steady::now() < until) {
+  while (server.out_text().find("req too-slow trace ") == std::string::npos &&
+         steady::now() < until) {
     std::this_thread::sleep_for(10ms);
   }
   // Far below the 20 s the request would take: the drain deadline ended it.
@@ -756,9 +764,9 @@ void check_drain_deadline(const std::string& program) {
         "the request still under way then is closed without an answer");
   check(idle.wait_closed(5s), "the idle connection is closed too");
   const exit_report report = parse_exit_report(server.err_text());
-  check(report.found && report.started == 1 && report.answered == 0 &&
-            report.closed_at_deadline == 1,
-        "it reports 1 request started, 0 answered, 1 connection closed at the drain deadline");
+  check(
+      report.found && report.started == 1 && report.answered == 0 && report.closed_at_deadline == 1,
+      "it reports 1 request started, 0 answered, 1 connection closed at the drain deadline");
 }
 
 void check_limits(const std::string& program) {
@@ -777,8 +785,9 @@ void check_limits(const std::string& program) {
         "a body announced over 64 KiB gets 413 instead of 100 Continue, before it is sent");
   {
     connection c(server.port());
-    c.send("POST /hello HTTP/1.1\r\nHost: x\r\nX-Request-Id: cont\r\nContent-Length: 5\r\n"
-           "Expect: 100-continue\r\n\r\n");
+    c.send(
+        "POST /hello HTTP/1.1\r\nHost: x\r\nX-Request-Id: cont\r\nContent-Length: 5\r\n"
+        "Expect: 100-continue\r\n\r\n");
     check(c.read(res, false, 30s) == connection::outcome::response &&
               res.result() == http::status::continue_,
           "Expect: 100-continue gets 100 Continue before the body is sent");
@@ -787,8 +796,7 @@ void check_limits(const std::string& program) {
               res.body() == "hello from request cont\nreceived 5 bytes\n",
           "then the body is read and the request answered");
     c.send(get_request("/hello", "next"));
-    check(c.read(res) == connection::outcome::response &&
-              res.body() == "hello from request next\n",
+    check(c.read(res) == connection::outcome::response && res.body() == "hello from request next\n",
           "and the connection serves the next request");
   }
   check(server.stop() == 0, "the server exits with status 0 on SIGTERM");
@@ -826,11 +834,11 @@ void check_with_curl(const std::string& program) {
   server_process server(program, {});
   const std::string url = "http://127.0.0.1:" + std::to_string(server.port()) + "/hello";
 
-  const curl_result head = run_curl({"--verbose", "--head", "-H", "X-Request-Id: curl-head", url,
-                                     "--next", "--silent", "--show-error", "-H",
-                                     "X-Request-Id: curl-gets", url});
-  check(head.status == 0, "curl HEAD then GET exits 0" +
-                              (head.status == 0 ? std::string() : ": " + head.err));
+  const curl_result head =
+      run_curl({"--verbose", "--head", "-H", "X-Request-Id: curl-head", url, "--next", "--silent",
+                "--show-error", "-H", "X-Request-Id: curl-gets", url});
+  check(head.status == 0,
+        "curl HEAD then GET exits 0" + (head.status == 0 ? std::string() : ": " + head.err));
   check(head.err.find("Re-using existing connection") != std::string::npos,
         "curl sent both requests on one connection");
   const std::string body = "hello from request curl-gets\n";
@@ -848,11 +856,10 @@ void check_with_curl(const std::string& program) {
 
   const curl_result big = run_curl({"--output", "/dev/null", "--write-out", "%{http_code}", "-H",
                                     "X-Big: " + std::string(9000, 'c'), url});
-  check(big.status == 0 && big.out == "431", "curl with 9 KB of headers gets 431 (got " +
-                                                 big.out + ")");
+  check(big.status == 0 && big.out == "431",
+        "curl with 9 KB of headers gets 431 (got " + big.out + ")");
   check(server.stop() == 0, "the server exits with status 0 on SIGTERM");
 }
-
 
 /// Sends `request` on a new connection (in pieces of `piece` bytes, each
 /// sent on its own, when non-zero) and reads what comes back until the
@@ -885,12 +892,11 @@ void check_smuggling(const std::string& program) {
   // Each would-be body is a complete request of its own: a server that
   // misreads the framing answers it as a second request.
   const std::string hidden = "GET /hello HTTP/1.1\r\nHost: x\r\nX-Request-Id: smuggled\r\n\r\n";
-  const std::string chunked_hidden =
-      [&] {
-        char size[16];
-        std::snprintf(size, sizeof size, "%zx", hidden.size());
-        return std::string(size) + "\r\n" + hidden + "\r\n0\r\n\r\n";
-      }();
+  const std::string chunked_hidden = [&] {
+    char size[16];
+    std::snprintf(size, sizeof size, "%zx", hidden.size());
+    return std::string(size) + "\r\n" + hidden + "\r\n0\r\n\r\n";
+  }();
   struct framing_case {
     const char* what;
     std::string head;  // request line and fields, without the blank line
@@ -939,12 +945,15 @@ void check_smuggling(const std::string& program) {
     http::response<http::string_body> res;
     bool more = false;
     check(exchange_and_close(server.port(),
-                             post + "Transfer-Encoding: chunked\r\nX-Request-Id: framed\r\n"
-                                    "Connection: close\r\n\r\n" + chunked_hidden,
+                             post +
+                                 "Transfer-Encoding: chunked\r\nX-Request-Id: framed\r\n"
+                                 "Connection: close\r\n\r\n" +
+                                 chunked_hidden,
                              res, more) &&
               res.result() == http::status::ok &&
-              res.body() == "hello from request framed\nreceived " +
-                                std::to_string(hidden.size()) + " bytes\n" && !more,
+              res.body() == "hello from request framed\nreceived " + std::to_string(hidden.size()) +
+                                " bytes\n" &&
+              !more,
           "Transfer-Encoding: chunked is served, its body read as a body");
   }
   {
@@ -1017,7 +1026,8 @@ void check_exceptions(const std::string& program) {
   // std::length_error storing it.
   const std::string request =
       "POST /hello HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n"
-      "X-Trailer: " + std::string(70 * 1024, 't') + "\r\n\r\n";
+      "X-Trailer: " +
+      std::string(70 * 1024, 't') + "\r\n\r\n";
   constexpr int total = 200;
   std::atomic<int> answered{0};
   std::atomic<int> closed_by_server{0};
@@ -1096,9 +1106,9 @@ void check_cli(const std::string& program) {
   check(hello_works(first.port(), "still-first"), "the server holding the port is undisturbed");
   check(first.stop() == 0, "which exits with status 0 on SIGTERM");
   const run_result help = run_program({program, "--help"});
-  check(help.status == 0 && help.out.starts_with("usage: ") && help.err.empty(),
-        "--help prints the usage on stdout and exits 0 (status " + std::to_string(help.status) +
-            ")");
+  check(
+      help.status == 0 && help.out.starts_with("usage: ") && help.err.empty(),
+      "--help prints the usage on stdout and exits 0 (status " + std::to_string(help.status) + ")");
   const run_result bad = run_program({program, "--no-such-flag"});
   check(bad.status == 2 && bad.err.starts_with("usage: "),
         "an unknown flag prints the usage on stderr and exits 2");

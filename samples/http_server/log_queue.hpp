@@ -124,8 +124,8 @@ class log_queue {
         if (w > 0) done += static_cast<std::size_t>(w);
       }
     }
-    (done == pending_.size() ? written_ : dropped_).fetch_add(pending_lines_,
-                                                              std::memory_order_relaxed);
+    (done == pending_.size() ? written_ : dropped_)
+        .fetch_add(pending_lines_, std::memory_order_relaxed);
     pending_.clear();
     pending_lines_ = 0;
   }
@@ -146,9 +146,9 @@ class log_queue {
   boost::asio::io_context io_;
   boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_ =
       boost::asio::make_work_guard(io_);
-  std::string pending_;            // log thread only: lines not yet written
+  std::string pending_;              // log thread only: lines not yet written
   std::uint64_t pending_lines_ = 0;  // log thread only
-  std::thread thread_{[this] {     // last: starts once the rest exists
+  std::thread thread_{[this] {       // last: starts once the rest exists
     // Idle, the thread blocks until a line comes. Then, while lines keep
     // coming, it takes them a millisecond's worth at a time: it is never
     // waiting inside the io_context then, so posting a line is a queue push

@@ -66,7 +66,8 @@ inline boost::asio::awaitable<call_result> post_json(std::string url, std::strin
 
   const auto executor = co_await asio::this_coro::executor;
   asio::ip::tcp::resolver resolver(executor);
-  auto [resolve_ec, endpoints] = co_await resolver.async_resolve(host, port, as_tuple(use_awaitable));
+  auto [resolve_ec, endpoints] =
+      co_await resolver.async_resolve(host, port, as_tuple(use_awaitable));
   if (resolve_ec) {
     out.error = "resolve: " + resolve_ec.message();
     co_return out;
@@ -118,8 +119,8 @@ inline boost::asio::awaitable<call_result> post_json(std::string url, std::strin
       }
       if (!ec && used > 0) continue;
     }
-    auto [read_ec, n] = co_await stream.async_read_some(buffer.prepare(16 * 1024),
-                                                        as_tuple(use_awaitable));
+    auto [read_ec, n] =
+        co_await stream.async_read_some(buffer.prepare(16 * 1024), as_tuple(use_awaitable));
     if (read_ec == asio::error::eof && parser.got_some()) {
       parser.put_eof(ec);  // a body that ends with the connection
       if (!ec && parser.is_done()) break;

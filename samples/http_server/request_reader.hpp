@@ -80,7 +80,9 @@ inline read_outcome reject_with(http::status status, std::string why) {
 }
 
 /// A request, or its header, read in full.
-inline read_outcome complete() { return {read_outcome::kind::request, http::status::ok, {}, false}; }
+inline read_outcome complete() {
+  return {read_outcome::kind::request, http::status::ok, {}, false};
+}
 
 /// A parse error (as opposed to the peer going away or a deadline passing).
 inline bool is_parse_error(const boost::beast::error_code& ec) {
@@ -178,8 +180,8 @@ inline std::optional<read_outcome> parse_buffered(http::request_parser<http::str
       out.from_exception = true;
       return out;
     } catch (const std::exception& e) {
-      read_outcome out =
-          reject_with(http::status::bad_request, std::string("unparsable request (") + e.what() + ")");
+      read_outcome out = reject_with(http::status::bad_request,
+                                     std::string("unparsable request (") + e.what() + ")");
       out.from_exception = true;
       return out;
     }
@@ -203,7 +205,7 @@ inline std::optional<read_outcome> parse_buffered(http::request_parser<http::str
         return outcome_of(http::error::body_limit);  // without reading any of it
       }
       parser.eager(true);  // checked: the body may be parsed in one go now
-      return complete();  // header done: the caller decides on 100
+      return complete();   // header done: the caller decides on 100
     }
     if (used == 0) return std::nullopt;
   }
@@ -216,8 +218,9 @@ inline std::optional<read_outcome> parse_buffered(http::request_parser<http::str
 /// `limits`). Sets `c.in_request` once the request's first byte is in.
 /// Runs on `c`'s strand.
 inline boost::asio::awaitable<read_outcome> read_request(
-    connection& c, boost::beast::flat_buffer& buffer, http::request_parser<http::string_body>& parser,
-    const timeouts& deadlines, const request_limits& limits) {
+    connection& c, boost::beast::flat_buffer& buffer,
+    http::request_parser<http::string_body>& parser, const timeouts& deadlines,
+    const request_limits& limits) {
   using boost::asio::as_tuple;
   using boost::asio::use_awaitable;
   parser.header_limit(limits.header_bytes);
@@ -252,8 +255,8 @@ inline boost::asio::awaitable<read_outcome> read_request(
       continue;  // parse the rest of what is buffered
     }
     // co_await stays out of if statements: with GCC 12 one there crashed at run time.
-    auto [ec, n] = co_await c.stream.async_read_some(buffer.prepare(16 * 1024),
-                                                     as_tuple(use_awaitable));
+    auto [ec, n] =
+        co_await c.stream.async_read_some(buffer.prepare(16 * 1024), as_tuple(use_awaitable));
     if (ec) co_return read_outcome{};  // gone, or the read deadline passed
     buffer.commit(n);
   }
@@ -283,8 +286,8 @@ inline boost::asio::awaitable<bool> reject(connection& c, http::status status, s
   c.stream.expires_after(deadlines.read);
   std::array<char, 4096> sink;
   for (std::size_t total = 0; total < (std::size_t{1} << 20);) {
-    auto [ec, n] = co_await c.stream.async_read_some(boost::asio::buffer(sink),
-                                                     as_tuple(use_awaitable));
+    auto [ec, n] =
+        co_await c.stream.async_read_some(boost::asio::buffer(sink), as_tuple(use_awaitable));
     if (ec) break;
     total += n;
   }

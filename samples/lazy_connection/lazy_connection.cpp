@@ -125,7 +125,7 @@ int main() {
     ok = false;
   }
   if (failures.load() != 0) std::printf("FAIL: %d check(s) failed inside tasks\n", failures.load());
-  std::printf("%s\n", ok ? "OK: one lazily opened connection per worker, reused, closed at exit"
-                         : "FAIL");
+  std::printf("%s\n",
+              ok ? "OK: one lazily opened connection per worker, reused, closed at exit" : "FAIL");
   return ok ? 0 : 1;
 }

@@ -46,8 +46,9 @@ struct http_request {
 class outside_request_context : public std::runtime_error {
  public:
   outside_request_context()
-      : std::runtime_error("working outside of request context: push a request_context "
-                           "or pass what the work needs as a context_var") {}
+      : std::runtime_error(
+            "working outside of request context: push a request_context "
+            "or pass what the work needs as a context_var") {}
 };
 
 ctxpool::local_stack<http_request> request_stack{"request_stack"};
@@ -176,12 +177,12 @@ int main() {
   pool.wait();  // also waits for the audit jobs the handlers posted
   pool.join();
 
-  std::printf("request_context: %d requests on %zu workers (%zu threads served), %d background "
-              "jobs, %d failures\n",
-              requests, workers, threads.size(), audits_done.load(), failures.load());
+  std::printf(
+      "request_context: %d requests on %zu workers (%zu threads served), %d background "
+      "jobs, %d failures\n",
+      requests, workers, threads.size(), audits_done.load(), failures.load());
   const bool ok = failures.load() == 0 && audits_done.load() == requests &&
                   threads.size() == workers && request_id.get() == 0;
-  std::printf("%s\n", ok ? "OK: every request saw only its own request, user and globals"
-                         : "FAIL");
+  std::printf("%s\n", ok ? "OK: every request saw only its own request, user and globals" : "FAIL");
   return ok ? 0 : 1;
 }

@@ -67,7 +67,7 @@ struct request {
 /// What a handler reports back: the identity its page was rendered for.
 struct outcome {
   int id;
-  std::string expected;  // the requester's identity
+  std::string expected;   // the requester's identity
   std::string served_as;  // the identity the handler actually used
 };
 
@@ -244,8 +244,8 @@ std::vector<outcome> run_raw(const std::vector<request>& requests) {
 
 std::vector<outcome> run_watched(const std::vector<request>& requests) {
   // The watch restores naive::auth_token to "" on the worker after each task.
-  const ctxpool::thread_local_watch watch = ctxpool::watch_thread_local(
-      "auth_token", []() -> std::string& { return naive::auth_token; });
+  const ctxpool::thread_local_watch watch =
+      ctxpool::watch_thread_local("auth_token", []() -> std::string& { return naive::auth_token; });
   ctxpool::thread_pool pool(1);
   std::vector<std::future<std::string>> futures;
   for (const request& r : requests) futures.push_back(dispatch(pool, r, naive::handle));
@@ -298,8 +298,7 @@ bool demo_naive(const std::vector<request>& requests) {
   const int expected = anonymous_count(requests);
   std::printf("  %d of %d anonymous requests ran as someone else\n", wrong, expected);
   if (wrong != expected) {
-    std::printf("  FAIL: the leak did not reproduce as expected (%d, want %d)\n", wrong,
-                expected);
+    std::printf("  FAIL: the leak did not reproduce as expected (%d, want %d)\n", wrong, expected);
     return false;
   }
   std::printf("  (the bug, shown)\n");
@@ -335,8 +334,8 @@ bool demo_pool(const std::vector<request>& requests) {
 }
 
 bool demo_fixed(const std::vector<request>& requests) {
-  return demo_clean("--fixed: ctxpool::thread_pool, ctxpool::context_var<std::string>",
-                    run_fixed, requests);
+  return demo_clean("--fixed: ctxpool::thread_pool, ctxpool::context_var<std::string>", run_fixed,
+                    requests);
 }
 
 bool demo_watched(const std::vector<request>& requests) {

@@ -40,7 +40,8 @@ TEST_CASE("without a cancellation in the context nothing is cancelled and nothin
   });
 }
 
-TEST_CASE("cancel is seen inside the scope, throw_if_cancelled throws cancelled_error, and the scope ends") {
+TEST_CASE(
+    "cancel is seen inside the scope, throw_if_cancelled throws cancelled_error, and the scope ends") {
   isolated([] {
     cancellation_source source;
     {
@@ -112,7 +113,8 @@ TEST_CASE("a passed deadline is a cancellation with reason deadline") {
   });
 }
 
-TEST_CASE("on_cancel runs once on cancel, at once when already cancelled, never after unregistering") {
+TEST_CASE(
+    "on_cancel runs once on cancel, at once when already cancelled, never after unregistering") {
   isolated([] {
     cancellation_source source;
     std::atomic<int> calls{0};
@@ -135,9 +137,8 @@ TEST_CASE("a deadline with a callback fires it when it passes (the deadline watc
   isolated([] {
     cancellation_source source(20ms);
     std::promise<cancel_reason> fired;
-    auto registration = source.token().on_cancel([&, token = source.token()] {
-      fired.set_value(token.reason());
-    });
+    auto registration =
+        source.token().on_cancel([&, token = source.token()] { fired.set_value(token.reason()); });
     auto future = fired.get_future();
     REQUIRE(future.wait_for(hang_bound) == std::future_status::ready);
     CHECK(future.get() == cancel_reason::deadline);
@@ -164,7 +165,8 @@ TEST_CASE("cancel from another thread is seen by a thread polling its context") 
       carried.run([&] {
         started = true;
         const auto give_up = deadline_clock::now() + hang_bound;
-        while (!this_task::cancelled() && deadline_clock::now() < give_up) std::this_thread::yield();
+        while (!this_task::cancelled() && deadline_clock::now() < give_up)
+          std::this_thread::yield();
       });
     });
     while (!started) std::this_thread::yield();

@@ -35,7 +35,8 @@ void isolated(F&& f) {
 
 }  // namespace
 
-TEST_CASE("get returns the set value, else the default, else throws lookup_error naming the variable") {
+TEST_CASE(
+    "get returns the set value, else the default, else throws lookup_error naming the variable") {
   isolated([] {
     context_var<std::string> request_id{"request_id"};
     context_var<int> retries{"retries", 3};
@@ -384,7 +385,7 @@ TEST_CASE("a token keeps the previous value alive until it is destroyed") {
     }
     CHECK(counted::live == 1);  // `second` is gone and with it the last hold on 1
   });
-  CHECK(counted::live == 1);    // `ctx` still holds 2
+  CHECK(counted::live == 1);  // `ctx` still holds 2
 }
 
 TEST_CASE("values set inside run that throws are released with the context") {

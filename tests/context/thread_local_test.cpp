@@ -163,14 +163,16 @@ TEST_CASE("local_stack is a per-thread stack, wiped after the task") {
 
 TEST_CASE("a watched plain thread_local is restored after each task") {
   static thread_local std::string legacy_user;
-  auto watch = ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
+  auto watch =
+      ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
   {
     task_slot_scope task;
     legacy_user = "alice";
   }
   CHECK(legacy_user.empty());
   static thread_local int legacy_depth = 5;
-  auto depth_watch = ctxpool::watch_thread_local("legacy_depth", []() -> int& { return legacy_depth; }, 5);
+  auto depth_watch = ctxpool::watch_thread_local(
+      "legacy_depth", []() -> int& { return legacy_depth; }, 5);
   {
     task_slot_scope task;
     legacy_depth = 9;
@@ -207,7 +209,7 @@ TEST_CASE("with an observer, a task's first read and the value it leaves are rep
   {
     task_slot_scope second_task;
     const int line = __LINE__ + 1;
-    CHECK_FALSE(token.has_value());  // behaves as in production: the value is gone
+    CHECK_FALSE(token.has_value());           // behaves as in production: the value is gone
     CHECK(token.value_or("none") == "none");  // a second read in the same task is not first
     REQUIRE(observer.read_first == std::vector<std::string>{"auth_token"});
     CHECK(observer.read_first_lines[0] == line);
@@ -256,7 +258,7 @@ TEST_CASE("with an observer, a nested task's accesses are its own and the outer 
     task_slot_scope outer;
     depth.set(1);
     {
-      task_slot_scope inner;  // a task run inline inside another
+      task_slot_scope inner;          // a task run inline inside another
       CHECK(depth.value_or(0) == 1);  // first read of the inner task (the outer's value is there)
     }
     CHECK(depth.value() == 1);  // the outer task read its own write: not reported
@@ -285,9 +287,7 @@ TEST_CASE("with an observer, a watched thread_local left changed is reported as 
     task_slot_scope task;
     legacy = 1;
   }
-  {
-    task_slot_scope clean_task;
-  }
+  { task_slot_scope clean_task; }
   CHECK(observer.residues == std::vector<std::string>{"legacy"});
   CHECK(legacy == 0);
 }

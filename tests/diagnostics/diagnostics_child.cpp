@@ -55,7 +55,7 @@ void residue() {
   legacy_flags = 7;
 }
 
-std::unique_ptr<ctxpool::context> kept_context;          // kept alive past its task by mistake
+std::unique_ptr<ctxpool::context> kept_context;         // kept alive past its task by mistake
 std::optional<ctxpool::token<std::string>> kept_token;  // keeps a replaced value alive
 
 void leak() {

@@ -89,19 +89,23 @@ TEST_CASE("next_task_id is unique and increasing") {
   CHECK(b > a);
 }
 
-TEST_CASE("a task reading first a slot an earlier task left dirty is a stale read, with the details") {
+TEST_CASE(
+    "a task reading first a slot an earlier task left dirty is a stale read, with the details") {
   detection_session session;
   worker w;
   std::source_location write_site;
   std::source_location read_site;
   w.run("login", [&] {
-    write_site = std::source_location::current(); auth_token.set("alice-token");
+    write_site = std::source_location::current();
+    auth_token.set("alice-token");
   });
   w.run("health-check", [] {});
   w.run("metrics", [] {});
   bool seen = true;
-  const auto reader_submit = std::source_location::current(); w.run("anonymous", [&] {
-    read_site = std::source_location::current(); seen = auth_token.has_value();
+  const auto reader_submit = std::source_location::current();
+  w.run("anonymous", [&] {
+    read_site = std::source_location::current();
+    seen = auth_token.has_value();
   });
   CHECK_FALSE(seen);  // the read behaves as in production: the value is gone
 
@@ -134,7 +138,8 @@ TEST_CASE("a task reading first a slot an earlier task left dirty is a stale rea
   CHECK(text.find("silence this: stale-read:auth_token)") != std::string::npos);
 }
 
-TEST_CASE("every read form counts as a first read: value, value_or, has_value, top, pop, size, empty") {
+TEST_CASE(
+    "every read form counts as a first read: value, value_or, has_value, top, pop, size, empty") {
   detection_session session;
   worker w;
   w.run("writer", [] { auth_token.set("t"); });
@@ -305,7 +310,8 @@ TEST_CASE("no finding: values propagated by context") {
   CHECK(diag::findings().empty());
 }
 
-TEST_CASE("a coroutine's later step reading first what its earlier step left: read-across-suspension, on any thread") {
+TEST_CASE(
+    "a coroutine's later step reading first what its earlier step left: read-across-suspension, on any thread") {
   detection_session session;
   auto spawn = [] {
     diag::task_scope spawner{"co_spawn"};
@@ -400,7 +406,8 @@ TEST_CASE("no finding: a read outside any task (a thread stop hook) is nobody's 
 
 TEST_CASE("a watched plain thread_local left changed is residue naming the task") {
   detection_session session;
-  auto watch = ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
+  auto watch =
+      ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
   worker w;
   w.run("leaves-it", [] { legacy_user = "mallory"; });
   std::string seen = "x";
@@ -520,7 +527,8 @@ TEST_CASE("repeats are counted against the right finding after the configuration
 
 TEST_CASE("repeated residue is one finding with a count; another watch is another finding") {
   detection_session session;
-  auto watch = ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
+  auto watch =
+      ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
   worker w;
   auto leave = [] { legacy_user = "mallory"; };
   for (int i = 0; i < 3; ++i) w.run("leaves-it", leave);
@@ -532,7 +540,8 @@ TEST_CASE("repeated residue is one finding with a count; another watch is anothe
   // A watch registered later under another name, possibly where the first one's
   // bookkeeping lived: counted apart.
   watch = {};
-  auto other = ctxpool::watch_thread_local("legacy_user_v2", []() -> std::string& { return legacy_user; });
+  auto other =
+      ctxpool::watch_thread_local("legacy_user_v2", []() -> std::string& { return legacy_user; });
   w.run("leaves-it", leave);
   const auto found = diag::findings();
   REQUIRE(found.size() == 2);

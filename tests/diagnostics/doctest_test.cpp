@@ -20,8 +20,14 @@ TEST_CASE("a clean test case passes under the guard") {
   CTXPOOL_CHECK_NO_FINDINGS();
   CHECK(diag::enabled());  // the guard switched detection on
   ctxpool_test::worker w;
-  w.run("a", [] { api_key.set("k"); CHECK(api_key.value() == "k"); });
-  w.run("b", [] { api_key.set("j"); CHECK(api_key.value() == "j"); });
+  w.run("a", [] {
+    api_key.set("k");
+    CHECK(api_key.value() == "k");
+  });
+  w.run("b", [] {
+    api_key.set("j");
+    CHECK(api_key.value() == "j");
+  });
 }
 
 // Expected to fail: the guard must turn the stale read into a test failure.

@@ -89,7 +89,8 @@ TEST_CASE("the suppression parser and matcher accept every kind's name and group
 
 TEST_CASE("every kind reaches the stderr block, the SUMMARY line and both reports") {
   detail::run_summary run;
-  for (const detail::kind_info& k : detail::kind_table()) run.findings.push_back(example_of(k.kind));
+  for (const detail::kind_info& k : detail::kind_table())
+    run.findings.push_back(example_of(k.kind));
 
   const std::string summary = detail::format_summary(run);
   const std::string sarif_path = "/tmp/diag-kinds-test.sarif";

@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
   sock_fprog program{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
       ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) != 0) {
-    std::fprintf(stderr, "no_perf_exec: cannot install the seccomp filter: %s\n", std::strerror(errno));
+    std::fprintf(stderr, "no_perf_exec: cannot install the seccomp filter: %s\n",
+                 std::strerror(errno));
     return 3;
   }
   ::execv(argv[1], argv + 1);

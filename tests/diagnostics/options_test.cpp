@@ -98,7 +98,8 @@ TEST_CASE("malformed numbers are errors naming the option and the value") {
   CHECK(contains(error_of("residue:exitcode=6x"), "'6x'"));
   CHECK(contains(error_of("residue:exitcode=-1"), "'-1'"));
   CHECK(contains(error_of("residue:exitcode=256"), "0 to 255"));
-  CHECK(contains(error_of("residue:halt_on_error=yes"), "'halt_on_error' has malformed value 'yes'"));
+  CHECK(
+      contains(error_of("residue:halt_on_error=yes"), "'halt_on_error' has malformed value 'yes'"));
   CHECK(contains(error_of("residue:leaks=2"), "'leaks'"));
   CHECK(contains(error_of("residue:format=xml"), "'format' has malformed value 'xml'"));
 }

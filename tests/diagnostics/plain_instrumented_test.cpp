@@ -29,7 +29,8 @@ std::string read_line_of(const std::string& marker) {
   std::ifstream source(CTXPOOL_PLAIN_SHAPES_SOURCE);
   std::string line;
   for (int n = 1; std::getline(source, line); ++n) {
-    if (line.find(marker) != std::string::npos) return "plain_shapes_child.cpp:" + std::to_string(n);
+    if (line.find(marker) != std::string::npos)
+      return "plain_shapes_child.cpp:" + std::to_string(n);
   }
   FAIL("no line of plain_shapes_child.cpp contains ", marker);
   return {};
@@ -37,14 +38,16 @@ std::string read_line_of(const std::string& marker) {
 
 constexpr int attempts = 3;
 
-void check_every_run(const std::string& shape, const std::string& variable, const std::string& read_site) {
+void check_every_run(const std::string& shape, const std::string& variable,
+                     const std::string& read_site) {
   for (const int workers : {1, 4}) {
     for (int attempt = 0; attempt < attempts; ++attempt) {
       const auto result = run({CTXPOOL_PLAIN_INSTRUMENTED_CHILD, shape, std::to_string(workers)});
       INFO("shape ", shape, ", ", workers, " worker(s), run ", attempt, "\n", result.err);
       if (!variable.empty()) {
         REQUIRE(result.exit_status == 66);
-        CHECK(result.err.find("stale-read of '" + variable + "' (plain thread_local") != std::string::npos);
+        CHECK(result.err.find("stale-read of '" + variable + "' (plain thread_local") !=
+              std::string::npos);
         CHECK(result.err.find(read_site) != std::string::npos);
         // The summary names the watcher and the watched variables.
         const auto summary = result.err.find("plain thread_locals (instrumented build): ");
@@ -93,8 +96,10 @@ TEST_CASE("instrumented: a thread_local of a plugin dlopen'ed after the pool sta
   check_every_run("dlopen_plugin", "plugin_state", "plain_tls_plugin.cpp:6 in plugin_get");
 }
 TEST_CASE("instrumented: a std::vector and a std::unordered_map left non-empty, then iterated") {
-  check_every_run("vector_iterated", "pending_ids", read_line_of("for (const int id : pending_ids)"));
-  check_every_run("map_iterated", "header_counts", read_line_of("for (const auto& [name, count] : header_counts)"));
+  check_every_run("vector_iterated", "pending_ids",
+                  read_line_of("for (const int id : pending_ids)"));
+  check_every_run("map_iterated", "header_counts",
+                  read_line_of("for (const auto& [name, count] : header_counts)"));
 }
 TEST_CASE("instrumented clean: written before read, assigned in libstdc++ before read, only read") {
   check_every_run("write_first", "", "");
@@ -108,10 +113,12 @@ TEST_CASE("instrumented clean: a lazily initialised function-local static, a dec
 
 TEST_CASE("instrumented: perf_event_open refused (a container's seccomp profile) changes nothing") {
   for (const int workers : {1, 4}) {
-    const auto result = run({CTXPOOL_NO_PERF_EXEC, CTXPOOL_PLAIN_INSTRUMENTED_CHILD, "raw_token", std::to_string(workers)});
+    const auto result = run({CTXPOOL_NO_PERF_EXEC, CTXPOOL_PLAIN_INSTRUMENTED_CHILD, "raw_token",
+                             std::to_string(workers)});
     INFO(workers, " worker(s)\n", result.err);
     REQUIRE(result.exit_status == 66);
-    CHECK(result.err.find("stale-read of 'session_token' (plain thread_local") != std::string::npos);
+    CHECK(result.err.find("stale-read of 'session_token' (plain thread_local") !=
+          std::string::npos);
     CHECK(result.err.find(read_line_of("bool is_anonymous() {")) != std::string::npos);
     CHECK(result.err.find("reads are not watched") == std::string::npos);
   }
@@ -146,15 +153,15 @@ TEST_CASE("instrumented: the finding names the leaving task's write line, in tex
   };
   const shape shapes[] = {
       {"raw_token", read_line_of("void login(int i) {")},  // a std::string assigned
-      {"raw_depth", read_line_of("{\"raw_depth\"")},        // an int incremented
+      {"raw_depth", read_line_of("{\"raw_depth\"")},       // an int incremented
   };
   for (const shape& s : shapes) {
     for (const int workers : {1, 4}) {
       ctxpool_test::scratch_dir dir;
       const std::string sarif = dir.file("report.sarif");
-      const auto result =
-          ctxpool_test::run_child(CTXPOOL_PLAIN_INSTRUMENTED_CHILD, {s.name, std::to_string(workers)},
-                                  "residue:report=" + sarif, dir);
+      const auto result = ctxpool_test::run_child(CTXPOOL_PLAIN_INSTRUMENTED_CHILD,
+                                                  {s.name, std::to_string(workers)},
+                                                  "residue:report=" + sarif, dir);
       INFO("shape ", s.name, ", ", workers, " worker(s)\n", result.err);
       REQUIRE(result.exit_status == 66);
       const std::string written = line_after(result.err, "written at ");
@@ -168,7 +175,8 @@ TEST_CASE("instrumented: the finding names the leaving task's write line, in tex
       const std::string start_line = R"("region":{"startLine":)";
       const std::size_t region = log.find(start_line, related);
       REQUIRE(region != std::string::npos);
-      CHECK(log.compare(region + start_line.size(), line_number.size() + 1, line_number + "}") == 0);
+      CHECK(log.compare(region + start_line.size(), line_number.size() + 1, line_number + "}") ==
+            0);
     }
   }
 }

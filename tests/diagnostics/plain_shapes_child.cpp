@@ -30,7 +30,7 @@ void lib_count_request();  // plain_tls_lib: ++ a thread_local of the library
 
 thread_local std::string session_token;  // "" = anonymous
 thread_local int call_depth = 0;
-thread_local int config_level = 42;      // only ever read
+thread_local int config_level = 42;            // only ever read
 thread_local std::mt19937 request_rng{12345};  // a deliberate per-thread cache
 CTXPOOL_THREAD_CACHE(request_rng);
 
@@ -41,7 +41,7 @@ struct request_state {
 };
 static_assert(offsetof(request_state, user_id) == 64);
 thread_local request_state request{};
-thread_local std::vector<int> pending_ids;                       // left non-empty by some tasks
+thread_local std::vector<int> pending_ids;                        // left non-empty by some tasks
 thread_local std::unordered_map<std::string, int> header_counts;  // likewise
 
 std::string& current_route() {
@@ -280,7 +280,11 @@ int main(int argc, char** argv) {
          login(i);
          (void)is_anonymous();
        }},
-      {"read_only", [](int) { volatile int level = config_level; (void)level; }},
+      {"read_only",
+       [](int) {
+         volatile int level = config_level;
+         (void)level;
+       }},
       {"assign_then_read",  // std::string assignment of a literal: libstdc++'s _M_replace
        [](int i) {
          session_token = i % 2 == 0 ? "anonymous" : "guest";  // often the value it had

@@ -90,7 +90,8 @@ TEST_CASE("plain fallback: watchpoints off, a notice at start-up and the left-di
   CHECK(result.err.find("stale-read") == std::string::npos);
 }
 
-TEST_CASE("plain fallback: perf_event_open refused (a container's seccomp profile), no instrumentation") {
+TEST_CASE(
+    "plain fallback: perf_event_open refused (a container's seccomp profile), no instrumentation") {
   // What a CI job in Docker gets from an ordinary build: one notice naming the
   // situation and the way to full detection, the left-dirty finding, normal
   // speed (no single-stepping: the run takes as long as without detection).
@@ -98,24 +99,28 @@ TEST_CASE("plain fallback: perf_event_open refused (a container's seccomp profil
     ctxpool_test::scratch_dir dir;
     ::unsetenv("CTXPOOL_PLAIN_TLS_WATCH");
     const auto result = ctxpool_test::run_child(
-        CTXPOOL_NO_PERF_EXEC, std::vector<std::string>{CTXPOOL_PLAIN_SHAPES_CHILD, shape, "2"}, "residue", dir);
+        CTXPOOL_NO_PERF_EXEC, std::vector<std::string>{CTXPOOL_PLAIN_SHAPES_CHILD, shape, "2"},
+        "residue", dir);
     INFO(shape, "\n", result.err);
     CHECK(result.exit_status == 66);
     // (Under ThreadSanitizer the cause named is ThreadSanitizer itself.)
-    const std::string notice = can_watch ? "plain thread_local reads are not watched (perf_event_open refused"
-                                         : "plain thread_local reads are not watched (ThreadSanitizer";
+    const std::string notice =
+        can_watch ? "plain thread_local reads are not watched (perf_event_open refused"
+                  : "plain thread_local reads are not watched (ThreadSanitizer";
     const auto first = result.err.find(notice);
     CHECK(first != std::string::npos);
     CHECK(result.err.find(notice, first + 1) == std::string::npos);  // once
     CHECK(result.err.find("ctxpool_enable_residue_instrumentation") != std::string::npos);
-    if (can_watch) CHECK(result.err.find("runs under a seccomp filter") != std::string::npos);  // the true cause
+    if (can_watch)
+      CHECK(result.err.find("runs under a seccomp filter") != std::string::npos);  // the true cause
     CHECK(result.err.find("residue in 'session_token' (plain thread_local") != std::string::npos);
     CHECK(result.err.find("stale-read") == std::string::npos);
   }
 }
 
 #if defined(CTXPOOL_PLAIN_LIBRARIES_CHILD)
-TEST_CASE("plain fallback: protobuf arenas and abseil containers are clean thanks to the shipped defaults") {
+TEST_CASE(
+    "plain fallback: protobuf arenas and abseil containers are clean thanks to the shipped defaults") {
   // Without watching (perf_event_open refused), every variable a task leaves
   // changed would be a finding: abseil's RandomSeed()::counter and protobuf's
   // ThreadSafeArena::thread_cache_ change in every task. The shipped default
@@ -125,7 +130,8 @@ TEST_CASE("plain fallback: protobuf arenas and abseil containers are clean thank
   {
     ctxpool_test::scratch_dir dir;
     const auto result = ctxpool_test::run_child(
-        CTXPOOL_NO_PERF_EXEC, std::vector<std::string>{CTXPOOL_PLAIN_LIBRARIES_CHILD, "2"}, "residue", dir);
+        CTXPOOL_NO_PERF_EXEC, std::vector<std::string>{CTXPOOL_PLAIN_LIBRARIES_CHILD, "2"},
+        "residue", dir);
     INFO(result.err);
     CHECK(result.exit_status == 0);
     CHECK(result.err.find("ERROR: ctxpool") == std::string::npos);

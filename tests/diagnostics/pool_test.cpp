@@ -65,9 +65,11 @@ asio::awaitable<void> handle_request(int n) {
 TEST_CASE("thread_pool: a stale read names both tasks' submit sites") {
   detection_session session;
   ctxpool::thread_pool pool{1};
-  const int write_line = __LINE__; pool.submit([] { auth_token.set("alice"); }).get();
+  const int write_line = __LINE__;
+  pool.submit([] { auth_token.set("alice"); }).get();
   bool seen = true;
-  const int read_line = __LINE__; pool.submit([&] { seen = auth_token.has_value(); }).get();
+  const int read_line = __LINE__;
+  pool.submit([&] { seen = auth_token.has_value(); }).get();
   pool.join();
   CHECK_FALSE(seen);
   const auto found = diag::findings();
@@ -83,7 +85,8 @@ TEST_CASE("thread_pool: a stale read names both tasks' submit sites") {
   CHECK_FALSE(f.same_context);
 }
 
-TEST_CASE("thread_pool: handlers posted through the Asio executor from one context are still caught") {
+TEST_CASE(
+    "thread_pool: handlers posted through the Asio executor from one context are still caught") {
   detection_session session;
   ctxpool::thread_pool pool{1};
   auto token = request_id.set("main");  // gives this thread a context lineage
@@ -186,7 +189,8 @@ TEST_CASE("thread_pool: the doctest guard passes a clean case") {
   pool.join();
 }
 
-TEST_CASE("thread_pool: the doctest guard fails a case with a stale read" * doctest::should_fail()) {
+TEST_CASE("thread_pool: the doctest guard fails a case with a stale read" *
+          doctest::should_fail()) {
   CTXPOOL_CHECK_NO_FINDINGS();
   ctxpool::thread_pool pool{1};
   pool.submit([] { auth_token.set("alice"); }).get();

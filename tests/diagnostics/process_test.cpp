@@ -100,7 +100,8 @@ TEST_CASE("residue of a watched thread_local: reported and exit 66") {
   scratch_dir dir;
   const auto result = run("residue", "residue", dir);
   CHECK(result.exit_status == 66);
-  CHECK(contains(result.err, "ERROR: ctxpool: residue in watched thread_local 'legacy_flags' (int)"));
+  CHECK(
+      contains(result.err, "ERROR: ctxpool: residue in watched thread_local 'legacy_flags' (int)"));
   CHECK(contains(result.err, "\"sets-flags\""));
   CHECK(contains(result.err, "SUMMARY: ctxpool: residue: 1 finding(s), 1 occurrence(s)"));
 }
@@ -146,7 +147,8 @@ TEST_CASE("misconfiguration: a clear message and a non-zero exit before main") {
       {"residue:exit_code=1", "unknown option 'exit_code'"},
       {"residue:exitcode=sixty", "malformed value 'sixty'"},
       {"residue:halt_on_error=true", "malformed value 'true'"},
-      {"residue:suppressions=/nonexistent/supp.txt", "cannot read suppressions file '/nonexistent/supp.txt'"},
+      {"residue:suppressions=/nonexistent/supp.txt",
+       "cannot read suppressions file '/nonexistent/supp.txt'"},
       {"residue:report=/nonexistent-dir/r.json", "cannot write report '/nonexistent-dir/r.json'"},
   };
   for (const auto& c : cases) {
@@ -166,7 +168,8 @@ TEST_CASE("suppressions file: silences matches and prints what each suppressed")
   CHECK(result.exit_status == 66);  // the residue is not suppressed
   CHECK_FALSE(contains(result.err, "ERROR: ctxpool: stale-read"));
   CHECK(contains(result.err, "suppression 'stale-read:auth_*' suppressed 3 occurrence(s)"));
-  CHECK(contains(result.err, "suppression 'residue:nothing_matches_this' suppressed 0 occurrence(s)"));
+  CHECK(contains(result.err,
+                 "suppression 'residue:nothing_matches_this' suppressed 0 occurrence(s)"));
   // The lines the findings themselves suggest silence them.
   std::ofstream(supp) << "stale-read:auth_token\nresidue:legacy_flags\n";
   CHECK(contains(result.err, "silence this: residue:legacy_flags"));
@@ -181,12 +184,15 @@ TEST_CASE("suppression lines that matched nothing are named at exit") {
   std::ofstream(supp) << "stale-read:auth_tokn\nthread-cache:no_such_cache\n";
   const auto result = run("stale", "residue:suppressions=" + supp, dir);
   CHECK(result.exit_status == 66);  // the misspelt line hid nothing
-  CHECK(contains(result.err, "suppression 'stale-read:auth_tokn' suppressed 0 occurrence(s): it "
-                             "matched nothing, check its spelling"));
-  CHECK(contains(result.err, "suppression 'thread-cache:no_such_cache' matched no plain thread_local"));
+  CHECK(contains(result.err,
+                 "suppression 'stale-read:auth_tokn' suppressed 0 occurrence(s): it "
+                 "matched nothing, check its spelling"));
+  CHECK(contains(result.err,
+                 "suppression 'thread-cache:no_such_cache' matched no plain thread_local"));
 }
 
-TEST_CASE("findings a test guard took still reach the report and the SUMMARY, not the exit status") {
+TEST_CASE(
+    "findings a test guard took still reach the report and the SUMMARY, not the exit status") {
   scratch_dir dir;
   const auto path = dir.file("report.sarif");
   const auto result = run("taken", "residue:report=" + path, dir);
@@ -267,8 +273,14 @@ TEST_CASE("report=...sarif: a SARIF 2.1.0 log code scanning accepts") {
   }
   CHECK(results[0].at("ruleId").as_string() == "stale-read");
   CHECK(results[0].at("occurrenceCount").as_int64() == 3);
-  CHECK(results[0].at("locations").as_array()[0].at("physicalLocation").at("artifactLocation")
-            .at("uri").as_string().ends_with("diagnostics_child.cpp"));
+  CHECK(results[0]
+            .at("locations")
+            .as_array()[0]
+            .at("physicalLocation")
+            .at("artifactLocation")
+            .at("uri")
+            .as_string()
+            .ends_with("diagnostics_child.cpp"));
 }
 
 TEST_CASE("report=...:format=text: the stderr text, in a file") {
@@ -280,7 +292,8 @@ TEST_CASE("report=...:format=text: the stderr text, in a file") {
   CHECK(contains(text, "SUMMARY: ctxpool: stale-read: 1 finding(s), 3 occurrence(s)"));
 }
 
-TEST_CASE("report=%p is replaced by the process id, so test processes do not overwrite each other") {
+TEST_CASE(
+    "report=%p is replaced by the process id, so test processes do not overwrite each other") {
   scratch_dir dir;
   CHECK(run("stale", "residue:report=" + dir.file("r-%p.jsonl"), dir).exit_status == 66);
   std::size_t files = 0;
@@ -398,7 +411,8 @@ TEST_CASE("report=...sarif: locations relative to %SRCROOT%, the same from any w
   std::vector<std::vector<std::string>> seen;
   int n = 0;
   for (const std::filesystem::path& cwd :
-       {std::filesystem::current_path(), std::filesystem::path(dir.file("")), std::filesystem::path("/")}) {
+       {std::filesystem::current_path(), std::filesystem::path(dir.file("")),
+        std::filesystem::path("/")}) {
     CAPTURE(cwd);
     const auto path = dir.file("from" + std::to_string(n++) + ".sarif");
     CHECK(run_from(cwd, "both", "residue:report=" + path, dir).exit_status == 66);
@@ -411,7 +425,8 @@ TEST_CASE("report=...sarif: locations relative to %SRCROOT%, the same from any w
       // Not a git checkout: no root, but still the same from everywhere.
       CHECK(run0.if_contains("originalUriBaseIds") == nullptr);
     } else {
-      CHECK(run0.at("originalUriBaseIds").at("%SRCROOT%").at("uri").as_string() == "file://" + root);
+      CHECK(run0.at("originalUriBaseIds").at("%SRCROOT%").at("uri").as_string() ==
+            "file://" + root);
       CHECK(seen.back()[0] ==
             "%SRCROOT%|" + std::filesystem::relative(child_source, root).string());
     }
@@ -427,7 +442,8 @@ TEST_CASE("report=...sarif with srcroot=: locations relative to the given direct
   CHECK(run_from("/", "both", "residue:srcroot=" + tests_dir.string() + ":report=" + path, dir)
             .exit_status == 66);
   const auto log = json::parse(ctxpool_test::read_file(path)).as_object();
-  CHECK(log.at("runs").as_array()[0].at("originalUriBaseIds").at("%SRCROOT%").at("uri").as_string() ==
-        "file://" + tests_dir.string() + "/");
+  CHECK(
+      log.at("runs").as_array()[0].at("originalUriBaseIds").at("%SRCROOT%").at("uri").as_string() ==
+      "file://" + tests_dir.string() + "/");
   CHECK(artifact_locations(log)[0] == "%SRCROOT%|diagnostics/diagnostics_child.cpp");
 }

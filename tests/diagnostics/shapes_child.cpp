@@ -129,12 +129,14 @@ void stack_push_then_depth(ctxpool::thread_pool& pool) {
   }
   // A later request pushes first, then reads its depth: 1 on a fresh
   // thread, 2 on the thread the failed request left its frame on.
-  (void)pool.submit([] {
-         request_stack.push(2);
-         const std::size_t depth = request_stack.size();
-         (void)request_stack.pop();
-         return depth;
-       }).get();
+  (void)pool
+      .submit([] {
+        request_stack.push(2);
+        const std::size_t depth = request_stack.size();
+        (void)request_stack.pop();
+        return depth;
+      })
+      .get();
 }
 
 asio::awaitable<void> write_await_read() {

@@ -33,8 +33,8 @@ void check_every_run(const std::string& shape, int expected_exit, const std::str
   for (const int workers : {1, 2, 4}) {
     for (int run = 0; run < runs; ++run) {
       const auto result = ctxpool_test::run_child(
-          CTXPOOL_SHAPES_CHILD, std::vector<std::string>{shape, std::to_string(workers)},
-          "residue", dir);
+          CTXPOOL_SHAPES_CHILD, std::vector<std::string>{shape, std::to_string(workers)}, "residue",
+          dir);
       INFO("shape ", shape, ", ", workers, " worker(s), run ", run + 1, "\n", result.err);
       REQUIRE(result.exit_status == expected_exit);
       if (expected_exit == 66) {

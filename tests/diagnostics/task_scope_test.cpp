@@ -55,8 +55,8 @@ TEST_CASE("the task runs in a fresh copy of the thread's current context") {
   const auto outer = tenant.set("acme");
   {
     diag::task_scope task{"job"};
-    CHECK(tenant.get() == "acme");   // sees the worker's context
-    (void)tenant.set("other");       // but its own sets stay inside
+    CHECK(tenant.get() == "acme");  // sees the worker's context
+    (void)tenant.set("other");      // but its own sets stay inside
   }
   CHECK(tenant.get() == "acme");
 }

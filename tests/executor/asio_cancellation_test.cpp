@@ -71,17 +71,17 @@ TEST_CASE("a deadline in the context ends a timer wait with operation_aborted") 
   CHECK(request.token().reason() == ctxpool::cancel_reason::deadline);
 }
 
-TEST_CASE("cancelling the context's cancellation ends a loopback socket read with operation_aborted") {
+TEST_CASE(
+    "cancelling the context's cancellation ends a loopback socket read with operation_aborted") {
   ctxpool::thread_pool pool{2};
   loopback_pair sockets(pool);
   char byte = 0;
   std::promise<error_code> result;
   ctxpool::cancellation_source request;
   request.run([&] {
-    sockets.server.async_read_some(asio::buffer(&byte, 1), ctxpool::bind_cancellation(
-                                                               [&](error_code ec, std::size_t) {
-                                                                 result.set_value(ec);
-                                                               }));
+    sockets.server.async_read_some(
+        asio::buffer(&byte, 1),
+        ctxpool::bind_cancellation([&](error_code ec, std::size_t) { result.set_value(ec); }));
   });
   request.cancel();
   auto future = result.get_future();

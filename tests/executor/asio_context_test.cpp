@@ -81,8 +81,8 @@ void post_probes(ctxpool::thread_pool& pool, overlap_probe& probe, int count,
                  const Executors&... executors) {
   std::vector<std::thread> posters;
   (posters.emplace_back([&probe, count, ex = executors] {
-     for (int i = 0; i < count; ++i) asio::post(ex, [&probe] { probe(); });
-   }),
+    for (int i = 0; i < count; ++i) asio::post(ex, [&probe] { probe(); });
+  }),
    ...);
   for (auto& t : posters) t.join();
   pool.wait();
@@ -183,7 +183,8 @@ TEST_CASE("use_service, has_service and make_service work on the pool") {
   CHECK(counting_service::constructed == before + 1);
 }
 
-TEST_CASE("strand<pool_executor> converts to strand<any_io_executor> by construction and assignment") {
+TEST_CASE(
+    "strand<pool_executor> converts to strand<any_io_executor> by construction and assignment") {
   using pool_strand = asio::strand<ctxpool::pool_executor>;
   using any_strand = asio::strand<asio::any_io_executor>;
   static_assert(std::is_constructible_v<any_strand, const pool_strand&>);
@@ -211,7 +212,8 @@ TEST_CASE("strand<pool_executor> converts to strand<any_io_executor> by construc
   CHECK(probe.unguarded == 1500);
 }
 
-TEST_CASE("a tracked strand answers outstanding_work.tracked, directly and through any_io_executor") {
+TEST_CASE(
+    "a tracked strand answers outstanding_work.tracked, directly and through any_io_executor") {
   ctxpool::thread_pool pool{1};
   auto strand = asio::make_strand(pool);
   CHECK(asio::query(strand, asio::execution::outstanding_work) ==

@@ -46,8 +46,9 @@ thread_local int locale_slot = -1;
 
 const bool registered = [] {
   ctxpool::carry_thread_local("current_tenant", []() -> std::string& { return current_tenant; });
-  ctxpool::carry_thread_local("locale_slot", [] { return current_locale(); },
-                              [](int locale) { set_current_locale(locale); }, -1);
+  ctxpool::carry_thread_local(
+      "locale_slot", [] { return current_locale(); },
+      [](int locale) { set_current_locale(locale); }, -1);
   return true;
 }();
 
@@ -75,7 +76,8 @@ struct legacy_scope {
 
 }  // namespace
 
-TEST_CASE("context::run installs the values captured with the context, then restores the thread's") {
+TEST_CASE(
+    "context::run installs the values captured with the context, then restores the thread's") {
   REQUIRE(registered);
   legacy_scope values("acme", 7);
   ctxpool::context captured = ctxpool::copy_context();

@@ -55,7 +55,8 @@ TEST_CASE("bind_context(ctx, handler): the handler's sets are seen in ctx afterw
 TEST_CASE("bind_context(ctx, handler) passes arguments and results, and sees ctx's values") {
   ctxpool::context ctx;
   ctx.run([] { name.set("in ctx"); });
-  auto bound = ctxpool::bind_context(ctx, [](int a, int b) { return name.get() + std::to_string(a + b); });
+  auto bound =
+      ctxpool::bind_context(ctx, [](int a, int b) { return name.get() + std::to_string(a + b); });
   CHECK(bound(1, 2) == "in ctx3");
 }
 
@@ -152,8 +153,8 @@ TEST_CASE("two steps entering the same ctx at once: the second fails with contex
   std::atomic<bool> second_ran{false};
   asio::co_spawn(
       ctxpool::in_context(ctx, pool.get_executor()),
-      [&second_ran, guard = std::make_shared<signal_on_destroy>(&second_destroyed)]()
-          -> asio::awaitable<void> {
+      [&second_ran,
+       guard = std::make_shared<signal_on_destroy>(&second_destroyed)]() -> asio::awaitable<void> {
         second_ran = true;
         co_return;
       },
@@ -163,7 +164,8 @@ TEST_CASE("two steps entering the same ctx at once: the second fails with contex
   CHECK_FALSE(second_ran);
 }
 
-TEST_CASE("a coroutine spawned from inside a ctx-bound coroutine is a new task with a copy of ctx") {
+TEST_CASE(
+    "a coroutine spawned from inside a ctx-bound coroutine is a new task with a copy of ctx") {
   ctxpool::thread_pool pool{2};
   ctxpool::context ctx;
   auto result = asio::co_spawn(
@@ -187,7 +189,8 @@ TEST_CASE("a coroutine spawned from inside a ctx-bound coroutine is a new task w
   CHECK(ctx.get(name) == "parent");
 }
 
-TEST_CASE("a caller that saw an in_context coroutine finish may enter ctx or spawn into it at once") {
+TEST_CASE(
+    "a caller that saw an in_context coroutine finish may enter ctx or spawn into it at once") {
   // No pool.wait() between rounds: the future is ready only once the last
   // step has left ctx on its worker.
   ctxpool::thread_pool pool{4};
@@ -216,8 +219,7 @@ TEST_CASE("an in_context coroutine's callback completion runs after its last ste
   std::promise<bool> seen_entered;
   auto verdict = seen_entered.get_future();
   asio::co_spawn(
-      ctxpool::in_context(ctx, pool.get_executor()),
-      []() -> asio::awaitable<void> { co_return; },
+      ctxpool::in_context(ctx, pool.get_executor()), []() -> asio::awaitable<void> { co_return; },
       [&](std::exception_ptr) { seen_entered.set_value(ctx.entered()); });
   REQUIRE(verdict.wait_for(20s) == std::future_status::ready);
   CHECK_FALSE(verdict.get());

@@ -55,8 +55,7 @@ TEST_CASE("co_spawn: the coroutine sees the spawner's values and returns its res
   ctxpool::thread_pool pool{2};
   ctxpool::set_scope scope(request_id, "spawner");
   auto result = asio::co_spawn(
-      pool.get_executor(),
-      []() -> asio::awaitable<std::string> { co_return request_id.get(); },
+      pool.get_executor(), []() -> asio::awaitable<std::string> { co_return request_id.get(); },
       asio::use_future);
   CHECK(result.get() == "spawner");
 }
@@ -178,8 +177,8 @@ TEST_CASE("a coroutine spawned from inside a task and resumed elsewhere keeps it
           co_await sleep_on_pool(2ms);
           step.reset(tok);
           auto t = step.set(step.get() + 1);
-          done.set_value({std::this_thread::get_id(), request_id.get() + "/" +
-                                                          std::to_string(step.get())});
+          done.set_value(
+              {std::this_thread::get_id(), request_id.get() + "/" + std::to_string(step.get())});
         },
         asio::detached);
     auto [thread, seen] = done.get_future().get();
@@ -276,7 +275,8 @@ TEST_CASE("stop() with a coroutine suspended on a pool timer destroys it without
   CHECK(watch.expired());  // the coroutine frame and what it held are gone
 }
 
-TEST_CASE("a token set before co_await can be reset after it: the steps of one coroutine share one identity") {
+TEST_CASE(
+    "a token set before co_await can be reset after it: the steps of one coroutine share one identity") {
   ctxpool::thread_pool pool{2};
   auto result = asio::co_spawn(
       pool,
@@ -339,7 +339,8 @@ TEST_CASE("a coroutine spawned from a coroutine is a new task: neither resets th
   }
 }
 
-TEST_CASE("co_spawn on the executor, a strand and the pool starts a new task with the spawner's values") {
+TEST_CASE(
+    "co_spawn on the executor, a strand and the pool starts a new task with the spawner's values") {
   ctxpool::thread_pool pool{2};
   auto tok = request_id.set("spawner");
   auto try_reset = [&tok]() -> asio::awaitable<std::string> {

@@ -66,8 +66,10 @@ asio::awaitable<void> serve_one(tcp::socket socket, std::string tag) {
   request_tag.set(std::move(tag));
   try {
     asio::streambuf buffer;
-    const std::size_t head = co_await asio::async_read_until(socket, buffer, "\r\n\r\n", asio::use_awaitable);
-    std::string text(asio::buffers_begin(buffer.data()), asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(head));
+    const std::size_t head =
+        co_await asio::async_read_until(socket, buffer, "\r\n\r\n", asio::use_awaitable);
+    std::string text(asio::buffers_begin(buffer.data()),
+                     asio::buffers_begin(buffer.data()) + static_cast<std::ptrdiff_t>(head));
     buffer.consume(head);
     const std::size_t length = std::stoul(text.substr(text.find(": ") + 2));
     if (buffer.size() < length) {
@@ -103,10 +105,12 @@ std::string request(unsigned short port, std::size_t body_size, std::size_t chun
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   REQUIRE(::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
-  std::string message = "POST /upload HTTP/1.1\r\nContent-Length: " + std::to_string(body_size) + "\r\n\r\n";
+  std::string message =
+      "POST /upload HTTP/1.1\r\nContent-Length: " + std::to_string(body_size) + "\r\n\r\n";
   message.append(body_size, 'b');
   for (std::size_t sent = 0; sent < message.size();) {
-    const std::size_t n = chunk == 0 ? message.size() - sent : std::min(chunk, message.size() - sent);
+    const std::size_t n =
+        chunk == 0 ? message.size() - sent : std::min(chunk, message.size() - sent);
     const ssize_t written = ::send(fd, message.data() + sent, n, MSG_NOSIGNAL);
     REQUIRE(written > 0);
     sent += static_cast<std::size_t>(written);
@@ -201,15 +205,18 @@ TEST_CASE("completions from another io_context's thread resume coroutines on the
         CAPTURE(i);
         std::promise<tcp::socket> accepted;
         auto next = accepted.get_future();
-        acceptor.async_accept([&](boost::system::error_code, tcp::socket s) { accepted.set_value(std::move(s)); });
+        acceptor.async_accept(
+            [&](boost::system::error_code, tcp::socket s) { accepted.set_value(std::move(s)); });
         std::future<std::string> reply = std::async(std::launch::async, [&] {
           return request(port, 30'000 + static_cast<std::size_t>(i) * 523, i % 2 == 0 ? 0 : 4'096);
         });
         require_within(next, answer_bound, "accept on the foreign io_context did not complete");
         asio::co_spawn(pool, serve_one(next.get(), "foreign-" + std::to_string(i)), asio::detached);
         require_within(reply, answer_bound + 5s, "the client's thread did not end");
-        const std::string expected = std::to_string(30'000 + static_cast<std::size_t>(i) * 523) + " foreign-" + std::to_string(i) + "\n";
-        REQUIRE_MESSAGE(reply.get() == expected, "a completion from the foreign thread was not run");
+        const std::string expected = std::to_string(30'000 + static_cast<std::size_t>(i) * 523) +
+                                     " foreign-" + std::to_string(i) + "\n";
+        REQUIRE_MESSAGE(reply.get() == expected,
+                        "a completion from the foreign thread was not run");
       }
       pool.wait();
     }

@@ -121,8 +121,8 @@ namespace {
 
 /// Posts the two children of a binary tree of tasks `levels` deep, each
 /// reading `payload` (so every task holds the context it was submitted in).
-void post_subtree(ctxpool::thread_pool& pool,
-                  ctxpool::context_var<std::shared_ptr<int>>& payload, int levels) {
+void post_subtree(ctxpool::thread_pool& pool, ctxpool::context_var<std::shared_ptr<int>>& payload,
+                  int levels) {
   (void)payload.get();
   if (levels <= 1) return;
   for (int child = 0; child < 2; ++child) {
@@ -376,7 +376,8 @@ TEST_CASE("submit racing with join either runs or throws pool_closed, never hang
   }
 }
 
-TEST_CASE("submit racing stop: each submit throws pool_closed or its task is done before stop returns") {
+TEST_CASE(
+    "submit racing stop: each submit throws pool_closed or its task is done before stop returns") {
   // Eight producers against stop(), 50 rounds: a task slipping into the queue
   // after stop() emptied it used to leave its future waiting forever.
   for (int round = 0; round < 50; ++round) {

@@ -72,7 +72,8 @@ TEST_CASE("an outside task batched behind a task that blocks its worker runs on 
   }
 }
 
-TEST_CASE("a worker fed a stream of outside tasks still takes the ones batched by a blocked worker") {
+TEST_CASE(
+    "a worker fed a stream of outside tasks still takes the ones batched by a blocked worker") {
   // As above, with a backlog behind: the free worker could take batch after
   // batch from the injection queue and reach `later` only once it is empty.
   // The periodic look at the other inboxes makes it take `later` early.
@@ -226,7 +227,8 @@ TEST_CASE("batches posted from outside never leave a task behind a sleeping work
     ctxpool::thread_pool pool{workers};
     std::atomic<int> ran{0};
     for (int round = 0; round < 3000; ++round) {
-      for (int i = 0; i < 20; ++i) pool.post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); });
+      for (int i = 0; i < 20; ++i)
+        pool.post([&ran] { ran.fetch_add(1, std::memory_order_relaxed); });
       pool.wait();
     }
     CHECK(ran == 3000 * 20);

@@ -39,8 +39,8 @@ std::uint64_t stress_tasks() {
   return default_tasks;
 }
 
-ctxpool::context_var<std::uint64_t> owner{"owner", 0};    // the task that set it last
-ctxpool::context_var<std::uint64_t> scratch{"scratch", 0};  // random values
+ctxpool::context_var<std::uint64_t> owner{"owner", 0};       // the task that set it last
+ctxpool::context_var<std::uint64_t> scratch{"scratch", 0};   // random values
 ctxpool::context_var<std::uint64_t> unrelated{"unrelated"};  // set by some tasks only
 ctxpool::thread_local_var<std::uint64_t> residue{"residue"};
 ctxpool::local_stack<std::uint64_t> frames{"frames"};
@@ -72,8 +72,7 @@ struct stress {
            std::uint64_t expected_unrelated) {
     ran.fetch_add(1, std::memory_order_relaxed);
     if (owner.get() != expected_owner || scratch.get() != expected_scratch ||
-        unrelated.get_or(0) != expected_unrelated || residue.has_value() ||
-        frames.size() != 0) {
+        unrelated.get_or(0) != expected_unrelated || residue.has_value() || frames.size() != 0) {
       failures.fetch_add(1, std::memory_order_relaxed);
     }
     const std::uint64_t id = next_id.fetch_add(1, std::memory_order_relaxed);
@@ -88,9 +87,7 @@ struct stress {
       const std::uint64_t value = mix(r + child);
       scratch.set(value);
       switch ((r >> 8) % 3) {
-        case 0:
-          pool.post([this, id, value, inherited] { run(id, value, inherited); });
-          break;
+        case 0: pool.post([this, id, value, inherited] { run(id, value, inherited); }); break;
         case 1:
           // The future is dropped on purpose: the task reports through `failures`.
           (void)pool.submit([this, id, value, inherited] { run(id, value, inherited); });

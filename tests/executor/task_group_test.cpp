@@ -105,7 +105,8 @@ TEST_CASE("task_group: wait returns once every child ran, and their effects are 
   CHECK(again == 1);
 }
 
-TEST_CASE("task_group: each child starts in a snapshot of the context at run, and its sets stay its own") {
+TEST_CASE(
+    "task_group: each child starts in a snapshot of the context at run, and its sets stay its own") {
   ctxpool::thread_pool pool{2};
   ctxpool::context{}.run([&] {
     ctxpool::task_group group{pool};
@@ -126,7 +127,8 @@ TEST_CASE("task_group: each child starts in a snapshot of the context at run, an
   });
 }
 
-TEST_CASE("task_group: the first exception is rethrown by wait and children not yet started are skipped") {
+TEST_CASE(
+    "task_group: the first exception is rethrown by wait and children not yet started are skipped") {
   ctxpool::thread_pool pool{1};
   busy_workers busy(pool, 1);  // the waiter alone runs the children, newest first
   ctxpool::task_group group{pool};
@@ -163,7 +165,8 @@ TEST_CASE("task_group: a child's exception cancels its running siblings' context
   CHECK(sibling_saw_cancel);
 }
 
-TEST_CASE("task_group: cancel skips unstarted children, reaches running ones, and wait reports it") {
+TEST_CASE(
+    "task_group: cancel skips unstarted children, reaches running ones, and wait reports it") {
   ctxpool::thread_pool pool{2};
   ctxpool::task_group group{pool};
   std::promise<void> running;
@@ -208,7 +211,8 @@ TEST_CASE("task_group: cancelling an enclosing cancellation cancels the group an
   });
 }
 
-TEST_CASE("task_group: groups nest, and recursive groups from workers finish with one or two workers") {
+TEST_CASE(
+    "task_group: groups nest, and recursive groups from workers finish with one or two workers") {
   for (std::size_t workers : {std::size_t{1}, std::size_t{2}}) {
     CAPTURE(workers);
     ctxpool::thread_pool pool{workers};
@@ -222,7 +226,8 @@ TEST_CASE("task_group: groups nest, and recursive groups from workers finish wit
   }
 }
 
-TEST_CASE("task_group: a child run by the waiter sees no task slot of the waiter, which keeps its own") {
+TEST_CASE(
+    "task_group: a child run by the waiter sees no task slot of the waiter, which keeps its own") {
   ctxpool::thread_pool pool{1};
   busy_workers busy(pool, 1);  // every child runs on the waiting thread
   ctxpool::context{}.run([&] {
@@ -272,7 +277,8 @@ TEST_CASE("task_group: in residue mode a child run by the waiter is a task for t
   CHECK(found.front().variable == "auth_token");
 }
 
-TEST_CASE("task_group: a group destroyed unwaited skips what has not started and reports the exception") {
+TEST_CASE(
+    "task_group: a group destroyed unwaited skips what has not started and reports the exception") {
   ctxpool::thread_pool pool{1};
   std::mutex mutex;
   std::vector<std::string> reported;
@@ -323,7 +329,8 @@ TEST_CASE("parallel_for: a container overload, an explicit grain, and the caller
   ctxpool::context{}.run([&] {
     auto token = request_id.set("batch-7");
     std::vector<std::string> items(1000);
-    ctxpool::parallel_for(pool, items, [](std::string& item) { item = request_id.get(); }, 16);
+    ctxpool::parallel_for(
+        pool, items, [](std::string& item) { item = request_id.get(); }, 16);
     for (const auto& item : items) REQUIRE(item == "batch-7");
     request_id.reset(token);
   });

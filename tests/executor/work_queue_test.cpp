@@ -34,7 +34,8 @@ int not_taken_once(const std::vector<std::atomic<int>>& seen) {
 
 }  // namespace
 
-TEST_CASE("an inbox hands every task out once, oldest first, to its owner and other takers at once") {
+TEST_CASE(
+    "an inbox hands every task out once, oldest first, to its owner and other takers at once") {
   constexpr int tasks = 200'000;
   std::deque<numbered_node> nodes;  // nodes do not move: a deque never moves them
   for (int i = 0; i < tasks; ++i) nodes.emplace_back(i);

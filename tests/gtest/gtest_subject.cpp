@@ -28,9 +28,10 @@ TEST(clean_request, sets_before_reading) {
   ctxpool::thread_pool pool{1};
   pool.submit([] { auth_token.set("a"); }).get();
   const std::string seen = pool.submit([] {
-    auth_token.set("b");
-    return auth_token.value();
-  }).get();
+                                 auth_token.set("b");
+                                 return auth_token.value();
+                               })
+                               .get();
   pool.join();
   EXPECT_EQ(seen, "b");
 }

@@ -70,8 +70,16 @@ TEST(gtest_listener, a_clean_test_gets_no_failure) {
   listener.OnTestStart(current_test());
   {
     ctxpool::thread_pool pool{1};
-    pool.submit([] { api_key.set("a"); EXPECT_EQ(api_key.value(), "a"); }).get();
-    pool.submit([] { api_key.set("b"); EXPECT_EQ(api_key.value(), "b"); }).get();
+    pool.submit([] {
+          api_key.set("a");
+          EXPECT_EQ(api_key.value(), "a");
+        })
+        .get();
+    pool.submit([] {
+          api_key.set("b");
+          EXPECT_EQ(api_key.value(), "b");
+        })
+        .get();
     pool.join();
   }
   ::testing::TestPartResultArray failures;

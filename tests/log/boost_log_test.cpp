@@ -55,14 +55,17 @@ TEST_CASE("asynchronous sink: every record carries the request id of the code th
   using sink_t = logging::sinks::asynchronous_sink<logging::sinks::text_ostream_backend>;
   auto stream = std::make_shared<std::ostringstream>();
   auto sink = boost::make_shared<sink_t>();
-  sink->locked_backend()->add_stream(boost::shared_ptr<std::ostream>(stream.get(), boost::null_deleter()));
+  sink->locked_backend()->add_stream(
+      boost::shared_ptr<std::ostream>(stream.get(), boost::null_deleter()));
   sink->set_formatter(expr::stream << "[" << expr::attr<std::string>("RequestID") << " #"
-                                   << expr::attr<int>("Attempt") << expr::attr<std::string>("Tenant")
-                                   << "] " << expr::smessage);
+                                   << expr::attr<int>("Attempt")
+                                   << expr::attr<std::string>("Tenant") << "] " << expr::smessage);
   auto core = logging::core::get();
   core->add_sink(sink);
-  auto request_attr = core->add_global_attribute("RequestID", ctxpool::log::context_attribute(request_id));
-  auto attempt_attr = core->add_global_attribute("Attempt", ctxpool::log::context_attribute(attempt));
+  auto request_attr =
+      core->add_global_attribute("RequestID", ctxpool::log::context_attribute(request_id));
+  auto attempt_attr =
+      core->add_global_attribute("Attempt", ctxpool::log::context_attribute(attempt));
   auto tenant_attr = core->add_global_attribute("Tenant", ctxpool::log::context_attribute(tenant));
 
   {

@@ -92,7 +92,8 @@ void serve_requests(ctxpool::thread_pool& pool, spdlog::logger& logger) {
     });
   }
   const auto deadline = std::chrono::steady_clock::now() + 60s;
-  while (logged.load() < requests * lines_per_request && std::chrono::steady_clock::now() < deadline) {
+  while (logged.load() < requests * lines_per_request &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(1ms);
   }
   REQUIRE(logged.load() == requests * lines_per_request);
@@ -170,8 +171,11 @@ TEST_CASE("a message that merely looks framed is printed as it is") {
   auto sink = std::make_shared<line_sink>();
   spdlog::logger logger("plain", sink);
   logger.set_formatter(ctxpool::log::make_formatter(make_fields(), "[%*] %v"));
-  logger.info("\x1e" "99:too short");
+  logger.info(
+      "\x1e"
+      "99:too short");
   const auto lines = sink->lines();
   REQUIRE(lines.size() == 1);
-  CHECK(lines[0].find("\x1e" "99:too short") != std::string::npos);
+  CHECK(lines[0].find("\x1e"
+                      "99:too short") != std::string::npos);
 }

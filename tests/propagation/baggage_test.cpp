@@ -29,8 +29,10 @@ TEST_CASE("baggage: 'Examples of HTTP headers' - single header, decoded values")
   CHECK(baggage::parse("userId=Am%C3%A9lie").get("userId") == "Am\xc3\xa9lie");
 }
 
-TEST_CASE("baggage: multiple headers combine, in order; OWS around keys and values is not part of them") {
-  const auto bag = baggage::parse({"userId =   alice", "serverNode = DF%2028, isProduction = false"});
+TEST_CASE(
+    "baggage: multiple headers combine, in order; OWS around keys and values is not part of them") {
+  const auto bag =
+      baggage::parse({"userId =   alice", "serverNode = DF%2028, isProduction = false"});
   REQUIRE(bag.size() == 3);
   CHECK(bag.entries()[0].key == "userId");
   CHECK(bag.get("userId") == "alice");
@@ -44,11 +46,13 @@ TEST_CASE("baggage: 'property' - bare keys and key=value properties, with OWS") 
   REQUIRE(bag.size() == 3);
   const auto* key1 = bag.find("key1");
   REQUIRE(key1);
-  CHECK(key1->properties == std::vector<baggage_property>{{"property1", std::nullopt}, {"property2", std::nullopt}});
+  CHECK(key1->properties ==
+        std::vector<baggage_property>{{"property1", std::nullopt}, {"property2", std::nullopt}});
   const auto* key3 = bag.find("key3");
   REQUIRE(key3);
   CHECK(key3->properties == std::vector<baggage_property>{{"propertyKey", "propertyValue"}});
-  CHECK(bag.format() == "key1=value1;property1;property2,key2=value2,key3=value3;propertyKey=propertyValue");
+  CHECK(bag.format() ==
+        "key1=value1;property1;property2,key2=value2,key3=value3;propertyKey=propertyValue");
   // Property values are percent-decoded like values.
   CHECK(baggage::parse("k=v;p=a%20b").find("k")->properties[0].value == "a b");
 }
@@ -65,16 +69,19 @@ TEST_CASE("baggage: 'value' - percent-encoded on output: outside baggage-octet, 
   CHECK(bag.format() == "k=a%20b%2Cc%3Bd%5Ce%22f%25g%C3%A9=h/");
   CHECK(baggage::parse(bag.format()) == bag);
   // Lowercase escapes decode too ("MAY be percent-encoded").
-  CHECK(baggage::parse("k=%c3%a9%41").get("k") == "\xc3\xa9" "A");
+  CHECK(baggage::parse("k=%c3%a9%41").get("k") ==
+        "\xc3\xa9"
+        "A");
 }
 
 TEST_CASE("baggage: 'value' - octets that are not UTF-8 decode to U+FFFD") {
   CHECK(baggage::parse("k=%FF").get("k") == "\xEF\xBF\xBD");
-  CHECK(baggage::parse("k=a%C3").get("k") == "a\xEF\xBF\xBD");        // truncated sequence
-  CHECK(baggage::parse("k=%C3%28").get("k") == "\xEF\xBF\xBD(");      // bad continuation
-  CHECK(baggage::parse("k=%ED%A0%80").get("k") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
+  CHECK(baggage::parse("k=a%C3").get("k") == "a\xEF\xBF\xBD");    // truncated sequence
+  CHECK(baggage::parse("k=%C3%28").get("k") == "\xEF\xBF\xBD(");  // bad continuation
+  CHECK(baggage::parse("k=%ED%A0%80").get("k") ==
+        "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");                           // surrogate
   CHECK(baggage::parse("k=%F0%9F%98%80").get("k") == "\xF0\x9F\x98\x80");  // U+1F600 is fine
-  CHECK(baggage::parse("k=%E2%82").get("k") == "\xEF\xBF\xBD");      // maximal subpart: one U+FFFD
+  CHECK(baggage::parse("k=%E2%82").get("k") == "\xEF\xBF\xBD");  // maximal subpart: one U+FFFD
   CHECK(baggage::parse("k=v;p=%FF").find("k")->properties[0].value == "\xEF\xBF\xBD");
   // set() keeps the same invariant, so what is sent reads back equal.
   baggage bag;

@@ -30,7 +30,8 @@ std::string properties_wire(const ctxpool::baggage_entry& entry) {
   return text.size() > 3 ? text.substr(3) : std::string();
 }
 
-json::value describe(const ctxpool::trace_context& trace, const ctxpool::baggage& bag, bool with_trace) {
+json::value describe(const ctxpool::trace_context& trace, const ctxpool::baggage& bag,
+                     bool with_trace) {
   json::object out;
   if (with_trace) {
     out["trace"] = json::object{{"traceId", trace.trace.to_string()},
@@ -80,7 +81,8 @@ json::value run_case(const json::object& test) {
         if (a.size() > 2) {
           for (const json::value& p : a[2].as_array()) {
             const json::array& pa = p.as_array();
-            properties.push_back({str(pa[0]), pa.size() > 1 ? std::optional(str(pa[1])) : std::nullopt});
+            properties.push_back(
+                {str(pa[0]), pa.size() > 1 ? std::optional(str(pa[1])) : std::nullopt});
           }
         }
         bag.set(str(a[0]), str(a[1]), std::move(properties));
@@ -105,7 +107,8 @@ json::value run_case(const json::object& test) {
 
 int main() {
   try {
-    const std::string input{std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>()};
+    const std::string input{std::istreambuf_iterator<char>(std::cin),
+                            std::istreambuf_iterator<char>()};
     json::array results;
     const json::value cases = json::parse(input);
     for (const json::value& test : cases.as_array()) results.push_back(run_case(test.as_object()));

@@ -48,7 +48,8 @@ void fuzz_tracestate(std::string_view text) {
   const std::vector<std::string_view> fields = split_fields(text);
   ctxpool::tracestate state = ctxpool::tracestate::parse(std::span<const std::string_view>(fields));
   require(state.size() <= ctxpool::tracestate::max_members, "at most 32 members");
-  for (const std::size_t limit : {std::size_t{100000}, ctxpool::tracestate::propagated_length, std::size_t{64}}) {
+  for (const std::size_t limit :
+       {std::size_t{100000}, ctxpool::tracestate::propagated_length, std::size_t{64}}) {
     const std::string emitted = state.format(limit);
     require(emitted.size() <= limit, "tracestate within its length");
     const auto back = ctxpool::tracestate::parse(emitted);

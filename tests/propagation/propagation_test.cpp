@@ -112,10 +112,12 @@ TEST_CASE("inject: same trace id, flags and tracestate; a fresh parent id on eve
 TEST_CASE("'Processing Model': no or invalid traceparent restarts the trace and drops tracestate") {
   for (const std::map<std::string, std::string>& carrier : {
            std::map<std::string, std::string>{{"tracestate", "foo=1"}},
-           std::map<std::string, std::string>{{"traceparent", "00-00000000000000000000000000000000-1234567890123456-01"},
-                                              {"tracestate", "foo=1"}},
-           std::map<std::string, std::string>{{"traceparent", "ff-12345678901234567890123456789012-1234567890123456-01"},
-                                              {"tracestate", "foo=1"}},
+           std::map<std::string, std::string>{
+               {"traceparent", "00-00000000000000000000000000000000-1234567890123456-01"},
+               {"tracestate", "foo=1"}},
+           std::map<std::string, std::string>{
+               {"traceparent", "ff-12345678901234567890123456789012-1234567890123456-01"},
+               {"tracestate", "foo=1"}},
        }) {
     const trace_context t = ctxpool::extract_trace_context(carrier);
     CHECK_FALSE(t.remote);
@@ -140,7 +142,8 @@ TEST_CASE("'Processing Model': no or invalid traceparent restarts the trace and 
   CHECK(kept.state.empty());
 }
 
-TEST_CASE("inject without extract starts a trace; the random flag goes along ('Random Trace ID Flag')") {
+TEST_CASE(
+    "inject without extract starts a trace; the random flag goes along ('Random Trace ID Flag')") {
   ctxpool::context ctx;
   ctx.run([] {
     std::unordered_map<std::string, std::string> out;
@@ -156,7 +159,8 @@ TEST_CASE("inject without extract starts a trace; the random flag goes along ('R
     ctxpool::context c;
     c.run([&] {
       std::map<std::string, std::string> in{
-          {"traceparent", "00-12345678901234567890123456789012-1234567890123456-" + std::string(flags)}};
+          {"traceparent",
+           "00-12345678901234567890123456789012-1234567890123456-" + std::string(flags)}};
       ctxpool::extract(in);
       std::map<std::string, std::string> out;
       ctxpool::inject(out);
@@ -167,9 +171,8 @@ TEST_CASE("inject without extract starts a trace; the random flag goes along ('R
 }
 
 TEST_CASE("map carriers: any case on input, one lowercase field on output") {
-  std::multimap<std::string, std::string> carrier{{"TRACEPARENT", std::string(incoming)},
-                                                  {"Baggage", "a=1"},
-                                                  {"baggage", "b=2"}};
+  std::multimap<std::string, std::string> carrier{
+      {"TRACEPARENT", std::string(incoming)}, {"Baggage", "a=1"}, {"baggage", "b=2"}};
   CHECK(ctxpool::extract_trace_context(carrier).remote);
   CHECK(ctxpool::extract_baggage(carrier).format() == "a=1,b=2");
   ctxpool::text_map_traits<decltype(carrier)>::set(carrier, "Baggage", "c=3");
@@ -238,7 +241,8 @@ TEST_CASE("set by hand: the variables are ordinary context variables") {
 TEST_CASE("extract replaces the current trace and baggage: a request without baggage has none") {
   ctxpool::context ctx;
   ctx.run([] {
-    ctxpool::extract(std::map<std::string, std::string>{{"traceparent", std::string(incoming)}, {"baggage", "a=1"}});
+    ctxpool::extract(std::map<std::string, std::string>{{"traceparent", std::string(incoming)},
+                                                        {"baggage", "a=1"}});
     CHECK(ctxpool::current_baggage().get("a") == "1");
     ctxpool::extract(std::map<std::string, std::string>{{"traceparent", std::string(incoming)}});
     CHECK(ctxpool::current_baggage().empty());

@@ -40,7 +40,8 @@ TEST_CASE("traceparent: the example of 'Traceparent Header' parses into its fiel
   CHECK(parent->to_string() == valid);
 }
 
-TEST_CASE("traceparent: 'traceparent Header Field Values' - fields are lowercase hex of fixed length") {
+TEST_CASE(
+    "traceparent: 'traceparent Header Field Values' - fields are lowercase hex of fixed length") {
   // HEXDIGLC: uppercase is not hex here (suite: the *_illegal_characters cases).
   CHECK_FALSE(parses("00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01"));
   CHECK_FALSE(parses("00-0af7651916cd43dd8448eb211c80319c-B7AD6B7169203331-01"));
@@ -66,7 +67,8 @@ TEST_CASE("traceparent: 'traceparent Header Field Values' - fields are lowercase
 }
 
 TEST_CASE("traceparent: 'version' - ff is forbidden") {
-  CHECK_FALSE(parses("ff-12345678901234567890123456789012-1234567890123456-01"));  // suite: version_0xff
+  CHECK_FALSE(
+      parses("ff-12345678901234567890123456789012-1234567890123456-01"));  // suite: version_0xff
   CHECK_FALSE(parses("ff-12345678901234567890123456789012-1234567890123456-01-extra"));
 }
 
@@ -81,27 +83,31 @@ TEST_CASE("traceparent: 'trace-id' and 'parent-id' - all zeros are invalid") {
 
 TEST_CASE("traceparent: version 00 carries nothing after the flags (suite: version_0x00)") {
   CHECK_FALSE(parses("00-12345678901234567890123456789012-1234567890123456-01."));
-  CHECK_FALSE(parses("00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like"));
+  CHECK_FALSE(parses(
+      "00-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like"));
 }
 
-TEST_CASE("traceparent: 'Versioning of traceparent' - a higher version is read by its first fields") {
+TEST_CASE(
+    "traceparent: 'Versioning of traceparent' - a higher version is read by its first fields") {
   // suite: version_0xcc
   const auto plain = traceparent::parse("cc-12345678901234567890123456789012-1234567890123456-01");
   REQUIRE(plain);
   CHECK(plain->trace.to_string() == "12345678901234567890123456789012");
-  const auto extended =
-      traceparent::parse("cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like");
+  const auto extended = traceparent::parse(
+      "cc-12345678901234567890123456789012-1234567890123456-01-what-the-future-will-be-like");
   REQUIRE(extended);
   CHECK(extended->parent.to_string() == "1234567890123456");
   // "Vendors MUST check that the 2 characters are either at the end of the string or followed by a dash."
-  CHECK_FALSE(parses("cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like"));
+  CHECK_FALSE(parses(
+      "cc-12345678901234567890123456789012-1234567890123456-01.what-the-future-will-be-like"));
   // "shorter than 55 characters ... should not parse the header".
   CHECK_FALSE(parses("cc-12345678901234567890123456789012-1234567890123456-1"));
   // "construct the new traceparent field according to the highest version ... known (00)".
   CHECK(extended->to_string() == "00-12345678901234567890123456789012-1234567890123456-01");
 }
 
-TEST_CASE("traceparent: optional white space around the value is skipped (suite: traceparent_ows_handling)") {
+TEST_CASE(
+    "traceparent: optional white space around the value is skipped (suite: traceparent_ows_handling)") {
   for (const char* text : {" 00-12345678901234567890123456789012-1234567890123456-01",
                            "\t00-12345678901234567890123456789012-1234567890123456-01",
                            "00-12345678901234567890123456789012-1234567890123456-01 ",
@@ -131,7 +137,8 @@ TEST_CASE("traceparent: 'trace-flags' - sampled and random kept, other flags sen
   CHECK(all->flags.with_sampled(false).bits == trace_flags::random_bit);
 }
 
-TEST_CASE("trace-id and parent-id: 'Considerations for trace-id field generation' - random and distinct") {
+TEST_CASE(
+    "trace-id and parent-id: 'Considerations for trace-id field generation' - random and distinct") {
   std::set<std::string> seen;
   for (int i = 0; i < 1000; ++i) {
     const trace_id id = trace_id::random();
@@ -141,8 +148,12 @@ TEST_CASE("trace-id and parent-id: 'Considerations for trace-id field generation
   CHECK(seen.size() == 1000);
   // Threads do not share a sequence (each seeds its own generator).
   std::vector<std::string> a(64), b(64);
-  std::thread ta([&] { for (auto& s : a) s = span_id::random().to_string(); });
-  std::thread tb([&] { for (auto& s : b) s = span_id::random().to_string(); });
+  std::thread ta([&] {
+    for (auto& s : a) s = span_id::random().to_string();
+  });
+  std::thread tb([&] {
+    for (auto& s : b) s = span_id::random().to_string();
+  });
   ta.join();
   tb.join();
   std::set<std::string> all(a.begin(), a.end());
@@ -151,11 +162,12 @@ TEST_CASE("trace-id and parent-id: 'Considerations for trace-id field generation
   CHECK(trace_id::from_hex(trace_id::random().to_string()).has_value());
 }
 
-TEST_CASE("trace_context::start_new: new ids, random-trace-id flag set, not sampled, no tracestate") {
+TEST_CASE(
+    "trace_context::start_new: new ids, random-trace-id flag set, not sampled, no tracestate") {
   const auto t = ctxpool::trace_context::start_new();
   CHECK(t.trace.is_valid());
   CHECK(t.parent.is_valid());
-  CHECK(t.flags.random());  // "Random Trace ID Flag": ids are random, so SHOULD be set
+  CHECK(t.flags.random());         // "Random Trace ID Flag": ids are random, so SHOULD be set
   CHECK_FALSE(t.flags.sampled());  // "set to 0 as the default option when the trace is initiated"
   CHECK(t.state.empty());
   CHECK_FALSE(t.remote);
@@ -172,12 +184,14 @@ TEST_CASE("tracestate: 'tracestate Header Field Values' - list members in order"
   CHECK(state.format() == "rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
 }
 
-TEST_CASE("tracestate: several header fields are one list, in order (suite: multiple_headers_different_keys)") {
+TEST_CASE(
+    "tracestate: several header fields are one list, in order (suite: multiple_headers_different_keys)") {
   const auto state = tracestate::parse({"foo=1,bar=2", "rojo=1,congo=2", "baz=3"});
   CHECK(state.format() == "foo=1,bar=2,rojo=1,congo=2,baz=3");
 }
 
-TEST_CASE("tracestate: empty and white-space members are allowed (suite: empty_header, ows_handling)") {
+TEST_CASE(
+    "tracestate: empty and white-space members are allowed (suite: empty_header, ows_handling)") {
   CHECK(tracestate::parse("").empty());
   CHECK(tracestate::parse({"foo=1", ""}).format() == "foo=1");
   CHECK(tracestate::parse({"", "foo=1"}).format() == "foo=1");
@@ -187,10 +201,11 @@ TEST_CASE("tracestate: empty and white-space members are allowed (suite: empty_h
   CHECK(tracestate::parse("\t foo=1 \t").get("foo") == "1");
 }
 
-TEST_CASE("tracestate: 'Key' grammar - lowercase letters, digits, _ - * / @; first a letter or digit") {
+TEST_CASE(
+    "tracestate: 'Key' grammar - lowercase letters, digits, _ - * / @; first a letter or digit") {
   CHECK(tracestate::is_valid_key("abcdefghijklmnopqrstuvwxyz0123456789_-*/"));
   CHECK(tracestate::is_valid_key("0abc"));
-  CHECK(tracestate::is_valid_key("foo@"));         // suite: key_illegal_vendor_format
+  CHECK(tracestate::is_valid_key("foo@"));  // suite: key_illegal_vendor_format
   CHECK(tracestate::is_valid_key("foo@@bar"));
   CHECK(tracestate::is_valid_key("foo@bar@baz"));
   CHECK(tracestate::is_valid_key("t@" + repeat('v', 15)));  // suite: key_length_limit
@@ -204,7 +219,8 @@ TEST_CASE("tracestate: 'Key' grammar - lowercase letters, digits, _ - * / @; fir
   CHECK_FALSE(tracestate::is_valid_key(""));
 }
 
-TEST_CASE("tracestate: 'Value' grammar - printable ASCII but ',' and '=', no trailing space, 1 to 256") {
+TEST_CASE(
+    "tracestate: 'Value' grammar - printable ASCII but ',' and '=', no trailing space, 1 to 256") {
   std::string all;
   for (char c = 0x20; c <= 0x7e; ++c) {
     if (c != ',' && c != '=') all += c;
@@ -223,12 +239,13 @@ TEST_CASE("tracestate: 'Value' grammar - printable ASCII but ',' and '=', no tra
   CHECK(state.get("foo") == " 1");
 }
 
-TEST_CASE("tracestate: a member breaking the grammar invalidates the whole header (suite: strict level)") {
-  CHECK(tracestate::parse("foo =1").empty());            // key_illegal_characters
+TEST_CASE(
+    "tracestate: a member breaking the grammar invalidates the whole header (suite: strict level)") {
+  CHECK(tracestate::parse("foo =1").empty());  // key_illegal_characters
   CHECK(tracestate::parse("FOO=1").empty());
   CHECK(tracestate::parse("foo.bar=1").empty());
-  CHECK(tracestate::parse("@foo=1,bar=2").empty());       // key_illegal_vendor_format
-  CHECK(tracestate::parse("foo=bar=baz").empty());        // value_illegal_characters
+  CHECK(tracestate::parse("@foo=1,bar=2").empty());  // key_illegal_vendor_format
+  CHECK(tracestate::parse("foo=bar=baz").empty());   // value_illegal_characters
   CHECK(tracestate::parse("foo=,bar=3").empty());
   CHECK(tracestate::parse("foo").empty());
   CHECK(tracestate::parse({"foo=1", repeat('z', 257) + "=1"}).empty());  // key_length_limit
@@ -257,7 +274,8 @@ TEST_CASE("tracestate: at most 32 members; 33 invalidate the header (suite: memb
   CHECK(tracestate::parse(std::span<const std::string_view>(views)).empty());
 }
 
-TEST_CASE("tracestate: duplicated keys - the left-most is kept, the rest refused (suite: duplicated_keys)") {
+TEST_CASE(
+    "tracestate: duplicated keys - the left-most is kept, the rest refused (suite: duplicated_keys)") {
   // "Adding a key/value pair MUST NOT result in the same key being present
   // multiple times"; the suite accepts keeping one of them.
   CHECK(tracestate::parse("foo=1,foo=1").format() == "foo=1");
@@ -266,7 +284,8 @@ TEST_CASE("tracestate: duplicated keys - the left-most is kept, the rest refused
   CHECK(tracestate::parse("foo=1,bar=2,foo=3").format() == "foo=1,bar=2");
 }
 
-TEST_CASE("tracestate: 'Mutating the tracestate Field' - a modified or new key moves to the front") {
+TEST_CASE(
+    "tracestate: 'Mutating the tracestate Field' - a modified or new key moves to the front") {
   auto state = tracestate::parse("rojo=00f067aa0ba902b7,congo=t61rcWkgMzE");
   const auto before = state;
   state.set("congo", "ucfJifl5GOE");
@@ -283,7 +302,8 @@ TEST_CASE("tracestate: 'Mutating the tracestate Field' - a modified or new key m
   CHECK(state.size() == 2);
 }
 
-TEST_CASE("tracestate: adding a 33rd member removes the right-most ('tracestate Header Field Values')") {
+TEST_CASE(
+    "tracestate: adding a 33rd member removes the right-most ('tracestate Header Field Values')") {
   tracestate state;
   for (int i = 0; i < 32; ++i) state.set(numbered("k", i), "v");
   CHECK(state.size() == 32);
@@ -294,7 +314,8 @@ TEST_CASE("tracestate: adding a 33rd member removes the right-most ('tracestate 
   CHECK(state.get("k1"));
 }
 
-TEST_CASE("tracestate: 'tracestate Limits' - truncation by whole members, long ones first, 512 kept") {
+TEST_CASE(
+    "tracestate: 'tracestate Limits' - truncation by whole members, long ones first, 512 kept") {
   // 40-character members: 12 of them make 491 characters, 13 make 532.
   tracestate state;
   for (int i = 12; i >= 0; --i) {

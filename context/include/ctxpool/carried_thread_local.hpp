@@ -78,12 +78,12 @@ template <class Access, class T = std::remove_cvref_t<std::invoke_result_t<Acces
 void carry_thread_local(std::string_view name, Access /*access*/,
                         std::type_identity_t<T> empty = T{}) {
   const std::uint32_t id = detail::new_var_id();
-  detail::register_carried(detail::carried_entry{
-      name, id, new detail::value_holder<T>(id, std::move(empty)),
-      [](std::uint32_t var_id) -> const detail::value_base* {
-        return new detail::value_holder<T>(var_id, Access{}());
-      },
-      [](const void* value) { Access{}() = *static_cast<const T*>(value); }});
+  detail::register_carried(
+      detail::carried_entry{name, id, new detail::value_holder<T>(id, std::move(empty)),
+                            [](std::uint32_t var_id) -> const detail::value_base* {
+                              return new detail::value_holder<T>(var_id, Access{}());
+                            },
+                            [](const void* value) { Access{}() = *static_cast<const T*>(value); }});
 }
 
 /// Carries a thread-local value reached through a getter and a setter (a
@@ -96,16 +96,16 @@ void carry_thread_local(std::string_view name, Access /*access*/,
 /// @param empty the value installed where a context captured none.
 /// @throws std::length_error past 64 registered variables.
 template <class Get, class Set, class T = std::remove_cvref_t<std::invoke_result_t<Get&>>>
-  requires detail::captureless<Get> && detail::captureless<Set> &&
-           std::invocable<Set&, const T&> && std::copy_constructible<T>
+  requires detail::captureless<Get> && detail::captureless<Set> && std::invocable<Set&, const T&> &&
+           std::copy_constructible<T>
 void carry_thread_local(std::string_view name, Get /*get*/, Set /*set*/, T empty = T{}) {
   const std::uint32_t id = detail::new_var_id();
-  detail::register_carried(detail::carried_entry{
-      name, id, new detail::value_holder<T>(id, std::move(empty)),
-      [](std::uint32_t var_id) -> const detail::value_base* {
-        return new detail::value_holder<T>(var_id, Get{}());
-      },
-      [](const void* value) { Set{}(*static_cast<const T*>(value)); }});
+  detail::register_carried(
+      detail::carried_entry{name, id, new detail::value_holder<T>(id, std::move(empty)),
+                            [](std::uint32_t var_id) -> const detail::value_base* {
+                              return new detail::value_holder<T>(var_id, Get{}());
+                            },
+                            [](const void* value) { Set{}(*static_cast<const T*>(value)); }});
 }
 
 }  // namespace ctxpool

@@ -142,8 +142,9 @@ class token {
 /// thread's current context.
 template <class T>
 class context_var {
-  static_assert(std::is_copy_constructible_v<T>,
-                "get() returns by value; hold move-only or large values as std::shared_ptr<const T>");
+  static_assert(
+      std::is_copy_constructible_v<T>,
+      "get() returns by value; hold move-only or large values as std::shared_ptr<const T>");
 
  public:
   using value_type = T;
@@ -199,9 +200,7 @@ class context_var {
   /// or removes it again if it had none.
   /// @throws token_error if `tok` was used already, belongs to another
   ///         variable, or was made in another context.
-  void reset(token<T>& tok) {
-    detail::reset_value(id_, name_, tok.state_);
-  }
+  void reset(token<T>& tok) { detail::reset_value(id_, name_, tok.state_); }
 
   /// The id that keys this variable in context maps (unique in the process).
   [[nodiscard]] std::uint32_t id() const noexcept { return id_; }

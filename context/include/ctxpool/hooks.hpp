@@ -33,9 +33,9 @@ enum class lifetime {
 
 /// What a pool tells observers about one task.
 struct task_info {
-  std::uint64_t id = 0;                  ///< 0 when the pool assigns no ids (diagnostics off)
-  std::source_location submit_site{};    ///< where submit/post/execute was called
-  std::string_view name{};               ///< optional, user-given
+  std::uint64_t id = 0;                ///< 0 when the pool assigns no ids (diagnostics off)
+  std::source_location submit_site{};  ///< where submit/post/execute was called
+  std::string_view name{};             ///< optional, user-given
 };
 
 /// Receives pool thread and task events; every member has a no-op default.

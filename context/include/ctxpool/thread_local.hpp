@@ -89,8 +89,8 @@ class slot_base {
 
   // Bookkeeping for the wipe and for diagnostics (written by thread_local.cpp).
   std::source_location write_site{};  // where the value was last written on this thread
-  std::uint64_t access_tick = 0;     // task_clock tick of the last tracked access
-  std::uint64_t outer_tick = 0;      // access_tick before the running task's first access
+  std::uint64_t access_tick = 0;      // task_clock tick of the last tracked access
+  std::uint64_t outer_tick = 0;       // access_tick before the running task's first access
   bool listed = false;                // in this thread's written-during-task list
 
  private:
@@ -295,7 +295,8 @@ class local_stack : public detail::slot_handle<detail::stack_slot<T>> {
   }
 
   /// How many values this thread's stack holds.
-  [[nodiscard]] std::size_t size(std::source_location where = std::source_location::current()) const {
+  [[nodiscard]] std::size_t size(
+      std::source_location where = std::source_location::current()) const {
     auto* slot = this->slot_for_read(where);
     return slot == nullptr ? 0 : slot->items.size();
   }
@@ -371,14 +372,13 @@ class thread_local_watch {
 template <class Instance, class T = std::remove_cvref_t<std::invoke_result_t<Instance&>>>
 [[nodiscard]] thread_local_watch watch_thread_local(std::string name, Instance instance,
                                                     T pristine = T{}) {
-  return thread_local_watch(
-      std::move(name), typeid(T),
-      [instance = std::move(instance), pristine = std::move(pristine)] {
-        T& current = instance();
-        if (current == pristine) return false;
-        current = pristine;
-        return true;
-      });
+  return thread_local_watch(std::move(name), typeid(T),
+                            [instance = std::move(instance), pristine = std::move(pristine)] {
+                              T& current = instance();
+                              if (current == pristine) return false;
+                              current = pristine;
+                              return true;
+                            });
 }
 
 }  // namespace ctxpool

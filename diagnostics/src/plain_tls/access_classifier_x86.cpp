@@ -21,7 +21,9 @@ namespace {
 /// "std::string::_M_construct<char const*>(...)" -> "_M_construct".
 std::string_view unqualified(std::string_view name) noexcept {
   // Drop a trailing cv/ref qualifier and the parameter list.
-  while (!name.empty() && name.back() != ')' && (name.back() == ' ' || std::isalpha(static_cast<unsigned char>(name.back())) || name.back() == '&')) {
+  while (!name.empty() && name.back() != ')' &&
+         (name.back() == ' ' || std::isalpha(static_cast<unsigned char>(name.back())) ||
+          name.back() == '&')) {
     name.remove_suffix(1);
   }
   if (!name.empty() && name.back() == ')') {
@@ -34,7 +36,8 @@ std::string_view unqualified(std::string_view name) noexcept {
     }
     name = name.substr(0, i);
   }
-  if (!name.empty() && name.back() == '>' && !name.ends_with("operator>") && !name.ends_with("operator>>")) {
+  if (!name.empty() && name.back() == '>' && !name.ends_with("operator>") &&
+      !name.ends_with("operator>>")) {
     int depth = 0;
     std::size_t i = name.size();
     while (i > 0) {
@@ -118,7 +121,7 @@ decoded decode_access(const watch_hit&, const symbol_info&) { return {}; }
 
 bool is_assignment_like(std::string_view function) noexcept {
   static constexpr std::string_view names[] = {
-      "operator=", "assign",     "clear",        "reset",         "swap",    "_M_assign",
+      "operator=",  "assign",       "clear",         "reset",    "swap",   "_M_assign",
       "_M_replace", "_M_construct", "_M_set_length", "_M_erase", "resize", "emplace"};
   std::string_view name = unqualified(function);
   for (std::string_view n : names) {

@@ -31,7 +31,8 @@ inline constexpr std::size_t max_regions = 16;
 /// fast path is a TLS access and one compare per region.
 struct hot_state {
   std::uint32_t region_count = 0;  // 0 while no task is armed on this thread
-  std::uintptr_t lo = 0, span = 0;  // [lo, lo + span) covers every region: one compare rejects the rest
+  std::uintptr_t lo = 0,
+                 span = 0;  // [lo, lo + span) covers every region: one compare rejects the rest
   region regions[max_regions];
 };
 
@@ -139,7 +140,9 @@ bool present() noexcept { return instrumented_modules.load(std::memory_order_acq
 
 std::uint64_t modules() noexcept { return instrumented_modules.load(std::memory_order_acquire); }
 
-std::uint64_t first_accesses() noexcept { return first_access_count.load(std::memory_order_relaxed); }
+std::uint64_t first_accesses() noexcept {
+  return first_access_count.load(std::memory_order_relaxed);
+}
 
 void bind(const thread_snapshot& snapshot) {
   if (cold == nullptr) {
@@ -179,7 +182,8 @@ void bind(const thread_snapshot& snapshot) {
     const auto a = reinterpret_cast<std::uintptr_t>(snapshot.address(v));
     const std::int32_t r = a == 0 ? -1 : region_of[layout.variables[v].module];
     if (r < 0) continue;
-    std::uint32_t* map = c.maps[static_cast<std::size_t>(r)].data() + (a - lo[layout.variables[v].module]);
+    std::uint32_t* map =
+        c.maps[static_cast<std::size_t>(r)].data() + (a - lo[layout.variables[v].module]);
     std::fill(map, map + layout.variables[v].size, v + 1);
   }
 }
@@ -235,12 +239,13 @@ std::uintptr_t last_store(std::uint32_t var) noexcept {
 
 namespace ctxpool_sancov = ctxpool::diagnostics::detail::plain_tls::instrumented;
 
-#define CTXPOOL_SANCOV_CALLBACKS(bytes)                                                 \
-  extern "C" [[gnu::used]] void __sanitizer_cov_load##bytes(const void* p) {                        \
-    ctxpool_sancov::check(p, false, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0))); \
-  }                                                                                           \
-  extern "C" [[gnu::used]] void __sanitizer_cov_store##bytes(const void* p) {                       \
-    ctxpool_sancov::check(p, true, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));  \
+#define CTXPOOL_SANCOV_CALLBACKS(bytes)                                                            \
+  extern "C" [[gnu::used]] void __sanitizer_cov_load##bytes(const void* p) {                       \
+    ctxpool_sancov::check(p, false,                                                                \
+                          reinterpret_cast<std::uintptr_t>(__builtin_return_address(0)));          \
+  }                                                                                                \
+  extern "C" [[gnu::used]] void __sanitizer_cov_store##bytes(const void* p) {                      \
+    ctxpool_sancov::check(p, true, reinterpret_cast<std::uintptr_t>(__builtin_return_address(0))); \
   }
 
 CTXPOOL_SANCOV_CALLBACKS(1)

@@ -71,7 +71,7 @@ struct status {
   bool discovery = false;    ///< variables can be found and diffed
   bool watchpoints = false;  ///< first accesses can be watched (by `how`)
   watcher how = watcher::none;
-  std::string notice;        ///< one line naming what is off and why; empty when all is on
+  std::string notice;  ///< one line naming what is off and why; empty when all is on
 };
 
 /// How first accesses are watched; `automatic` unless forced (tests, options).

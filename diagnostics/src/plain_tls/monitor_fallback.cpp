@@ -18,8 +18,9 @@ status start(std::function<bool(std::string_view)>) {
 }
 
 const variable& describe(std::uint32_t index) {
-  throw std::out_of_range("plain_tls::describe: no variables are discovered on this platform (index " +
-                          std::to_string(index) + ")");
+  throw std::out_of_range(
+      "plain_tls::describe: no variables are discovered on this platform (index " +
+      std::to_string(index) + ")");
 }
 
 std::uint32_t variable_count() noexcept { return 0; }

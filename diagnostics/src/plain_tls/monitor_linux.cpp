@@ -30,7 +30,8 @@ struct monitor_state {
   std::function<bool(std::string_view)> is_cache;
   std::atomic<const tls_layout*> layout{nullptr};
   std::atomic<bool> watching{false};
-  std::atomic<bool> instrumented{false};  // first accesses come from the instrumented build's callbacks
+  std::atomic<bool> instrumented{
+      false};  // first accesses come from the instrumented build's callbacks
 
   std::atomic<bool> watched[max_watchable] = {};
   std::atomic<std::uint32_t> watched_list[max_watchable] = {};
@@ -122,7 +123,8 @@ void arm_for_task(monitor_state& s, thread_state& t) noexcept {
   if (t.armed > 0) s.tasks_armed.fetch_add(1, std::memory_order_relaxed);
   if (t.armed < watched) s.unwatched.fetch_add(watched - t.armed, std::memory_order_relaxed);
   for (std::size_t i = 0; i < t.armed; ++i) {
-    std::uint64_t previous = s.last_armed[t.requests[i].var].exchange(seq, std::memory_order_relaxed);
+    std::uint64_t previous =
+        s.last_armed[t.requests[i].var].exchange(seq, std::memory_order_relaxed);
     if (seq > previous + 1) note_max(s.longest_run, seq - previous - 1);
   }
 }
@@ -151,8 +153,9 @@ watcher choose_watcher(watch_mode mode, std::string& why) {
   if (mode == watch_mode::instrumented || (mode == watch_mode::automatic && instrumented_code)) {
     install_watchpoints(watch_mode::off, why);  // drops a backend a previous start() installed
     if (instrumented_code) return watcher::instrumented;
-    why = "CTXPOOL_PLAIN_TLS_WATCH=instrumented, but no module of this program was built with "
-          "ctxpool_enable_residue_instrumentation";
+    why =
+        "CTXPOOL_PLAIN_TLS_WATCH=instrumented, but no module of this program was built with "
+        "ctxpool_enable_residue_instrumentation";
     return watcher::none;
   }
   if (mode == watch_mode::automatic) mode = watch_mode::hardware;
@@ -172,17 +175,17 @@ status start(std::function<bool(std::string_view name)> is_cache) {
   std::lock_guard lock(s.mutex);
   if (!s.discovery) {
     s.is_cache = std::move(is_cache);
-    s.discovery = std::make_unique<tls_discovery>([&s](std::string_view name) {
-      return s.is_cache && s.is_cache(name);
-    });
+    s.discovery = std::make_unique<tls_discovery>(
+        [&s](std::string_view name) { return s.is_cache && s.is_cache(name); });
     s.layout.store(s.discovery->refresh(), std::memory_order_release);
   }
   status st;
   st.discovery = true;
   std::string notice;
   int forced = forced_mode.load();
-  watch_mode mode = forced > static_cast<int>(watch_mode::automatic) ? static_cast<watch_mode>(forced)
-                                                                      : mode_from_environment(notice);
+  watch_mode mode = forced > static_cast<int>(watch_mode::automatic)
+                        ? static_cast<watch_mode>(forced)
+                        : mode_from_environment(notice);
   std::string why;
   st.how = choose_watcher(mode, why);
   st.watchpoints = st.how != watcher::none;
@@ -203,7 +206,8 @@ status start(std::function<bool(std::string_view name)> is_cache) {
 const variable& describe(std::uint32_t index) {
   const tls_layout* layout = state().layout.load(std::memory_order_acquire);
   if (layout == nullptr || index >= layout->described.size()) {
-    throw std::out_of_range("plain_tls::describe: no discovered variable has index " + std::to_string(index));
+    throw std::out_of_range("plain_tls::describe: no discovered variable has index " +
+                            std::to_string(index));
   }
   return layout->described[index];
 }
@@ -250,7 +254,8 @@ task_outcome task_end() {
   monitor_state& s = state();
   auto classify = [&](const watch_hit& hit) {
     classified_access access = classify_access(hit, t->snapshot.changed(hit.var));
-    if (access.kind == access_kind::read) out.read_first.emplace_back(hit.var, std::move(access.site));
+    if (access.kind == access_kind::read)
+      out.read_first.emplace_back(hit.var, std::move(access.site));
   };
   if (s.instrumented.load(std::memory_order_relaxed)) {
     thread_local std::vector<watch_hit> hits;  // reused: no allocation per task once grown
@@ -273,7 +278,8 @@ task_outcome task_end() {
     if (n > 0) s.traps.fetch_add(n, std::memory_order_relaxed);
     for (std::size_t i = 0; i < n; ++i) classify(hits[i]);
   }
-  if (!out.left_dirty.empty() && s.watching.load(std::memory_order_relaxed)) start_watching(s, out.left_dirty);
+  if (!out.left_dirty.empty() && s.watching.load(std::memory_order_relaxed))
+    start_watching(s, out.left_dirty);
   return out;
 }
 
@@ -299,7 +305,8 @@ watch_stats stats() noexcept {
   out.tasks_armed = s.tasks_armed.load(std::memory_order_relaxed);
   out.traps = s.traps.load(std::memory_order_relaxed);
   out.variables_watched = s.watched_count.load(std::memory_order_acquire);
-  out.unwatched_task_variables = s.unwatched.load(std::memory_order_relaxed) + single_step_budget_misses();
+  out.unwatched_task_variables =
+      s.unwatched.load(std::memory_order_relaxed) + single_step_budget_misses();
   out.longest_unwatched_run = s.longest_run.load(std::memory_order_relaxed);
   // A variable not armed since it became watched is a run still going on.
   std::uint64_t now = s.armed_seq.load(std::memory_order_relaxed);

@@ -88,9 +88,7 @@ bool frames_by_walk(Dwarf_Die* parent, Dwarf_Addr pc, std::vector<Dwarf_Die>& pa
   return false;
 }
 
-bool is_library_frame(const std::string& name) {
-  return name.empty() || is_runtime_name(name);
-}
+bool is_library_frame(const std::string& name) { return name.empty() || is_runtime_name(name); }
 
 }  // namespace
 
@@ -203,7 +201,8 @@ symbol_info symbolizer::lookup(std::uintptr_t pc) {
       }
       std::free(outer);
     }
-    if (loc.user_function.empty() || loc.frames.empty() || loc.frames.front() == loc.user_function) {
+    if (loc.user_function.empty() || loc.frames.empty() ||
+        loc.frames.front() == loc.user_function) {
       if (Dwarf_Line* l = dwarf_getsrc_die(cu, pc - bias)) {
         int line = 0;
         dwarf_lineno(l, &line);

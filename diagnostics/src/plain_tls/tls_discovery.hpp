@@ -34,19 +34,19 @@ namespace ctxpool::diagnostics::detail::plain_tls {
 /// One loaded module that has a TLS segment and variables of the program's own.
 struct tls_module {
   std::string path;
-  std::size_t modid = 0;            ///< the dynamic linker's TLS module id
+  std::size_t modid = 0;                 ///< the dynamic linker's TLS module id
   const unsigned char* image = nullptr;  ///< initialised part of the TLS template (.tdata)
-  std::size_t image_size = 0;       ///< bytes of .tdata; the rest of the block starts zeroed
+  std::size_t image_size = 0;            ///< bytes of .tdata; the rest of the block starts zeroed
   std::size_t block_size = 0;
-  std::vector<std::size_t> tu_guards;     ///< offsets of each translation unit's `__tls_guard`
-  std::vector<void (*)()> tls_inits;      ///< each translation unit's `__tls_init`
+  std::vector<std::size_t> tu_guards;  ///< offsets of each translation unit's `__tls_guard`
+  std::vector<void (*)()> tls_inits;   ///< each translation unit's `__tls_init`
   bool loaded = true;
 };
 
 /// One variable: where it lives in its module's block, and its guard.
 struct tls_variable {
-  std::uint32_t module = 0;   ///< index into tls_layout::modules
-  std::size_t offset = 0;     ///< in the module's TLS block
+  std::uint32_t module = 0;  ///< index into tls_layout::modules
+  std::size_t offset = 0;    ///< in the module's TLS block
   std::size_t size = 0;
   std::ptrdiff_t guard = -1;  ///< offset of its `_ZGV` guard byte, -1 if none
 };

@@ -24,7 +24,7 @@ struct loaded_module {
   std::string path;
   std::uintptr_t bias = 0;
   std::size_t modid = 0;
-  const ElfW(Phdr)* tls = nullptr;
+  const ElfW(Phdr) * tls = nullptr;
 };
 
 int collect_module(dl_phdr_info* info, std::size_t, void* out) {
@@ -105,8 +105,8 @@ bool read_symbols(const std::string& path, elf_symbols& out) {
           } else {
             out.tls.push_back({name, sym.st_value, sym.st_size});
           }
-        } else if (type == STT_FUNC && (std::strcmp(name, "__tls_init") == 0 ||
-                                        std::strncmp(name, "_ZTH", 4) == 0)) {
+        } else if (type == STT_FUNC &&
+                   (std::strcmp(name, "__tls_init") == 0 || std::strncmp(name, "_ZTH", 4) == 0)) {
           // `_ZTH<var>` is an alias of its unit's `__tls_init`; both test the
           // unit's guard first, so calling either twice is harmless.
           inits[sym.st_value] = true;
@@ -124,8 +124,8 @@ bool read_symbols(const std::string& path, elf_symbols& out) {
 
 std::string demangle_symbol(const char* mangled) {
   int status = 0;
-  std::unique_ptr<char, void (*)(void*)> text(abi::__cxa_demangle(mangled, nullptr, nullptr, &status),
-                                              std::free);
+  std::unique_ptr<char, void (*)(void*)> text(
+      abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
   std::string out = status == 0 && text ? text.get() : mangled;
   // ABI tags ("auth_token[abi:cxx11]") are not what the user wrote.
   for (std::size_t at; (at = out.find("[abi:")) != std::string::npos;) {
@@ -137,10 +137,21 @@ std::string demangle_symbol(const char* mangled) {
 }
 
 bool is_runtime_name(std::string_view name) noexcept {
-  static constexpr std::string_view prefixes[] = {
-      "ctxpool::", "std::",  "__gnu_cxx::", "boost::", "fmt::",  "doctest::", "testing::",
-      "benchmark::", "tbb::", "__",        "_GLOBAL_", "guard variable", "TLS init function",
-      "TLS wrapper function", "(anonymous namespace)::ctxpool"};
+  static constexpr std::string_view prefixes[] = {"ctxpool::",
+                                                  "std::",
+                                                  "__gnu_cxx::",
+                                                  "boost::",
+                                                  "fmt::",
+                                                  "doctest::",
+                                                  "testing::",
+                                                  "benchmark::",
+                                                  "tbb::",
+                                                  "__",
+                                                  "_GLOBAL_",
+                                                  "guard variable",
+                                                  "TLS init function",
+                                                  "TLS wrapper function",
+                                                  "(anonymous namespace)::ctxpool"};
   for (std::string_view p : prefixes) {
     if (name.starts_with(p)) return true;
   }
@@ -150,14 +161,15 @@ bool is_runtime_name(std::string_view name) noexcept {
 }
 
 bool is_runtime_module(std::string_view path) noexcept {
-  std::string_view base = path.substr(path.rfind('/') == std::string_view::npos ? 0 : path.rfind('/') + 1);
+  std::string_view base =
+      path.substr(path.rfind('/') == std::string_view::npos ? 0 : path.rfind('/') + 1);
   static constexpr std::string_view prefixes[] = {
-      "libc.so",     "libc-",        "libm.so",   "libstdc++",  "libc++",     "libgcc_s",
-      "libpthread",  "libdl.so",     "librt.so",  "ld-linux",   "ld64.so",    "linux-vdso",
-      "libasan",     "libtsan",      "libubsan",  "liblsan",    "libhwasan",  "libclang_rt",
-      "libdw.so",    "libdw-",       "libelf",    "libcapstone", "libfmt",    "libboost_",
-      "libtbb",      "libbenchmark", "libgtest",  "libgmock",   "libz.so",    "liblzma",
-      "libbz2",      "libzstd",      "libunwind", "libatomic",  "libgomp",    "libresolv"};
+      "libc.so",    "libc-",        "libm.so",   "libstdc++",   "libc++",    "libgcc_s",
+      "libpthread", "libdl.so",     "librt.so",  "ld-linux",    "ld64.so",   "linux-vdso",
+      "libasan",    "libtsan",      "libubsan",  "liblsan",     "libhwasan", "libclang_rt",
+      "libdw.so",   "libdw-",       "libelf",    "libcapstone", "libfmt",    "libboost_",
+      "libtbb",     "libbenchmark", "libgtest",  "libgmock",    "libz.so",   "liblzma",
+      "libbz2",     "libzstd",      "libunwind", "libatomic",   "libgomp",   "libresolv"};
   for (std::string_view p : prefixes) {
     if (base.starts_with(p)) return true;
   }
@@ -173,7 +185,8 @@ bool tls_discovery::changed(const tls_layout& layout) noexcept {
 }
 
 const tls_layout* tls_discovery::refresh() {
-  auto next = current_ != nullptr ? std::make_unique<tls_layout>(*current_) : std::make_unique<tls_layout>();
+  auto next = current_ != nullptr ? std::make_unique<tls_layout>(*current_)
+                                  : std::make_unique<tls_layout>();
   counters c;
   dl_iterate_phdr(read_counters, &c);
   next->adds = c.adds;
@@ -207,20 +220,23 @@ const tls_layout* tls_discovery::refresh() {
     }
     auto module_index = static_cast<std::uint32_t>(next->modules.size());
 
-    std::unordered_map<std::string, std::size_t> guards;  // guarded variable's mangled name -> offset
+    std::unordered_map<std::string, std::size_t>
+        guards;  // guarded variable's mangled name -> offset
     for (const auto& s : syms.tls) {
       if (s.mangled.starts_with("_ZGV")) guards.emplace("_Z" + s.mangled.substr(4), s.offset);
     }
     bool any = false;
     for (const auto& s : syms.tls) {
-      if (s.mangled.starts_with("_ZGV") || s.size == 0 || s.offset + s.size > mod.block_size) continue;
+      if (s.mangled.starts_with("_ZGV") || s.size == 0 || s.offset + s.size > mod.block_size)
+        continue;
       std::string name = demangle_symbol(s.mangled.c_str());
       if (is_runtime_name(name) || (skip_ && skip_(name))) continue;
       tls_variable v;
       v.module = module_index;
       v.offset = s.offset;
       v.size = s.size;
-      if (auto g = guards.find(s.mangled); g != guards.end()) v.guard = static_cast<std::ptrdiff_t>(g->second);
+      if (auto g = guards.find(s.mangled); g != guards.end())
+        v.guard = static_cast<std::ptrdiff_t>(g->second);
       next->variables.push_back(v);
       next->described.push_back({std::move(name), path, s.size});
       any = true;

@@ -28,11 +28,13 @@ void thread_snapshot::bind(const tls_layout& layout) {
   // Variables of each module sorted by address, adjacent ones merged.
   std::vector<std::uint32_t> order(layout.variables.size());
   std::iota(order.begin(), order.end(), 0U);
-  std::erase_if(order, [&](std::uint32_t v) { return blocks_[layout.variables[v].module] == nullptr; });
+  std::erase_if(order,
+                [&](std::uint32_t v) { return blocks_[layout.variables[v].module] == nullptr; });
   auto addr_of = [&](std::uint32_t v) {
     return blocks_[layout.variables[v].module] + layout.variables[v].offset;
   };
-  std::sort(order.begin(), order.end(), [&](std::uint32_t a, std::uint32_t b) { return addr_of(a) < addr_of(b); });
+  std::sort(order.begin(), order.end(),
+            [&](std::uint32_t a, std::uint32_t b) { return addr_of(a) < addr_of(b); });
 
   spans_.clear();
   entries_.clear();
@@ -46,7 +48,8 @@ void thread_snapshot::bind(const tls_layout& layout) {
       spans_.push_back({a, size, buf, static_cast<std::uint32_t>(entries_.size()), 0});
       buf += size;
     } else if (a + size > spans_.back().addr + spans_.back().size) {
-      std::size_t grow = static_cast<std::size_t>(a + size - (spans_.back().addr + spans_.back().size));
+      std::size_t grow =
+          static_cast<std::size_t>(a + size - (spans_.back().addr + spans_.back().size));
       spans_.back().size += grow;
       buf += grow;
     }

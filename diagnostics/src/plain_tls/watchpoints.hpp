@@ -42,7 +42,7 @@ namespace ctxpool::diagnostics::detail::plain_tls {
 /// One variable to watch during the next task.
 struct watch_request {
   std::uint32_t var = 0;
-  unsigned char* addr = nullptr;        ///< this thread's copy
+  unsigned char* addr = nullptr;  ///< this thread's copy
   std::size_t size = 0;
   const unsigned char* before = nullptr;  ///< its bytes at task begin (snapshot)
 };

@@ -114,7 +114,8 @@ int open_breakpoint(std::uintptr_t addr, unsigned len, std::size_t reg) noexcept
 }
 
 /// Points debug register `reg` of this thread at [addr, addr+len) and enables it.
-bool program_register(thread_watch& t, std::size_t reg, std::uintptr_t addr, unsigned len) noexcept {
+bool program_register(thread_watch& t, std::size_t reg, std::uintptr_t addr,
+                      unsigned len) noexcept {
   debug_register& s = t.registers[reg];
   if (s.fd >= 0) {
     perf_event_attr a = breakpoint_attr(addr, len, reg, false);
@@ -138,7 +139,6 @@ unsigned watch_length(std::uintptr_t addr, std::size_t remaining) noexcept {
   }
   return 1;
 }
-
 
 // ---- the handler ---------------------------------------------------------------------------
 
@@ -184,7 +184,8 @@ bool handler_installed_ = false;  // guarded by the monitor's lock (install_watc
   struct sigaction current {};
   ::sigaction(SIGTRAP, nullptr, &current);
   bool ours = (current.sa_flags & SA_SIGINFO) != 0 && current.sa_sigaction == on_sigtrap;
-  if (handler_installed_ && ours) return true;  // installing over ourselves would chain to ourselves
+  if (handler_installed_ && ours)
+    return true;  // installing over ourselves would chain to ourselves
   struct sigaction sa {};
   sa.sa_sigaction = on_sigtrap;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
@@ -229,15 +230,17 @@ constinit thread_local long probe_target = 0;
     if (err == EINVAL) {
       cause = "; the kernel may predate Linux 5.13's synchronous perf SIGTRAP";
     } else if ((err == EPERM || err == EACCES) && under_seccomp_filter()) {
-      cause = "; this process runs under a seccomp filter, as in a container whose profile "
-              "refuses perf_event_open (Docker's default does)";
+      cause =
+          "; this process runs under a seccomp filter, as in a container whose profile "
+          "refuses perf_event_open (Docker's default does)";
     } else if (err == EPERM || err == EACCES) {
       cause = "; kernel.perf_event_paranoid=" + paranoid_level() +
               " (3 or more refuses it to processes without CAP_PERFMON)";
     } else {
       cause = "; a debugger may hold the debug registers";
     }
-    why = "perf_event_open refused a hardware breakpoint (" + std::string(std::strerror(err)) + cause + ")";
+    why = "perf_event_open refused a hardware breakpoint (" + std::string(std::strerror(err)) +
+          cause + ")";
     return false;
   }
   ::close(fd);
@@ -259,8 +262,9 @@ constinit thread_local long probe_target = 0;
     watch_hit hit;
     if (disarm_watchpoints(&hit, 1) != 1) {
       backend_.store(backend::none);
-      why = "hardware breakpoints are accepted but never fire on this machine (a virtual machine "
-            "that does not pass debug registers through?)";
+      why =
+          "hardware breakpoints are accepted but never fire on this machine (a virtual machine "
+          "that does not pass debug registers through?)";
       return false;
     }
   }
@@ -299,7 +303,8 @@ bool install_watchpoints(watch_mode mode, std::string& why) {
   if (mode == watch_mode::hardware_unprobed) {
     int fd = open_breakpoint(reinterpret_cast<std::uintptr_t>(&probe_target), sizeof(long), 0);
     if (fd < 0) {
-      why = std::string("perf_event_open refused a hardware breakpoint (") + std::strerror(errno) + ")";
+      why = std::string("perf_event_open refused a hardware breakpoint (") + std::strerror(errno) +
+            ")";
       remove_handler();
       return false;
     }
@@ -410,7 +415,8 @@ std::size_t disarm_watchpoints(watch_hit* out, std::size_t capacity) noexcept {
   for (std::size_t r = 0; r < t.count && hits < capacity; ++r) {
     if (!t.hit[r]) continue;
     watch_hit& h = out[hits++];
-    h = {t.requests[r].var, t.pc_after[r], t.insn_pc[r], t.changed[r], {}, t.caller_count[r], false};
+    h = {t.requests[r].var, t.pc_after[r], t.insn_pc[r], t.changed[r], {},
+         t.caller_count[r], false};
 #if defined(__x86_64__)
     h.stored_after_read = t.stored_after_read[r];
 #endif

@@ -52,11 +52,15 @@ void check_previous_instruction(thread_watch& t, std::uintptr_t resume) noexcept
     if (op.type != X86_OP_MEM) continue;
     if (t.insn->id == X86_INS_LEA || t.insn->id == X86_INS_NOP) continue;
     std::uintptr_t ea = register_value(t.previous, op.mem.base, next_pc) +
-                        register_value(t.previous, op.mem.index, next_pc) * static_cast<std::uintptr_t>(op.mem.scale) +
+                        register_value(t.previous, op.mem.index, next_pc) *
+                            static_cast<std::uintptr_t>(op.mem.scale) +
                         static_cast<std::uintptr_t>(op.mem.disp);
     if (op.mem.segment == X86_REG_FS) ea += t.fs_base;
     std::size_t len = op.size != 0 ? op.size : 1;
-    if (rep) len *= static_cast<std::size_t>(t.previous[REG_RCX]) > 0 ? static_cast<std::size_t>(t.previous[REG_RCX]) : 1;
+    if (rep)
+      len *= static_cast<std::size_t>(t.previous[REG_RCX]) > 0
+                 ? static_cast<std::size_t>(t.previous[REG_RCX])
+                 : 1;
     const bool writes = (op.access & CS_AC_WRITE) != 0;
     const bool only_writes = writes && (op.access & CS_AC_READ) == 0;
     for (std::size_t r = 0; r < t.count; ++r) {
@@ -129,7 +133,8 @@ void set_trap_flag(bool on) noexcept {
   }
 }
 
-std::size_t arm_single_step(thread_watch& t, const watch_request* requests, std::size_t n) noexcept {
+std::size_t arm_single_step(thread_watch& t, const watch_request* requests,
+                            std::size_t n) noexcept {
   if (t.capstone == 0) {
     if (cs_open(CS_ARCH_X86, CS_MODE_64, &t.capstone) != CS_ERR_OK) return 0;
     cs_option(t.capstone, CS_OPT_DETAIL, CS_OPT_ON);

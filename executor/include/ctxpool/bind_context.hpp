@@ -68,15 +68,13 @@ class basic_context_handler {
   ///         already entered, on any thread (as `context::run` does).
   template <class... Args>
   decltype(auto) operator()(Args&&... args) & {
-    return binding_.invoke([&]() -> decltype(auto) {
-      return std::invoke(handler_, std::forward<Args>(args)...);
-    });
+    return binding_.invoke(
+        [&]() -> decltype(auto) { return std::invoke(handler_, std::forward<Args>(args)...); });
   }
   template <class... Args>
   decltype(auto) operator()(Args&&... args) const& {
-    return binding_.invoke([&]() -> decltype(auto) {
-      return std::invoke(handler_, std::forward<Args>(args)...);
-    });
+    return binding_.invoke(
+        [&]() -> decltype(auto) { return std::invoke(handler_, std::forward<Args>(args)...); });
   }
   /// Asio calls completion handlers as rvalues; the wrapped one is called so too.
   template <class... Args>
@@ -111,7 +109,8 @@ using context_entering_handler = basic_context_handler<Handler, detail::enter_co
 template <class Handler>
 [[nodiscard]] context_bound_handler<std::decay_t<Handler>> bind_context(Handler&& handler) {
   return context_bound_handler<std::decay_t<Handler>>(
-      std::forward<Handler>(handler), detail::continue_snapshot{detail::captured_context::capture()});
+      std::forward<Handler>(handler),
+      detail::continue_snapshot{detail::captured_context::capture()});
 }
 
 /// Returns a handler that runs `handler` inside `ctx` itself, as

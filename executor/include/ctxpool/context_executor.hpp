@@ -139,8 +139,8 @@ template <class Executor>
 class context_executor {
  public:
   /// Runs through `inner` inside `ctx`.
-  context_executor(context ctx, Executor inner) noexcept(
-      std::is_nothrow_move_constructible_v<Executor>)
+  context_executor(context ctx,
+                   Executor inner) noexcept(std::is_nothrow_move_constructible_v<Executor>)
       : ctx_(std::move(ctx)), inner_(std::move(inner)) {}
 
   /// Hands `f` to the inner executor, to be called inside the context. When

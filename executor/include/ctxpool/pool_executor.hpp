@@ -54,8 +54,8 @@ class pool_executor {
     if (tracked()) core().add_tracked();
   }
   pool_executor(pool_executor&& other) noexcept
-      : tagged_core_(std::exchange(other.tagged_core_,
-                                   other.tagged_core_ & ~std::uintptr_t{tracked_bit})),
+      : tagged_core_(
+            std::exchange(other.tagged_core_, other.tagged_core_ & ~std::uintptr_t{tracked_bit})),
         snapshot_(std::move(other.snapshot_)) {}
   pool_executor& operator=(const pool_executor& other) noexcept {
     if (this != &other) *this = pool_executor(other);
@@ -206,7 +206,6 @@ class pool_executor {
 };
 
 static_assert(sizeof(pool_executor) <= 24, "keep pool_executor within any_io_executor's buffer");
-
 
 }  // namespace ctxpool
 

@@ -179,7 +179,7 @@ class group_state {
   group_state* prev_sibling_ = nullptr;
   group_state* next_sibling_ = nullptr;
   std::atomic<bool> has_nested_{false};  // first_nested_ != nullptr, readable without the lock
-  void update_nested_hint() noexcept {  // with mutex_ held
+  void update_nested_hint() noexcept {   // with mutex_ held
     has_nested_.store(first_nested_ != nullptr, std::memory_order_relaxed);
   }
 
@@ -336,7 +336,8 @@ void parallel_for(thread_pool& pool, Index first, std::type_identity_t<Index> la
   // end of the range while the helpers start at its beginning.
   for (std::size_t offset = 0; offset < count; offset += grain) {
     const Index lo = static_cast<Index>(first + static_cast<Index>(offset));
-    const Index hi = static_cast<Index>(first + static_cast<Index>(std::min(count, offset + grain)));
+    const Index hi =
+        static_cast<Index>(first + static_cast<Index>(std::min(count, offset + grain)));
     group.run(
         [&f, lo, hi] {
           for (Index i = lo; i != hi; ++i) f(i);
@@ -358,7 +359,9 @@ void parallel_for(thread_pool& pool, Range&& range, F&& f, std::size_t grain = 0
   const auto size = static_cast<std::size_t>(std::ranges::size(range));
   parallel_for(
       pool, std::size_t{0}, size,
-      [&f, begin](std::size_t i) { f(begin[static_cast<std::ranges::range_difference_t<Range>>(i)]); },
+      [&f, begin](std::size_t i) {
+        f(begin[static_cast<std::ranges::range_difference_t<Range>>(i)]);
+      },
       grain, where);
 }
 

@@ -118,9 +118,9 @@ struct thread_pool_options {
 /// A snapshot of a pool's activity. Counters are read one after another while
 /// workers keep running, so under load the figures are approximate.
 struct thread_pool_stats {
-  std::size_t threads = 0;    ///< worker threads
-  std::size_t queued = 0;     ///< tasks accepted and not yet started
-  std::size_t running = 0;    ///< tasks running now
+  std::size_t threads = 0;      ///< worker threads
+  std::size_t queued = 0;       ///< tasks accepted and not yet started
+  std::size_t running = 0;      ///< tasks running now
   std::uint64_t completed = 0;  ///< tasks that have finished (returned or thrown)
 };
 
@@ -303,8 +303,7 @@ class thread_pool : public boost::asio::execution_context {
     post_at(where, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  void post(F&& f, A1&& a1, A2&& a2,
-            std::source_location where = std::source_location::current()) {
+  void post(F&& f, A1&& a1, A2&& a2, std::source_location where = std::source_location::current()) {
     post_at(where, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
@@ -390,7 +389,7 @@ class thread_pool : public boost::asio::execution_context {
       return std::forward<F>(f);
     } else {
       return [f = std::forward<F>(f), ... args = std::forward<Args>(args)]() mutable
-                 -> std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...> {
+             -> std::invoke_result_t<std::decay_t<F>, std::decay_t<Args>...> {
         return std::invoke(std::move(f), std::move(args)...);
       };
     }

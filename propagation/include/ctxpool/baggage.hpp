@@ -97,7 +97,8 @@ class baggage {
   /// first entry with `key` in place and removes any later duplicates, or
   /// appends a new entry.
   /// @throws invalid_header_value if `key` or a property key is not a token.
-  void set(std::string_view key, std::string_view value, std::vector<baggage_property> properties = {});
+  void set(std::string_view key, std::string_view value,
+           std::vector<baggage_property> properties = {});
 
   /// Removes every entry with `key`; returns how many there were.
   std::size_t erase(std::string_view key);
@@ -109,7 +110,9 @@ class baggage {
   [[nodiscard]] std::string format(std::size_t max_bytes_out = max_bytes) const;
 
   /// Same entries in the same order (the encoding is canonical, so the texts compare).
-  friend bool operator==(const baggage& a, const baggage& b) noexcept { return a.text() == b.text(); }
+  friend bool operator==(const baggage& a, const baggage& b) noexcept {
+    return a.text() == b.text();
+  }
 
  private:
   struct rep;

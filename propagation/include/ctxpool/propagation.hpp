@@ -99,8 +99,8 @@ class field_values {
 template <text_map_reader Carrier>
 field_values read_fields(const Carrier& carrier, std::string_view name) {
   field_values values;
-  text_map_traits<Carrier>::for_each(carrier, name,
-                                     [&values](std::string_view value) { values.push_back(value); });
+  text_map_traits<Carrier>::for_each(
+      carrier, name, [&values](std::string_view value) { values.push_back(value); });
   return values;
 }
 
@@ -115,16 +115,17 @@ template <text_map_reader Carrier>
 propagation_fields read_propagation_fields(const Carrier& carrier) {
   propagation_fields fields;
   if constexpr (text_map_scannable<Carrier>) {
-    text_map_traits<Carrier>::for_each_field(carrier, [&fields](std::string_view name, std::string_view value) {
-      // The lengths differ: one comparison per field decides.
-      if (name.size() == header_name::traceparent.size()) {
-        if (ascii_iequals(name, header_name::traceparent)) fields.traceparent.push_back(value);
-      } else if (name.size() == header_name::tracestate.size()) {
-        if (ascii_iequals(name, header_name::tracestate)) fields.tracestate.push_back(value);
-      } else if (name.size() == header_name::baggage.size()) {
-        if (ascii_iequals(name, header_name::baggage)) fields.baggage.push_back(value);
-      }
-    });
+    text_map_traits<Carrier>::for_each_field(
+        carrier, [&fields](std::string_view name, std::string_view value) {
+          // The lengths differ: one comparison per field decides.
+          if (name.size() == header_name::traceparent.size()) {
+            if (ascii_iequals(name, header_name::traceparent)) fields.traceparent.push_back(value);
+          } else if (name.size() == header_name::tracestate.size()) {
+            if (ascii_iequals(name, header_name::tracestate)) fields.tracestate.push_back(value);
+          } else if (name.size() == header_name::baggage.size()) {
+            if (ascii_iequals(name, header_name::baggage)) fields.baggage.push_back(value);
+          }
+        });
   } else {
     fields.traceparent = read_fields(carrier, header_name::traceparent);
     fields.tracestate = read_fields(carrier, header_name::tracestate);
@@ -165,7 +166,8 @@ template <text_map_reader Carrier>
 template <text_map_reader Carrier>
 trace_context extract(const Carrier& carrier) {
   const detail::propagation_fields fields = detail::read_propagation_fields(carrier);
-  trace_context trace = detail::trace_context_from_fields(fields.traceparent.view(), fields.tracestate.view());
+  trace_context trace =
+      detail::trace_context_from_fields(fields.traceparent.view(), fields.tracestate.view());
   (void)trace_context_var().set(trace);
   if (fields.baggage.size() != 0) {
     (void)baggage_var().set(baggage::parse(fields.baggage.view()));

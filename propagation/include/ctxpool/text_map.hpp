@@ -105,7 +105,8 @@ struct text_map_traits<Carrier> {
   }
   template <class F>
   static void for_each_field(const Carrier& carrier, F&& f) {
-    for (const auto& field : carrier) f(detail::as_std_view(field.name_string()), detail::as_std_view(field.value()));
+    for (const auto& field : carrier)
+      f(detail::as_std_view(field.name_string()), detail::as_std_view(field.value()));
   }
   static void set(Carrier& carrier, std::string_view name, std::string_view value) {
     carrier.set(name, value);

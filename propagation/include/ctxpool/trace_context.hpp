@@ -224,7 +224,8 @@ class text_ref {
     return *this;
   }
   ~text_ref() {
-    if (rep_ != nullptr && rep_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) rep_->destroy(rep_);
+    if (rep_ != nullptr && rep_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+      rep_->destroy(rep_);
   }
 
   [[nodiscard]] text_rep* get() const noexcept { return rep_; }

@@ -17,7 +17,9 @@ using namespace plain_tls_test;
 thread_local std::string auth_token;
 
 __attribute__((noinline)) void login(const std::string& who) { auth_token = who; }
-__attribute__((noinline)) void login_literal() { auth_token = "a literal long enough to leave the small buffer"; }
+__attribute__((noinline)) void login_literal() {
+  auth_token = "a literal long enough to leave the small buffer";
+}
 __attribute__((noinline)) bool anonymous_request() { return auth_token.empty(); }
 __attribute__((noinline)) std::string copy_out() { return auth_token; }
 

@@ -21,7 +21,7 @@ using namespace plain_tls_test;
 
 thread_local std::string auth_token;
 thread_local int call_depth = 0;
-thread_local unsigned per_thread_rng = 12345;  // declared a cache (is_cache)
+thread_local unsigned per_thread_rng = 12345;              // declared a cache (is_cache)
 thread_local std::string greeting = std::string(40, 'g');  // dynamically initialised
 
 int& request_ctx() {
@@ -123,7 +123,8 @@ TEST_CASE("plain_tls: a module loaded with dlopen after start is discovered at t
 
 // ---- the per-task diff ----------------------------------------------------------------------
 
-TEST_CASE("plain_tls: a task that leaves a string or an int changed leaves it dirty, an untouched one does not") {
+TEST_CASE(
+    "plain_tls: a task that leaves a string or an int changed leaves it dirty, an untouched one does not") {
   start_in(pt::watch_mode::off);
   auto token = find("auth_token");
   auto counter = find("call_depth");
@@ -260,7 +261,8 @@ void check_every_worker_reads_first(int workers) {
   for (int w = 0; w < workers; ++w) {
     pool.emplace_back([&, w] {
       for (int i = 0; i < tasks_per_worker; ++i) {
-        if (read_first(run_task([] { (void)anonymous_request(); }), *token)) ++reads[static_cast<std::size_t>(w)];
+        if (read_first(run_task([] { (void)anonymous_request(); }), *token))
+          ++reads[static_cast<std::size_t>(w)];
       }
     });
   }
@@ -299,7 +301,8 @@ TEST_CASE("plain_tls: single step: empty(), ++depth and a copy read first, with 
   CHECK(pt::stats().variables_watched >= 3);
 }
 
-TEST_CASE("plain_tls: single step: every task reads first, with 1, 2 and 4 workers, in repeated rounds") {
+TEST_CASE(
+    "plain_tls: single step: every task reads first, with 1, 2 and 4 workers, in repeated rounds") {
   pt::status st = start_in(pt::watch_mode::single_step);
   if (under_tsan) {
     CHECK_FALSE(st.watchpoints);
@@ -343,7 +346,8 @@ void count_foreign_trap(int) { foreign_traps = foreign_traps + 1; }
 }  // namespace
 
 TEST_CASE("plain_tls: a SIGTRAP that is not a watchpoint's reaches the handler installed before") {
-  struct sigaction mine {}, saved {};
+  struct sigaction mine {
+  }, saved{};
   mine.sa_handler = count_foreign_trap;
   sigemptyset(&mine.sa_mask);
   REQUIRE(::sigaction(SIGTRAP, &mine, &saved) == 0);
@@ -360,7 +364,8 @@ TEST_CASE("plain_tls: a SIGTRAP that is not a watchpoint's reaches the handler i
   ::sigaction(SIGTRAP, &saved, nullptr);
 }
 
-TEST_CASE("plain_tls: hardware watchpoints: the same reads, or an honest notice when the machine has none") {
+TEST_CASE(
+    "plain_tls: hardware watchpoints: the same reads, or an honest notice when the machine has none") {
   pt::status st = start_in(pt::watch_mode::hardware);
   if (under_tsan) {
     CHECK_FALSE(st.watchpoints);
@@ -377,7 +382,8 @@ TEST_CASE("plain_tls: hardware watchpoints: the same reads, or an honest notice 
   check_every_worker_reads_first_repeatedly();
 }
 
-TEST_CASE("plain_tls: automatic mode: hardware watchpoints where they fire, else one notice, never single-stepping") {
+TEST_CASE(
+    "plain_tls: automatic mode: hardware watchpoints where they fire, else one notice, never single-stepping") {
   ::unsetenv("CTXPOOL_PLAIN_TLS_WATCH");
   const bool hardware_fires = start_in(pt::watch_mode::hardware).watchpoints;
   pt::status st = start_in(pt::watch_mode::automatic);
@@ -404,14 +410,21 @@ TEST_CASE("plain_tls: automatic mode: hardware watchpoints where they fire, else
   CHECK(st.notice.find("single-step") != std::string::npos);
 }
 
-TEST_CASE("plain_tls: more dirty variables than registers are watched in turn, and the blind spots counted") {
+TEST_CASE(
+    "plain_tls: more dirty variables than registers are watched in turn, and the blind spots counted") {
   pt::status st = start_in(pt::watch_mode::hardware);
   if (!st.watchpoints) {
     WARN_MESSAGE(false, "rotation checks skipped: " << st.notice);
     return;
   }
   leave_everything_dirty();
-  std::thread writer([] { run_task([] { lib_count_request(); greeting = "x"; lazy_name() = "y"; }); });
+  std::thread writer([] {
+    run_task([] {
+      lib_count_request();
+      greeting = "x";
+      lazy_name() = "y";
+    });
+  });
   writer.join();
   std::thread worker([] {
     for (int i = 0; i < 8; ++i) run_task([] {});

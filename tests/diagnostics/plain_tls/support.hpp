@@ -68,7 +68,8 @@ inline bool left_dirty(const pt::task_outcome& out, std::uint32_t var) {
 }
 
 /// The read site of `var` if the task's first access to it was a read.
-inline std::optional<ctxpool::diagnostics::code_location> read_first(const pt::task_outcome& out, std::uint32_t var) {
+inline std::optional<ctxpool::diagnostics::code_location> read_first(const pt::task_outcome& out,
+                                                                     std::uint32_t var) {
   for (const auto& [v, site] : out.read_first) {
     if (v == var) return site;
   }

@@ -5,36 +5,36 @@
 #include <cstdlib>
 
 #if defined(__GNUC__) || defined(__clang__)
-#  define CTXPOOL_LIKELY(x) __builtin_expect(!!(x), 1)
-#  define CTXPOOL_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#  define CTXPOOL_NOINLINE __attribute__((noinline))
+#define CTXPOOL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define CTXPOOL_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define CTXPOOL_NOINLINE __attribute__((noinline))
 #else
-#  define CTXPOOL_LIKELY(x) (x)
-#  define CTXPOOL_UNLIKELY(x) (x)
-#  define CTXPOOL_NOINLINE
+#define CTXPOOL_LIKELY(x) (x)
+#define CTXPOOL_UNLIKELY(x) (x)
+#define CTXPOOL_NOINLINE
 #endif
 
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#  define CTXPOOL_SANITIZED 1
+#define CTXPOOL_SANITIZED 1
 #elif defined(__has_feature)
-#  if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#    define CTXPOOL_SANITIZED 1
-#  endif
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define CTXPOOL_SANITIZED 1
+#endif
 #endif
 #ifndef CTXPOOL_SANITIZED
-#  define CTXPOOL_SANITIZED 0
+#define CTXPOOL_SANITIZED 0
 #endif
 
 // AddressSanitizer alone: recycling memory hides a use after free from it.
 #if defined(__SANITIZE_ADDRESS__)
-#  define CTXPOOL_ASAN 1
+#define CTXPOOL_ASAN 1
 #elif defined(__has_feature)
-#  if __has_feature(address_sanitizer)
-#    define CTXPOOL_ASAN 1
-#  endif
+#if __has_feature(address_sanitizer)
+#define CTXPOOL_ASAN 1
+#endif
 #endif
 #ifndef CTXPOOL_ASAN
-#  define CTXPOOL_ASAN 0
+#define CTXPOOL_ASAN 0
 #endif
 
 namespace ctxpool::detail {
@@ -53,7 +53,7 @@ namespace ctxpool::detail {
 /// in the sanitizer and protocol-interleaving test builds, compiled out of
 /// release builds (it would cost every task a compare and a branch).
 #if !defined(NDEBUG) || CTXPOOL_SANITIZED || defined(CTXPOOL_INTERLEAVE_PROTOCOL)
-#  define CTXPOOL_DEBUG_ASSERT(cond, message) CTXPOOL_ASSERT(cond, message)
+#define CTXPOOL_DEBUG_ASSERT(cond, message) CTXPOOL_ASSERT(cond, message)
 #else
-#  define CTXPOOL_DEBUG_ASSERT(cond, message) static_cast<void>(0)
+#define CTXPOOL_DEBUG_ASSERT(cond, message) static_cast<void>(0)
 #endif

@@ -111,8 +111,8 @@ inline const value_base* map_find(const map_node* node, std::uint32_t id) noexce
   for (unsigned shift = 0; node != nullptr; shift += 5) {
     const std::uint32_t bit = std::uint32_t{1} << ((id >> shift) & 31U);
     if ((node->leaves & bit) != 0) {
-      const auto* value = static_cast<const value_base*>(
-          node->entries()[popcount32(node->leaves & (bit - 1))]);
+      const auto* value =
+          static_cast<const value_base*>(node->entries()[popcount32(node->leaves & (bit - 1))]);
       return value->var_id() == id ? value : nullptr;
     }
     if ((node->children & bit) == 0) return nullptr;

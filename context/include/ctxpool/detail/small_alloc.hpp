@@ -44,7 +44,8 @@ inline constexpr std::size_t small_alloc_classes = small_alloc_max / small_alloc
 
 /// The size small_alloc really allocates for `size` (its class's size).
 [[nodiscard]] constexpr std::size_t small_alloc_rounded(std::size_t size) noexcept {
-  return size == 0 || size > small_alloc_max ? size : small_alloc_class_size(small_alloc_class(size));
+  return size == 0 || size > small_alloc_max ? size
+                                             : small_alloc_class_size(small_alloc_class(size));
 }
 
 /// Frees a block from small_alloc; `size` must be the size it was allocated with.

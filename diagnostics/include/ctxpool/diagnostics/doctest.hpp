@@ -69,9 +69,9 @@ class doctest_guard {
       const std::string why =
           std::to_string(missed) +
           " task(s) ran while CTXPOOL_CHECK_NO_FINDINGS() watched, unseen by residue "
-              "detection: their pool was built before detection was switched on (a pool reads "
-              "ctxpool::diagnostics::enabled() once, when it is built). Build the pool after "
-              "the guard, or run the tests with CTXPOOL_DIAGNOSTICS=residue.";
+          "detection: their pool was built before detection was switched on (a pool reads "
+          "ctxpool::diagnostics::enabled() once, when it is built). Build the pool after "
+          "the guard, or run the tests with CTXPOOL_DIAGNOSTICS=residue.";
       DOCTEST_ADD_FAIL_CHECK_AT(where_.file_name(), static_cast<int>(where_.line()), why);
     }
   }

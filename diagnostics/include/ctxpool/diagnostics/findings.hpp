@@ -125,17 +125,17 @@ struct finding {
   /// stale-read and read-across-suspension: the reading task; residue: the
   /// task that left the change; leaks: the task that created the value or context.
   task_ref task;
-  code_location site;            ///< where the read happened (unknown for residue and leaks)
-  task_ref writer;               ///< the (first) task that left the value behind
-  code_location write_site;      ///< where that value was last written (if known)
-  std::uint64_t left_dirty = 0;  ///< how many tasks left the variable dirty from that site
-  std::uint64_t thread = 0;      ///< the detector's number for the reader's thread (T1, T2, ...)
-  std::int64_t worker = -1;      ///< the pool's worker index, -1 if unknown
+  code_location site;               ///< where the read happened (unknown for residue and leaks)
+  task_ref writer;                  ///< the (first) task that left the value behind
+  code_location write_site;         ///< where that value was last written (if known)
+  std::uint64_t left_dirty = 0;     ///< how many tasks left the variable dirty from that site
+  std::uint64_t thread = 0;         ///< the detector's number for the reader's thread (T1, T2, ...)
+  std::int64_t worker = -1;         ///< the pool's worker index, -1 if unknown
   std::uint64_t tasks_between = 0;  ///< unused since findings stopped depending on threads; 0
   /// The reader continues the writer's context (read-across-suspension).
   bool same_context = false;
-  std::uint64_t count = 1;       ///< how many times this finding occurred (reads, or leaves for residue)
-  std::uint64_t last_seen = 0;   ///< detector-wide sequence number of its last occurrence
+  std::uint64_t count = 1;  ///< how many times this finding occurred (reads, or leaves for residue)
+  std::uint64_t last_seen = 0;  ///< detector-wide sequence number of its last occurrence
 };
 
 /// Where a report, a test framework or an editor points for `f`: the read,

@@ -96,20 +96,22 @@ struct suppression {
 /// Everything `CTXPOOL_DIAGNOSTICS` can say, and a little more for programs.
 struct options {
   diagnostics::mode mode = mode::residue;
-  int exitcode = 66;            ///< exit status at exit when anything was found (0: leave it)
-  bool halt_on_error = false;   ///< exit with `exitcode` at the first finding
-  std::string report_path;      ///< empty: no report file; "%p" is replaced by the process id; shared, see above
-  std::string srcroot;          ///< SARIF's `%SRCROOT%`; empty: $GITHUB_WORKSPACE or the git root, see above
+  int exitcode = 66;           ///< exit status at exit when anything was found (0: leave it)
+  bool halt_on_error = false;  ///< exit with `exitcode` at the first finding
+  std::string
+      report_path;  ///< empty: no report file; "%p" is replaced by the process id; shared, see above
+  std::string
+      srcroot;  ///< SARIF's `%SRCROOT%`; empty: $GITHUB_WORKSPACE or the git root, see above
   report_format format = report_format::json;
   std::string suppressions_path;          ///< read by `enable`
   std::vector<suppression> suppressions;  ///< used in addition to the file's
-  bool leaks = false;           ///< leak accounting for context values and contexts
-  bool thread_locals = true;    ///< also check plain `thread_local`s (Linux; see diagnostics.hpp)
+  bool leaks = false;                     ///< leak accounting for context values and contexts
+  bool thread_locals = true;  ///< also check plain `thread_local`s (Linux; see diagnostics.hpp)
   /// Apply the shipped `thread-cache:` list of common libraries' per-thread
   /// caches (abseil's `RandomSeed()::counter`, protobuf's
   /// `ThreadSafeArena::thread_cache_`, ...); 0 reports them like any variable.
   bool default_suppressions = true;
-  bool print = true;            ///< print findings to stderr as they occur (programs only)
+  bool print = true;  ///< print findings to stderr as they occur (programs only)
 };
 
 /// Parses a `CTXPOOL_DIAGNOSTICS` value. Pure: files are not touched (the

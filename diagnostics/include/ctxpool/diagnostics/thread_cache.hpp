@@ -54,8 +54,8 @@ class thread_cache_declaration {
 /// Declares the plain `thread_local` `var` a deliberate per-thread cache that
 /// residue detection never reports; see the file comment. `var` must name a
 /// variable in scope (checked at compile time).
-#define CTXPOOL_THREAD_CACHE(var)                                                     \
-  [[maybe_unused]] static const ::ctxpool::diagnostics::thread_cache_declaration     \
-      CTXPOOL_DETAIL_CONCAT(ctxpool_thread_cache_, __LINE__) {                        \
-    (static_cast<void>(sizeof(var)), #var)                                            \
+#define CTXPOOL_THREAD_CACHE(var)                                                \
+  [[maybe_unused]] static const ::ctxpool::diagnostics::thread_cache_declaration \
+  CTXPOOL_DETAIL_CONCAT(ctxpool_thread_cache_, __LINE__) {                       \
+    (static_cast<void>(sizeof(var)), #var)                                       \
   }

@@ -94,7 +94,9 @@ class cancellation_link {
   /// Registers the callback; called once the operation has started, so that
   /// its cancellation handler is in the slot (an already cancelled
   /// cancellation emits at once, here).
-  void arm() { registration_ = cancellation_.on_cancel([this] { emit(); }); }
+  void arm() {
+    registration_ = cancellation_.on_cancel([this] { emit(); });
+  }
 
   /// The operation completed: from now on nothing is emitted.
   void finished() noexcept {
@@ -156,8 +158,8 @@ class cancellation_initiation {
     auto link = std::make_shared<cancellation_link>(std::move(cancellation_));
     boost::asio::cancellation_slot slot = link->slot();
     std::move(initiation_)(
-        boost::asio::bind_cancellation_slot(
-            slot, cancellation_link_handler<std::decay_t<Handler>>(std::forward<Handler>(handler), link)),
+        boost::asio::bind_cancellation_slot(slot, cancellation_link_handler<std::decay_t<Handler>>(
+                                                      std::forward<Handler>(handler), link)),
         std::forward<Args>(args)...);
     link->arm();
   }

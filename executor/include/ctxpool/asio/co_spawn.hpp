@@ -80,8 +80,8 @@ inline spawn_target resolve_spawn_target(const boost::asio::any_io_executor& ex)
 template <class AwaitableExecutor, class T, class Executor, class CompletionToken>
 auto spawn_awaitable(const Executor& ex, boost::asio::awaitable<T, AwaitableExecutor> a,
                      CompletionToken&& token, bool new_task) {
-  using signature =
-      typename boost::asio::detail::awaitable_signature<boost::asio::awaitable<T, AwaitableExecutor>>::type;
+  using signature = typename boost::asio::detail::awaitable_signature<
+      boost::asio::awaitable<T, AwaitableExecutor>>::type;
   return boost::asio::async_initiate<CompletionToken, signature>(
       boost::asio::detail::initiate_co_spawn<AwaitableExecutor>(AwaitableExecutor(ex)), token,
       boost::asio::detail::awaitable_as_function<T, AwaitableExecutor>(
@@ -106,8 +106,8 @@ auto spawn_function(const Executor& ex, F&& f, CompletionToken&& token, bool new
 template <class AwaitableExecutor, class T, class Executor, class CompletionToken>
 auto spawn_in_context(const Executor& ex, boost::asio::awaitable<T, AwaitableExecutor> a,
                       CompletionToken&& token) {
-  using signature =
-      typename boost::asio::detail::awaitable_signature<boost::asio::awaitable<T, AwaitableExecutor>>::type;
+  using signature = typename boost::asio::detail::awaitable_signature<
+      boost::asio::awaitable<T, AwaitableExecutor>>::type;
   return boost::asio::async_initiate<CompletionToken, signature>(
       [ex](auto handler, boost::asio::awaitable<T, AwaitableExecutor> coroutine) {
         boost::asio::detail::initiate_co_spawn<AwaitableExecutor>(AwaitableExecutor(ex))(

@@ -113,14 +113,13 @@ class strand<ctxpool::pool_executor> {
     ctxpool::detail::captured_context snapshot = executor_.context_to_run_in();
     // Asio's strand machinery does the serialising; the queue runs as a pool
     // task through an executor with the strand's blocking and relationship.
-    pool_executor runner(&core, {},
-                         static_cast<std::uint8_t>(executor_.bits() &
-                                                   (pool_executor::never_bit |
-                                                    pool_executor::continuation_bit)));
-    detail::strand_executor_service::execute(
-        impl_, runner,
-        ctxpool::detail::strand_task<std::decay_t<F>>(core, std::move(snapshot),
-                                                      std::forward<F>(f)));
+    pool_executor runner(
+        &core, {},
+        static_cast<std::uint8_t>(executor_.bits() &
+                                  (pool_executor::never_bit | pool_executor::continuation_bit)));
+    detail::strand_executor_service::execute(impl_, runner,
+                                             ctxpool::detail::strand_task<std::decay_t<F>>(
+                                                 core, std::move(snapshot), std::forward<F>(f)));
   }
 
   /// Whether the calling thread is running a handler of this strand.

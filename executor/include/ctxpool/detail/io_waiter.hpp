@@ -82,8 +82,8 @@ class wake_operation : public boost::asio::detail::scheduler_operation {
       : scheduler_operation(&do_complete), pool_(pool) {}
 
  private:
-  static void do_complete(void* owner, scheduler_operation* base,
-                          const boost::system::error_code&, std::size_t) noexcept;
+  static void do_complete(void* owner, scheduler_operation* base, const boost::system::error_code&,
+                          std::size_t) noexcept;
   pool_core& pool_;
 };
 

@@ -91,8 +91,7 @@ class idle_workers {
     for (auto it = parked_.begin(); it != parked_.end(); ++it) {
       if (*it == index) {
         parked_.erase(it);
-        parked_count_.store(static_cast<std::uint32_t>(parked_.size()),
-                            std::memory_order_seq_cst);
+        parked_count_.store(static_cast<std::uint32_t>(parked_.size()), std::memory_order_seq_cst);
         return true;
       }
     }

@@ -108,9 +108,7 @@ class pool_core {
   void run_inline(F&& f, captured_context snapshot, bool continuation,
                   const task_info& info) noexcept;
 
-  [[nodiscard]] bool running_in_this_thread() const noexcept {
-    return current_worker.pool == this;
-  }
+  [[nodiscard]] bool running_in_this_thread() const noexcept { return current_worker.pool == this; }
 
   /// A task id for diagnostics, 0 when detection is off.
   [[nodiscard]] std::uint64_t next_task_id() const noexcept;
@@ -159,9 +157,7 @@ class pool_core {
   /// Destroys, unrun, every queued task and those that Asio handed to the
   /// executor after the workers were told to end.
   void destroy_queued_tasks() noexcept;
-  void set_exception_handler(exception_handler handler) {
-    exceptions_.set(std::move(handler));
-  }
+  void set_exception_handler(exception_handler handler) { exceptions_.set(std::move(handler)); }
   void report_exception(std::exception_ptr error, const task_info& info) noexcept {
     exceptions_.report(std::move(error), info);
   }
@@ -249,7 +245,8 @@ class pool_core {
   void end_threads() noexcept;
   /// Moves to `next` unless the pool is there or further already.
   void advance_phase(pool_phase next) noexcept {
-    if (phase_.load(std::memory_order_relaxed) < next) phase_.store(next, std::memory_order_seq_cst);
+    if (phase_.load(std::memory_order_relaxed) < next)
+      phase_.store(next, std::memory_order_seq_cst);
   }
   [[nodiscard]] bool stopping(std::memory_order order) const noexcept {
     return phase_.load(order) >= pool_phase::stopping;

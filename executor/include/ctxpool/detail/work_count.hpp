@@ -72,7 +72,8 @@ class work_count {
   [[nodiscard]] totals outstanding() const noexcept {
     std::uint64_t removed[2] = {0, 0};
     for (std::size_t i = 0; i < lane_count(); ++i) {
-      for (int k = 0; k < 2; ++k) removed[k] += lanes_[i].removed[k].load(std::memory_order_seq_cst);
+      for (int k = 0; k < 2; ++k)
+        removed[k] += lanes_[i].removed[k].load(std::memory_order_seq_cst);
     }
     std::uint64_t added[2] = {0, 0};
     for (std::size_t i = 0; i < lane_count(); ++i) {

@@ -131,13 +131,16 @@ class context_formatter final : public spdlog::formatter {
   /// @param pattern an spdlog pattern; `%<flag>` is replaced by the fields.
   context_formatter(std::shared_ptr<const context_fields> fields, std::string pattern,
                     char flag = '*')
-      : fields_(std::move(fields)), pattern_(std::move(pattern)), flag_(flag),
+      : fields_(std::move(fields)),
+        pattern_(std::move(pattern)),
+        flag_(flag),
         inner_(std::make_unique<spdlog::pattern_formatter>()) {
     inner_->add_flag<fields_flag>(flag_, this).set_pattern(pattern_);
   }
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const auto captured = detail::unframe_captured(std::string_view(msg.payload.data(), msg.payload.size()));
+    const auto captured =
+        detail::unframe_captured(std::string_view(msg.payload.data(), msg.payload.size()));
     if (!captured) {
       captured_.reset();
       inner_->format(msg, dest);
@@ -157,9 +160,11 @@ class context_formatter final : public spdlog::formatter {
   class fields_flag final : public spdlog::custom_flag_formatter {
    public:
     explicit fields_flag(const context_formatter* owner) : owner_(owner) {}
-    void format(const spdlog::details::log_msg&, const std::tm&, spdlog::memory_buf_t& dest) override {
+    void format(const spdlog::details::log_msg&, const std::tm&,
+                spdlog::memory_buf_t& dest) override {
       if (owner_->captured_) {
-        dest.append(owner_->captured_->data(), owner_->captured_->data() + owner_->captured_->size());
+        dest.append(owner_->captured_->data(),
+                    owner_->captured_->data() + owner_->captured_->size());
       } else {
         const std::string live = owner_->fields_->render();
         dest.append(live.data(), live.data() + live.size());
