@@ -96,6 +96,9 @@ build_with_progress() {
 # Totals over every ctest run of this invocation, for the closing line.
 passed_total=0
 failed_total=0
+# The failed tests, build by build, repeated at the very end: CI shows only a
+# log's tail, and a failure early in a long log is otherwise lost there.
+failed_names=()
 # run_ctest <dir> [ctest args...]. (Not through the test presets: ctest
 # 3.25 runs a preset's own binary directory whenever it exists, whatever
 # --test-dir says; CMakePresets.json's test presets repeat what is passed here.)
@@ -113,8 +116,14 @@ run_ctest() {
     total="$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+)/\2/' <<<"$line")"
     passed_total=$((passed_total + total - failed))
     failed_total=$((failed_total + failed))
+    local name
+    while IFS= read -r name; do
+      failed_names+=("$(basename "$dir"): $name")
+    done < <(sed -n '/^The following tests FAILED:/,/^$/{/^[[:space:]]*[0-9]\+ - /p}' "$out" |
+      sed -E 's/^[[:space:]]*//')
   else
     failed_total=$((failed_total + 1))
+    failed_names+=("$(basename "$dir"): ctest printed no summary")
   fi
   rm -f "$out"
   return "$status"
@@ -181,24 +190,15 @@ cmd_samples() {
   return "$status"
 }
 
-# The tracked C++ sources checked by check_format: those listed here, or all
-# of them with CTXPOOL_FORMAT_CHECK=all. (The library's sources join once the
-# tree has been formatted; then this list becomes just ".".)
-format_checked_paths=(tests/support tests/executor/submit_test.cpp tests/executor/wipe_test.cpp
-  tests/executor/task_exceptions_test.cpp tests/executor/workers_test.cpp
-  tests/executor/executor_type_test.cpp bench)
-
 # check_format: clang-format-16 --dry-run --Werror over the tracked C++
 # sources (.clang-format); counts as one test, failed when a file is not clean.
 check_format() {
-  local paths=("${format_checked_paths[@]}")
-  if [[ ${CTXPOOL_FORMAT_CHECK:-} == all ]]; then paths=(.); fi
   if ! git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
     echo "    not a git checkout: the formatting check needs git ls-files; skipped"
     return 0
   fi
   local files=()
-  mapfile -t files < <(cd "$root" && git ls-files -- "${paths[@]}" | grep -E '\.(cpp|hpp|h)$')
+  mapfile -t files < <(cd "$root" && git ls-files | grep -E '\.(cpp|hpp|h)$')
   if (cd "$root" && clang-format-16 --dry-run --Werror "${files[@]}"); then
     echo "    ${#files[@]} files clean"
     passed_total=$((passed_total + 1))
@@ -253,6 +253,10 @@ cmd_tests() {
     --repeat until-fail:3 || status=1
 
   echo
+  if ((${#failed_names[@]} > 0)); then
+    echo "failed:"
+    printf '    %s\n' "${failed_names[@]}"
+  fi
   echo "ctxpool: ${passed_total} passed, ${failed_total} failed"
   return "$status"
 }
