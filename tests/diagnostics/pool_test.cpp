@@ -65,10 +65,10 @@ asio::awaitable<void> handle_request(int n) {
 TEST_CASE("thread_pool: a stale read names both tasks' submit sites") {
   detection_session session;
   ctxpool::thread_pool pool{1};
-  const int write_line = __LINE__;
+  const int write_line = __LINE__ + 1;
   pool.submit([] { auth_token.set("alice"); }).get();
   bool seen = true;
-  const int read_line = __LINE__;
+  const int read_line = __LINE__ + 1;
   pool.submit([&] { seen = auth_token.has_value(); }).get();
   pool.join();
   CHECK_FALSE(seen);
