@@ -8,6 +8,7 @@
 #include <dlfcn.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -36,6 +37,8 @@ std::string& lazy_name() {
 
 void lib_count_request();
 long lib_request_count();
+void many_change(std::size_t i, int delta);  // plain_tls_many_lib: variable i of 400
+void many_change_skipped();                  // ... and its variable of ctxpool's own
 
 // Each function below reads or writes one variable, on a line the tests name.
 unsigned empty_line = 0, increment_line = 0, copy_line = 0, ctx_line = 0;
@@ -104,19 +107,26 @@ TEST_CASE("plain_tls: discovery skips runtimes, ctxpool, guard variables and dec
   CHECK_THROWS_AS(pt::describe(pt::variable_count()), std::out_of_range);
 }
 
-TEST_CASE("plain_tls: a module loaded with dlopen after start is discovered at the next task") {
+TEST_CASE(
+    "plain_tls: a module loaded with dlopen after a thread's tasks ran is diffed from the next task") {
   start_in(pt::watch_mode::off);
   CHECK_FALSE(find("plugin_state"));
-  void* plugin = dlopen(CTXPOOL_PLAIN_TLS_PLUGIN, RTLD_NOW);
-  REQUIRE(plugin != nullptr);
-  auto set = reinterpret_cast<void (*)(int)>(dlsym(plugin, "plugin_set"));
-  REQUIRE((set != nullptr));
   std::thread worker([&] {
-    run_task([] {});  // sees the new module
+    // Tasks before the plugin exists: the thread's snapshot covers the
+    // modules of then, and must grow to the plugin's at the next task.
+    for (int i = 0; i < 20; ++i) CHECK(run_task([] {}).left_dirty.empty());
+    void* plugin = dlopen(CTXPOOL_PLAIN_TLS_PLUGIN, RTLD_NOW);
+    CHECK_OR_RETURN(plugin != nullptr);
+    auto set = reinterpret_cast<void (*)(int)>(dlsym(plugin, "plugin_set"));
+    CHECK_OR_RETURN((set != nullptr));
+    // The first task after dlopen already sees the plugin's variable changed.
+    pt::task_outcome first = run_task([&] { set(7); });
     auto var = find("plugin_state");
     CHECK_OR_RETURN(var);
-    CHECK(left_dirty(run_task([&] { set(7); }), *var));
+    CHECK(left_dirty(first, *var));
+    CHECK(first.left_dirty.size() == 1);
     CHECK_FALSE(left_dirty(run_task([] {}), *var));
+    CHECK(left_dirty(run_task([&] { set(8); }), *var));
   });
   worker.join();
 }
@@ -154,6 +164,79 @@ TEST_CASE(
     CHECK(lib_request_count() == 1);
   });
   worker.join();
+}
+
+namespace {
+
+/// The indexes of plain_tls_many_lib's 400 variables, in many_change's order.
+std::vector<std::uint32_t> many_variables() {
+  std::vector<std::uint32_t> out;
+  for (int pair = 100; pair < 300; ++pair) {
+    for (const char* kind : {"many_c", "many_l"}) {
+      auto var = find(kind + std::to_string(pair));
+      REQUIRE_MESSAGE(var, kind, pair, " is not discovered");
+      out.push_back(*var);
+    }
+  }
+  return out;
+}
+
+std::vector<std::uint32_t> sorted(std::vector<std::uint32_t> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+}  // namespace
+
+TEST_CASE("plain_tls: 400 thread_locals of a library: exactly the ones a task changed are dirty") {
+  start_in(pt::watch_mode::off);
+  const std::vector<std::uint32_t> many = many_variables();
+  for (std::uint32_t i = 0; i < pt::variable_count(); ++i) {
+    CHECK(pt::describe(i).name.find("skipped_counter") == std::string::npos);
+  }
+  std::thread worker([&] {
+    // Many clean tasks first: the per-task work must not drift from the bytes.
+    for (int i = 0; i < 200; ++i) CHECK(run_task([] {}).left_dirty.empty());
+    for (std::size_t i = 0; i < many.size(); ++i) {
+      CAPTURE(i);
+      CHECK(run_task([i] { many_change(i, 1); }).left_dirty == std::vector<std::uint32_t>{many[i]});
+    }
+    // Several at once, far apart and next to each other.
+    CHECK(sorted(run_task([] {
+                   for (int i : {0, 1, 2, 200, 398, 399})
+                     many_change(static_cast<std::size_t>(i), 1);
+                 }).left_dirty) ==
+          sorted({many[0], many[1], many[2], many[200], many[398], many[399]}));
+    // A skipped variable (ctxpool's own) changing in their midst is nothing,
+    // and hides nothing next to it.
+    CHECK(run_task([] { many_change_skipped(); }).left_dirty.empty());
+    CHECK(run_task([] {
+            many_change_skipped();
+            many_change(199, 1);
+            many_change(200, 1);
+          }).left_dirty == std::vector<std::uint32_t>{many[199], many[200]});
+    // Changed and changed back within the task: the same bytes, nothing left.
+    CHECK(run_task([] { many_change(56, 256); }).left_dirty.empty());  // a char wraps around
+  });
+  worker.join();
+}
+
+TEST_CASE("plain_tls: a change made between tasks, outside any, is not the next task's") {
+  // A thread that runs tasks inline between code of its own (the non-worker
+  // waiter of a task_group): what its own code changes is no task's residue.
+  start_in(pt::watch_mode::off);
+  auto counter = find("call_depth");
+  REQUIRE(counter);
+  const std::vector<std::uint32_t> many = many_variables();
+  std::thread waiter([&] {
+    CHECK(run_task([] {}).left_dirty.empty());
+    enter_request();
+    many_change(123, 1);
+    CHECK(run_task([] {}).left_dirty.empty());
+    login("between");
+    CHECK(run_task([] { enter_request(); }).left_dirty == std::vector<std::uint32_t>{*counter});
+  });
+  waiter.join();
 }
 
 TEST_CASE("plain_tls: first-use initialisation is not residue, a later change is") {
