@@ -59,7 +59,9 @@ enum class access_kind { read, write };
 
 struct classified_access {
   access_kind kind = access_kind::read;
-  code_location site;  ///< the user's frame at the access (see the read site above)
+  /// The user's frame at the access (see the read site above); reads only, a
+  /// write needs none (and building one per task would cost allocations).
+  code_location site;
 };
 
 /// Classifies the first access `hit`; `changed_by_end` says whether the

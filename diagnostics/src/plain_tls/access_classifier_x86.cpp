@@ -2,6 +2,7 @@
 // frames from libdw (see access_classifier.hpp for the rule).
 #include "access_classifier.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <string>
 #include <vector>
@@ -133,12 +134,15 @@ bool is_assignment_like(std::string_view function) noexcept {
 classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   symbolizer& symbols = the_symbolizer();
   std::uintptr_t insn_pc = hit.insn_pc != 0 ? hit.insn_pc : hit.pc_after - 1;
-  // The access, then its callers (a return address minus one is inside the call).
-  std::vector<symbol_info> chain;
-  chain.push_back(symbols.lookup(insn_pc));
+  // The access, then its callers (a return address minus one is inside the
+  // call). Pointers into the symbolizer's cache: a watched variable touched
+  // by every task is classified on every task, without allocating.
+  const symbol_info* chain[max_callers + 1];
+  std::size_t chain_size = 0;
+  chain[chain_size++] = &symbols.lookup(insn_pc);
   decoded d;
   if (hit.known == known_access::unknown) {
-    d = decode_access(hit, chain.front());
+    d = decode_access(hit, *chain[0]);
   } else {
     d.found = true;
     d.pc = insn_pc;
@@ -153,20 +157,18 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   std::size_t user = 0;
   bool found_user = false;
   for (std::size_t level = 0; level <= hit.caller_count && !found_user; ++level) {
-    if (level > 0) chain.push_back(symbols.lookup(hit.callers[level - 1] - 1));
-    const symbol_info& loc = chain.back();
-    std::vector<std::string> names = loc.frames;
-    if (names.empty()) names.push_back(loc.symbol);
-    for (const std::string& name : names) {
-      if (is_assignment_like(name)) assignment = true;
-      if (!name.empty() && !is_runtime_name(name)) {
-        user = chain.size() - 1;
+    if (level > 0) chain[chain_size++] = &symbols.lookup(hit.callers[level - 1] - 1);
+    const symbol_info& loc = *chain[chain_size - 1];
+    const std::size_t names = loc.frames.empty() ? 1 : std::min<std::size_t>(loc.frames.size(), 64);
+    for (std::size_t f = 0; f < names && !found_user; ++f) {
+      if ((loc.assignment_like >> f & 1U) != 0) assignment = true;
+      if ((loc.own_code >> f & 1U) != 0) {
+        user = chain_size - 1;
         found_user = true;
-        break;
       }
     }
   }
-  const symbol_info& site = chain[user];
+  const symbol_info& site = *chain[user];
 
   classified_access out;
   if (hit.known != known_access::unknown && hit.changed) {
@@ -184,7 +186,10 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   } else if ((changed_by_end || hit.stored_after_read) && (assignment || !site.has_debug_info)) {
     out.kind = access_kind::write;
   }
-  out.site = code_location(site.file, site.line, site.user_function, d.found ? d.pc : hit.pc_after);
+  if (out.kind == access_kind::read) {
+    out.site =
+        code_location(site.file, site.line, site.user_function, d.found ? d.pc : hit.pc_after);
+  }
   return out;
 }
 

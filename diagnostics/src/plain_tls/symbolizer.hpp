@@ -30,6 +30,13 @@ struct symbol_info {
   std::string user_function;
   std::string file;
   unsigned line = 0;
+  /// The classifier's view of each name -- `frames`, or `symbol` alone when
+  /// there are none -- worked out once per address rather than on every
+  /// classified access: bit i set when name i is assignment-like
+  /// (is_assignment_like), ...
+  std::uint64_t assignment_like = 0;
+  /// ... and when it is the program's own (not empty, not is_runtime_name).
+  std::uint64_t own_code = 0;
 };
 
 class symbolizer {
@@ -40,7 +47,10 @@ class symbolizer {
   symbolizer& operator=(const symbolizer&) = delete;
 
   /// Looks `pc` up (rescanning the process's modules once if none covers it).
-  symbol_info lookup(std::uintptr_t pc);
+  /// The entry is cached for the life of the symbolizer and never changes
+  /// (the map's nodes do not move), so the reference stays valid without the
+  /// lock: a first access classified on every task copies no strings.
+  const symbol_info& lookup(std::uintptr_t pc);
 
  private:
   struct impl;

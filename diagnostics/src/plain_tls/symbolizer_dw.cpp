@@ -7,10 +7,12 @@
 #include <elfutils/libdwfl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 #include <vector>
 
+#include "access_classifier.hpp"
 #include "tls_discovery.hpp"
 
 namespace ctxpool::diagnostics::detail::plain_tls {
@@ -110,17 +112,18 @@ struct symbolizer::impl {
 symbolizer::symbolizer() : impl_(std::make_unique<impl>()) { impl_->report(); }
 symbolizer::~symbolizer() = default;
 
-symbol_info symbolizer::lookup(std::uintptr_t pc) {
+const symbol_info& symbolizer::lookup(std::uintptr_t pc) {
+  static const symbol_info unknown;
   std::lock_guard lock(mutex_);
   if (auto it = cache_.find(pc); it != cache_.end()) return it->second;
   symbol_info loc;
-  if (impl_->dwfl == nullptr) return loc;
+  if (impl_->dwfl == nullptr) return unknown;
   Dwfl_Module* mod = dwfl_addrmodule(impl_->dwfl, pc);
   if (mod == nullptr) {
     impl_->report();  // a module loaded since
     mod = dwfl_addrmodule(impl_->dwfl, pc);
   }
-  if (mod == nullptr) return loc;
+  if (mod == nullptr) return unknown;
 
   GElf_Off offset = 0;
   GElf_Sym sym;
@@ -217,8 +220,13 @@ symbol_info symbolizer::lookup(std::uintptr_t pc) {
   // instrumentation units, -g0 objects in a -g link) is no debug information.
   loc.has_debug_info = !loc.frames.empty();
   if (loc.user_function.empty()) loc.user_function = loc.symbol;
-  cache_.emplace(pc, loc);
-  return loc;
+  const std::size_t names = loc.frames.empty() ? 1 : std::min<std::size_t>(loc.frames.size(), 64);
+  for (std::size_t i = 0; i < names; ++i) {
+    const std::string& name = loc.frames.empty() ? loc.symbol : loc.frames[i];
+    if (is_assignment_like(name)) loc.assignment_like |= std::uint64_t{1} << i;
+    if (!name.empty() && !is_runtime_name(name)) loc.own_code |= std::uint64_t{1} << i;
+  }
+  return cache_.emplace(pc, std::move(loc)).first->second;
 }
 
 symbolizer& the_symbolizer() {
