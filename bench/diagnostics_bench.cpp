@@ -3,7 +3,7 @@
 // nothing beyond the wipe (no observer installed: each hook is one branch).
 //
 // One "task" is what a pool does around a task, through the hand-written-pool
-// API: diagnostics::task_scope (fresh context, task_slot_scope, and with
+// API: diagnostics::task_scope (fresh context, slot_wipe_scope, and with
 // detection on a task id and begin/end), one thread_local_var write, one read.
 // With detection on, the task's first access is tracked and the value it
 // leaves is recorded in the process-wide model (a repeat: one atomic

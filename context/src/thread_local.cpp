@@ -21,7 +21,7 @@ constinit std::atomic<std::uint32_t> next_slot_index{0};
 struct slot_table {
   std::vector<std::unique_ptr<slot_base>> slots;  // by slot_info::index
   std::vector<slot_base*> written;                // lifetime::task slots written inside task scopes
-  unsigned depth = 0;                             // nesting of task_slot_scope
+  unsigned depth = 0;                             // nesting of slot_wipe_scope
 
   ~slot_table() {
     written.clear();
@@ -204,19 +204,19 @@ void throw_no_thread_value(const std::string& name) {
 
 }  // namespace detail
 
-task_slot_scope::task_slot_scope() noexcept {
+slot_wipe_scope::slot_wipe_scope() noexcept {
   detail::slot_table& t = detail::table();
   mark_ = t.written.size();
   ++t.depth;
   outer_tick_ = detail::task_clock.current;
-  // Epochs only grow, so a slot the enclosing task touched before this nested
+  // Ticks only grow, so a slot the enclosing task touched before this nested
   // one ran still counts as touched when the enclosing task resumes.
   if (CTXPOOL_UNLIKELY(detail::observer() != nullptr)) {
     detail::task_clock.current = ++detail::task_clock.last;
   }
 }
 
-task_slot_scope::~task_slot_scope() {
+slot_wipe_scope::~slot_wipe_scope() {
   detail::slot_table& t = detail::table();
   detail::wipe_from(t, mark_);
   const unsigned depth = t.depth--;
@@ -227,7 +227,7 @@ task_slot_scope::~task_slot_scope() {
   detail::task_clock.current = outer_tick_;
 }
 
-detail::task_slot_shelf::task_slot_shelf() {
+detail::slot_shelf::slot_shelf() {
   detail::slot_table& t = detail::table();
   for (std::size_t i = 0; i < t.slots.size(); ++i) {
     std::unique_ptr<detail::slot_base>& slot = t.slots[i];
@@ -239,7 +239,7 @@ detail::task_slot_shelf::task_slot_shelf() {
   }
 }
 
-detail::task_slot_shelf::~task_slot_shelf() {
+detail::slot_shelf::~slot_shelf() {
   detail::slot_table& t = detail::table();
   for (std::size_t i = 0; i < shelved_.size(); ++i) {
     if (shelved_[i] == nullptr) continue;
@@ -248,7 +248,7 @@ detail::task_slot_shelf::~task_slot_shelf() {
     // until it ends rather than leave it a dangling pointer (not expected:
     // the shelf lives inside the waiter's scope, the tasks' scopes inside it).
     CTXPOOL_ASSERT(stand_in == nullptr || !stand_in->listed,
-                   "task_slot_shelf ended while a task scope inside it is still open");
+                   "slot_shelf ended while a task scope inside it is still open");
   }
 }
 

@@ -50,7 +50,7 @@ class detector final : public residue_observer, public task_observer {
   // residue_observer
   void on_read_first(const slot_view& slot, std::source_location where) noexcept override {
     const frame* task = current_frame();
-    // Not a task the detector was told about (a bare task_slot_scope, or a
+    // Not a task the detector was told about (a bare slot_wipe_scope, or a
     // pool built before detection was on): not attributable to a task.
     if (task == nullptr || slot.scope_depth > task_depth()) return;
     const read_desc read{{where, nullptr}, thread_ordinal(), worker_index()};

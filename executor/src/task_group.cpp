@@ -274,7 +274,7 @@ void group_state::cancel() noexcept {
   target.cancel();
 }
 
-bool group_state::run_nested_child(std::optional<task_slot_shelf>& shelf) noexcept {
+bool group_state::run_nested_child(std::optional<slot_shelf>& shelf) noexcept {
   if (!has_nested_.load(std::memory_order_relaxed)) return false;
   group_state* owner = nullptr;
   group_child* child = steal_from_nested(owner);
@@ -291,7 +291,7 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
                  "for itself (wait in the code that made the group)");
   // Built before the first child runs here, so that it sees this thread as a
   // worker would; the waiter's own values come back when it ends.
-  std::optional<task_slot_shelf> shelf;
+  std::optional<slot_shelf> shelf;
   for (;;) {
     if (group_child* child = pop_newest()) {
       if (!shelf) shelf.emplace();

@@ -14,7 +14,7 @@ namespace {
 
 using ctxpool::lifetime;
 using ctxpool::local_stack;
-using ctxpool::task_slot_scope;
+using ctxpool::slot_wipe_scope;
 using ctxpool::thread_local_var;
 
 struct counted {
@@ -81,12 +81,26 @@ TEST_CASE("value() throws lookup_error naming the variable; value_or and has_val
   CHECK(slot.emplace(9) == 9);
 }
 
+// Code written against 0.2 still builds (with a deprecation warning) and
+// still gets the wipe.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+TEST_CASE("the old name task_slot_scope still marks a task") {
+  thread_local_var<std::string> token{"auth_token"};
+  {
+    ctxpool::task_slot_scope task;
+    token.set("task value");
+  }
+  CHECK_FALSE(token.has_value());
+}
+#pragma GCC diagnostic pop
+
 TEST_CASE("lifetime::task values written inside a task scope are wiped when it ends") {
   thread_local_var<std::string> token{"auth_token"};
   token.set("written outside any task");  // e.g. by a thread-start hook: not wiped
   thread_local_var<counted> resource{"resource"};
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     resource.set(counted{});
     CHECK(counted::live == 1);
     CHECK(token.value() == "written outside any task");
@@ -95,7 +109,7 @@ TEST_CASE("lifetime::task values written inside a task scope are wiped when it e
   CHECK(counted::live == 0);
   CHECK(token.value() == "written outside any task");
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     token.set("task value");
   }
   CHECK_FALSE(token.has_value());
@@ -104,7 +118,7 @@ TEST_CASE("lifetime::task values written inside a task scope are wiped when it e
 TEST_CASE("the wipe also runs when the task ends by an exception") {
   thread_local_var<int> slot{"slot"};
   try {
-    task_slot_scope task;
+    slot_wipe_scope task;
     slot.set(1);
     throw std::runtime_error("task failed");
   } catch (const std::runtime_error&) {
@@ -116,7 +130,7 @@ TEST_CASE("lifetime::thread values survive tasks and die with their thread") {
   thread_local_var<counted> conn{"conn", lifetime::thread};
   std::thread([&] {
     for (int i = 0; i < 3; ++i) {
-      task_slot_scope task;
+      slot_wipe_scope task;
       if (!conn.has_value()) conn.set(counted{});
       CHECK(counted::live == 1);
     }
@@ -129,10 +143,10 @@ TEST_CASE("nested task scopes wipe what was first written inside them") {
   thread_local_var<int> outer_slot{"outer"};
   thread_local_var<int> inner_slot{"inner"};
   {
-    task_slot_scope outer;
+    slot_wipe_scope outer;
     outer_slot.set(1);
     {
-      task_slot_scope inner;  // a task run inline inside another
+      slot_wipe_scope inner;  // a task run inline inside another
       inner_slot.set(2);
       CHECK(outer_slot.value() == 1);
     }
@@ -148,7 +162,7 @@ TEST_CASE("local_stack is a per-thread stack, wiped after the task") {
   CHECK(requests.top() == nullptr);
   CHECK_FALSE(requests.pop().has_value());
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     requests.push("GET /a");
     requests.push("GET /b");
     REQUIRE(requests.top() != nullptr);
@@ -166,7 +180,7 @@ TEST_CASE("a watched plain thread_local is restored after each task") {
   auto watch =
       ctxpool::watch_thread_local("legacy_user", []() -> std::string& { return legacy_user; });
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     legacy_user = "alice";
   }
   CHECK(legacy_user.empty());
@@ -174,14 +188,14 @@ TEST_CASE("a watched plain thread_local is restored after each task") {
   auto depth_watch = ctxpool::watch_thread_local(
       "legacy_depth", []() -> int& { return legacy_depth; }, 5);
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     legacy_depth = 9;
   }
   CHECK(legacy_depth == 5);
   // After the watch is gone the variable is left alone.
   { auto doomed = std::move(depth_watch); }
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     legacy_depth = 11;
   }
   CHECK(legacy_depth == 11);
@@ -196,7 +210,7 @@ TEST_CASE("with an observer, a task's first read and the value it leaves are rep
 
   int write_line = 0;
   {
-    task_slot_scope first_task;
+    slot_wipe_scope first_task;
     write_line = __LINE__ + 1;
     token.set("secret");
     CHECK(token.value() == "secret");  // read after its own write: not a first read
@@ -207,7 +221,7 @@ TEST_CASE("with an observer, a task's first read and the value it leaves are rep
   REQUIRE(observer.left_dirty == std::vector<std::string>{"auth_token"});
   CHECK(observer.left_dirty_lines[0] == write_line);
   {
-    task_slot_scope second_task;
+    slot_wipe_scope second_task;
     const int line = __LINE__ + 1;
     CHECK_FALSE(token.has_value());           // behaves as in production: the value is gone
     CHECK(token.value_or("none") == "none");  // a second read in the same task is not first
@@ -216,12 +230,12 @@ TEST_CASE("with an observer, a task's first read and the value it leaves are rep
   }
   CHECK(observer.left_dirty.size() == 1);  // the second task left nothing
   {
-    task_slot_scope third_task;
+    slot_wipe_scope third_task;
     token.set("x");
     token.reset();  // reset by the task itself: nothing left behind
   }
   {
-    task_slot_scope fourth_task;
+    slot_wipe_scope fourth_task;
     token.reset();  // a reset first is a write: the read after it is not first
     CHECK_FALSE(token.has_value());
   }
@@ -235,7 +249,7 @@ TEST_CASE("with an observer, any first access to a local_stack counts, a push in
   observer_installed installed{observer};
   local_stack<int> requests{"requests"};
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     requests.push(1);  // lands on whatever an earlier task left: reported
     CHECK(requests.size() == 1);
     (void)requests.pop();
@@ -243,7 +257,7 @@ TEST_CASE("with an observer, any first access to a local_stack counts, a push in
   CHECK(observer.read_first == std::vector<std::string>{"requests"});
   CHECK(observer.left_dirty.empty());  // popped: left empty
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     requests.push(2);  // left non-empty
   }
   CHECK(observer.read_first.size() == 2);
@@ -255,10 +269,10 @@ TEST_CASE("with an observer, a nested task's accesses are its own and the outer 
   observer_installed installed{observer};
   thread_local_var<int> depth{"depth"};
   {
-    task_slot_scope outer;
+    slot_wipe_scope outer;
     depth.set(1);
     {
-      task_slot_scope inner;          // a task run inline inside another
+      slot_wipe_scope inner;          // a task run inline inside another
       CHECK(depth.value_or(0) == 1);  // first read of the inner task (the outer's value is there)
     }
     CHECK(depth.value() == 1);  // the outer task read its own write: not reported
@@ -284,10 +298,10 @@ TEST_CASE("with an observer, a watched thread_local left changed is reported as 
   static thread_local int legacy = 0;
   auto watch = ctxpool::watch_thread_local("legacy", []() -> int& { return legacy; });
   {
-    task_slot_scope task;
+    slot_wipe_scope task;
     legacy = 1;
   }
-  { task_slot_scope clean_task; }
+  { slot_wipe_scope clean_task; }
   CHECK(observer.residues == std::vector<std::string>{"legacy"});
   CHECK(legacy == 0);
 }
@@ -296,7 +310,7 @@ TEST_CASE("without an observer at the start of a task, nothing is reported for i
   thread_local_var<std::string> token{"auth_token"};
   recording_observer observer;
   {
-    task_slot_scope task;  // began before the observer was installed
+    slot_wipe_scope task;  // began before the observer was installed
     observer_installed installed{observer};
     CHECK_FALSE(token.has_value());
     token.set("secret");

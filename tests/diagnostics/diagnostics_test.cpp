@@ -39,7 +39,7 @@ void coroutine_step(const ctxpool::detail::captured_context& coroutine, const ch
   const ctxpool::task_info info{diag::next_task_id(), std::source_location::current(), name};
   observer->on_task_begin(info);
   {
-    ctxpool::task_slot_scope slots;
+    ctxpool::slot_wipe_scope slots;
     body();
   }
   observer->on_task_end(info);
@@ -246,7 +246,7 @@ TEST_CASE("no finding: a task reading what it wrote itself") {
     {
       // An inner scope wipes what it first wrote; reading it back in the
       // same task is not another task's read.
-      ctxpool::task_slot_scope inner;
+      ctxpool::slot_wipe_scope inner;
       scratch.set(7);
     }
     CHECK_FALSE(scratch.has_value());

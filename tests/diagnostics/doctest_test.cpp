@@ -73,7 +73,7 @@ TEST_CASE("tasks the detector could not see fail the guard loudly" * doctest::sh
   }()};
   CTXPOOL_CHECK_NO_FINDINGS();  // switches detection on
   std::thread([] {
-    ctxpool::task_slot_scope unannounced;
+    ctxpool::slot_wipe_scope unannounced;
     (void)api_key.has_value();
   }).join();
 }

@@ -169,7 +169,7 @@ TEST_CASE("unobserved_tasks counts task scopes no task observer announced") {
   w.run("observed", [] {});  // a task_scope: announced
   CHECK(diag::unobserved_tasks() == before);
   std::thread bare([] {
-    ctxpool::task_slot_scope slots;  // what a pool built while detection was off does
+    ctxpool::slot_wipe_scope slots;  // what a pool built while detection was off does
   });
   bare.join();
   CHECK(diag::unobserved_tasks() == before + 1);

@@ -231,7 +231,7 @@ TEST_CASE(
   ctxpool::thread_pool pool{1};
   busy_workers busy(pool, 1);  // every child runs on the waiting thread
   ctxpool::context{}.run([&] {
-    ctxpool::task_slot_scope waiter_task;  // the waiter is a task itself, as on a worker
+    ctxpool::slot_wipe_scope waiter_task;  // the waiter is a task itself, as on a worker
     auth_token.set("waiter's token");
     auto token = request_id.set("waiter's request");
     ctxpool::task_group group{pool};

@@ -60,9 +60,9 @@ struct slot_view {
   lifetime life;
   std::uint32_t id = 0;  ///< process-unique number of the variable (never reused)
   bool stack = false;    ///< a `local_stack` (else a `thread_local_var`)
-  /// For task events: the nesting depth of the `task_slot_scope` reporting it
+  /// For task events: the nesting depth of the `slot_wipe_scope` reporting it
   /// (1: outermost), so that an observer can tell a scope no task observer
-  /// announced (a bare `task_slot_scope`) from the task around it.
+  /// announced (a bare `slot_wipe_scope`) from the task around it.
   unsigned scope_depth = 0;
 };
 
@@ -70,7 +70,7 @@ struct slot_view {
 ///
 /// While an observer is installed, the context layer tracks, per thread and
 /// per `lifetime::task` slot, whether the task running in the innermost
-/// `task_slot_scope` has touched the slot yet, and reports the two facts the
+/// `slot_wipe_scope` has touched the slot yet, and reports the two facts the
 /// residue model is built from: a task's first access being a read, and a
 /// task leaving a value behind. Outside any task scope nothing is reported.
 class residue_observer {
@@ -91,7 +91,7 @@ class residue_observer {
   /// been restored already.
   virtual void on_watched_residue(const slot_view& slot) noexcept = 0;
 
-  /// A `task_slot_scope` at nesting depth `depth` (1: outermost) ended, after
+  /// A `slot_wipe_scope` at nesting depth `depth` (1: outermost) ended, after
   /// its wipe: lets the observer notice task scopes that no task observer
   /// announced (a pool built before detection was switched on).
   virtual void on_task_slots_end(unsigned /*depth*/) noexcept {}

@@ -10,7 +10,7 @@
 // per-thread stack in the manner of werkzeug's `LocalStack`. The wipe costs
 // what the task wrote: each thread lists the slots written during the task.
 //
-// Pools mark each task with a `task_slot_scope`; a hand-written worker loop can
+// Pools mark each task with a `slot_wipe_scope`; a hand-written worker loop can
 // do the same. While a residue observer is installed (diagnostic mode), each
 // slot also remembers whether the running task has touched it yet, so that a
 // task's first read and the values it leaves behind can be reported (see
@@ -313,17 +313,21 @@ class local_stack : public detail::slot_handle<detail::stack_slot<T>> {
 /// Pools do this around each task; a hand-written worker loop can too. Scopes
 /// nest (a task run inline inside another): an inner scope wipes what was first
 /// written inside it, and watched variables are restored by the outermost.
-class task_slot_scope {
+class slot_wipe_scope {
  public:
-  task_slot_scope() noexcept;
-  ~task_slot_scope();
-  task_slot_scope(const task_slot_scope&) = delete;
-  task_slot_scope& operator=(const task_slot_scope&) = delete;
+  slot_wipe_scope() noexcept;
+  ~slot_wipe_scope();
+  slot_wipe_scope(const slot_wipe_scope&) = delete;
+  slot_wipe_scope& operator=(const slot_wipe_scope&) = delete;
 
  private:
   std::size_t mark_;
   std::uint64_t outer_tick_;  // the enclosing scope's access tick, restored at the end
 };
+
+/// The name `slot_wipe_scope` had before 0.3, when it was too close to
+/// `diagnostics::task_scope` (which does more: context, wipe and detection).
+using task_slot_scope [[deprecated("renamed ctxpool::slot_wipe_scope")]] = slot_wipe_scope;
 
 namespace detail {
 /// Hides the calling thread's `lifetime::task` values for the scope's life
@@ -332,12 +336,12 @@ namespace detail {
 /// worker would, clean, and the waiter's own values survive it. What the
 /// hidden slots are given meanwhile must be wiped by task scopes inside
 /// (each task's own); the scope discards any that is left.
-class task_slot_shelf {
+class slot_shelf {
  public:
-  task_slot_shelf();
-  ~task_slot_shelf();
-  task_slot_shelf(const task_slot_shelf&) = delete;
-  task_slot_shelf& operator=(const task_slot_shelf&) = delete;
+  slot_shelf();
+  ~slot_shelf();
+  slot_shelf(const slot_shelf&) = delete;
+  slot_shelf& operator=(const slot_shelf&) = delete;
 
  private:
   std::vector<std::unique_ptr<slot_base>> shelved_;  // by slot index; null: not hidden

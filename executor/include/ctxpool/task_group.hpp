@@ -158,7 +158,7 @@ class group_state {
   /// Wakes the waiters of the groups this one is nested in, if asleep.
   void signal_ancestors() noexcept;
   /// Runs one queued child of a nested group, if there is one.
-  bool run_nested_child(std::optional<task_slot_shelf>& shelf) noexcept;
+  bool run_nested_child(std::optional<slot_shelf>& shelf) noexcept;
   void signal_waiter() noexcept;
   void drop_snapshot_cache() noexcept;  // with mutex_ held
 

@@ -144,7 +144,7 @@ namespace detail {
 ///
 /// @par What a task goes through on a worker
 /// It enters a fresh context holding the snapshot taken when it was
-/// submitted; opens a `task_slot_scope`; observers' `on_task_begin` run; the
+/// submitted; opens a `slot_wipe_scope`; observers' `on_task_begin` run; the
 /// function runs and its result or exception is delivered; the slot scope
 /// ends, wiping every `lifetime::task` slot the task wrote and restoring
 /// watched `thread_local`s; observers' `on_task_end` run (in reverse order);

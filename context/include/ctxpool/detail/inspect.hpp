@@ -30,9 +30,9 @@ void for_each_value_in(const map_node* node, Visit& visit) {
   if (node == nullptr) return;
   const int leaves = std::popcount(node->leaves);
   const int children = std::popcount(node->children);
-  for (int i = 0; i < leaves; ++i) visit(static_cast<const void*>(node->slots()[i]));
+  for (int i = 0; i < leaves; ++i) visit(static_cast<const void*>(node->entries()[i]));
   for (int i = 0; i < children; ++i) {
-    for_each_value_in(static_cast<const map_node*>(node->slots()[leaves + i]), visit);
+    for_each_value_in(static_cast<const map_node*>(node->entries()[leaves + i]), visit);
   }
 }
 

@@ -93,8 +93,6 @@ struct map_node {
     return reinterpret_cast<void* const*>(this + 1);
   }
   [[nodiscard]] void** entries() noexcept { return reinterpret_cast<void**>(this + 1); }
-  /// The old name of entries(), still read by detail/inspect.hpp.
-  [[nodiscard]] void* const* slots() const noexcept { return entries(); }
 };
 static_assert(sizeof(map_node) == 16 && alignof(map_node) <= alignof(void*) * 2);
 

@@ -165,7 +165,7 @@ void clear_findings() noexcept;
 
 /// How many task scopes ran with detection on that no task observer
 /// announced: tasks of a pool built while detection was off (a pool reads
-/// `enabled()` once, when it is built), or a bare `task_slot_scope`. Their
+/// `enabled()` once, when it is built), or a bare `slot_wipe_scope`. Their
 /// reads and writes cannot be attributed to tasks, so they are not checked;
 /// test guards fail when this grows while they watch.
 [[nodiscard]] std::uint64_t unobserved_tasks() noexcept;

@@ -10,7 +10,7 @@
 //     }
 //
 // A `task_scope` does what `thread_pool` does around each task: it enters a
-// fresh copy of the thread's current context, opens a `task_slot_scope`, and,
+// fresh copy of the thread's current context, opens a `slot_wipe_scope`, and,
 // when detection is on, gives the task an id and tells the detector that it
 // begins and (after the wipe) ends. Teams can adopt detection in CI this way
 // before they switch pools. With detection off it costs what the wipe costs.
@@ -61,7 +61,7 @@ class task_scope {
   ::ctxpool::detail::fresh_context_scope context_;
   std::string name_;
   task_end end_;
-  task_slot_scope slots_;  // last member: wiped first, before the task ends
+  slot_wipe_scope slots_;  // last member: wiped first, before the task ends
 };
 
 }  // namespace ctxpool::diagnostics

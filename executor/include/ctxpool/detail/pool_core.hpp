@@ -372,7 +372,7 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
       context_scope.emplace(std::move(snapshot), continuation);
     }
     {
-      std::optional<task_slot_scope> slots;
+      std::optional<slot_wipe_scope> slots;
       if (CTXPOOL_LIKELY(tuning_.wipe_slots)) slots.emplace();
       if (observed_) notify_begin(info);
       try {

@@ -9,7 +9,7 @@ namespace ctxpool::detail {
 /// ordinary pool with all the residue bugs ctxpool exists to prevent.
 struct pool_tuning {
   bool propagate_context = true;  ///< capture at submit, enter a fresh context on the worker
-  bool wipe_slots = true;         ///< task_slot_scope around each task
+  bool wipe_slots = true;         ///< slot_wipe_scope around each task
 };
 
 }  // namespace ctxpool::detail
