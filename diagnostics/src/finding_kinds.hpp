@@ -7,7 +7,8 @@
 // the detection code that records it. Nothing else names kinds one by one:
 // `to_string`, the SUMMARY lines, the JSON counts, the suppression parser
 // and matcher, the SARIF rules and `format_finding` all walk the table
-// (tests/diagnostics/finding_kinds_test.cpp checks each of them per row).
+// (tests/diagnostics/finding_kinds_test.cpp checks each of them per row;
+// tests/diagnostics/example_kind/ adds a kind that way and builds it).
 #pragma once
 
 #include <span>
