@@ -101,6 +101,10 @@ TEST_CASE("instrumented: a std::vector and a std::unordered_map left non-empty, 
   check_every_run("map_iterated", "header_counts",
                   read_line_of("for (const auto& [name, count] : header_counts)"));
 }
+TEST_CASE("instrumented: after 270 clean tasks, a write made only by uninstrumented code") {
+  check_every_run("late_uninstrumented_write", "call_depth",
+                  read_line_of("read_sink = call_depth;  // the late read"));
+}
 TEST_CASE("instrumented clean: written before read, assigned in libstdc++ before read, only read") {
   check_every_run("write_first", "", "");
   check_every_run("assign_then_read", "", "");

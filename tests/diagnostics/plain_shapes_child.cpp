@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <functional>
 #include <future>
@@ -113,6 +114,13 @@ void wait_on_mutex() {
 }
 volatile long read_sink = 0;
 
+/// The byte count of a copy the compiler cannot turn into a store: the C
+/// library's memcpy, which is never instrumented, writes the variable.
+volatile std::size_t int_bytes = sizeof(int);
+[[gnu::noinline]] void set_depth_uninstrumented(int value) {
+  std::memcpy(&call_depth, &value, int_bytes);
+}
+
 /// The plugin's functions, loaded on the pool's first task that needs them.
 struct plugin_api {
   void (*set)(int) = nullptr;
@@ -134,12 +142,12 @@ plugin_api& plugin() {
   return api;
 }
 
-/// Runs 30 requests through `request` on the pool (every third one anonymous in
+/// Runs `requests` requests (30 in most shapes) through `request` on the pool (every third one anonymous in
 /// the shapes that have anonymous requests). Plain reads are watched once some
 /// task left the variable dirty, so a few requests in, every reader is seen.
-void serve(ctxpool::thread_pool& pool, const std::function<void(int)>& request) {
+void serve(ctxpool::thread_pool& pool, const std::function<void(int)>& request, int requests) {
   std::vector<std::future<void>> done;
-  for (int i = 0; i < 30; ++i) done.push_back(pool.submit([&request, i] { request(i); }));
+  for (int i = 0; i < requests; ++i) done.push_back(pool.submit([&request, i] { request(i); }));
   for (auto& f : done) f.get();
 }
 
@@ -274,6 +282,18 @@ int main(int argc, char** argv) {
          if (i % 3 == 0) read_sink = header_total();
          else ++header_counts["x-request-" + std::to_string(i)];
        }},
+      // After 270 clean requests, only the C library writes call_depth: the
+      // task-end diff, not a callback, must see it, however many tasks ran.
+      {"late_uninstrumented_write",
+       [](int i) {
+         if (i < 270) {
+           read_sink = config_level;
+         } else if (i % 3 == 0) {
+           read_sink = call_depth;  // the late read
+         } else {
+           set_depth_uninstrumented(i);
+         }
+       }},
       // clean
       {"write_first",
        [](int i) {
@@ -296,7 +316,7 @@ int main(int argc, char** argv) {
   const auto it = shapes.find(shape);
   if (it == shapes.end()) return 2;
   ctxpool::thread_pool pool{static_cast<std::size_t>(workers)};
-  serve(pool, it->second);
+  serve(pool, it->second, shape == "late_uninstrumented_write" ? 300 : 30);
   pool.join();
   return 0;
 }
