@@ -154,13 +154,27 @@ class deadline_watcher {
 
 /// The current context's cancellation without a reference count (the value
 /// stays alive while the context is current and nothing sets the variable).
-const std::shared_ptr<cancel_state>* peek_current() noexcept {
+const std::shared_ptr<cancel_state>* peek_carried() noexcept {
   const std::uint32_t id = current_cancel_state.id();
   const get_cache_entry& entry = tls.cache[id & (get_cache_size - 1)];
   if (entry.tag == cache_tag(id)) {
     return static_cast<const std::shared_ptr<cancel_state>*>(entry.value);
   }
   return static_cast<const std::shared_ptr<cancel_state>*>(lookup_set_value(id));
+}
+
+const cancel_state* raw(const std::shared_ptr<cancel_state>* state) noexcept {
+  return state != nullptr ? state->get() : nullptr;
+}
+
+/// The current cancellation: the overlay's, made real, where one applies.
+const std::shared_ptr<cancel_state>* peek_current() noexcept {
+  const std::shared_ptr<cancel_state>* carried = peek_carried();
+  if (const cancellation_overlay* overlay = active_overlay;
+      CTXPOOL_UNLIKELY(overlay != nullptr) && raw(carried) == overlay->base) {
+    return overlay->materialise(overlay->owner);
+  }
+  return carried;
 }
 
 cancel_reason reason_of(const cancel_state* state) noexcept {
@@ -179,6 +193,32 @@ std::shared_ptr<cancel_state> make_child(deadline_clock::time_point deadline) {
 }
 
 }  // namespace
+
+const cancellation_overlay* applicable_overlay() noexcept {
+  const cancellation_overlay* overlay = active_overlay;
+  if (overlay == nullptr || raw(peek_carried()) != overlay->base) return nullptr;
+  return overlay;
+}
+
+const cancel_state* carried_cancel_state() noexcept { return raw(peek_carried()); }
+
+map_node* capture_overlay(map_node* root) noexcept {
+  const cancellation_overlay* overlay = active_overlay;
+  const std::uint32_t id = current_cancel_state.id();
+  const value_base* value = map_find(root, id);
+  const cancel_state* carried =
+      value != nullptr ? static_cast<const std::shared_ptr<cancel_state>*>(value->data())->get()
+                       : nullptr;
+  if (carried != overlay->base) return root;
+  // Snapshots are taken in noexcept paths: out of memory here terminates,
+  // as capture_carried does.
+  map_node* result =
+      map_insert(root, new value_holder<std::shared_ptr<cancel_state>>(
+                           id, *overlay->materialise(overlay->owner)));
+  map_release(root);
+  return result;
+}
+
 }  // namespace detail
 
 struct cancellation_callback::registration {

@@ -231,6 +231,7 @@ context copy_context() {
   detail::map_node* root = current == nullptr ? nullptr : current->root;
   detail::map_add_ref(root);
   if (CTXPOOL_UNLIKELY(detail::carrying())) root = detail::capture_carried(root);
+  if (CTXPOOL_UNLIKELY(detail::active_overlay != nullptr)) root = detail::capture_overlay(root);
   return context(detail::context_box::create(root, detail::new_lineage()));
 }
 

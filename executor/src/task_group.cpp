@@ -1,4 +1,5 @@
-// task_group: the group's queue, its helper tasks and the helping waiter.
+// task_group: how children reach the pool, the helping waiter, and the
+// group's completion count.
 #include <ctxpool/task_group.hpp>
 
 #include <thread>
@@ -6,29 +7,6 @@
 namespace ctxpool {
 namespace detail {
 namespace {
-
-/// The pool task that runs a group's queued children on a worker. Move-only;
-/// whoever holds it last either ran it or gives its helper slot back.
-class group_helper {
- public:
-  explicit group_helper(group_state* group) noexcept : group_(group) {}
-  group_helper(group_helper&& other) noexcept : group_(std::exchange(other.group_, nullptr)) {}
-  group_helper& operator=(group_helper&&) = delete;
-  ~group_helper() {
-    if (group_ != nullptr) {  // destroyed unrun: the pool stopped
-      group_->helper_abandoned();
-      group_->release();
-    }
-  }
-  void operator()() noexcept {
-    group_state* group = std::exchange(group_, nullptr);
-    group->help();
-    group->release();
-  }
-
- private:
-  group_state* group_;
-};
 
 /// Spins before the waiter sleeps: a child of a fork-join is often short,
 /// and a futex round trip costs more than several of them.
@@ -42,247 +20,251 @@ inline void spin_pause() noexcept {
 #endif
 }
 
-/// The group whose child runs on this thread now (innermost), for nesting.
-constinit thread_local group_state* running_child_of = nullptr;
+/// The group whose child runs on this thread now (innermost): wait() from
+/// inside one of the group's own children would wait for itself.
+constinit thread_local const group_state* running_child_of = nullptr;
+
+/// Its address identifies the calling thread (cheaper than a thread id).
+constinit thread_local char thread_tag = 0;
+
+/// The pool's entry point for a child taken from its queues (run) or
+/// destroyed with them (not run).
+void complete_child(task_node* base, pool_core& core, bool run) noexcept {
+  auto* child = static_cast<group_child*>(base);
+  if (!child->shared) {
+    // Only here: nobody else can run it.
+    if (run) {
+      child->group->execute(*child);
+    } else {
+      // The pool stopped with it queued; its group still counts it, so
+      // finish it as skipped (the group will report a cancellation).
+      child->group->cancel();
+      child->group->execute(*child);
+    }
+    child->free(core);
+  } else {
+    // Also on the waiter's list. A child destroyed with the pool's queues
+    // is left to the waiter, which runs it.
+    if (run && (child->claim.fetch_or(group_child::claimed, std::memory_order_acq_rel) &
+                group_child::claimed) == 0) {
+      child->group->execute(*child);
+    }
+    if (child->claim.fetch_or(group_child::queue_done, std::memory_order_acq_rel) &
+        group_child::list_done) {
+      child->free(core);
+    }
+  }
+  core.remove_finished_task();
+}
 
 }  // namespace
 
-group_state::group_state(pool_core& core)
-    : core_(core),
-      max_helpers_(static_cast<int>(core.thread_count())),
-      parent_cancellation_(current_cancellation()) {
-  if (group_state* parent = running_child_of; parent != nullptr && &parent->core_ == &core_) {
-    parent->add_ref();
-    parent_ = parent;
-    std::lock_guard lock(parent->mutex_);
-    next_sibling_ = parent->first_nested_;
-    if (next_sibling_ != nullptr) next_sibling_->prev_sibling_ = this;
-    parent->first_nested_ = this;
-    parent->update_nested_hint();
+group_child::group_child(group_state& owner, finish_fn on_finish, std::size_t size,
+                         captured_context&& snapshot, const cancel_state* base,
+                         const task_info& info) noexcept
+    : task_node(&complete_child),
+      group(&owner),
+      cancel_base(base),
+      snapshot_(std::move(snapshot)),
+      info_(info),
+      finish_(on_finish),
+      size_(size) {}
+
+void group_child::free(pool_core& core) noexcept {
+  const std::size_t size = size_;
+  this->~group_child();
+  core.free_task(this, size);
+}
+
+group_state::group_state(pool_core& core) : core_(core), owner_(&thread_tag) {
+  // Made inside a child of another group (of any pool): descend from that
+  // group's cancellation without making it real now.
+  const cancellation_overlay* overlay = applicable_overlay();
+  if (overlay != nullptr && overlay->materialise == &group_state::materialise) {
+    parent_group_ = const_cast<group_state*>(static_cast<const group_state*>(overlay->owner));
+    root_ = parent_group_->root_;
+  } else {
+    parent_cancellation_ = current_cancellation();
   }
 }
 
-void group_state::detach_from_parent() noexcept {
-  group_state* parent = std::exchange(parent_, nullptr);
-  if (parent == nullptr) return;
-  {
-    std::lock_guard lock(parent->mutex_);
-    if (prev_sibling_ != nullptr) {
-      prev_sibling_->next_sibling_ = next_sibling_;
-    } else {
-      parent->first_nested_ = next_sibling_;
-    }
-    if (next_sibling_ != nullptr) next_sibling_->prev_sibling_ = prev_sibling_;
-    parent->update_nested_hint();
-  }
-  parent->release();
-}
-
-group_child* group_state::steal_from_nested(group_state*& owner) noexcept {
-  std::lock_guard lock(mutex_);
-  for (group_state* nested = first_nested_; nested != nullptr; nested = nested->next_sibling_) {
-    // seq_cst: pairs with the pusher's signal_ancestors (see wait_for_children).
-    if (nested->queued_.load(std::memory_order_seq_cst) != 0) {
-      if (group_child* child = nested->pop_oldest()) {
-        // The nested group stays alive while its child runs here: it cannot
-        // unlink itself (our lock) before we hold a reference.
-        nested->add_ref();
-        owner = nested;
-        return child;
+const std::shared_ptr<cancel_state>& group_state::real_cancellation() const noexcept {
+  if (!made_.load(std::memory_order_acquire)) {
+    // The parent's first, outside our lock: locks are only taken up the chain.
+    cancellation_token parent = parent_group_ != nullptr
+                                    ? parent_group_->cancellation()
+                                    : parent_cancellation_;
+    bool cancel_now = false;
+    {
+      std::lock_guard lock(mutex_);
+      if (!made_.load(std::memory_order_relaxed)) {
+        cancel_.emplace(parent);
+        made_.store(true, std::memory_order_release);
+        cancel_now = cancelling_.load(std::memory_order_acquire);
       }
     }
-    if (nested->has_nested_.load(std::memory_order_relaxed)) {
-      if (group_child* child = nested->steal_from_nested(owner)) return child;
-    }
+    // A cancel() before it existed found nothing to cancel.
+    if (cancel_now) cancel_->cancel();
   }
-  return nullptr;
+  return cancellation_access::state(*cancel_);
 }
 
-void group_state::signal_ancestors() noexcept {
-  for (group_state* outer = parent_; outer != nullptr; outer = outer->parent_) {
-    if (outer->waiter_asleep_.load(std::memory_order_seq_cst)) {
-      outer->signal_.fetch_add(1, std::memory_order_seq_cst);
-      outer->signal_.notify_all();
-    }
+cancellation_token group_state::cancellation() const noexcept {
+  (void)real_cancellation();
+  return cancel_->token();
+}
+
+const std::shared_ptr<cancel_state>* group_state::materialise(const void* owner) noexcept {
+  return &static_cast<const group_state*>(owner)->real_cancellation();
+}
+
+bool group_state::cancelled_so_far() const noexcept {
+  // Acquire: pairs with cancel()'s count, made after its flag.
+  if (root_->cancels_in_tree_.load(std::memory_order_acquire) == 0) {
+    // A made cancellation can only be cancelled through a group (which
+    // counts) or from above the tree.
+    return root_->parent_cancellation_.cancelled();
   }
-}
-
-void group_state::release() noexcept {
-  if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
-}
-
-captured_context group_state::child_snapshot() {
-  std::lock_guard lock(mutex_);
-  const map_node* current = current_root();
-  if (!cache_valid_ || current != cached_map_) {
-    // Once per group and context map: the current context plus the group's
-    // cancellation, as a snapshot that each child then shares.
-    captured_context with_cancellation;
-    {
-      // A private box on the stack holding the current map: setting the
-      // variable there changes only that box.
-      fresh_context_scope scratch(captured_context::capture(), /*continuation=*/false);
-      cancellation_scope scope(cancel_);
-      with_cancellation = captured_context::capture();
-    }
-    drop_snapshot_cache();
-    // The reference keeps the map alive, so an equal address is the same
-    // map, never a new one reusing freed memory.
-    map_add_ref(current);
-    cached_map_ = current;
-    cached_child_ = std::move(with_cancellation);
-    cache_valid_ = true;
+  for (const group_state* group = this;; group = group->parent_group_) {
+    if (group->cancelling_.load(std::memory_order_acquire)) return true;
+    // Once made, it knows its whole chain (a cancel of an ancestor, a deadline).
+    if (group->made_.load(std::memory_order_acquire)) return group->cancel_->cancelled();
+    if (group->parent_group_ == nullptr) return group->parent_cancellation_.cancelled();
   }
-  return cached_child_;
-}
-
-void group_state::drop_snapshot_cache() noexcept {
-  if (!cache_valid_) return;
-  map_release(cached_map_);
-  cached_map_ = nullptr;
-  cached_child_ = {};
-  cache_valid_ = false;
 }
 
 group_state::~group_state() {
-  std::lock_guard lock(mutex_);
-  drop_snapshot_cache();
+  if (cached_map_ != nullptr) map_release(cached_map_);
 }
 
-void group_state::push(group_child* child) {
+captured_context group_state::child_snapshot(const cancel_state*& base) noexcept {
+  const map_node* current = current_root();
+  const bool owner = owner_ == &thread_tag;
+  if (owner && cached_map_ == current && cached_map_ != nullptr) {
+    base = cached_base_;
+    return cached_child_;
+  }
+  // The context as it is: a group made inside another group's child
+  // descends from that group (parent_group_), so the overlay that would make
+  // that group's cancellation real at a capture is kept out of the way.
+  const cancellation_overlay* const overlay = std::exchange(active_overlay, nullptr);
+  captured_context snapshot = captured_context::capture();
+  base = carried_cancel_state();
+  active_overlay = overlay;
+  if (owner) {
+    // The reference keeps the map alive, so an equal address is the same
+    // map, never a new one reusing freed memory.
+    if (cached_map_ != nullptr) map_release(cached_map_);
+    map_add_ref(current);
+    cached_map_ = current;
+    cached_child_ = snapshot;
+    cached_base_ = base;
+  }
+  return snapshot;
+}
+
+void group_state::push(group_child* child) noexcept {
+  // Counted before anyone can finish it.
   pending_.fetch_add(1, std::memory_order_relaxed);
-  {
-    std::lock_guard lock(mutex_);
-    child->prev = newest_;
-    child->next = nullptr;
-    if (newest_ != nullptr) {
-      newest_->next = child;
-    } else {
-      oldest_ = child;
+  if (owner_ == &thread_tag && !marked_) {
+    local_mark_ = core_.local_mark();
+    marked_ = true;
+  }
+  if (core_.push_local(child)) return;
+  child->shared = true;
+  // On the list first: once it is on the pool's queue a worker may run it,
+  // and the group must then already know it for the waiter to let it go.
+  group_child* head = list_.load(std::memory_order_relaxed);
+  do {
+    child->list_next = head;
+  } while (!list_.compare_exchange_weak(head, child, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed));
+  if (!core_.push_injected(child)) {
+    // The pool is stopping: only the waiter will run it (it may be doing so
+    // already, if this is a child's run()).
+    if (child->claim.fetch_or(group_child::queue_done, std::memory_order_acq_rel) &
+        group_child::list_done) {
+      child->free(core_);
     }
-    newest_ = child;
-    queued_.fetch_add(1, std::memory_order_seq_cst);
   }
-  if (try_take_helper_slot()) post_helper();
-  signal_waiter();
-  signal_ancestors();
-}
-
-group_child* group_state::pop_newest() noexcept {
-  if (queued_.load(std::memory_order_acquire) == 0) return nullptr;
-  std::lock_guard lock(mutex_);
-  group_child* child = newest_;
-  if (child == nullptr) return nullptr;
-  newest_ = child->prev;
-  if (newest_ != nullptr) {
-    newest_->next = nullptr;
-  } else {
-    oldest_ = nullptr;
-  }
-  queued_.fetch_sub(1, std::memory_order_seq_cst);
-  return child;
-}
-
-group_child* group_state::pop_oldest() noexcept {
-  if (queued_.load(std::memory_order_acquire) == 0) return nullptr;
-  std::lock_guard lock(mutex_);
-  group_child* child = oldest_;
-  if (child == nullptr) return nullptr;
-  oldest_ = child->next;
-  if (oldest_ != nullptr) {
-    oldest_->prev = nullptr;
-  } else {
-    newest_ = nullptr;
-  }
-  queued_.fetch_sub(1, std::memory_order_seq_cst);
-  return child;
-}
-
-bool group_state::try_take_helper_slot() noexcept {
-  int helpers = helpers_.load(std::memory_order_seq_cst);
-  while (helpers < max_helpers_) {
-    if (helpers_.compare_exchange_weak(helpers, helpers + 1, std::memory_order_seq_cst))
-      return true;
-  }
-  return false;
-}
-
-void group_state::post_helper() noexcept {
-  add_ref();
-  try {
-    // Not refused after join/stop (Asio's rule for execute): a helper that
-    // never runs is destroyed with the pool and gives its slot back; the
-    // waiter runs the children.
-    core_.enqueue(group_helper(this), captured_context{}, /*continuation=*/false,
-                  task_info{core_.next_task_id(), {}, "task_group helper"},
-                  /*check_open=*/false);
-  } catch (...) {
-    // No memory for the helper's node: the helper, destroyed unrun, gave its
-    // slot and reference back; the waiter runs the children.
+  // Pairs with the waiter's CAS that sets `asleep` and its look at the list
+  // that follows (both seq_cst): one of the two sees the other.
+  if (pending_.load(std::memory_order_seq_cst) & asleep) {
+    if (pending_.fetch_and(~asleep, std::memory_order_seq_cst) & asleep) pending_.notify_all();
   }
 }
 
-void group_state::helper_abandoned() noexcept { helpers_.fetch_sub(1, std::memory_order_seq_cst); }
-
-void group_state::help() noexcept {
-  for (;;) {
-    while (group_child* child = pop_oldest()) execute(child);
-    helpers_.fetch_sub(1, std::memory_order_seq_cst);
-    // A child queued after the last pop but before the slot was given back
-    // saw no free slot: take the slot again and run it.
-    if (queued_.load(std::memory_order_seq_cst) == 0 || !try_take_helper_slot()) return;
-  }
-}
-
-void group_state::execute(group_child* child) noexcept {
-  group_state* const outer = std::exchange(running_child_of, this);
-  // The group's cancellation also ends when an enclosing one does (a
-  // request's deadline, an outer group's cancel): stop starting children.
-  child->complete(*this, !(cancelling() || cancel_.cancelled()));
+void group_state::execute(group_child& child) noexcept {
+  const group_state* const outer = std::exchange(running_child_of, this);
+  child.finish(starts_children());
   running_child_of = outer;
-  // Release: the child's effects happen before the waiter returns from wait().
-  pending_.fetch_sub(1, std::memory_order_seq_cst);
-  signal_waiter();
+  finish_one();
 }
 
-void group_state::signal_waiter() noexcept {
-  // The caller changed pending_ or queued_ (seq_cst) just before. A waiter
-  // that stored waiter_asleep_ after this load looks at them after that
-  // store and sees the change; one that stored it before is woken here.
-  if (waiter_asleep_.load(std::memory_order_seq_cst)) {
-    signal_.fetch_add(1, std::memory_order_seq_cst);
-    signal_.notify_all();
+void group_state::finish_one() noexcept {
+  // Release: the child's effects happen before the waiter sees the count.
+  std::uint32_t seen = pending_.load(std::memory_order_relaxed);
+  while (!pending_.compare_exchange_weak(seen, (seen & count_mask) - 1, std::memory_order_acq_rel,
+                                         std::memory_order_relaxed)) {
   }
+  // Only the word's address, no access to the group: the waiter may have
+  // returned and the group be gone (a futex wake on it is harmless; it is
+  // what std::latch does).
+  if (seen & asleep) pending_.notify_all();
 }
 
 void group_state::record_exception(std::exception_ptr error) noexcept {
-  {
+  if (!has_error_.exchange(true, std::memory_order_acq_rel)) {
     std::lock_guard lock(mutex_);
-    if (first_error_ == nullptr) first_error_ = std::move(error);
+    first_error_ = std::move(error);
   }
   cancel();
 }
 
 void group_state::cancel() noexcept {
-  cancelling_.store(true, std::memory_order_release);
-  cancellation_source target;
+  bool made = false;
   {
     std::lock_guard lock(mutex_);
-    target = cancel_;
+    cancelling_.store(true, std::memory_order_release);
+    made = made_.load(std::memory_order_relaxed);
   }
+  root_->cancels_in_tree_.fetch_add(1, std::memory_order_acq_rel);
   // Outside the lock: cancelling runs callbacks, which may start work here.
-  target.cancel();
+  // Not made yet: whoever makes it cancels it (real_cancellation).
+  if (made) cancel_->cancel();
 }
 
-bool group_state::run_nested_child(std::optional<slot_shelf>& shelf) noexcept {
-  if (!has_nested_.load(std::memory_order_relaxed)) return false;
-  group_state* owner = nullptr;
-  group_child* child = steal_from_nested(owner);
-  if (child == nullptr) return false;
-  if (!shelf) shelf.emplace();
-  owner->execute(child);
-  owner->release();
-  return true;
+bool group_state::drain_list(std::optional<slot_shelf>& shelf) noexcept {
+  group_child* child = list_.exchange(nullptr, std::memory_order_seq_cst);
+  bool ran = false;
+  // Newest first, as on a worker's own deque.
+  while (child != nullptr) {
+    group_child* const next = child->list_next;
+    if ((child->claim.fetch_or(group_child::claimed, std::memory_order_acq_rel) &
+         group_child::claimed) == 0) {
+      if (!shelf) shelf.emplace();
+      execute(*child);
+      ran = true;
+    }
+    if (child->claim.fetch_or(group_child::list_done, std::memory_order_acq_rel) &
+        group_child::queue_done) {
+      child->free(core_);
+    }
+    child = next;
+  }
+  return ran;
+}
+
+bool group_state::run_local(std::optional<slot_shelf>& shelf) noexcept {
+  if (!marked_ || local_mark_ == pool_core::no_local_mark || !core_.running_in_this_thread())
+    return false;
+  bool ran = false;
+  while (task_node* task = core_.pop_local_above(local_mark_)) {
+    if (!shelf) shelf.emplace();
+    task->complete(core_, true);
+    ran = true;
+  }
+  return ran;
 }
 
 std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
@@ -292,43 +274,63 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
   // Built before the first child runs here, so that it sees this thread as a
   // worker would; the waiter's own values come back when it ends.
   std::optional<slot_shelf> shelf;
+  if ((pending_.load(std::memory_order_acquire) & count_mask) != 0) core_.prepare_to_help();
   for (;;) {
-    if (group_child* child = pop_newest()) {
-      if (!shelf) shelf.emplace();
-      execute(child);
-      continue;
-    }
-    if (pending_.load(std::memory_order_acquire) == 0) break;
-    if (run_nested_child(shelf)) continue;
+    // Newest first: what this thread queued last, then the list.
+    if (run_local(shelf)) continue;
+    if (list_.load(std::memory_order_acquire) != nullptr && drain_list(shelf)) continue;
+    std::uint32_t seen = pending_.load(std::memory_order_acquire);
+    if ((seen & count_mask) == 0) break;
     // Every remaining child runs on another thread (or is about to be queued
     // by one): spin a little, then sleep until one finishes or is queued.
     bool changed = false;
     for (int i = 0; i < waiter_spins && !changed; ++i) {
       spin_pause();
-      changed = queued_.load(std::memory_order_relaxed) != 0 ||
-                pending_.load(std::memory_order_relaxed) == 0;
+      changed = list_.load(std::memory_order_relaxed) != nullptr ||
+                (pending_.load(std::memory_order_relaxed) & count_mask) == 0;
     }
     if (changed) continue;
-    waiter_asleep_.store(true, std::memory_order_seq_cst);
-    const std::uint32_t seen = signal_.load(std::memory_order_seq_cst);
-    // A nested group queueing a child wakes this waiter too (signal_ancestors).
-    if (queued_.load(std::memory_order_seq_cst) == 0 &&
-        pending_.load(std::memory_order_seq_cst) != 0 && !run_nested_child(shelf)) {
-      signal_.wait(seen, std::memory_order_seq_cst);
+    seen = pending_.load(std::memory_order_acquire);
+    if ((seen & count_mask) == 0) continue;
+    if ((seen & asleep) == 0 &&
+        !pending_.compare_exchange_strong(seen, seen | asleep, std::memory_order_seq_cst)) {
+      continue;
     }
-    waiter_asleep_.store(false, std::memory_order_relaxed);
+    if (list_.load(std::memory_order_seq_cst) != nullptr) {
+      pending_.fetch_and(~asleep, std::memory_order_relaxed);
+      continue;
+    }
+    pending_.wait(seen | asleep, std::memory_order_acquire);
+    pending_.fetch_and(~asleep, std::memory_order_relaxed);
   }
+  // Children run elsewhere may still be on the list: let go of them (they
+  // are claimed, so nothing runs here).
+  drain_list(shelf);
   shelf.reset();
+  marked_ = false;
+  pending_.store(0, std::memory_order_relaxed);
   std::exception_ptr error;
-  const bool cancelled =
-      cancelling_.exchange(false, std::memory_order_acq_rel) || cancel_.cancelled();
-  {
+  // The group's own cancel, or an enclosing one (a request's deadline, an
+  // outer group's cancel) that stopped it from starting children.
+  const bool cancelled = cancelled_so_far();
+  if (cancelled || has_error_.load(std::memory_order_acquire) ||
+      cancelling_.load(std::memory_order_relaxed)) {
     std::lock_guard lock(mutex_);
     error = std::exchange(first_error_, nullptr);
-    // The group may be used again: a fresh cancellation, still a child of
-    // the one it was made under, and snapshots that carry it.
-    if (cancelled) cancel_ = cancellation_source(parent_cancellation_);
-    drop_snapshot_cache();
+    has_error_.store(false, std::memory_order_relaxed);
+    cancelling_.store(false, std::memory_order_relaxed);
+    // The group may be used again: a fresh cancellation (made when needed),
+    // still a child of the one it was made under.
+    if (cancelled) {
+      cancel_.reset();
+      made_.store(false, std::memory_order_relaxed);
+    }
+  }
+  // The snapshot cache holds the context's values alive: let them go with
+  // the children that used them.
+  if (cached_map_ != nullptr) {
+    map_release(std::exchange(cached_map_, nullptr));
+    cached_child_ = {};
   }
   return {std::move(error), cancelled};
 }
@@ -337,23 +339,20 @@ pool_core& core_of(thread_pool& pool) noexcept { return *pool.core_; }
 
 }  // namespace detail
 
-task_group::task_group(thread_pool& pool)
-    : state_(new detail::group_state(detail::core_of(pool))) {}
+task_group::task_group(thread_pool& pool) : state_(detail::core_of(pool)) {}
 
 task_group::~task_group() {
-  state_->detach_from_parent();
-  if (state_->has_children()) state_->cancel();
+  if (state_.has_children()) state_.cancel();
   // Also when every child has finished: one may have thrown.
-  auto [error, cancelled] = state_->wait_for_children();
+  auto [error, cancelled] = state_.wait_for_children();
   (void)cancelled;
   if (error != nullptr) {
-    state_->core().report_exception(error, task_info{0, {}, "task_group destroyed unwaited"});
+    state_.core().report_exception(error, task_info{0, {}, "task_group destroyed unwaited"});
   }
-  state_->release();
 }
 
 task_group_status task_group::wait() {
-  auto [error, cancelled] = state_->wait_for_children();
+  auto [error, cancelled] = state_.wait_for_children();
   if (error != nullptr) std::rethrow_exception(error);
   return cancelled ? task_group_status::cancelled : task_group_status::complete;
 }

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <future>
+#include <memory>
 #include <mutex>
 #include <numeric>
 #include <stdexcept>
@@ -312,6 +313,129 @@ TEST_CASE(
   std::lock_guard lock(mutex);
   REQUIRE(reported.size() == 1);
   CHECK(reported.front() == "thrown while the group was being destroyed");
+}
+
+TEST_CASE(
+    "task_group: on a worker, children queued on its deque are stolen by others while the waiter "
+    "runs its own") {
+  ctxpool::thread_pool pool{2};
+  auto done = pool.submit([&] {
+    ctxpool::task_group group{pool};
+    std::atomic<int> arrived{0};
+    std::vector<std::thread::id> ran_on(2);
+    // Each child waits for the other: they finish only if one runs on the
+    // waiting worker and the other is stolen from its deque by the second.
+    for (int i = 0; i < 2; ++i) {
+      group.run([&, i] {
+        ran_on[i] = std::this_thread::get_id();
+        ++arrived;
+        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+        while (arrived.load() < 2) {
+          if (std::chrono::steady_clock::now() > give_up) {
+            std::fprintf(stderr, "task_group_test: the sibling was never stolen\n");
+            std::abort();
+          }
+          std::this_thread::yield();
+        }
+      });
+    }
+    CHECK(group.wait() == ctxpool::task_group_status::complete);
+    CHECK(ran_on[0] != ran_on[1]);
+    // The waiter took the newest itself.
+    CHECK(ran_on[1] == std::this_thread::get_id());
+  });
+  require_ready(done, "a group whose children wait for each other");
+  done.get();
+}
+
+TEST_CASE("task_group: a group on a worker can go right after wait while stolen children end") {
+  // Run under ASan: a child that touched its group after counting itself
+  // finished would touch freed memory here.
+  ctxpool::thread_pool pool{2};
+  auto done = pool.submit([&] {
+    for (int round = 0; round < 2000; ++round) {
+      auto group = std::make_unique<ctxpool::task_group>(pool);
+      std::atomic<int> ran{0};
+      for (int i = 0; i < 4; ++i) group->run([&] { ++ran; });
+      group->wait();
+      REQUIRE(ran == 4);
+      group.reset();
+    }
+  });
+  require_ready(done, "groups destroyed right after wait");
+  done.get();
+}
+
+TEST_CASE("task_group: one worker, a deep tree of groups and more children than its deque holds") {
+  ctxpool::thread_pool pool{1};
+  std::atomic<int> leaves{0};
+  auto tree_done = pool.submit([&] { tree(pool, 14, leaves); });
+  require_ready(tree_done, "a depth-14 tree on one worker");
+  tree_done.get();
+  CHECK(leaves == (1 << 14));
+  // Past the deque's capacity the children go through the pool's shared
+  // queue; the waiter, the only worker, still runs every one.
+  std::atomic<int> ran{0};
+  auto wide_done = pool.submit([&] {
+    ctxpool::task_group group{pool};
+    for (int i = 0; i < 1000; ++i) group.run([&] { ++ran; });
+    group.wait();
+  });
+  require_ready(wide_done, "1000 children of a group on one worker");
+  wide_done.get();
+  CHECK(ran == 1000);
+}
+
+TEST_CASE("task_group: a child that submits to the pool with one worker does not deadlock it") {
+  ctxpool::thread_pool pool{1};
+  auto done = pool.submit([&] {
+    ctxpool::task_group group{pool};
+    std::future<int> inner;
+    std::atomic<int> first_ran{0};
+    // The submitted task lands on the worker's deque above the group's
+    // second child: the waiter runs both.
+    group.run([&] { ++first_ran; });
+    group.run([&] { inner = pool.submit([] { return 7; }); });
+    group.wait();
+    CHECK(first_ran == 1);
+    return inner.get();
+  });
+  require_ready(done, "a group whose child submits");
+  CHECK(done.get() == 7);
+}
+
+TEST_CASE("task_group: work a child starts, and groups nested in it, carry the group's cancel") {
+  ctxpool::thread_pool pool{2};
+  ctxpool::task_group group{pool};
+  std::promise<void> release;
+  std::shared_future<void> released = release.get_future().share();
+  std::future<bool> submitted_saw;
+  std::atomic<bool> nested_saw{false};
+  std::atomic<int> nested_ran{0};
+  std::promise<void> ready;
+  group.run([&] {
+    // Started before any cancel: the group's cancellation is not made yet.
+    submitted_saw = pool.submit([released] {
+      if (released.wait_for(hang_bound) != std::future_status::ready) std::abort();
+      return ctxpool::this_task::cancelled();
+    });
+    ctxpool::task_group nested{pool};
+    ready.set_value();
+    if (released.wait_for(hang_bound) != std::future_status::ready) std::abort();
+    nested.run([&] { nested_saw = ctxpool::this_task::cancelled(); });
+    nested.run([&] { ++nested_ran; });
+    CHECK(nested.is_cancelling() == false);
+    (void)nested.wait();
+  });
+  auto ready_future = ready.get_future();
+  require_ready(ready_future, "the first child");
+  group.cancel();
+  release.set_value();
+  CHECK(group.wait() == ctxpool::task_group_status::cancelled);
+  require_ready(submitted_saw, "the submitted task");
+  CHECK(submitted_saw.get());  // the task a child submitted sees the group's cancel
+  CHECK(nested_ran == 0);      // a nested group stops starting children too
+  CHECK_FALSE(nested_saw);
 }
 
 TEST_CASE("parallel_for: every index exactly once, on the caller and the workers") {

@@ -72,6 +72,7 @@ using deadline_clock = std::chrono::steady_clock;
 
 namespace detail {
 struct cancel_state;
+struct cancellation_access;
 }  // namespace detail
 
 /// A registered `on_cancel` callback; destroying it unregisters it.
@@ -154,12 +155,27 @@ class cancellation_source {
 
  private:
   friend class cancellation_scope;
+  friend struct detail::cancellation_access;
   std::shared_ptr<detail::cancel_state> state_;
 };
+
 
 namespace detail {
 /// The context variable that carries the current cancellation.
 extern context_var<std::shared_ptr<cancel_state>> current_cancel_state;
+
+/// The active overlay (detail/snapshot.hpp) if it applies to the current
+/// context, without making its cancellation real; else null.
+[[nodiscard]] const cancellation_overlay* applicable_overlay() noexcept;
+/// The cancellation the current context itself carries, overlays aside.
+[[nodiscard]] const cancel_state* carried_cancel_state() noexcept;
+
+/// What the executor's task_group needs of a source: its shared state.
+struct cancellation_access {
+  static const std::shared_ptr<cancel_state>& state(const cancellation_source& source) noexcept {
+    return source.state_;
+  }
+};
 }  // namespace detail
 
 /// Makes `source`'s cancellation the one the current context carries for the

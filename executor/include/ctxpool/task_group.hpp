@@ -79,33 +79,55 @@ namespace detail {
 
 class group_state;
 
-/// One child of a group: queued in the group (an intrusive list) until the
-/// waiter or a helper takes it. Its memory comes from the pool's recycled
-/// task blocks.
-class group_child {
+/// One child of a group: an ordinary counted task node of the pool, so that
+/// workers run and steal it like any task. Its memory comes from the pool's
+/// recycled task blocks.
+///
+/// Queued from a worker of the pool, it sits on that worker's own deque
+/// only (`shared` false): whoever takes it from there runs it. Queued from
+/// anywhere else, it is also pushed on the group's list, which only the
+/// waiter takes, and `claim` decides who runs it: the worker that took it
+/// from the pool's queues or the waiter, whichever sets claimed first. Each
+/// side then sets its done bit; the side that sets the second one frees it.
+class group_child : public task_node {
  public:
-  /// Runs the child as a task of `pool` on the calling thread (`run`), or
-  /// destroys it unrun (a cancelled group); then frees it.
-  void complete(group_state& group, bool run) noexcept { complete_(this, group, run); }
+  static constexpr std::uint32_t claimed = 1;
+  static constexpr std::uint32_t queue_done = 2;  // the pool's side has let go
+  static constexpr std::uint32_t list_done = 4;   // the waiter's side has let go
 
-  group_child* prev = nullptr;  // towards the oldest; the group's mutex guards both links
-  group_child* next = nullptr;
+  group_state* const group;
+  /// The cancellation the snapshot carries, for which the group's stands in
+  /// while the child runs (cancellation_overlay::base).
+  const cancel_state* const cancel_base;
+  group_child* list_next = nullptr;  // the group's list; written before it is pushed
+  bool shared = false;               // also on the group's list; set before it is queued
+  std::atomic<std::uint32_t> claim{0};
+
+  /// Runs the callable as a task on the calling thread (`run`) or destroys it
+  /// unrun; either way the snapshot is released. The node's memory stays.
+  void finish(bool run) noexcept { finish_(this, run); }
+  /// Returns the node's memory to `core`, its group's pool (the group may
+  /// be gone by then).
+  void free(pool_core& core) noexcept;
 
  protected:
-  using complete_fn = void (*)(group_child*, group_state&, bool) noexcept;
-  group_child(complete_fn on_complete, captured_context&& snapshot, const task_info& info) noexcept
-      : snapshot_(std::move(snapshot)), info_(info), complete_(on_complete) {}
+  using finish_fn = void (*)(group_child*, bool) noexcept;
+  group_child(group_state& owner, finish_fn on_finish, std::size_t size,
+              captured_context&& snapshot, const cancel_state* base,
+              const task_info& info) noexcept;
   ~group_child() = default;
 
   captured_context snapshot_;
   task_info info_;
 
  private:
-  complete_fn complete_;
+  finish_fn finish_;
+  std::size_t size_;
 };
 
-/// The state a group shares with its helper tasks: it outlives the
-/// task_group object while a helper is still queued on the pool.
+/// A group's state, held in the task_group object itself: its children
+/// hold a pointer to it, and it cannot go before they finish, because the
+/// owner's wait() (or the destructor) returns only once none is pending.
 class group_state {
  public:
   explicit group_state(pool_core& core);
@@ -113,99 +135,100 @@ class group_state {
   group_state(const group_state&) = delete;
   group_state& operator=(const group_state&) = delete;
 
-  /// The snapshot a child started now gets: the current context carrying
-  /// the group's cancellation. Cached per current context map.
-  [[nodiscard]] captured_context child_snapshot();
-  /// Queues a child and makes sure a helper or the waiter will run it.
-  void push(group_child* child);
-  /// Runs queued children and waits for running ones; nothing rethrown.
-  /// @returns the first exception (null if none) and whether it was cancelled.
+  /// The snapshot a child started now gets: the current context as it is
+  /// (the group's cancellation stands in for the one it carries, `base`,
+  /// while the child runs). Cached on the owner's thread per context map.
+  [[nodiscard]] captured_context child_snapshot(const cancel_state*& base) noexcept;
+  /// Queues a constructed child: counts it, then hands it to the pool (and,
+  /// from outside the pool's workers, to the waiter's list too).
+  void push(group_child* child) noexcept;
+  /// Runs this group's queued children and waits for running ones; nothing
+  /// rethrown. @returns the first exception (null if none) and whether the
+  /// group was cancelled.
   std::pair<std::exception_ptr, bool> wait_for_children();
   void cancel() noexcept;
   [[nodiscard]] bool cancelling() const noexcept {
     return cancelling_.load(std::memory_order_acquire);
   }
   [[nodiscard]] bool has_children() const noexcept {
-    return pending_.load(std::memory_order_acquire) != 0;
+    return (pending_.load(std::memory_order_acquire) & count_mask) != 0;
   }
-  [[nodiscard]] cancellation_token cancellation() const noexcept { return cancel_.token(); }
+  /// The group's cancellation, made now if nobody needed it before.
+  [[nodiscard]] cancellation_token cancellation() const noexcept;
+  /// The overlay's entry point: `owner` is the group.
+  static const std::shared_ptr<cancel_state>* materialise(const void* owner) noexcept;
+  [[nodiscard]] pool_core& core() noexcept { return core_; }
 
   /// Called by a child that threw: the first exception is kept, the group cancelled.
   void record_exception(std::exception_ptr error) noexcept;
-  [[nodiscard]] pool_core& core() noexcept { return core_; }
-
-  void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
-  void release() noexcept;
-
-  /// Unlinks the group from the group whose child made it (the task_group
-  /// is going away): no waiter looks into it from now on.
-  void detach_from_parent() noexcept;
-
-  /// A helper task's body: runs queued children, oldest first.
-  void help() noexcept;
-  /// A helper task destroyed unrun (the pool stopped): frees its slot.
-  void helper_abandoned() noexcept;
+  /// Runs (or, when the group no longer starts children, skips) `child`
+  /// on the calling thread, then counts it finished.
+  void execute(group_child& child) noexcept;
 
  private:
-  [[nodiscard]] group_child* pop_newest() noexcept;
-  [[nodiscard]] group_child* pop_oldest() noexcept;
-  [[nodiscard]] bool try_take_helper_slot() noexcept;
-  void post_helper() noexcept;
-  void execute(group_child* child) noexcept;
-  /// The oldest queued child of a group made inside one of this group's
-  /// children (at any depth), with a reference to its group in `owner`.
-  [[nodiscard]] group_child* steal_from_nested(group_state*& owner) noexcept;
-  /// Wakes the waiters of the groups this one is nested in, if asleep.
-  void signal_ancestors() noexcept;
-  /// Runs one queued child of a nested group, if there is one.
-  bool run_nested_child(std::optional<slot_shelf>& shelf) noexcept;
-  void signal_waiter() noexcept;
-  void drop_snapshot_cache() noexcept;  // with mutex_ held
+  /// pending_: the children queued or running, and the waiter-asleep flag.
+  static constexpr std::uint32_t asleep = 1u << 31;
+  static constexpr std::uint32_t count_mask = asleep - 1;
+
+  [[nodiscard]] bool starts_children() const noexcept { return !cancelled_so_far(); }
+  /// Whether the group, or anything its cancellation descends from, is
+  /// cancelled, without making the group's cancellation real.
+  [[nodiscard]] bool cancelled_so_far() const noexcept;
+  /// The group's cancellation, made on first use (a child of the parent
+  /// group's, or of the one current where the group was made).
+  const std::shared_ptr<cancel_state>& real_cancellation() const noexcept;
+  /// Counts one child finished; wakes the waiter if it sleeps. The last
+  /// touch of the group by a child: the waiter may return right after.
+  void finish_one() noexcept;
+  /// Runs or lets go of every child on the list (the waiter only).
+  /// @returns whether any was run here.
+  bool drain_list(std::optional<slot_shelf>& shelf) noexcept;
+  /// Runs the tasks queued on the waiter's own worker since the first run().
+  bool run_local(std::optional<slot_shelf>& shelf) noexcept;
 
   pool_core& core_;
-  const int max_helpers_;
-  std::atomic<std::uint32_t> refs_{1};
-  cancellation_source cancel_;
-  cancellation_token parent_cancellation_;  // what cancel_ is remade from after a cancel
+  const void* const owner_;  // the thread that made the group (its snapshot cache)
+  // The cancellation is made only when someone needs it: a cancel, a
+  // child's exception, a child asking for its cancellation or capturing its
+  // context (see cancellation_overlay). Until then a tree of groups costs
+  // nothing for it. A group made inside another's child descends from that
+  // group's cancellation (parent_group_, which outlives the child and so
+  // this group), else from the current one (parent_cancellation_).
+  group_state* parent_group_ = nullptr;
+  cancellation_token parent_cancellation_;
+  // The outermost group of the tree (itself if none encloses it), which
+  // counts the cancels made anywhere in the tree: while it reads 0, no
+  // group of the tree is cancelled and a child's start looks at the
+  // outermost parent_cancellation_ only, however deep the tree.
+  group_state* root_ = this;
+  std::atomic<std::uint32_t> cancels_in_tree_{0};
+  // Made by const readers too (cancellation()), hence mutable.
+  mutable std::optional<cancellation_source> cancel_;  // guarded by mutex_ until made_ is set
+  mutable std::atomic<bool> made_{false};
 
-  // Nesting: a group made while a child of another runs on the same thread
-  // is linked under it, so that the outer waiter, instead of sleeping while
-  // that child runs elsewhere, runs the nested groups' queued children (its
-  // own work, one level down; a work-stealing pool's waiter does the same).
-  // The links are guarded by the outer group's mutex; locks are taken outer
-  // before inner only.
-  group_state* parent_ = nullptr;  // holds a reference while linked
-  group_state* first_nested_ = nullptr;
-  group_state* prev_sibling_ = nullptr;
-  group_state* next_sibling_ = nullptr;
-  std::atomic<bool> has_nested_{false};  // first_nested_ != nullptr, readable without the lock
-  void update_nested_hint() noexcept {   // with mutex_ held
-    has_nested_.store(first_nested_ != nullptr, std::memory_order_relaxed);
-  }
+  // The owner's worker deque position at its first run() since the last
+  // wait: everything queued there above it belongs to the group's work (its
+  // children, and what they and the owner queued meanwhile).
+  std::int64_t local_mark_ = pool_core::no_local_mark;
+  bool marked_ = false;
 
-  std::mutex mutex_;  // guards the list, the snapshot cache and first_error_
-  group_child* oldest_ = nullptr;
-  group_child* newest_ = nullptr;
+  mutable std::mutex mutex_;  // guards making the cancellation, and first_error_ (rare paths)
   std::exception_ptr first_error_;
-  const map_node* cached_map_ = nullptr;  // the context map the cache was made from (one reference)
-  captured_context cached_child_;         // that map plus the group's cancellation
-  bool cache_valid_ = false;
+  std::atomic<bool> has_error_{false};
 
-  // No line of their own: a group is short-lived and small, and an
-  // over-aligned allocation costs a tree of groups more than the sharing.
-  // The helper protocol pairs queued_ with
-  // helpers_ (both seq_cst): a helper that gives up its slot looks at queued_
-  // again, a pusher looks at helpers_ after queueing, so no child is left
-  // with neither a helper nor the waiter to run it.
-  std::atomic<std::size_t> queued_{0};
-  std::atomic<int> helpers_{0};
-  std::atomic<std::size_t> pending_{0};  // queued or running children
+  const map_node* cached_map_ = nullptr;  // owner's thread only: the map the cache was made from
+  captured_context cached_child_;         // a snapshot of it
+  const cancel_state* cached_base_ = nullptr;  // the cancellation it carries
+
   std::atomic<bool> cancelling_{false};
-  // The waiter sleeps on signal_ (C++20 atomic wait); whoever changes what it
-  // waits for (pending_, queued_) then finds waiter_asleep_ set bumps signal_
-  // and wakes it: each side stores, then loads, seq_cst.
-  std::atomic<std::uint32_t> signal_{0};
-  std::atomic<bool> waiter_asleep_{false};
+  std::atomic<group_child*> list_{nullptr};  // children from outside the workers, newest first
+  // Children queued or running, and `asleep`. The waiter sleeps on this
+  // word (a futex): it sets `asleep` with a CAS on the value it saw, looks
+  // at the list once more, and waits for the word to change. Whoever ends a
+  // child clears `asleep` in the same RMW and then wakes it; whoever pushes
+  // on the list looks for `asleep` after the push and clears it (a change of
+  // the word the waiter's futex compares) before waking it.
+  std::atomic<std::uint32_t> pending_{0};
 };
 
 /// The node for callable F.
@@ -213,34 +236,40 @@ template <class F>
 class group_child_impl final : public group_child {
  public:
   template <class G>
-  group_child_impl(G&& f, captured_context&& snapshot, const task_info& info)
-      : group_child(&do_complete, std::move(snapshot), info) {
+  group_child_impl(group_state& owner, G&& f, captured_context&& snapshot,
+                   const cancel_state* base, const task_info& info)
+      : group_child(owner, &do_finish, sizeof(group_child_impl), std::move(snapshot), base,
+                    info) {
     std::construct_at(std::addressof(f_), std::forward<G>(f));
   }
-  ~group_child_impl() {}  // f_ is destroyed by do_complete
+  ~group_child_impl() {}  // f_ is destroyed by do_finish
 
  private:
-  static void do_complete(group_child* base, group_state& group, bool run) noexcept {
+  static void do_finish(group_child* base, bool run) noexcept {
     auto* self = static_cast<group_child_impl*>(base);
-    pool_core& core = group.core();
     if (run) {
       // Destroyed inside the task's scopes too, so that a destructor writing
       // slots or variables is cleaned up with the task.
-      core.run_inline(
-          [self, &group] {
+      self->group->core().run_counted(
+          [self] {
+            // Inside the child's context: the group's cancellation stands
+            // in for the one its snapshot carries.
+            const cancellation_overlay overlay{self->cancel_base, &group_state::materialise,
+                                               self->group};
+            active_overlay = &overlay;
             try {
               self->f_();
             } catch (...) {
-              group.record_exception(std::current_exception());
+              self->group->record_exception(std::current_exception());
             }
             std::destroy_at(std::addressof(self->f_));
+            active_overlay = nullptr;  // run_task puts back the enclosing one
           },
-          std::move(self->snapshot_), /*continuation=*/false, self->info_);
+          std::move(self->snapshot_), self->info_);
     } else {
       std::destroy_at(std::addressof(self->f_));
+      self->snapshot_ = {};
     }
-    self->~group_child_impl();
-    core.free_task(self, sizeof(group_child_impl));
   }
 
   union {
@@ -268,18 +297,19 @@ class task_group {
   template <class F>
   void run(F&& f, std::source_location where = std::source_location::current()) {
     using node_type = detail::group_child_impl<std::decay_t<F>>;
-    detail::pool_core& core = state_->core();
-    captured_context_type snapshot = state_->child_snapshot();
+    detail::pool_core& core = state_.core();
+    const detail::cancel_state* base = nullptr;
+    captured_context_type snapshot = state_.child_snapshot(base);
     void* block = core.allocate_task(sizeof(node_type));
     node_type* node;
     try {
-      node = ::new (block) node_type(std::forward<F>(f), std::move(snapshot),
+      node = ::new (block) node_type(state_, std::forward<F>(f), std::move(snapshot), base,
                                      task_info{core.next_task_id(), where, {}});
     } catch (...) {
       core.free_task(block, sizeof(node_type));
       throw;
     }
-    state_->push(node);
+    state_.push(node);
   }
 
   /// Runs this group's queued children on the calling thread and waits for
@@ -291,18 +321,18 @@ class task_group {
   /// Cancels the group: children not yet started are skipped, running ones
   /// see their context cancelled (`this_task::cancelled()`), including work
   /// they started. Idempotent; `wait()` still has to be called.
-  void cancel() noexcept { state_->cancel(); }
+  void cancel() noexcept { state_.cancel(); }
 
   /// Whether the group is cancelled (by `cancel()` or a child's exception)
   /// and not yet waited for.
-  [[nodiscard]] bool is_cancelling() const noexcept { return state_->cancelling(); }
+  [[nodiscard]] bool is_cancelling() const noexcept { return state_.cancelling(); }
 
   /// The group's cancellation, as its children's contexts carry it.
-  [[nodiscard]] cancellation_token cancellation() const noexcept { return state_->cancellation(); }
+  [[nodiscard]] cancellation_token cancellation() const noexcept { return state_.cancellation(); }
 
  private:
   using captured_context_type = detail::captured_context;
-  detail::group_state* state_;
+  detail::group_state state_;
 };
 
 /// The number of chunks `parallel_for` splits a range into when no grain is

@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <utility>
 
 #include <ctxpool/detail/carried.hpp>
@@ -17,6 +18,32 @@
 #include <ctxpool/detail/state.hpp>
 
 namespace ctxpool::detail {
+
+struct cancel_state;
+
+/// A cancellation that stands in for the one the current context carries
+/// without being allocated yet: a task_group's children run under their
+/// group's cancellation, which is made only when someone needs it (see
+/// <ctxpool/cancellation.hpp>, where every read of the current
+/// cancellation, and every capture, goes through it).
+struct cancellation_overlay {
+  /// The cancellation (possibly none) the context carries for which this
+  /// one stands in; once the context carries another (a cancellation_scope
+  /// inside the task), the overlay no longer applies.
+  const cancel_state* base;
+  /// The real cancellation, made on the first call; lives as long as `owner`.
+  const std::shared_ptr<cancel_state>* (*materialise)(const void* owner) noexcept;
+  const void* owner;
+};
+
+/// The overlay of the task running on this thread, or null. Set by the
+/// executor around a task_group child's body, cleared around any other task.
+inline constinit thread_local const cancellation_overlay* active_overlay = nullptr;
+
+/// `root` (whose reference is adopted) with the active overlay's
+/// cancellation made real and set, if the overlay applies to it; one
+/// reference to the result (in cancellation.cpp).
+[[nodiscard]] map_node* capture_overlay(map_node* root) noexcept;
 
 /// A snapshot of the current context taken to run work elsewhere.
 ///
@@ -37,6 +64,7 @@ class captured_context {
       result.lineage_ = box->lineage;
     }
     if (CTXPOOL_UNLIKELY(carrying())) result.root_ = capture_carried(result.root_);
+    if (CTXPOOL_UNLIKELY(active_overlay != nullptr)) result.root_ = capture_overlay(result.root_);
     return result;
   }
 

@@ -120,6 +120,69 @@ class pool_core {
     return tuning_.propagate_context ? captured_context::capture() : captured_context{};
   }
 
+  // ---- fork-join children (task_group.cpp) ----------------------------------
+  //
+  // A task_group child is an ordinary counted task node. From a worker of
+  // this pool it goes on that worker's own deque, where the worker's waiter
+  // pops it back (newest first) and other workers may steal it; from
+  // anywhere else it goes through the injection queue.
+
+  /// Where the calling worker's deque ends now (see pop_local_above), or
+  /// no_local_mark when the caller is no worker of this pool.
+  static constexpr std::int64_t no_local_mark = -1;
+  [[nodiscard]] std::int64_t local_mark() const noexcept {
+    return current_worker.pool == this ? workers_[current_worker.index].shared.deque.mark()
+                                       : no_local_mark;
+  }
+  /// Counts `node` as a task and queues it on the calling worker's own
+  /// deque. False (nothing done) when the caller is no worker of this pool,
+  /// the deque is full, or the pool is stopping.
+  bool push_local(task_node* node) noexcept {
+    if (current_worker.pool != this || stopping(std::memory_order_relaxed)) return false;
+    local_deque& deque = workers_[current_worker.index].shared.deque;
+    if (deque.full()) return false;
+    add_task(/*check_open=*/false);
+    deque.push(node);  // cannot fail: only this thread pushes
+    CTXPOOL_PROTOCOL_STEP();
+    wake_for_new_work();
+    return true;
+  }
+  /// Counts `node` as a task and queues it on the injection queue. False
+  /// (nothing done) once the pool is stopping: no worker would run it.
+  bool push_injected(task_node* node) noexcept {
+    if (stopping(std::memory_order_acquire)) return false;
+    add_task(/*check_open=*/false);
+    injection_.push(node);
+    CTXPOOL_PROTOCOL_STEP();
+    wake_for_new_work();
+    return true;
+  }
+  /// The calling worker's newest task if it was queued after `mark` was
+  /// taken (by this worker), else null: what a waiter on that worker may run.
+  task_node* pop_local_above(std::int64_t mark) noexcept {
+    CTXPOOL_DEBUG_ASSERT(current_worker.pool == this, "only a worker of this pool pops its deque");
+    return workers_[current_worker.index].shared.deque.pop_above(mark);
+  }
+  /// Before a thread runs other tasks while it waits: a worker holding the
+  /// I/O waiter role from inside run_one hands it on first (as run_inline).
+  void prepare_to_help() noexcept {
+    if (CTXPOOL_UNLIKELY(current_worker.pool == this &&
+                         workers_[current_worker.index].own.waits_in_scheduler)) {
+      release_io_role();
+    }
+  }
+  /// Runs `f` as a task on the calling thread (context, slots, observers,
+  /// counters), for a node already counted; `f` is destroyed inside.
+  template <class F>
+  void run_counted(F&& f, captured_context&& snapshot, const task_info& info) noexcept {
+    union holder {
+      explicit holder(F&& g) : f(std::forward<F>(g)) {}
+      ~holder() {}  // run_task destroys f
+      std::decay_t<F> f;
+    } local(std::forward<F>(f));
+    run_task(local.f, std::move(snapshot), /*continuation=*/false, info);
+  }
+
   // ---- task blocks (task_blocks.hpp) ----------------------------------------
 
   void* allocate_task(std::size_t size) { return blocks_.allocate(size); }
@@ -302,11 +365,12 @@ class pool_core {
   }
 
   /// Adds one to a counter of `counters`: a plain load and store for a
-  /// worker's own counters (one writer), under a lock for the foreign ones.
+  /// worker's own counters (one writer), an atomic add for the foreign ones.
   void count(worker_counters& counters, std::atomic<std::uint64_t>& counter) noexcept {
     if (CTXPOOL_UNLIKELY(&counters == &foreign_counters_)) {
-      std::lock_guard lock(foreign_mutex_);
-      counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+      // Many writers; a relaxed RMW is all stats() needs, and cheaper than
+      // a lock for a thread that runs tasks while it waits (task_group).
+      counter.fetch_add(1, std::memory_order_relaxed);
     } else {
       counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     }
@@ -329,8 +393,7 @@ class pool_core {
   bool observed_;  // observers_ is not empty: tasks keep their whole task_info
   std::unique_ptr<worker_state[]> workers_;
 
-  worker_counters foreign_counters_;  // tasks run on a thread that is not a worker
-  std::mutex foreign_mutex_;          // the foreign counters may have many writers
+  worker_counters foreign_counters_;  // tasks run on a thread that is not a worker (many writers)
 
   work_count work_;
   // Read by every finished task, written rarely: a line of its own.
@@ -366,6 +429,9 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
                          const task_info& info) noexcept {
   worker_counters& counters = counters_for_this_thread();
   count(counters, counters.started);
+  // A task run inline inside a task_group child (its waiter helping, an
+  // Asio dispatch) is not that child: the group's overlay does not apply.
+  const cancellation_overlay* const enclosing_overlay = std::exchange(active_overlay, nullptr);
   {
     std::optional<fresh_context_scope> context_scope;
     if (CTXPOOL_LIKELY(tuning_.propagate_context)) {
@@ -384,6 +450,7 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
     }
     if (observed_) notify_end(info);
   }
+  active_overlay = enclosing_overlay;
   count(counters, counters.completed);
 }
 

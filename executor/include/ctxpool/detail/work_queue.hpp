@@ -75,6 +75,25 @@ class local_deque {
     return node;
   }
 
+  /// Owner only: whether a push would be refused.
+  [[nodiscard]] bool full() const noexcept {
+    return bottom_.load(std::memory_order_relaxed) - top_.load(std::memory_order_acquire) >=
+           capacity;
+  }
+
+  /// Owner only: a position that the next push goes above (its bottom).
+  [[nodiscard]] std::int64_t mark() const noexcept {
+    return bottom_.load(std::memory_order_relaxed);
+  }
+
+  /// Owner only: the newest task if it was pushed after `mark()` returned
+  /// `mark` (and is still there), else null. Tasks below the mark are not
+  /// looked at.
+  task_node* pop_above(std::int64_t mark) noexcept {
+    if (bottom_.load(std::memory_order_relaxed) <= mark) return nullptr;
+    return pop();
+  }
+
   /// Any thread: the oldest task, or null when empty or another thread took
   /// it first.
   task_node* steal() noexcept {
