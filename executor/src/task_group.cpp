@@ -11,6 +11,11 @@ namespace {
 /// Spins before the waiter sleeps: a child of a fork-join is often short,
 /// and a futex round trip costs more than several of them.
 constexpr int waiter_spins = 256;
+/// Then how many times it yields its core, looking again after each.
+constexpr int waiter_yields = 64;
+/// How often (in spins) such a waiter on a worker looks for its group's work
+/// on the other workers' deques.
+constexpr int steal_interval = 16;
 
 inline void spin_pause() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -256,8 +261,8 @@ bool group_state::drain_list(std::optional<slot_shelf>& shelf) noexcept {
 }
 
 bool group_state::run_local(std::optional<slot_shelf>& shelf) noexcept {
-  if (!marked_ || local_mark_ == pool_core::no_local_mark || !core_.running_in_this_thread())
-    return false;
+  // The mark is a position on the owner's deque: only the owner pops there.
+  if (!marked_ || local_mark_ == pool_core::no_local_mark || owner_ != &thread_tag) return false;
   bool ran = false;
   while (task_node* task = core_.pop_local_above(local_mark_)) {
     if (!shelf) shelf.emplace();
@@ -265,6 +270,29 @@ bool group_state::run_local(std::optional<slot_shelf>& shelf) noexcept {
     ran = true;
   }
   return ran;
+}
+
+bool group_state::encloses(const group_state* group) const noexcept {
+  // The chain is alive: a group nested in a child ends before that child.
+  for (; group != nullptr; group = group->parent_group_) {
+    if (group == this) return true;
+  }
+  return false;
+}
+
+bool group_state::steal_back(std::optional<slot_shelf>& shelf) noexcept {
+  if (!core_.running_in_this_thread()) return false;
+  task_node* task = core_.steal_for_waiter();
+  if (task == nullptr) return false;
+  // Taken, so ours to look at: the node cannot go meanwhile.
+  if (task->completes_with(&complete_child) && encloses(static_cast<group_child*>(task)->group)) {
+    if (!shelf) shelf.emplace();
+    task->complete(core_, true);
+    return true;
+  }
+  // Not this group's work: another worker will run it.
+  core_.requeue(task);
+  return false;
 }
 
 std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
@@ -283,10 +311,25 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
     if ((seen & count_mask) == 0) break;
     // Every remaining child runs on another thread (or is about to be queued
     // by one): spin a little, then sleep until one finishes or is queued.
+    // On a worker, the children taken by other workers queue their own on
+    // those workers' deques: take the oldest back, as a work-stealing pool's
+    // waiter does, rather than leave this worker idle.
     bool changed = false;
     for (int i = 0; i < waiter_spins && !changed; ++i) {
+      if (i % steal_interval == 0 && steal_back(shelf)) {
+        changed = true;
+        break;
+      }
       spin_pause();
       changed = list_.load(std::memory_order_relaxed) != nullptr ||
+                (pending_.load(std::memory_order_relaxed) & count_mask) == 0;
+    }
+    // Then give the core away a while before sleeping: the children's
+    // threads may be waiting for it (a loaded machine, more threads than
+    // cores), and a futex round trip per wait would cost more.
+    for (int i = 0; i < waiter_yields && !changed; ++i) {
+      std::this_thread::yield();
+      changed = steal_back(shelf) || list_.load(std::memory_order_relaxed) != nullptr ||
                 (pending_.load(std::memory_order_relaxed) & count_mask) == 0;
     }
     if (changed) continue;

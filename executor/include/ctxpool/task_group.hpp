@@ -9,9 +9,25 @@
 // `submit`ted task does, and carries the group's cancellation (see
 // <ctxpool/cancellation.hpp>): a child of the one current where the group was
 // made, so cancelling an enclosing scope cancels the group's children too.
-// `wait()` runs the group's children that no worker has started yet on the
-// waiting thread (only this group's, never unrelated pool work), and sleeps
-// only while every remaining child runs on another thread. A child run by the
+// The group's cancellation is made only when someone needs it (a cancel, a
+// child's exception, a child reading its cancellation or capturing its
+// context): until then it stands in for the one the child's snapshot
+// carries (detail::cancellation_overlay), so a tree of groups costs nothing
+// for it.
+//
+// A child is an ordinary task node of the pool. `run()` on a worker of the
+// same pool pushes it on that worker's own deque (newest end), where other
+// workers may steal it; from any other thread it goes through the pool's
+// injection queue and onto a list that only the waiter takes, and a claim
+// bit decides whether a worker or the waiter runs it. `wait()` runs on the
+// waiting thread the group's children that no one has started — on a
+// worker, everything queued on its deque since the group's first `run()`
+// (the children, and what they queued meanwhile) and, while children run
+// elsewhere, the oldest task of another worker's deque if it belongs to a
+// group nested in one of this group's children (work-stealing's "steal
+// back"); elsewhere, the children on its list — never unrelated pool work.
+// It spins, then yields, then sleeps only while every remaining child runs
+// on another thread. A child run by the
 // waiter goes through everything a worker does for a task: a fresh context of
 // its snapshot, its own `lifetime::task` slot scope with the waiter's own
 // slot values hidden meanwhile, the pool's observers (so diagnostic mode
@@ -27,15 +43,16 @@
 // `task_group_status::cancelled`. After `wait()` returns the group is empty,
 // not cancelled, and may be used again.
 //
-// Children reach the workers through at most one helper task per worker,
-// queued on the pool: a helper runs queued children, oldest first, until
-// none is left; the waiter takes the newest. A group of many children costs
-// the pool a few tasks, not one per child.
+// The group's state lives in the task_group object: a group allocates
+// nothing of its own, and a child's last touch of it is the atomic count it
+// finishes with, so the group may be destroyed as soon as `wait()` returns.
 //
 // @par Thread safety
 // `run` and `cancel` may be called from any thread, also from the group's
-// own children. `wait` is called by one thread at a time (the group's owner),
-// and never from inside one of the group's own children.
+// own children. `wait` is called by one thread at a time, the one that made
+// the group (another thread's wait() still returns, but does not run the
+// children queued on that thread's worker deque), and never from inside one
+// of the group's own children.
 //
 // @par Lifetime
 // The pool must outlive the group. A child may refer to the waiter's locals:
@@ -44,8 +61,12 @@
 // mistake that neither hangs nor loses an exception: the destructor cancels
 // the group (unstarted children are skipped), waits for the children already
 // running, and hands a child's exception to the pool's exception handler (see
-// `thread_pool::set_exception_handler`), as for `post`. Children queued after
-// the pool was joined or stopped are run by `wait()` on the waiting thread.
+// `thread_pool::set_exception_handler`), as for `post`. Children queued from
+// outside the workers after the pool was stopped are run by `wait()` on the
+// waiting thread; a child left on a worker's deque when the pool stops is
+// skipped (the group reports a cancellation). A group made inside another
+// group's child must not outlive that child (its cancellation descends from
+// that group's).
 #pragma once
 
 #include <algorithm>
@@ -185,6 +206,11 @@ class group_state {
   bool drain_list(std::optional<slot_shelf>& shelf) noexcept;
   /// Runs the tasks queued on the waiter's own worker since the first run().
   bool run_local(std::optional<slot_shelf>& shelf) noexcept;
+  /// A waiter on a worker whose children were stolen: takes the oldest task
+  /// of another worker's deque and runs it if it is this group's work (a
+  /// child of it or of a group nested in one), else queues it again.
+  bool steal_back(std::optional<slot_shelf>& shelf) noexcept;
+  [[nodiscard]] bool encloses(const group_state* group) const noexcept;
 
   pool_core& core_;
   const void* const owner_;  // the thread that made the group (its snapshot cache)

@@ -163,6 +163,24 @@ class pool_core {
     CTXPOOL_DEBUG_ASSERT(current_worker.pool == this, "only a worker of this pool pops its deque");
     return workers_[current_worker.index].shared.deque.pop_above(mark);
   }
+  /// Another worker's oldest deque task, for the calling worker, waiting in
+  /// a task_group, to look at (see requeue); null if none was there.
+  task_node* steal_for_waiter() noexcept {
+    CTXPOOL_DEBUG_ASSERT(current_worker.pool == this, "only a worker of this pool steals");
+    for (std::size_t i = 1; i < thread_count_; ++i) {
+      std::size_t victim = current_worker.index + i;
+      if (victim >= thread_count_) victim -= thread_count_;
+      if (task_node* task = workers_[victim].shared.deque.steal()) return task;
+    }
+    return nullptr;
+  }
+  /// Queues again, on the injection queue, a counted task that a waiter
+  /// took but may not run (it is not its group's work).
+  void requeue(task_node* node) noexcept {
+    injection_.push(node);
+    CTXPOOL_PROTOCOL_STEP();
+    wake_for_new_work();
+  }
   /// Before a thread runs other tasks while it waits: a worker holding the
   /// I/O waiter role from inside run_one hands it on first (as run_inline).
   void prepare_to_help() noexcept {

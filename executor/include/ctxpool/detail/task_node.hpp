@@ -41,8 +41,12 @@ class task_node {
   /// the pool's work count drops by one.
   void complete(pool_core& pool, bool run) noexcept { complete_(this, pool, run); }
 
- protected:
   using complete_fn = void (*)(task_node*, pool_core&, bool) noexcept;
+  /// Whether the node's kind is the one completed by `f` (a task_group
+  /// child, say), so that a thread that took it may look at it as one.
+  [[nodiscard]] bool completes_with(complete_fn f) const noexcept { return complete_ == f; }
+
+ protected:
   explicit task_node(complete_fn on_complete) noexcept : complete_(on_complete) {}
   ~task_node() = default;
 
