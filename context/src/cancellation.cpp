@@ -212,9 +212,8 @@ map_node* capture_overlay(map_node* root) noexcept {
   if (carried != overlay->base) return root;
   // Snapshots are taken in noexcept paths: out of memory here terminates,
   // as capture_carried does.
-  map_node* result =
-      map_insert(root, new value_holder<std::shared_ptr<cancel_state>>(
-                           id, *overlay->materialise(overlay->owner)));
+  map_node* result = map_insert(root, new value_holder<std::shared_ptr<cancel_state>>(
+                                          id, *overlay->materialise(overlay->owner)));
   map_release(root);
   return result;
 }

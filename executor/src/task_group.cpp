@@ -96,9 +96,8 @@ group_state::group_state(pool_core& core) : core_(core), owner_(&thread_tag) {
 const std::shared_ptr<cancel_state>& group_state::real_cancellation() const noexcept {
   if (!made_.load(std::memory_order_acquire)) {
     // The parent's first, outside our lock: locks are only taken up the chain.
-    cancellation_token parent = parent_group_ != nullptr
-                                    ? parent_group_->cancellation()
-                                    : parent_cancellation_;
+    cancellation_token parent =
+        parent_group_ != nullptr ? parent_group_->cancellation() : parent_cancellation_;
     bool cancel_now = false;
     {
       std::lock_guard lock(mutex_);
@@ -138,33 +137,17 @@ bool group_state::cancelled_so_far() const noexcept {
   }
 }
 
-group_state::~group_state() {
-  if (cached_map_ != nullptr) map_release(cached_map_);
-}
+group_state::~group_state() = default;
 
 captured_context group_state::child_snapshot(const cancel_state*& base) noexcept {
-  const map_node* current = current_root();
-  const bool owner = owner_ == &thread_tag;
-  if (owner && cached_map_ == current && cached_map_ != nullptr) {
-    base = cached_base_;
-    return cached_child_;
-  }
-  // The context as it is: a group made inside another group's child
-  // descends from that group (parent_group_), so the overlay that would make
-  // that group's cancellation real at a capture is kept out of the way.
+  // The context as it is. A group made inside another group's child
+  // descends from that group (parent_group_), so the overlay that would
+  // make that group's cancellation real at a capture is kept out of the way.
+  // No cache: a capture is a reference taken from the thread's batch.
   const cancellation_overlay* const overlay = std::exchange(active_overlay, nullptr);
   captured_context snapshot = captured_context::capture();
   base = carried_cancel_state();
   active_overlay = overlay;
-  if (owner) {
-    // The reference keeps the map alive, so an equal address is the same
-    // map, never a new one reusing freed memory.
-    if (cached_map_ != nullptr) map_release(cached_map_);
-    map_add_ref(current);
-    cached_map_ = current;
-    cached_child_ = snapshot;
-    cached_base_ = base;
-  }
   return snapshot;
 }
 
@@ -368,12 +351,6 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
       cancel_.reset();
       made_.store(false, std::memory_order_relaxed);
     }
-  }
-  // The snapshot cache holds the context's values alive: let them go with
-  // the children that used them.
-  if (cached_map_ != nullptr) {
-    map_release(std::exchange(cached_map_, nullptr));
-    cached_child_ = {};
   }
   return {std::move(error), cancelled};
 }

@@ -159,7 +159,6 @@ class cancellation_source {
   std::shared_ptr<detail::cancel_state> state_;
 };
 
-
 namespace detail {
 /// The context variable that carries the current cancellation.
 extern context_var<std::shared_ptr<cancel_state>> current_cancel_state;

@@ -158,7 +158,7 @@ class group_state {
 
   /// The snapshot a child started now gets: the current context as it is
   /// (the group's cancellation stands in for the one it carries, `base`,
-  /// while the child runs). Cached on the owner's thread per context map.
+  /// while the child runs).
   [[nodiscard]] captured_context child_snapshot(const cancel_state*& base) noexcept;
   /// Queues a constructed child: counts it, then hands it to the pool (and,
   /// from outside the pool's workers, to the waiter's list too).
@@ -213,7 +213,7 @@ class group_state {
   [[nodiscard]] bool encloses(const group_state* group) const noexcept;
 
   pool_core& core_;
-  const void* const owner_;  // the thread that made the group (its snapshot cache)
+  const void* const owner_;  // the thread that made the group (its deque mark)
   // The cancellation is made only when someone needs it: a cancel, a
   // child's exception, a child asking for its cancellation or capturing its
   // context (see cancellation_overlay). Until then a tree of groups costs
@@ -242,10 +242,6 @@ class group_state {
   std::exception_ptr first_error_;
   std::atomic<bool> has_error_{false};
 
-  const map_node* cached_map_ = nullptr;  // owner's thread only: the map the cache was made from
-  captured_context cached_child_;         // a snapshot of it
-  const cancel_state* cached_base_ = nullptr;  // the cancellation it carries
-
   std::atomic<bool> cancelling_{false};
   std::atomic<group_child*> list_{nullptr};  // children from outside the workers, newest first
   // Children queued or running, and `asleep`. The waiter sleeps on this
@@ -262,10 +258,9 @@ template <class F>
 class group_child_impl final : public group_child {
  public:
   template <class G>
-  group_child_impl(group_state& owner, G&& f, captured_context&& snapshot,
-                   const cancel_state* base, const task_info& info)
-      : group_child(owner, &do_finish, sizeof(group_child_impl), std::move(snapshot), base,
-                    info) {
+  group_child_impl(group_state& owner, G&& f, captured_context&& snapshot, const cancel_state* base,
+                   const task_info& info)
+      : group_child(owner, &do_finish, sizeof(group_child_impl), std::move(snapshot), base, info) {
     std::construct_at(std::addressof(f_), std::forward<G>(f));
   }
   ~group_child_impl() {}  // f_ is destroyed by do_finish
