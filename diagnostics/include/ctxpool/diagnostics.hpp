@@ -62,8 +62,8 @@
 //     first access of every watched variable in every task, on any machine;
 //     reads by code that is not instrumented are not seen. Per task it copies
 //     and compares the variables' bytes (a few memcpy/memcmp calls, whatever
-//     their number): at most 2.4x the same build with detection off for tasks
-//     of ~1,000 instructions and up (README, bench/plain_tls_instrumented_bench);
+//     their number): under 3x the same build with detection off for tasks of
+//     ~1,000 instructions and up (README, bench/plain_tls_instrumented_bench);
 //   - else hardware watchpoints where a start-up probe sees one fire (4 debug
 //     registers per task, more variables watched in turn);
 //   - single-stepping only with `CTXPOOL_PLAIN_TLS_WATCH=single-step` (about
