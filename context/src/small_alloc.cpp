@@ -45,7 +45,7 @@ constexpr std::uint16_t max_cached_per_class = 256;
 /// Blocks moved between a thread and the depot at a time.
 constexpr std::uint16_t depot_batch = 64;
 /// Bytes taken from the OS at a time (a multiple of any page size).
-constexpr std::size_t chunk_bytes = 256 * 1024;
+constexpr std::size_t chunk_bytes = std::size_t{256} * 1024;
 
 /// A page-aligned chunk of chunk_bytes that is never given back. Where there
 /// is no mmap, an over-aligned ::operator new stands in (its header then

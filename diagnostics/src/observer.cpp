@@ -101,7 +101,9 @@ class detector final : public residue_observer, public task_observer {
 };
 
 detector& the_detector() noexcept {
-  static detector* instance = new detector;  // never destroyed: worker threads may outlive statics
+  // Never destroyed: worker threads may outlive statics. Out of memory this
+  // early ends the program, as any first allocation would.
+  static detector* instance = new detector;  // NOLINT(bugprone-unhandled-exception-at-new)
   return *instance;
 }
 

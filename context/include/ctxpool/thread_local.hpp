@@ -115,7 +115,7 @@ class value_slot final : public slot_base {
   // noexcept like the base's: a T whose destructor throws terminates here, as
   // in the wipe, instead of making the override's exception spec laxer (an
   // error under clang).
-  ~value_slot() noexcept override {}
+  ~value_slot() noexcept override = default;
   [[nodiscard]] bool holds_value() const noexcept override { return value.has_value(); }
   void clear() noexcept override { value.reset(); }
   std::optional<T> value;
@@ -126,7 +126,7 @@ template <class T>
 class stack_slot final : public slot_base {
  public:
   using slot_base::slot_base;
-  ~stack_slot() noexcept override {}  // see value_slot
+  ~stack_slot() noexcept override = default;  // see value_slot
   [[nodiscard]] bool holds_value() const noexcept override { return !items.empty(); }
   void clear() noexcept override {
     // Swap out first so element destructors that touch the stack see it empty.
