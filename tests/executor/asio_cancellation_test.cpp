@@ -6,8 +6,6 @@
 #include <doctest/doctest.h>
 
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
 #include <future>
 #include <memory>
 
@@ -25,6 +23,8 @@
 #include <ctxpool/executor.hpp>
 #include <ctxpool/task_group.hpp>
 
+#include "support/watchdog.hpp"
+
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using error_code = boost::system::error_code;
@@ -33,16 +33,8 @@ namespace {
 
 // Every operation here would otherwise wait an hour; the bound turns a
 // cancellation that never arrives into a loud failure instead of a hang.
-constexpr auto hang_bound = 30s;
-
-template <class T>
-T get_bounded(std::future<T>& future, const char* what) {
-  if (future.wait_for(hang_bound) != std::future_status::ready) {
-    std::fprintf(stderr, "cancellation_test: %s did not end within the bound\n", what);
-    std::abort();
-  }
-  return future.get();
-}
+using ctxpool_test::get_within;
+using ctxpool_test::hang_bound;
 
 /// A connected loopback pair on `pool`; nothing is ever written, so a read
 /// on `server` only ends when it is cancelled.
@@ -67,7 +59,7 @@ TEST_CASE("a deadline in the context ends a timer wait with operation_aborted") 
     timer.async_wait(ctxpool::bind_cancellation([&](error_code ec) { result.set_value(ec); }));
   });
   auto future = result.get_future();
-  CHECK(get_bounded(future, "the timer wait") == asio::error::operation_aborted);
+  CHECK(get_within(future, "the timer wait") == asio::error::operation_aborted);
   CHECK(request.token().reason() == ctxpool::cancel_reason::deadline);
 }
 
@@ -85,7 +77,7 @@ TEST_CASE(
   });
   request.cancel();
   auto future = result.get_future();
-  CHECK(get_bounded(future, "the socket read") == asio::error::operation_aborted);
+  CHECK(get_within(future, "the socket read") == asio::error::operation_aborted);
 }
 
 TEST_CASE("a deadline ends a socket read; an operation started after the end is aborted at once") {
@@ -100,7 +92,7 @@ TEST_CASE("a deadline ends a socket read; an operation started after the end is 
         ctxpool::bind_cancellation([&](error_code ec, std::size_t) { first.set_value(ec); }));
   });
   auto first_result = first.get_future();
-  CHECK(get_bounded(first_result, "the socket read") == asio::error::operation_aborted);
+  CHECK(get_within(first_result, "the socket read") == asio::error::operation_aborted);
   // Started inside the expired context: it ends without waiting for data.
   std::promise<error_code> second;
   request.run([&] {
@@ -109,7 +101,7 @@ TEST_CASE("a deadline ends a socket read; an operation started after the end is 
         ctxpool::bind_cancellation([&](error_code ec, std::size_t) { second.set_value(ec); }));
   });
   auto second_result = second.get_future();
-  CHECK(get_bounded(second_result, "the second read") == asio::error::operation_aborted);
+  CHECK(get_within(second_result, "the second read") == asio::error::operation_aborted);
 }
 
 TEST_CASE("without a cancellation in the context the adapted operation completes normally") {
@@ -155,9 +147,9 @@ TEST_CASE("a coroutine spawned on a strand with the adapter sees cancellation at
                           ctxpool::bind_cancellation(asio::use_future));
   });
   auto started = waiting.get_future();
-  get_bounded(started, "the coroutine's start");
+  get_within(started, "the coroutine's start");
   request.cancel();
-  const outcome out = get_bounded(future, "the coroutine");
+  const outcome out = get_within(future, "the coroutine");
   CHECK(out.aborted);
   CHECK(out.context_cancelled);
   CHECK(out.next_co_await_threw);
@@ -174,10 +166,10 @@ TEST_CASE("a cancelled task_group cancels the timer a running child waits on") {
     timer.async_wait(ctxpool::bind_cancellation([&](error_code ec) { result.set_value(ec); }));
     waiting.set_value();
     auto done = result.get_future();
-    seen = get_bounded(done, "the child's timer wait");
+    seen = get_within(done, "the child's timer wait");
   });
   auto started = waiting.get_future();
-  get_bounded(started, "the child's timer wait");
+  get_within(started, "the child's timer wait");
   group.cancel();
   CHECK(group.wait() == ctxpool::task_group_status::cancelled);
   CHECK(seen == asio::error::operation_aborted);
