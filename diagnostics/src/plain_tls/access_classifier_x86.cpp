@@ -171,6 +171,8 @@ classified_access classify_access(const watch_hit& hit, bool changed_by_end) {
   const symbol_info& site = *chain[user];
 
   classified_access out;
+  // Three reasons for a write, kept apart because each needs its own why.
+  // NOLINTNEXTLINE(bugprone-branch-clone)
   if (hit.known != known_access::unknown && hit.changed) {
     // Changed before the first instrumented access: code that is not
     // instrumented (libstdc++'s out-of-line string members) wrote first.

@@ -41,11 +41,12 @@ struct cold_state {
   std::vector<std::vector<std::uint32_t>> maps;  // one per region
   region regions[max_regions];
   std::uint32_t region_count = 0;
-  std::vector<std::uint32_t> first_epoch;  // per variable: epoch of its first access
-  std::vector<std::uint32_t> store_epoch;  // per variable: epoch of its last store
-  std::vector<std::uintptr_t> store_pc;    // per variable: return address of that store
-  std::vector<watch_hit> hits;             // this task's first accesses, reserved
-  std::uint32_t epoch = 0;
+  std::vector<std::uint32_t>
+      first_access_task;                       // per variable: the task number of its first access
+  std::vector<std::uint32_t> last_store_task;  // per variable: the task number of its last store
+  std::vector<std::uintptr_t> store_pc;        // per variable: return address of that store
+  std::vector<watch_hit> hits;                 // this task's first accesses, reserved
+  std::uint32_t task = 0;                      // this thread's current task number (0: none yet)
   const thread_snapshot* snapshot = nullptr;
   const std::atomic<bool>* watched = nullptr;
   std::uint32_t watched_size = 0;
@@ -105,11 +106,11 @@ void find_stack(cold_state& c) {
   if (tagged == 0) return;
   const std::uint32_t var = tagged - 1;
   if (store) {
-    c->store_epoch[var] = c->epoch;
+    c->last_store_task[var] = c->task;
     c->store_pc[var] = ret;
   }
-  if (c->first_epoch[var] == c->epoch) return;
-  c->first_epoch[var] = c->epoch;
+  if (c->first_access_task[var] == c->task) return;
+  c->first_access_task[var] = c->task;
   if (var >= c->watched_size || !c->watched[var].load(std::memory_order_relaxed)) return;
   if (c->hits.size() == c->hits.capacity()) return;  // reserved for every variable: cannot happen
   first_access_count.fetch_add(1, std::memory_order_relaxed);
@@ -152,12 +153,12 @@ void bind(const thread_snapshot& snapshot) {
   cold_state& c = *cold;
   const tls_layout& layout = *snapshot.layout();
   const std::size_t n = layout.variables.size();
-  c.first_epoch.assign(n, 0);
-  c.store_epoch.assign(n, 0);
+  c.first_access_task.assign(n, 0);
+  c.last_store_task.assign(n, 0);
   c.store_pc.assign(n, 0);
   c.hits.clear();
   c.hits.reserve(n);
-  c.epoch = 1;
+  c.task = 1;
 
   // One region per module: from its first variable's byte to its last's.
   std::vector<std::uintptr_t> lo(layout.modules.size(), UINTPTR_MAX), hi(layout.modules.size(), 0);
@@ -196,10 +197,10 @@ void arm(const thread_snapshot& snapshot, const std::atomic<bool>* watched,
   c->watched = watched;
   c->watched_size = watched_size;
   c->hits.clear();
-  if (++c->epoch == 0) {  // wrapped: forget every old epoch
-    std::fill(c->first_epoch.begin(), c->first_epoch.end(), 0U);
-    std::fill(c->store_epoch.begin(), c->store_epoch.end(), 0U);
-    c->epoch = 1;
+  if (++c->task == 0) {  // wrapped: forget every old task number
+    std::fill(c->first_access_task.begin(), c->first_access_task.end(), 0U);
+    std::fill(c->last_store_task.begin(), c->last_store_task.end(), 0U);
+    c->task = 1;
   }
   std::copy(c->regions, c->regions + c->region_count, hot.regions);
   std::uintptr_t lo = UINTPTR_MAX, hi = 0;
@@ -225,7 +226,8 @@ void disarm(std::vector<watch_hit>& hits) {
 
 std::uintptr_t last_store(std::uint32_t var) noexcept {
   const cold_state* c = cold;
-  if (c == nullptr || var >= c->store_epoch.size() || c->store_epoch[var] != c->epoch) return 0;
+  if (c == nullptr || var >= c->last_store_task.size() || c->last_store_task[var] != c->task)
+    return 0;
   return c->store_pc[var];
 }
 

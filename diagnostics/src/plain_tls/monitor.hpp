@@ -81,7 +81,7 @@ enum class watch_mode {
                 ///< off (with one notice naming why and the way to full detection)
   hardware,     ///< hardware watchpoints if the probe sees one fire, else off
   single_step,  ///< x86-64 Linux: trace each instruction of a task until every watched
-                ///< variable was touched; exact but ~25 µs per instruction in a VM, only
+                ///< variable was touched; exact, but every instruction traps, so only
                 ///< when asked for (never chosen automatically)
   off,          ///< dirty findings only (the notice says it was forced)
   /// Hardware watchpoints without the probe that checks they fire: only to

@@ -89,7 +89,7 @@ class tls_discovery {
 
 /// True for demangled names of compiler, runtime and library internals that
 /// are never the program's own variables (`ctxpool::`, `std::`, `__x` ...).
-[[nodiscard]] bool is_runtime_name(std::string_view demangled) noexcept;
+[[nodiscard]] bool is_runtime_name(std::string_view name) noexcept;
 
 /// True for files of the C/C++ runtimes, sanitizers and the libraries ctxpool
 /// uses (`libc.so.6`, `libstdc++.so.6`, `ld-linux-x86-64.so.2`, `libasan` ...).

@@ -7,7 +7,7 @@
 #include <fcntl.h>
 #include <linux/hw_breakpoint.h>
 #include <linux/perf_event.h>
-#include <signal.h>
+#include <signal.h>  // NOLINT(modernize-deprecated-headers): sigaction and siginfo_t are POSIX's
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <ucontext.h>
