@@ -6,7 +6,8 @@
 // The parts: task_node.hpp, work_queue.hpp, worker_state.hpp (a worker's
 // shared and private state), parking.hpp (idle workers), io_waiter.hpp (the
 // I/O waiter role and the wake-up invariant), task_blocks.hpp, work_count.hpp,
-// task_exceptions.hpp. The code: src/worker_loop.cpp, src/io_waiter.cpp,
+// task_exceptions.hpp. The code: pool_core_impl.hpp (the per-task templates
+// and the fork-join hooks), src/worker_loop.cpp, src/io_waiter.cpp,
 // src/pool_lifecycle.cpp.
 #pragma once
 
@@ -125,81 +126,36 @@ class pool_core {
   // A task_group child is an ordinary counted task node. From a worker of
   // this pool it goes on that worker's own deque, where the worker's waiter
   // pops it back (newest first) and other workers may steal it; from
-  // anywhere else it goes through the injection queue.
+  // anywhere else it goes through the injection queue. Defined in
+  // pool_core_impl.hpp.
 
   /// Where the calling worker's deque ends now (see pop_local_above), or
   /// no_local_mark when the caller is no worker of this pool.
   static constexpr std::int64_t no_local_mark = -1;
-  [[nodiscard]] std::int64_t local_mark() const noexcept {
-    return current_worker.pool == this ? workers_[current_worker.index].shared.deque.mark()
-                                       : no_local_mark;
-  }
+  [[nodiscard]] std::int64_t local_mark() const noexcept;
   /// Counts `node` as a task and queues it on the calling worker's own
   /// deque. False (nothing done) when the caller is no worker of this pool,
   /// the deque is full, or the pool is stopping.
-  bool push_local(task_node* node) noexcept {
-    if (current_worker.pool != this || stopping(std::memory_order_relaxed)) return false;
-    local_deque& deque = workers_[current_worker.index].shared.deque;
-    if (deque.full()) return false;
-    add_task(/*check_open=*/false);
-    deque.push(node);  // cannot fail: only this thread pushes
-    CTXPOOL_PROTOCOL_STEP();
-    wake_for_new_work();
-    return true;
-  }
+  bool push_local(task_node* node) noexcept;
   /// Counts `node` as a task and queues it on the injection queue. False
   /// (nothing done) once the pool is stopping: no worker would run it.
-  bool push_injected(task_node* node) noexcept {
-    if (stopping(std::memory_order_acquire)) return false;
-    add_task(/*check_open=*/false);
-    injection_.push(node);
-    CTXPOOL_PROTOCOL_STEP();
-    wake_for_new_work();
-    return true;
-  }
+  bool push_injected(task_node* node) noexcept;
   /// The calling worker's newest task if it was queued after `mark` was
   /// taken (by this worker), else null: what a waiter on that worker may run.
-  task_node* pop_local_above(std::int64_t mark) noexcept {
-    CTXPOOL_DEBUG_ASSERT(current_worker.pool == this, "only a worker of this pool pops its deque");
-    return workers_[current_worker.index].shared.deque.pop_above(mark);
-  }
+  task_node* pop_local_above(std::int64_t mark) noexcept;
   /// Another worker's oldest deque task, for the calling worker, waiting in
   /// a task_group, to look at (see requeue); null if none was there.
-  task_node* steal_for_waiter() noexcept {
-    CTXPOOL_DEBUG_ASSERT(current_worker.pool == this, "only a worker of this pool steals");
-    for (std::size_t i = 1; i < thread_count_; ++i) {
-      std::size_t victim = current_worker.index + i;
-      if (victim >= thread_count_) victim -= thread_count_;
-      if (task_node* task = workers_[victim].shared.deque.steal()) return task;
-    }
-    return nullptr;
-  }
+  task_node* steal_for_waiter() noexcept;
   /// Queues again, on the injection queue, a counted task that a waiter
   /// took but may not run (it is not its group's work).
-  void requeue(task_node* node) noexcept {
-    injection_.push(node);
-    CTXPOOL_PROTOCOL_STEP();
-    wake_for_new_work();
-  }
+  void requeue(task_node* node) noexcept;
   /// Before a thread runs other tasks while it waits: a worker holding the
   /// I/O waiter role from inside run_one hands it on first (as run_inline).
-  void prepare_to_help() noexcept {
-    if (CTXPOOL_UNLIKELY(current_worker.pool == this &&
-                         workers_[current_worker.index].own.waits_in_scheduler)) {
-      release_io_role();
-    }
-  }
+  void prepare_to_help() noexcept;
   /// Runs `f` as a task on the calling thread (context, slots, observers,
   /// counters), for a node already counted; `f` is destroyed inside.
   template <class F>
-  void run_counted(F&& f, captured_context&& snapshot, const task_info& info) noexcept {
-    union holder {
-      explicit holder(F&& g) : f(std::forward<F>(g)) {}
-      ~holder() {}  // run_task destroys f
-      std::decay_t<F> f;
-    } local(std::forward<F>(f));
-    run_task(local.f, std::move(snapshot), /*continuation=*/false, info);
-  }
+  void run_counted(F&& f, captured_context&& snapshot, const task_info& info) noexcept;
 
   // ---- task blocks (task_blocks.hpp) ----------------------------------------
 
@@ -442,87 +398,7 @@ class pool_core {
   boost::asio::detail::scheduler& scheduler_;
 };
 
-template <class F>
-void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
-                         const task_info& info) noexcept {
-  worker_counters& counters = counters_for_this_thread();
-  count(counters, counters.started);
-  // A task run inline inside a task_group child (its waiter helping, an
-  // Asio dispatch) is not that child: the group's overlay does not apply.
-  const cancellation_overlay* const enclosing_overlay = std::exchange(active_overlay, nullptr);
-  {
-    std::optional<fresh_context_scope> context_scope;
-    if (CTXPOOL_LIKELY(tuning_.propagate_context)) {
-      context_scope.emplace(std::move(snapshot), continuation);
-    }
-    {
-      std::optional<slot_wipe_scope> slots;
-      if (CTXPOOL_LIKELY(tuning_.wipe_slots)) slots.emplace();
-      if (observed_) notify_begin(info);
-      try {
-        f();
-      } catch (...) {
-        report_exception(std::current_exception(), info);
-      }
-      std::destroy_at(std::addressof(f));
-    }
-    if (observed_) notify_end(info);
-  }
-  active_overlay = enclosing_overlay;
-  count(counters, counters.completed);
-}
-
-template <class Header, class F>
-void pool_core::enqueue_node(F&& f, captured_context&& snapshot, const task_info& info,
-                             bool check_open) {
-  using node_type = task_node_impl<std::decay_t<F>, Header>;
-  void* block = allocate_task(sizeof(node_type));
-  // Asio's execute after the workers were told to end: nothing will run the
-  // task, so it is kept aside, uncounted, to be destroyed by stop() or with
-  // the pool. Counting it would let a thread that keeps posting keep stop()
-  // waiting for the count to reach zero.
-  const bool abandoned = !check_open && stopping(std::memory_order_acquire);
-  if (!abandoned) {
-    try {
-      add_task(check_open);
-    } catch (...) {
-      free_task(block, sizeof(node_type));
-      throw;
-    }
-  }
-  node_type* node = nullptr;
-  try {
-    node = new (block) node_type(std::forward<F>(f), std::move(snapshot), info);
-  } catch (...) {
-    free_task(block, sizeof(node_type));
-    if (!abandoned) remove_work();
-    throw;
-  }
-  if (CTXPOOL_UNLIKELY(abandoned)) {
-    keep_abandoned(node);
-    return;
-  }
-  push(node, !Header::continuation);
-}
-
-template <class F>
-void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
-                           const task_info& info) noexcept {
-  // A handler that the I/O waiter is about to run from inside run_one: the
-  // role goes to a parked worker first, so that the other ready handlers and
-  // the reactor do not wait for this one.
-  if (CTXPOOL_UNLIKELY(current_worker.pool == this &&
-                       workers_[current_worker.index].own.waits_in_scheduler)) {
-    release_io_role();
-  }
-  work_.add(my_lane(), work_kind::task);
-  union holder {
-    explicit holder(F&& g) : f(std::forward<F>(g)) {}
-    ~holder() {}  // run_task destroys f
-    std::decay_t<F> f;
-  } local(std::forward<F>(f));
-  run_task(local.f, std::move(snapshot), continuation, info);
-  remove_finished_task();
-}
-
 }  // namespace ctxpool::detail
+
+// The members' definitions (the per-task path and the fork-join hooks).
+#include <ctxpool/detail/pool_core_impl.hpp>
