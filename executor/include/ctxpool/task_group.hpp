@@ -27,12 +27,11 @@
 // group nested in one of this group's children (work-stealing's "steal
 // back"); elsewhere, the children on its list — never unrelated pool work.
 // It spins, then yields, then sleeps only while every remaining child runs
-// on another thread. A child run by the
-// waiter goes through everything a worker does for a task: a fresh context of
-// its snapshot, its own `lifetime::task` slot scope with the waiter's own
-// slot values hidden meanwhile, the pool's observers (so diagnostic mode
-// counts it as a task), and the waiter's context and slots are as they were
-// afterwards. Because a waiter can always run its own group's queued
+// on another thread. A child run by the waiter goes through everything a
+// worker does for a task: a fresh context of its snapshot, its own
+// `lifetime::task` slot scope with the waiter's own slot values hidden
+// meanwhile, the pool's observers (so diagnostic mode counts it as a task),
+// and the waiter's context and slots are as they were afterwards. Because a waiter can always run its own group's queued
 // children, groups nest and recursive fork-join from pool workers cannot
 // deadlock the pool, whatever its size.
 //
