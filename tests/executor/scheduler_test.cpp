@@ -15,6 +15,8 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include "support/watchdog.hpp"
+
 using namespace std::chrono_literals;
 
 TEST_CASE("tasks posted from outside a one-worker pool start in submission order") {
@@ -213,7 +215,10 @@ TEST_CASE("a burst from outside wakes enough workers to run blocking tasks side 
         while (started.load() < 4) std::this_thread::yield();
       });
     }
-    pool.wait();
+    // A lost wake-up leaves tasks queued behind sleeping workers for good:
+    // fail loudly instead of hanging until CTest's timeout.
+    ctxpool_test::finishes_within("wait() for four tasks that need four awake workers",
+                                  [&pool] { pool.wait(); });
     CHECK(started == 4);
   }
 }
