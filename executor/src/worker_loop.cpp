@@ -269,8 +269,10 @@ bool pool_core::sleep_parked(std::size_t index) {
   // counts as work: it must not stay empty while we sleep.
   if (work_visible() || stopping(std::memory_order_seq_cst) ||
       !io_.taken.load(std::memory_order_seq_cst)) {
-    // False: withdrawn. True: a waker chose us meanwhile and counted us.
-    return !idle_.cancel_park(index);
+    // False: withdrawn, or woken by wake_all (the pool ends). True: a
+    // waker chose us meanwhile and counted us; it wrote why under the
+    // lock that cancel_park takes, so the word says which.
+    return !idle_.cancel_park(index) && !idle_.woken_by_wake_all(index);
   }
   idle_.park(index);
   return !idle_.woken_by_wake_all(index);

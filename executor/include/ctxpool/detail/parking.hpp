@@ -9,7 +9,11 @@
 // One of the two sees the other. A woken worker counts as spinning from the
 // moment it is chosen, so that a burst of submissions wakes one worker, not
 // one per task; the spinner that finds work wakes the next (Go's scheduler
-// does the same with its spinning Ms).
+// does the same with its spinning Ms), and so does one whose last look
+// before parking finds it (the worker loop's hand_on). A waker writes the
+// reason into the chosen worker's word under the lock that chose it, so a
+// worker whose cancel_park fails knows it was counted, and a late write
+// cannot end a later park.
 //
 // Parked workers wait on a word of their own with C++20 atomic wait (a futex
 // on Linux), chosen newest first: the worker that parked last has the
@@ -27,6 +31,7 @@
 #include <mutex>
 #include <vector>
 
+#include <ctxpool/detail/config.hpp>
 #include <ctxpool/detail/interleave.hpp>
 
 namespace ctxpool::detail {
@@ -52,7 +57,9 @@ class idle_workers {
   /// Ends the caller's spinning; true when it was the last spinner.
   bool stop_spinning() noexcept {
     CTXPOOL_PROTOCOL_STEP();
-    return spinning_.fetch_sub(1, std::memory_order_seq_cst) == 1;
+    const std::uint32_t before = spinning_.fetch_sub(1, std::memory_order_seq_cst);
+    CTXPOOL_DEBUG_ASSERT(before != 0, "a worker stopped spinning that was not counted");
+    return before == 1;
   }
   /// Whether a spinner may busy-wait (without yielding its core). Half the
   /// workers may at a time, at least one: more would keep a submitter that
@@ -116,19 +123,25 @@ class idle_workers {
   bool wake_one(reason why = reason::look_for_work) noexcept {
     CTXPOOL_PROTOCOL_STEP();  // between the caller's publish and this look
     if (parked_count_.load(std::memory_order_seq_cst) == 0) return false;
-    std::uint32_t index = 0;
+    std::atomic<std::uint32_t>* woken = nullptr;
     {
       std::lock_guard lock(mutex_);
       if (parked_.empty()) return false;
-      index = parked_.back();
+      const std::uint32_t index = parked_.back();
       parked_.pop_back();
       parked_count_.store(static_cast<std::uint32_t>(parked_.size()), std::memory_order_seq_cst);
       spinning_.fetch_add(1, std::memory_order_seq_cst);
+      // The reason is written with the choice, under the lock: written
+      // after it, it could land once the worker had withdrawn (cancel_park
+      // failing), run and registered again, and end that registration's
+      // park while the worker stayed listed and uncounted (the spinning
+      // count then went below zero, and submitters woke no one).
+      woken = &words_[index].woken;
+      woken->store(static_cast<std::uint32_t>(why), std::memory_order_release);
     }
-    CTXPOOL_PROTOCOL_STEP();  // chosen, counted as spinning, not yet woken
-    std::atomic<std::uint32_t>& woken = words_[index].woken;
-    woken.store(static_cast<std::uint32_t>(why), std::memory_order_release);
-    woken.notify_one();
+    CTXPOOL_PROTOCOL_STEP();  // chosen, counted as spinning, not yet notified
+    // A notification that arrives late only makes a later park look again.
+    woken->notify_one();
     return true;
   }
 
