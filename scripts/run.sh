@@ -250,7 +250,7 @@ cmd_tests() {
   run_ctest "$clang" || status=1
   log "clang-16, interleaving injected: the wake-up, scheduler and lifecycle tests, 3 more runs"
   run_ctest "$clang" -L executor \
-    -R 'executor/(a socket|a chain of short|completions from|a timer fires|a burst|batches posted|wait|stop|submit racing|the destructor|join)' \
+    -R 'executor/(a socket|a chain of short|completions from|a timer fires|a burst|a worker chosen|batches posted|wait|stop|submit racing|the destructor|join)' \
     --repeat until-fail:3 || status=1
 
   echo

@@ -92,6 +92,11 @@ void pool_core::run_worker_loop(worker_state& me, std::size_t index) {
   // I/O role rather than spin in search of tasks.
   bool woken = false;
   bool woken_for_io_role = false;
+  // Back from a sleep it did not sleep: the last look found work. While the
+  // worker searched, submitters saw it spinning and woke no one, so it now
+  // hands on what is left once it has its task, as a searcher that finds
+  // work does (search's `found`); else a burst queued meanwhile waits for it.
+  bool hand_on = false;
   for (;;) {
     try {
       if (stopping(std::memory_order_acquire)) {
@@ -101,6 +106,9 @@ void pool_core::run_worker_loop(worker_state& me, std::size_t index) {
       task_node* task = nullptr;
       if (!woken) {
         task = find_task(me, index);
+        if (std::exchange(hand_on, false) && task != nullptr && work_visible()) {
+          wake_for_new_work();
+        }
         if (task == nullptr && poll_scheduler()) continue;
         // Out of work after the tasks it ended: if they were the last, wake wait().
         if (task == nullptr) check_idle_if_due(me);
@@ -123,6 +131,7 @@ void pool_core::run_worker_loop(worker_state& me, std::size_t index) {
       } else {
         woken = sleep_parked(index);
         woken_for_io_role = woken && idle_.woken_for_io_role(index);
+        hand_on = !woken;
       }
     } catch (...) {
       // Only a raw handler posted straight to the scheduler can throw here;

@@ -223,6 +223,32 @@ TEST_CASE("a burst from outside wakes enough workers to run blocking tasks side 
   }
 }
 
+TEST_CASE("a burst from a worker wakes enough workers to run blocking tasks side by side") {
+  // The same from inside: a task queues three on its own deque and then
+  // blocks until all four run. A push from a worker that sees another
+  // worker searching wakes no one; that worker, if it finds its task only
+  // at the last look before it sleeps, must hand the rest on as a searcher
+  // that finds work does, or two of the three stay queued behind sleepers.
+  for (int round = 0; round < 20; ++round) {
+    ctxpool::thread_pool pool{4};
+    std::this_thread::sleep_for(1ms);
+    std::atomic<int> started{0};
+    pool.post([&pool, &started] {
+      for (int i = 0; i < 3; ++i) {
+        pool.post([&started] {
+          ++started;
+          while (started.load() < 4) std::this_thread::yield();
+        });
+      }
+      ++started;
+      while (started.load() < 4) std::this_thread::yield();
+    });
+    ctxpool_test::finishes_within("wait() for a worker's burst that needs four awake workers",
+                                  [&pool] { pool.wait(); });
+    CHECK(started == 4);
+  }
+}
+
 TEST_CASE("batches posted from outside never leave a task behind a sleeping worker") {
   // The worker empties the queue, goes to sleep, and a new batch must wake
   // it, thousands of times: a lost wake-up hangs here. (One such race: a pop

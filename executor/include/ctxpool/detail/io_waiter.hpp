@@ -38,8 +38,11 @@
 //     looking for them, both seq_cst: one of the two sees the other.
 //  2. submit/post from a worker: its own deque, then the same wake-up.
 //  3. a worker that takes one task and sees more (a batch from the
-//     injection queue, the last spinner finding work): it wakes another, so
-//     the rest does not wait for it (take_injected, search).
+//     injection queue, the last spinner finding work, a worker whose last
+//     look before parking found work): it wakes another, so the rest does
+//     not wait for it (take_injected, search, run_worker_loop's hand_on).
+//     A submitter that saw a spinner woke no one, counting on the spinner;
+//     each of these is a spinner's last chance to pass that on.
 //  4. a handler posted to the scheduler from outside it (a completion
 //     dispatched from a foreign thread lands in 1; Asio's own posts, timers
 //     and reactor events here): Asio wakes the thread waiting in it (signal
