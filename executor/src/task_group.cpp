@@ -4,6 +4,8 @@
 
 #include <thread>
 
+#include <ctxpool/detail/small_alloc.hpp>
+
 namespace ctxpool {
 namespace detail {
 namespace {
@@ -32,32 +34,35 @@ constinit thread_local const group_state* running_child_of = nullptr;
 /// Its address identifies the calling thread (cheaper than a thread id).
 constinit thread_local char thread_tag = 0;
 
+/// How many group children this thread, which is no worker of their pool,
+/// is running as their waiter (nested): see wait_for_children.
+constinit thread_local int children_run_outside = 0;
+
 /// The pool's entry point for a child taken from its queues (run) or
 /// destroyed with them (not run).
 void complete_child(task_node* base, pool_core& core, bool run) noexcept {
   auto* child = static_cast<group_child*>(base);
   if (!child->shared) {
-    // Only here: nobody else can run it.
-    if (run) {
-      child->group->execute(*child);
-    } else {
+    // Only here: nobody else can run it. The pool never counted it
+    // (push_local): execute settles it instead.
+    if (!run) {
       // The pool stopped with it queued; its group still counts it, so
       // finish it as skipped (the group will report a cancellation).
       child->group->cancel();
-      child->group->execute(*child);
     }
+    child->group->execute(*child);
     child->free(core);
-  } else {
-    // Also on the waiter's list. A child destroyed with the pool's queues
-    // is left to the waiter, which runs it.
-    if (run && (child->claim.fetch_or(group_child::claimed, std::memory_order_acq_rel) &
-                group_child::claimed) == 0) {
-      child->group->execute(*child);
-    }
-    if (child->claim.fetch_or(group_child::queue_done, std::memory_order_acq_rel) &
-        group_child::list_done) {
-      child->free(core);
-    }
+    return;
+  }
+  // Also on the waiter's list. A child destroyed with the pool's queues
+  // is left to the waiter, which runs it.
+  if (run && (child->claim.fetch_or(group_child::claimed, std::memory_order_acq_rel) &
+              group_child::claimed) == 0) {
+    child->group->execute(*child);
+  }
+  if (child->claim.fetch_or(group_child::queue_done, std::memory_order_acq_rel) &
+      group_child::list_done) {
+    child->free(core);
   }
   core.remove_finished_task();
 }
@@ -77,8 +82,15 @@ group_child::group_child(group_state& owner, finish_fn on_finish, std::size_t si
 
 void group_child::free(pool_core& core) noexcept {
   const std::size_t size = size_;
+  const bool from_a_worker = !shared;
   this->~group_child();
-  core.free_task(this, size);
+  if (from_a_worker) {
+    // Made by a worker, which forks again soon, most often freed by that
+    // same worker: its own cache, with no shared stack on the way back.
+    small_free(this, size);
+  } else {
+    core.free_task(this, size);
+  }
 }
 
 group_state::group_state(pool_core& core) : core_(core), owner_(&thread_tag) {
@@ -152,12 +164,20 @@ captured_context group_state::child_snapshot(const cancel_state*& base) noexcept
 }
 
 void group_state::push(group_child* child) noexcept {
-  // Counted before anyone can finish it.
-  pending_.fetch_add(1, std::memory_order_relaxed);
-  if (owner_ == &thread_tag && !marked_) {
-    local_mark_ = core_.local_mark();
-    marked_ = true;
+  // Counted before anyone can finish it: by the owner on its own deque in
+  // its plain count (most children of a fork-join), else in the shared one.
+  if (owner_ == &thread_tag) {
+    if (!marked_) {
+      local_mark_ = core_.local_mark();
+      marked_ = true;
+    }
+    child->owner_counted = true;
+    ++owner_pending_;
+    if (core_.push_local(child)) return;
+    child->owner_counted = false;
+    --owner_pending_;
   }
+  pending_.fetch_add(1, std::memory_order_relaxed);
   if (core_.push_local(child)) return;
   child->shared = true;
   // On the list first: once it is on the pool's queue a worker may run it,
@@ -186,13 +206,23 @@ void group_state::execute(group_child& child) noexcept {
   const group_state* const outer = std::exchange(running_child_of, this);
   child.finish(starts_children());
   running_child_of = outer;
+  // Before the count: once the owner sees it, its task (which stood for
+  // this uncounted child in the pool's work count) may end.
+  if (!child.shared) core_.settle_uncounted_task();
+  // Queued by the owner and ended by its waiter: only that thread counts it.
+  if (child.owner_counted && owner_ == &thread_tag && owner_waiting_) {
+    --owner_pending_;
+    return;
+  }
   finish_one();
 }
 
 void group_state::finish_one() noexcept {
   // Release: the child's effects happen before the waiter sees the count.
+  // Modulo count_mask + 1: a child the owner counted in its plain count and
+  // another thread ended takes the shared count below zero.
   std::uint32_t seen = pending_.load(std::memory_order_relaxed);
-  while (!pending_.compare_exchange_weak(seen, (seen & count_mask) - 1, std::memory_order_acq_rel,
+  while (!pending_.compare_exchange_weak(seen, (seen - 1) & count_mask, std::memory_order_acq_rel,
                                          std::memory_order_relaxed)) {
   }
   // Only the word's address, no access to the group: the waiter may have
@@ -231,7 +261,10 @@ bool group_state::drain_list(std::optional<slot_shelf>& shelf) noexcept {
     if ((child->claim.fetch_or(group_child::claimed, std::memory_order_acq_rel) &
          group_child::claimed) == 0) {
       if (!shelf) shelf.emplace();
+      const bool outside = !core_.running_in_this_thread();
+      children_run_outside += outside ? 1 : 0;
       execute(*child);
+      children_run_outside -= outside ? 1 : 0;
       ran = true;
     }
     if (child->claim.fetch_or(group_child::list_done, std::memory_order_acq_rel) &
@@ -285,13 +318,27 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
   // Built before the first child runs here, so that it sees this thread as a
   // worker would; the waiter's own values come back when it ends.
   std::optional<slot_shelf> shelf;
-  if ((pending_.load(std::memory_order_acquire) & count_mask) != 0) core_.prepare_to_help();
+  if (has_children()) core_.prepare_to_help();
+  // Only the owner's own waiter ends the children it counted in its plain
+  // count (see execute); another thread waits for them to end elsewhere.
+  const bool owner_waits = owner_ == &thread_tag;
+  const bool outer_wait = owner_waits && !owner_waiting_;
+  if (outer_wait) owner_waiting_ = true;
+  // A thread outside the pool that waits inside a child it runs for an
+  // enclosing group leaves its children to the workers for a while, and
+  // runs only those still unclaimed after that. Its children go through the
+  // shared queue and its list, not a deque of its own: run here, the child's
+  // own groups would send every node of its subtree that way, at several
+  // times the cost of a worker's deque, while the workers' deques stay empty.
+  const bool help_at_once = children_run_outside == 0;
   for (;;) {
     // Newest first: what this thread queued last, then the list.
     if (run_local(shelf)) continue;
-    if (list_.load(std::memory_order_acquire) != nullptr && drain_list(shelf)) continue;
+    if (help_at_once && list_.load(std::memory_order_acquire) != nullptr && drain_list(shelf)) {
+      continue;
+    }
     std::uint32_t seen = pending_.load(std::memory_order_acquire);
-    if ((seen & count_mask) == 0) break;
+    if (all_ended(seen)) break;
     // Every remaining child runs on another thread (or is about to be queued
     // by one): spin a little, then sleep until one finishes or is queued.
     // On a worker, the children taken by other workers queue their own on
@@ -304,20 +351,23 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
         break;
       }
       spin_pause();
-      changed = list_.load(std::memory_order_relaxed) != nullptr ||
-                (pending_.load(std::memory_order_relaxed) & count_mask) == 0;
+      changed = (help_at_once && list_.load(std::memory_order_relaxed) != nullptr) ||
+                all_ended(pending_.load(std::memory_order_relaxed));
     }
     // Then give the core away a while before sleeping: the children's
     // threads may be waiting for it (a loaded machine, more threads than
     // cores), and a futex round trip per wait would cost more.
     for (int i = 0; i < waiter_yields && !changed; ++i) {
       std::this_thread::yield();
-      changed = steal_back(shelf) || list_.load(std::memory_order_relaxed) != nullptr ||
-                (pending_.load(std::memory_order_relaxed) & count_mask) == 0;
+      changed = steal_back(shelf) ||
+                (help_at_once && list_.load(std::memory_order_relaxed) != nullptr) ||
+                all_ended(pending_.load(std::memory_order_relaxed));
     }
     if (changed) continue;
+    // Still unclaimed: the workers are busy (or blocked), so run them here.
+    if (list_.load(std::memory_order_acquire) != nullptr && drain_list(shelf)) continue;
     seen = pending_.load(std::memory_order_acquire);
-    if ((seen & count_mask) == 0) continue;
+    if (all_ended(seen)) continue;
     if ((seen & asleep) == 0 &&
         !pending_.compare_exchange_strong(seen, seen | asleep, std::memory_order_seq_cst)) {
       continue;
@@ -331,9 +381,11 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
   }
   // Children run elsewhere may still be on the list: let go of them (they
   // are claimed, so nothing runs here).
-  drain_list(shelf);
+  if (list_.load(std::memory_order_acquire) != nullptr) drain_list(shelf);
   shelf.reset();
   marked_ = false;
+  if (outer_wait) owner_waiting_ = false;
+  owner_pending_ = 0;
   pending_.store(0, std::memory_order_relaxed);
   std::exception_ptr error;
   // The group's own cancel, or an enclosing one (a request's deadline, an

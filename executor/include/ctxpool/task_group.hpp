@@ -121,6 +121,9 @@ class group_child : public task_node {
   const cancel_state* const cancel_base;
   group_child* list_next = nullptr;  // the group's list; written before it is pushed
   bool shared = false;               // also on the group's list; set before it is queued
+  /// Counted in the group's owner_pending_ (queued by the owner on its
+  /// deque); set before it is queued.
+  bool owner_counted = false;
   std::atomic<std::uint32_t> claim{0};
 
   /// Runs the callable as a task on the calling thread (`run`) or destroys it
@@ -170,8 +173,9 @@ class group_state {
   [[nodiscard]] bool cancelling() const noexcept {
     return cancelling_.load(std::memory_order_acquire);
   }
+  /// The owner's waiter (or a thread that waits after the owner's last run()).
   [[nodiscard]] bool has_children() const noexcept {
-    return (pending_.load(std::memory_order_acquire) & count_mask) != 0;
+    return !all_ended(pending_.load(std::memory_order_acquire));
   }
   /// The group's cancellation, made now if nobody needed it before.
   [[nodiscard]] cancellation_token cancellation() const noexcept;
@@ -189,6 +193,12 @@ class group_state {
   /// pending_: the children queued or running, and the waiter-asleep flag.
   static constexpr std::uint32_t asleep = 1u << 31;
   static constexpr std::uint32_t count_mask = asleep - 1;
+
+  /// Whether every child has ended, given a value of pending_: the two
+  /// counts together, modulo count_mask + 1 (see owner_pending_).
+  [[nodiscard]] bool all_ended(std::uint32_t shared) const noexcept {
+    return ((shared + owner_pending_) & count_mask) == 0;
+  }
 
   [[nodiscard]] bool starts_children() const noexcept { return !cancelled_so_far(); }
   /// Whether the group, or anything its cancellation descends from, is
@@ -250,6 +260,16 @@ class group_state {
   // on the list looks for `asleep` after the push and clears it (a change of
   // the word the waiter's futex compares) before waking it.
   std::atomic<std::uint32_t> pending_{0};
+  // The children the owner queued on its own deque and its waiter has not
+  // ended: only the owner's thread reads and writes it, so the common
+  // fork-join child (queued by the owner, popped back by its waiter) costs
+  // no atomic count. Such a child ended on any other thread (stolen, or
+  // popped by a wait() of another group) counts down pending_ instead,
+  // which may then go below zero: the two are read as one count, modulo
+  // count_mask + 1 (all_ended). A thread other than the owner that calls
+  // wait() reads it too, so it must do so after the owner's last run().
+  std::uint32_t owner_pending_ = 0;
+  bool owner_waiting_ = false;  // the owner's thread is inside wait(): its waiter ends them
 };
 
 /// The node for callable F.

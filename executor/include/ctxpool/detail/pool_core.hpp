@@ -133,9 +133,13 @@ class pool_core {
   /// no_local_mark when the caller is no worker of this pool.
   static constexpr std::int64_t no_local_mark = -1;
   [[nodiscard]] std::int64_t local_mark() const noexcept;
-  /// Counts `node` as a task and queues it on the calling worker's own
-  /// deque. False (nothing done) when the caller is no worker of this pool,
-  /// the deque is full, or the pool is stopping.
+  /// Queues `node` on the calling worker's own deque, without counting it as
+  /// outstanding work: the worker is inside a counted task that cannot end
+  /// before the node does (its group's wait), so wait() and join() cannot
+  /// see the pool idle meanwhile, and a fork-join child costs no shared
+  /// counter. Whoever ends such a node calls settle_uncounted_task instead
+  /// of remove_finished_task. False (nothing done) when the caller is no
+  /// worker of this pool, the deque is full, or the pool is stopping.
   bool push_local(task_node* node) noexcept;
   /// Counts `node` as a task and queues it on the injection queue. False
   /// (nothing done) once the pool is stopping: no worker would run it.
@@ -178,6 +182,13 @@ class pool_core {
   void remove_finished_task() noexcept {
     if (CTXPOOL_UNLIKELY(tls.reserve.has_spares())) count_held_references();
     remove_work();
+  }
+
+  /// After an uncounted node (push_local) ended on the calling thread, before
+  /// its owner may see it finished: what remove_finished_task does besides
+  /// uncounting (the spare map references count as work first).
+  void settle_uncounted_task() noexcept {
+    if (CTXPOOL_UNLIKELY(tls.reserve.has_spares())) count_held_references();
   }
 
   // ---- lifecycle and introspection (thread_pool forwards here) -------------

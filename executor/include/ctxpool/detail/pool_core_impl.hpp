@@ -18,7 +18,7 @@ inline bool pool_core::push_local(task_node* node) noexcept {
   if (current_worker.pool != this || stopping(std::memory_order_relaxed)) return false;
   local_deque& deque = workers_[current_worker.index].shared.deque;
   if (deque.full()) return false;
-  add_task(/*check_open=*/false);
+  // Uncounted: see push_local's declaration.
   deque.push(node);  // cannot fail: only this thread pushes
   CTXPOOL_PROTOCOL_STEP();
   wake_for_new_work();
