@@ -474,3 +474,144 @@ TEST_CASE("parallel_for: the first exception is rethrown and the remaining chunk
                   std::out_of_range);
   CHECK(calls == 10);  // the last chunk ran up to its throw; the other nine were skipped
 }
+
+TEST_CASE("task_group: pool.wait() does not return while a worker's group has children left") {
+  // A worker's children are not counted in the pool's work one by one: the
+  // task that made the group stands for them until its wait() returns.
+  ctxpool::thread_pool pool{2};
+  constexpr int children = 64;
+  std::atomic<int> ended{0};
+  pool.post([&] {
+    ctxpool::task_group group{pool};
+    for (int i = 0; i < children; ++i) {
+      group.run([&] {
+        std::this_thread::sleep_for(100us);
+        ++ended;
+      });
+    }
+    group.wait();
+  });
+  auto idle = std::async(std::launch::async, [&] { pool.wait(); });
+  require_ready(idle, "pool.wait() with a group running on a worker");
+  CHECK(ended == children);
+}
+
+TEST_CASE("task_group: a stolen child's exception reaches the waiter, who ran its own meanwhile") {
+  ctxpool::thread_pool pool{2};
+  auto done = pool.submit([&] {
+    for (int round = 0; round < 50; ++round) {
+      ctxpool::task_group group{pool};
+      std::atomic<int> arrived{0};
+      std::thread::id thrower_ran_on;
+      std::thread::id newest_ran_on;
+      // Each waits for the other, so they run at once on two threads: the
+      // newest on the waiter, the oldest stolen by the other worker.
+      auto meet = [&arrived] {
+        ++arrived;
+        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+        while (arrived.load() < 2) {
+          if (std::chrono::steady_clock::now() > give_up) std::abort();
+          std::this_thread::yield();
+        }
+      };
+      group.run([&] {
+        thrower_ran_on = std::this_thread::get_id();
+        meet();
+        throw std::runtime_error("stolen child failed");
+      });
+      group.run([&] {
+        newest_ran_on = std::this_thread::get_id();
+        meet();
+      });
+      CHECK_THROWS_WITH_AS(group.wait(), "stolen child failed", std::runtime_error);
+      CHECK(newest_ran_on == std::this_thread::get_id());
+      CHECK(thrower_ran_on != std::this_thread::get_id());
+      CHECK_FALSE(group.is_cancelling());
+    }
+  });
+  require_ready(done, "groups whose stolen child throws");
+  done.get();
+}
+
+namespace {
+
+/// Counts its own end, run or destroyed unrun: each child ends exactly once.
+struct counted_child {
+  std::atomic<int>* ran;
+  std::atomic<int>* destroyed;
+  bool live = true;
+  counted_child(std::atomic<int>& r, std::atomic<int>& d) : ran(&r), destroyed(&d) {}
+  counted_child(counted_child&& other) noexcept
+      : ran(other.ran), destroyed(other.destroyed), live(std::exchange(other.live, false)) {}
+  counted_child& operator=(counted_child&&) = delete;
+  ~counted_child() {
+    if (live) ++*destroyed;
+  }
+  void operator()() const {
+    ++*ran;
+    std::this_thread::yield();
+  }
+};
+
+}  // namespace
+
+TEST_CASE("task_group: a cancel racing with steals skips the rest, and every child ends once") {
+  ctxpool::thread_pool pool{2};
+  auto done = pool.submit([&] {
+    for (int round = 0; round < 100; ++round) {
+      constexpr int children = 200;
+      std::atomic<int> ran{0};
+      std::atomic<int> destroyed{0};
+      ctxpool::task_group group{pool};
+      for (int i = 0; i < children / 2; ++i) group.run(counted_child{ran, destroyed});
+      // Cancelled from a child while the other worker steals and the waiter
+      // has not started: some children run, the rest are skipped.
+      group.run([&group] { group.cancel(); });
+      for (int i = 0; i < children / 2; ++i) group.run(counted_child{ran, destroyed});
+      CHECK(group.wait() == ctxpool::task_group_status::cancelled);
+      CHECK(destroyed == children);
+      CHECK(ran <= children);
+      // Usable again, and complete this time.
+      group.run(counted_child{ran, destroyed});
+      CHECK(group.wait() == ctxpool::task_group_status::complete);
+      CHECK(destroyed == children + 1);
+    }
+  });
+  require_ready(done, "cancelled groups whose children are being stolen");
+  done.get();
+}
+
+TEST_CASE("task_group: children that add children to their own group, on the waiter and thieves") {
+  // The owner's children and those that children queue (on other workers)
+  // are counted apart; wait() returns once all have ended.
+  ctxpool::thread_pool pool{2};
+  auto done = pool.submit([&] {
+    for (int round = 0; round < 200; ++round) {
+      ctxpool::task_group group{pool};
+      std::atomic<int> ran{0};
+      for (int i = 0; i < 8; ++i) {
+        group.run([&] {
+          ++ran;
+          for (int j = 0; j < 4; ++j) group.run([&] { ++ran; });
+        });
+      }
+      group.wait();
+      REQUIRE(ran == 8 * 5);
+    }
+  });
+  require_ready(done, "groups whose children add children");
+  done.get();
+}
+
+TEST_CASE("task_group: an outside waiter's nested groups finish while every worker is busy") {
+  ctxpool::thread_pool pool{1};
+  busy_workers busy(pool, 1);  // only the waiting thread can run the children
+  std::atomic<int> leaves{0};
+  auto done = std::async(std::launch::async, [&] {
+    tree(pool, 6, leaves);  // groups nested in children this thread runs
+    return std::this_thread::get_id();
+  });
+  require_ready(done, "nested groups waited for outside the pool");
+  done.get();
+  CHECK(leaves == 64);
+}
