@@ -56,10 +56,7 @@ void complete_child(task_node* base, pool_core& core, bool run) noexcept {
   }
   // Also on the waiter's list. A child destroyed with the pool's queues
   // is left to the waiter, which runs it.
-  if (run && (child->claim.fetch_or(group_child::claimed, std::memory_order_acq_rel) &
-              group_child::claimed) == 0) {
-    child->group->execute(*child);
-  }
+  if (run && child->try_claim()) child->group->execute(*child);
   if (child->claim.fetch_or(group_child::queue_done, std::memory_order_acq_rel) &
       group_child::list_done) {
     child->free(core);
@@ -164,8 +161,8 @@ captured_context group_state::child_snapshot(const cancel_state*& base) noexcept
 }
 
 void group_state::push(group_child* child) noexcept {
-  // Counted before anyone can finish it: by the owner on its own deque in
-  // its plain count (most children of a fork-join), else in the shared one.
+  // Counted before anyone can finish it: by the owner in its plain count
+  // (its waiter ends most of what it queues), by anyone else in the shared one.
   if (owner_ == &thread_tag) {
     if (!marked_) {
       local_mark_ = core_.local_mark();
@@ -173,11 +170,9 @@ void group_state::push(group_child* child) noexcept {
     }
     child->owner_counted = true;
     ++owner_pending_;
-    if (core_.push_local(child)) return;
-    child->owner_counted = false;
-    --owner_pending_;
+  } else {
+    pending_.fetch_add(1, std::memory_order_relaxed);
   }
-  pending_.fetch_add(1, std::memory_order_relaxed);
   if (core_.push_local(child)) return;
   child->shared = true;
   // On the list first: once it is on the pool's queue a worker may run it,
@@ -258,8 +253,7 @@ bool group_state::drain_list(std::optional<slot_shelf>& shelf) noexcept {
   // Newest first, as on a worker's own deque.
   while (child != nullptr) {
     group_child* const next = child->list_next;
-    if ((child->claim.fetch_or(group_child::claimed, std::memory_order_acq_rel) &
-         group_child::claimed) == 0) {
+    if (child->try_claim()) {
       if (!shelf) shelf.emplace();
       const bool outside = !core_.running_in_this_thread();
       children_run_outside += outside ? 1 : 0;

@@ -121,11 +121,17 @@ class group_child : public task_node {
   const cancel_state* const cancel_base;
   group_child* list_next = nullptr;  // the group's list; written before it is pushed
   bool shared = false;               // also on the group's list; set before it is queued
-  /// Counted in the group's owner_pending_ (queued by the owner on its
-  /// deque); set before it is queued.
+  /// Counted in the group's owner_pending_ (queued by the group's owner);
+  /// set before it is queued.
   bool owner_counted = false;
   std::atomic<std::uint32_t> claim{0};
 
+  /// Whether the caller won the node's claim: it then runs it (or skips it).
+  /// A side that sees the claim taken already needs no RMW for it.
+  [[nodiscard]] bool try_claim() noexcept {
+    return (claim.load(std::memory_order_relaxed) & claimed) == 0 &&
+           (claim.fetch_or(claimed, std::memory_order_acq_rel) & claimed) == 0;
+  }
   /// Runs the callable as a task on the calling thread (`run`) or destroys it
   /// unrun; either way the snapshot is released. The node's memory stays.
   void finish(bool run) noexcept { finish_(this, run); }
@@ -260,10 +266,9 @@ class group_state {
   // on the list looks for `asleep` after the push and clears it (a change of
   // the word the waiter's futex compares) before waking it.
   std::atomic<std::uint32_t> pending_{0};
-  // The children the owner queued on its own deque and its waiter has not
-  // ended: only the owner's thread reads and writes it, so the common
-  // fork-join child (queued by the owner, popped back by its waiter) costs
-  // no atomic count. Such a child ended on any other thread (stolen, or
+  // The children the owner queued that its waiter has not ended: only the
+  // owner's thread reads and writes it, so the common fork-join child
+  // (queued by the owner, run by its waiter) costs no atomic count. Such a child ended on any other thread (stolen, or
   // popped by a wait() of another group) counts down pending_ instead,
   // which may then go below zero: the two are read as one count, modulo
   // count_mask + 1 (all_ended). A thread other than the owner that calls
