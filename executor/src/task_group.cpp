@@ -408,6 +408,8 @@ pool_core& core_of(thread_pool& pool) noexcept { return *pool.core_; }
 task_group::task_group(thread_pool& pool) : state_(detail::core_of(pool)) {}
 
 task_group::~task_group() {
+  // A waited group (the usual end) has nothing left: no second wait.
+  if (state_.settled()) return;
   if (state_.has_children()) state_.cancel();
   // Also when every child has finished: one may have thrown.
   auto [error, cancelled] = state_.wait_for_children();

@@ -35,6 +35,20 @@
 // children, groups nest and recursive fork-join from pool workers cannot
 // deadlock the pool, whatever its size.
 //
+// What a child costs in shared writes: a child queued on a worker's deque
+// is not counted in the pool's work count (the task that waits for it
+// stands for it there), and the children the group's owner queues are
+// counted in a plain count of the owner's thread, which its waiter counts
+// down as it runs them; only a child that ends on another thread (stolen,
+// or taken from the shared queue) touches the group's atomic count. So the
+// common fork-join child, queued by a worker and popped back by its waiter,
+// costs the deque's own push and pop and nothing else shared. A thread
+// outside the pool that waits inside a child it runs for an enclosing group
+// leaves that wait's children to the workers for a spin and runs only those
+// still unclaimed after it (busy or blocked workers): its children go
+// through the shared queue, and run here their own groups' would too, at
+// several times a deque's cost, while the workers' deques stay empty.
+//
 // The first exception a child throws cancels the group: children not yet
 // started are skipped, running ones see `this_task::cancelled()`, and
 // `wait()` rethrows it (asyncio's TaskGroup, Java's StructuredTaskScope).
@@ -50,8 +64,9 @@
 // `run` and `cancel` may be called from any thread, also from the group's
 // own children. `wait` is called by one thread at a time, the one that made
 // the group (another thread's wait() still returns, but does not run the
-// children queued on that thread's worker deque), and never from inside one
-// of the group's own children.
+// children queued on that thread's worker deque, and must come after the
+// making thread's last run(), ordered with it as by a future or a join),
+// and never from inside one of the group's own children.
 //
 // @par Lifetime
 // The pool must outlive the group. A child may refer to the waiter's locals:
@@ -182,6 +197,12 @@ class group_state {
   /// The owner's waiter (or a thread that waits after the owner's last run()).
   [[nodiscard]] bool has_children() const noexcept {
     return !all_ended(pending_.load(std::memory_order_acquire));
+  }
+  /// Nothing left for wait() to do: no child left, none on the list, no
+  /// exception kept (the owner's thread, as has_children).
+  [[nodiscard]] bool settled() const noexcept {
+    return !has_children() && list_.load(std::memory_order_acquire) == nullptr &&
+           !has_error_.load(std::memory_order_acquire);
   }
   /// The group's cancellation, made now if nobody needed it before.
   [[nodiscard]] cancellation_token cancellation() const noexcept;
