@@ -9,6 +9,14 @@
 
 #include <ctxpool/executor.hpp>
 
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
 #include "support/watchdog.hpp"
 
 #include <cstdio>
@@ -16,6 +24,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -224,6 +233,64 @@ TEST_CASE("the trace and baggage follow tasks and sub-tasks on the pool, never c
   pool.wait();
   // The pool's tasks left nothing behind in this thread's context.
   CHECK_FALSE(ctxpool::current_trace());
+}
+
+TEST_CASE(
+    "the trace and baggage follow Asio handlers, strands and every coroutine step of their "
+    "request") {
+  namespace asio = boost::asio;
+  ctxpool::thread_pool pool{2};
+  // Coroutine steps resume from this outside thread: each resumption is a
+  // handler posted into the pool from outside, as completed I/O is.
+  asio::io_context outside;
+  auto outside_work = asio::make_work_guard(outside);
+  std::thread outside_thread([&] { outside.run(); });
+
+  constexpr int requests = 16;
+  constexpr int steps = 4;
+  // What one piece of a request's work sees: its trace id and baggage, as
+  // the outgoing call it would make carries them.
+  auto outgoing = [] {
+    std::map<std::string, std::string> out;
+    ctxpool::inject(out);
+    return out.at("traceparent").substr(3, 32) + " " + out.at("baggage");
+  };
+  std::vector<std::future<std::vector<std::future<std::string>>>> started;
+  for (int request = 0; request < requests; ++request) {
+    started.push_back(pool.submit([&, request] {
+      char trace_hex[33];
+      std::snprintf(trace_hex, sizeof trace_hex, "%032x", request + 1);
+      ctxpool::extract(std::map<std::string, std::string>{
+          {"traceparent", "00-" + std::string(trace_hex) + "-1234567890123456-01"},
+          {"baggage", "request=" + std::to_string(request)}});
+      std::vector<std::future<std::string>> seen;
+      seen.push_back(asio::post(pool, asio::use_future(outgoing)));
+      seen.push_back(asio::post(asio::make_strand(pool), asio::use_future(outgoing)));
+      seen.push_back(asio::co_spawn(
+          pool,
+          [&outside, outgoing]() -> asio::awaitable<std::string> {
+            // Every step must see the request's values; any step that does
+            // not makes the result differ from the other pieces'.
+            std::string first = outgoing();
+            for (int step = 0; step < steps; ++step) {
+              co_await asio::post(outside, asio::use_awaitable);
+              if (outgoing() != first) co_return "step " + std::to_string(step) + ": " + outgoing();
+            }
+            co_return first;
+          },
+          asio::use_future));
+      return seen;
+    }));
+  }
+  for (int request = 0; request < requests; ++request) {
+    char trace_hex[33];
+    std::snprintf(trace_hex, sizeof trace_hex, "%032x", request + 1);
+    const std::string expected = std::string(trace_hex) + " request=" + std::to_string(request);
+    auto seen = ctxpool_test::get_within(started[static_cast<std::size_t>(request)]);
+    for (auto& piece : seen) CHECK(ctxpool_test::get_within(piece) == expected);
+  }
+  outside_work.reset();
+  outside_thread.join();
 }
 
 TEST_CASE("set by hand: the variables are ordinary context variables") {
