@@ -97,6 +97,9 @@ build_with_progress() {
 # Totals over every ctest run of this invocation, for the closing line.
 passed_total=0
 failed_total=0
+# Tests ctest skipped (a missing tool): ctest counts them as passed, so they
+# are taken out of the passed total and named at the end instead.
+skipped_names=()
 # The failed tests, build by build, repeated at the very end: CI shows only a
 # log's tail, and a failure early in a long log is otherwise lost there.
 failed_names=()
@@ -121,6 +124,11 @@ run_ctest() {
     while IFS= read -r name; do
       failed_names+=("$(basename "$dir"): $name")
     done < <(sed -n '/^The following tests FAILED:/,/^$/{/^[[:space:]]*[0-9]\+ - /p}' "$out" |
+      sed -E 's/^[[:space:]]*//')
+    while IFS= read -r name; do
+      skipped_names+=("$(basename "$dir"): $name")
+      passed_total=$((passed_total - 1))
+    done < <(sed -n '/^The following tests did not run:/,/^$/{/ (Skipped)$/p}' "$out" |
       sed -E 's/^[[:space:]]*//')
   else
     failed_total=$((failed_total + 1))
@@ -254,11 +262,15 @@ cmd_tests() {
     --repeat until-fail:3 || status=1
 
   echo
+  if ((${#skipped_names[@]} > 0)); then
+    echo "skipped (each says why in its output above):"
+    printf '    %s\n' "${skipped_names[@]}"
+  fi
   if ((${#failed_names[@]} > 0)); then
     echo "failed:"
     printf '    %s\n' "${failed_names[@]}"
   fi
-  echo "ctxpool: ${passed_total} passed, ${failed_total} failed"
+  echo "ctxpool: ${passed_total} passed, ${failed_total} failed, ${#skipped_names[@]} skipped"
   return "$status"
 }
 
