@@ -34,6 +34,7 @@ packages+=(libspdlog-dev)  # ctxpool::log_spdlog and its tests
 packages+=(libboost-log1.81-dev)  # ctxpool::log_boost_log and its tests
 packages+=(meson pkg-config)  # consumer/pkgconfig: a Meson and a make project using ctxpool.pc
 packages+=(patch)  # tests/diagnostics/example_kind: the new-kind example is a patch
+packages+=(libgrpc++-dev)  # tests/propagation: gRPC metadata as a carrier, over a real call
 packages+=(libclang-rt-16-dev)  # libFuzzer, for the propagation parsers' fuzz run (clang build)
 packages+=(clang-format-16 git)  # the formatting check: pinned, other versions break lines differently
 
