@@ -23,7 +23,8 @@
 #   readme_fetchcontent
 #                    the README's FetchContent snippet, as written but for the
 #                    repository (this checkout), configures a project: the
-#                    pinned commit exists and ctxpool::ctxpool comes with it
+#                    pinned commit exists, is in HEAD's history, and
+#                    ctxpool::ctxpool comes with it
 #                    (skipped when the checkout lacks that commit: a shallow
 #                    clone)
 #   plain_configure  a top-level configure of ctxpool without doctest and Google
@@ -192,6 +193,15 @@ elseif(MODE STREQUAL "readme_fetchcontent")
     message(STATUS "consumer (${MODE}): skipped: this checkout does not have ${commit} "
                    "(a shallow clone?)")
     return()
+  endif()
+  # "A commit on main": one a user's clone of the published main has, not a
+  # commit of some branch that merely exists in this checkout.
+  execute_process(COMMAND ${GIT_EXECUTABLE} -C ${CTXPOOL_SOURCE_DIR} merge-base --is-ancestor
+                          ${commit} HEAD
+                  RESULT_VARIABLE on_history OUTPUT_QUIET ERROR_QUIET)
+  if(NOT on_history EQUAL 0)
+    message(FATAL_ERROR "consumer (${MODE}): README.md pins ${commit}, which is not in the history "
+                        "of this checkout's HEAD: pin a commit of main (README.md says how)")
   endif()
   string(REPLACE "<ctxpool's repository>" "${CTXPOOL_SOURCE_DIR}" snippet "${snippet}")
   file(WRITE ${scratch}/src/main.cpp "#include <ctxpool/executor.hpp>\nint main() {}\n")
