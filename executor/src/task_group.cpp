@@ -175,13 +175,19 @@ void group_state::push(group_child* child) noexcept {
   }
   if (core_.push_local(child)) return;
   child->shared = true;
-  // On the list first: once it is on the pool's queue a worker may run it,
+  // On a list first: once it is on the pool's queue a worker may run it,
   // and the group must then already know it for the waiter to let it go.
-  group_child* head = list_.load(std::memory_order_relaxed);
-  do {
-    child->list_next = head;
-  } while (!list_.compare_exchange_weak(head, child, std::memory_order_seq_cst,
-                                        std::memory_order_relaxed));
+  // The owner's own list is its thread's alone: its waiter drains it.
+  if (child->owner_counted) {
+    child->list_next = own_list_;
+    own_list_ = child;
+  } else {
+    group_child* head = list_.load(std::memory_order_relaxed);
+    do {
+      child->list_next = head;
+    } while (!list_.compare_exchange_weak(head, child, std::memory_order_seq_cst,
+                                          std::memory_order_relaxed));
+  }
   if (!core_.push_injected(child)) {
     // The pool is stopping: only the waiter will run it (it may be doing so
     // already, if this is a child's run()).
@@ -248,7 +254,15 @@ void group_state::cancel() noexcept {
 }
 
 bool group_state::drain_list(std::optional<slot_shelf>& shelf) noexcept {
-  group_child* child = list_.exchange(nullptr, std::memory_order_seq_cst);
+  bool ran = false;
+  if (own_list_ != nullptr) ran = drain(std::exchange(own_list_, nullptr), shelf);
+  if (list_.load(std::memory_order_acquire) != nullptr) {
+    ran = drain(list_.exchange(nullptr, std::memory_order_seq_cst), shelf) || ran;
+  }
+  return ran;
+}
+
+bool group_state::drain(group_child* child, std::optional<slot_shelf>& shelf) noexcept {
   bool ran = false;
   // Newest first, as on a worker's own deque.
   while (child != nullptr) {
@@ -328,7 +342,7 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
   for (;;) {
     // Newest first: what this thread queued last, then the list.
     if (run_local(shelf)) continue;
-    if (help_at_once && list_.load(std::memory_order_acquire) != nullptr && drain_list(shelf)) {
+    if (help_at_once && listed() && drain_list(shelf)) {
       continue;
     }
     std::uint32_t seen = pending_.load(std::memory_order_acquire);
@@ -359,7 +373,7 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
     }
     if (changed) continue;
     // Still unclaimed: the workers are busy (or blocked), so run them here.
-    if (list_.load(std::memory_order_acquire) != nullptr && drain_list(shelf)) continue;
+    if (listed() && drain_list(shelf)) continue;
     seen = pending_.load(std::memory_order_acquire);
     if (all_ended(seen)) continue;
     if ((seen & asleep) == 0 &&
@@ -375,7 +389,7 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
   }
   // Children run elsewhere may still be on the list: let go of them (they
   // are claimed, so nothing runs here).
-  if (list_.load(std::memory_order_acquire) != nullptr) drain_list(shelf);
+  if (listed()) drain_list(shelf);
   shelf.reset();
   marked_ = false;
   if (outer_wait) owner_waiting_ = false;

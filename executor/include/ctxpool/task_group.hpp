@@ -201,8 +201,7 @@ class group_state {
   /// Nothing left for wait() to do: no child left, none on the list, no
   /// exception kept (the owner's thread, as has_children).
   [[nodiscard]] bool settled() const noexcept {
-    return !has_children() && list_.load(std::memory_order_acquire) == nullptr &&
-           !has_error_.load(std::memory_order_acquire);
+    return !has_children() && !listed() && !has_error_.load(std::memory_order_acquire);
   }
   /// The group's cancellation, made now if nobody needed it before.
   [[nodiscard]] cancellation_token cancellation() const noexcept;
@@ -237,9 +236,15 @@ class group_state {
   /// Counts one child finished; wakes the waiter if it sleeps. The last
   /// touch of the group by a child: the waiter may return right after.
   void finish_one() noexcept;
-  /// Runs or lets go of every child on the list (the waiter only).
+  /// Runs or lets go of every child on the lists (the waiter only).
   /// @returns whether any was run here.
   bool drain_list(std::optional<slot_shelf>& shelf) noexcept;
+  /// drain_list for one list taken whole.
+  bool drain(group_child* child, std::optional<slot_shelf>& shelf) noexcept;
+  /// Whether a list holds a child (the owner's thread, as has_children).
+  [[nodiscard]] bool listed() const noexcept {
+    return own_list_ != nullptr || list_.load(std::memory_order_acquire) != nullptr;
+  }
   /// Runs the tasks queued on the waiter's own worker since the first run().
   bool run_local(std::optional<slot_shelf>& shelf) noexcept;
   /// A waiter on a worker whose children were stolen: takes the oldest task
@@ -279,7 +284,10 @@ class group_state {
   std::atomic<bool> has_error_{false};
 
   std::atomic<bool> cancelling_{false};
-  std::atomic<group_child*> list_{nullptr};  // children from outside the workers, newest first
+  // Children queued from outside the workers, newest first: by the owner
+  // (its thread only), and by any other thread.
+  group_child* own_list_ = nullptr;
+  std::atomic<group_child*> list_{nullptr};
   // Children queued or running, and `asleep`. The waiter sleeps on this
   // word (a futex): it sets `asleep` with a CAS on the value it saw, looks
   // at the list once more, and waits for the word to change. Whoever ends a
