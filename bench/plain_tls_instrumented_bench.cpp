@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "plain_tls/monitor.hpp"
+#include "same_cpu.hpp"  // its rows are compared as ratios: one CPU for all of them
 
 namespace plain_build {
 std::uint64_t run_task(const unsigned char* data, std::size_t instructions);
