@@ -2,6 +2,9 @@
 // group's completion count.
 #include <ctxpool/task_group.hpp>
 
+#include <pthread.h>
+
+#include <cstdint>
 #include <thread>
 
 #include <ctxpool/detail/small_alloc.hpp>
@@ -34,6 +37,32 @@ constinit thread_local const group_state* running_child_of = nullptr;
 /// Its address identifies the calling thread (cheaper than a thread id).
 constinit thread_local char thread_tag = 0;
 
+/// The calling thread's stack, [low, high), found at its first look (high
+/// stays 1 if it cannot be found: nothing is then on it).
+struct stack_bounds {
+  std::uintptr_t low = 0;
+  std::uintptr_t high = 0;
+};
+constinit thread_local stack_bounds this_stack{};
+
+bool on_this_stack(const void* object) noexcept {
+  if (this_stack.high == 0) {
+    this_stack = {1, 1};
+    pthread_attr_t attributes;
+    if (pthread_getattr_np(pthread_self(), &attributes) == 0) {
+      void* low = nullptr;
+      std::size_t size = 0;
+      if (pthread_attr_getstack(&attributes, &low, &size) == 0) {
+        const auto base = reinterpret_cast<std::uintptr_t>(low);
+        this_stack = {base, base + size};
+      }
+      pthread_attr_destroy(&attributes);
+    }
+  }
+  const auto address = reinterpret_cast<std::uintptr_t>(object);
+  return address >= this_stack.low && address < this_stack.high;
+}
+
 /// How many group children this thread, which is no worker of their pool,
 /// is running as their waiter (nested): see wait_for_children.
 constinit thread_local int children_run_outside = 0;
@@ -43,8 +72,9 @@ constinit thread_local int children_run_outside = 0;
 void complete_child(task_node* base, pool_core& core, bool run) noexcept {
   auto* child = static_cast<group_child*>(base);
   if (!child->shared) {
-    // Only here: nobody else can run it. The pool never counted it
-    // (push_local): execute settles it instead.
+    // Only here: nobody else can run it. If the pool never counted it
+    // (push_local), execute settles it instead.
+    const bool counted = child->pool_counted;
     if (!run) {
       // The pool stopped with it queued; its group still counts it, so
       // finish it as skipped (the group will report a cancellation).
@@ -52,6 +82,7 @@ void complete_child(task_node* base, pool_core& core, bool run) noexcept {
     }
     child->group->execute(*child);
     child->free(core);
+    if (counted) core.remove_finished_task();
     return;
   }
   // Also on the waiter's list. A child destroyed with the pool's queues
@@ -90,7 +121,14 @@ void group_child::free(pool_core& core) noexcept {
   }
 }
 
-group_state::group_state(pool_core& core) : core_(core), owner_(&thread_tag) {
+group_state::group_state(pool_core& core)
+    : core_(core),
+      owner_(&thread_tag),
+      // On its maker's stack, it is waited for before the frame holding it
+      // returns, so before the task that frame is in ends: that counted
+      // task stands for the children in the pool's work count. A group on
+      // the heap (or a coroutine frame) may outlive its maker's task.
+      uncounted_children_(core.running_in_this_thread() && on_this_stack(this)) {
   // Made inside a child of another group (of any pool): descend from that
   // group's cancellation without making it real now.
   const cancellation_overlay* overlay = applicable_overlay();
@@ -173,7 +211,9 @@ void group_state::push(group_child* child) noexcept {
   } else {
     pending_.fetch_add(1, std::memory_order_relaxed);
   }
-  if (core_.push_local(child)) return;
+  child->pool_counted = !uncounted_children_;
+  if (core_.push_local(child, child->pool_counted)) return;
+  child->pool_counted = true;  // by push_injected
   child->shared = true;
   // On a list first: once it is on the pool's queue a worker may run it,
   // and the group must then already know it for the waiter to let it go.
@@ -209,7 +249,7 @@ void group_state::execute(group_child& child) noexcept {
   running_child_of = outer;
   // Before the count: once the owner sees it, its task (which stood for
   // this uncounted child in the pool's work count) may end.
-  if (!child.shared) core_.settle_uncounted_task();
+  if (!child.pool_counted) core_.settle_uncounted_task();
   // Queued by the owner and ended by its waiter: only that thread counts it.
   if (child.owner_counted && owner_ == &thread_tag && owner_waiting_) {
     --owner_pending_;

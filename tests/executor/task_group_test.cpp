@@ -615,3 +615,30 @@ TEST_CASE("task_group: an outside waiter's nested groups finish while every work
   done.get();
   CHECK(leaves == 64);
 }
+
+TEST_CASE(
+    "task_group: pool.wait() waits for the children of a group that outlives its maker's task") {
+  // Made on the heap by a task that then ends: its children queued on the
+  // worker's deque must count as the pool's work, or wait() would return
+  // with them still queued.
+  ctxpool::thread_pool pool{2};
+  constexpr int children = 16;
+  std::unique_ptr<ctxpool::task_group> group;
+  std::atomic<int> ended{0};
+  auto made = pool.submit([&] {
+    group = std::make_unique<ctxpool::task_group>(pool);
+    for (int i = 0; i < children; ++i) {
+      group->run([&] {
+        std::this_thread::sleep_for(200us);
+        ++ended;
+      });
+    }
+  });
+  require_ready(made, "the task that makes the group");
+  made.get();
+  auto idle = std::async(std::launch::async, [&] { pool.wait(); });
+  require_ready(idle, "pool.wait() with a heap group's children queued");
+  CHECK(ended == children);
+  // Waited from this thread, after its maker's last run().
+  CHECK(group->wait() == ctxpool::task_group_status::complete);
+}

@@ -36,8 +36,10 @@
 // deadlock the pool, whatever its size.
 //
 // What a child costs in shared writes: a child queued on a worker's deque
-// is not counted in the pool's work count (the task that waits for it
-// stands for it there), and the children the group's owner queues are
+// by a group made on a worker's stack is not counted in the pool's work
+// count (the task the group is made in, which cannot end before the group
+// is waited for, stands for it there; a group on the heap may outlive that
+// task, so its children are counted), and the children the group's owner queues are
 // counted in a plain count of the owner's thread, which its waiter counts
 // down as it runs them; only a child that ends on another thread (stolen,
 // or taken from the shared queue) touches the group's atomic count. So the
@@ -139,6 +141,9 @@ class group_child : public task_node {
   /// Counted in the group's owner_pending_ (queued by the group's owner);
   /// set before it is queued.
   bool owner_counted = false;
+  /// Counted in the pool's work count (see group_state::uncounted_children_);
+  /// set before it is queued.
+  bool pool_counted = true;
   std::atomic<std::uint32_t> claim{0};
 
   /// Whether the caller won the node's claim: it then runs it (or skips it).
@@ -255,6 +260,11 @@ class group_state {
 
   pool_core& core_;
   const void* const owner_;  // the thread that made the group (its deque mark)
+  // Made by a worker of the pool, on its stack: the children it queues on
+  // a worker's deque are not counted in the pool's work count one by one
+  // (the maker's task, which cannot end before the group is waited for,
+  // stands for them).
+  const bool uncounted_children_;
   // The cancellation is made only when someone needs it: a cancel, a
   // child's exception, a child asking for its cancellation or capturing its
   // context (see cancellation_overlay). Until then a tree of groups costs

@@ -133,14 +133,14 @@ class pool_core {
   /// no_local_mark when the caller is no worker of this pool.
   static constexpr std::int64_t no_local_mark = -1;
   [[nodiscard]] std::int64_t local_mark() const noexcept;
-  /// Queues `node` on the calling worker's own deque, without counting it as
-  /// outstanding work: the worker is inside a counted task that cannot end
-  /// before the node does (its group's wait), so wait() and join() cannot
-  /// see the pool idle meanwhile, and a fork-join child costs no shared
-  /// counter. Whoever ends such a node calls settle_uncounted_task instead
-  /// of remove_finished_task. False (nothing done) when the caller is no
-  /// worker of this pool, the deque is full, or the pool is stopping.
-  bool push_local(task_node* node) noexcept;
+  /// Queues `node` on the calling worker's own deque, counted as a task if
+  /// `counted`. Uncounted only when something counted cannot end before the
+  /// node does (a task waiting for it), so that wait() and join() cannot see
+  /// the pool idle meanwhile; whoever ends such a node calls
+  /// settle_uncounted_task instead of remove_finished_task. False (nothing
+  /// done) when the caller is no worker of this pool, the deque is full, or
+  /// the pool is stopping.
+  bool push_local(task_node* node, bool counted) noexcept;
   /// Counts `node` as a task and queues it on the injection queue. False
   /// (nothing done) once the pool is stopping: no worker would run it.
   bool push_injected(task_node* node) noexcept;

@@ -14,11 +14,11 @@ inline std::int64_t pool_core::local_mark() const noexcept {
                                      : no_local_mark;
 }
 
-inline bool pool_core::push_local(task_node* node) noexcept {
+inline bool pool_core::push_local(task_node* node, bool counted) noexcept {
   if (current_worker.pool != this || stopping(std::memory_order_relaxed)) return false;
   local_deque& deque = workers_[current_worker.index].shared.deque;
   if (deque.full()) return false;
-  // Uncounted: see push_local's declaration.
+  if (counted) add_task(/*check_open=*/false);
   deque.push(node);  // cannot fail: only this thread pushes
   CTXPOOL_PROTOCOL_STEP();
   wake_for_new_work();
