@@ -209,7 +209,12 @@ void group_state::push(group_child* child) noexcept {
     child->owner_counted = true;
     ++owner_pending_;
   } else {
-    pending_.fetch_add(1, std::memory_order_relaxed);
+    // Within count_mask: the count may sit at its top (below zero, see
+    // owner_pending_), and a carry would flip `asleep` without a wake-up.
+    std::uint32_t seen = pending_.load(std::memory_order_relaxed);
+    while (!pending_.compare_exchange_weak(seen, (seen & asleep) | ((seen + 1) & count_mask),
+                                           std::memory_order_relaxed)) {
+    }
   }
   child->pool_counted = !uncounted_children_;
   if (core_.push_local(child, child->pool_counted)) return;
