@@ -3,7 +3,7 @@
 // Rows, all in one run:
 // - traceparent alone, extract + inject through non-allocating carriers, in a
 //   context as a pool task has one: heap allocations per iteration are counted
-//   (operator new is replaced below) and must be zero; the row fails otherwise;
+//   (operator new is replaced, tests/support/allocation_probe.hpp) and must be zero; the row fails otherwise;
 // - 4 tracestate members + 4 baggage entries extracted from a parsed Beast
 //   request, injected into non-allocating slots (ctxpool's own work:
 //   full_headers_own) or into a fresh Beast `http::fields`, which adds Beast's
@@ -17,33 +17,20 @@
 
 #include <boost/beast/http.hpp>
 
-#include <atomic>
 #include <cstdio>
 #include <map>
-#include <vector>
-#include <cstdlib>
-#include <new>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "support/allocation_probe.hpp"
 
 namespace http = boost::beast::http;
 
-// --- heap allocation counting --------------------------------------------------
-
-namespace {
-std::atomic<std::uint64_t> allocations{0};
-}  // namespace
-
-void* operator new(std::size_t size) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+// Heap allocations are counted by the replaced operator new of
+// tests/support/allocation_probe.hpp, which also has the fixed carrier.
+using allocation_probe::allocations;
+using allocation_probe::fixed_carrier;
 
 namespace {
 
@@ -68,36 +55,6 @@ std::string request_text() {
   text += "baggage: " + std::string(baggage_value) + "\r\n\r\n";
   return text;
 }
-
-/// A carrier with fixed slots: reading and writing never allocate once the
-/// strings hold their capacity (a stand-in for a pre-sized header buffer).
-struct fixed_carrier {
-  std::string traceparent;
-  std::string tracestate;
-  std::string baggage;
-};
-
-}  // namespace
-
-template <>
-struct ctxpool::text_map_traits<fixed_carrier> {
-  static std::string* slot(fixed_carrier& c, std::string_view name) {
-    if (name == header_name::traceparent) return &c.traceparent;
-    if (name == header_name::tracestate) return &c.tracestate;
-    if (name == header_name::baggage) return &c.baggage;
-    return nullptr;
-  }
-  template <class F>
-  static void for_each(const fixed_carrier& c, std::string_view name, F&& f) {
-    const std::string* s = slot(const_cast<fixed_carrier&>(c), name);
-    if (s != nullptr && !s->empty()) f(std::string_view(*s));
-  }
-  static void set(fixed_carrier& c, std::string_view name, std::string_view value) {
-    if (std::string* s = slot(c, name)) s->assign(value);
-  }
-};
-
-namespace {
 
 void traceparent_alone(benchmark::State& state) {
   fixed_carrier in;

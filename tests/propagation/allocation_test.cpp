@@ -6,59 +6,13 @@
 
 #include <doctest/doctest.h>
 
-#include <atomic>
 #include <cstdint>
-#include <cstdlib>
-#include <map>
-#include <new>
-#include <string>
 #include <string_view>
 
-namespace {
-std::atomic<std::uint64_t> allocations{0};
-}  // namespace
+#include "support/allocation_probe.hpp"
 
-void* operator new(std::size_t size) {
-  allocations.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size == 0 ? 1 : size)) return p;
-  throw std::bad_alloc();
-}
-void* operator new[](std::size_t size) { return operator new(size); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-
-namespace {
-
-/// A carrier whose reads and writes never allocate once its strings hold
-/// their capacity, like a pre-sized header buffer: whatever is counted is
-/// ctxpool's own.
-struct fixed_carrier {
-  std::string traceparent;
-  std::string tracestate;
-  std::string baggage;
-};
-
-}  // namespace
-
-template <>
-struct ctxpool::text_map_traits<fixed_carrier> {
-  static std::string* slot(fixed_carrier& c, std::string_view name) {
-    if (name == header_name::traceparent) return &c.traceparent;
-    if (name == header_name::tracestate) return &c.tracestate;
-    if (name == header_name::baggage) return &c.baggage;
-    return nullptr;
-  }
-  template <class F>
-  static void for_each(const fixed_carrier& c, std::string_view name, F&& f) {
-    const std::string* s = slot(const_cast<fixed_carrier&>(c), name);
-    if (s != nullptr && !s->empty()) f(std::string_view(*s));
-  }
-  static void set(fixed_carrier& c, std::string_view name, std::string_view value) {
-    if (std::string* s = slot(c, name)) s->assign(value);
-  }
-};
+using allocation_probe::allocations;
+using allocation_probe::fixed_carrier;
 
 TEST_CASE("extract + inject of traceparent alone allocates nothing, in a task's context") {
   fixed_carrier in;
