@@ -48,6 +48,9 @@ constinit thread_local stack_bounds this_stack{};
 bool on_this_stack(const void* object) noexcept {
   if (this_stack.high == 0) {
     this_stack = {1, 1};
+#if defined(__GLIBC__)
+    // glibc's extension; elsewhere nothing counts as on the stack, so every
+    // group's children are counted (correct, a little dearer).
     pthread_attr_t attributes;
     if (pthread_getattr_np(pthread_self(), &attributes) == 0) {
       void* low = nullptr;
@@ -58,6 +61,7 @@ bool on_this_stack(const void* object) noexcept {
       }
       pthread_attr_destroy(&attributes);
     }
+#endif
   }
   const auto address = reinterpret_cast<std::uintptr_t>(object);
   return address >= this_stack.low && address < this_stack.high;
@@ -397,6 +401,11 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
     // On a worker, the children taken by other workers queue their own on
     // those workers' deques: take the oldest back, as a work-stealing pool's
     // waiter does, rather than leave this worker idle.
+    // A child to run here has been queued, or the last one ended.
+    const auto news = [&] {
+      return (help_at_once && list_.load(std::memory_order_relaxed) != nullptr) ||
+             all_ended(pending_.load(std::memory_order_relaxed));
+    };
     bool changed = false;
     for (int i = 0; i < waiter_spins && !changed; ++i) {
       if (i % steal_interval == 0 && steal_back(shelf)) {
@@ -404,17 +413,14 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
         break;
       }
       spin_pause();
-      changed = (help_at_once && list_.load(std::memory_order_relaxed) != nullptr) ||
-                all_ended(pending_.load(std::memory_order_relaxed));
+      changed = news();
     }
     // Then give the core away a while before sleeping: the children's
     // threads may be waiting for it (a loaded machine, more threads than
     // cores), and a futex round trip per wait would cost more.
     for (int i = 0; i < waiter_yields && !changed; ++i) {
       std::this_thread::yield();
-      changed = steal_back(shelf) ||
-                (help_at_once && list_.load(std::memory_order_relaxed) != nullptr) ||
-                all_ended(pending_.load(std::memory_order_relaxed));
+      changed = steal_back(shelf) || news();
     }
     if (changed) continue;
     // Still unclaimed: the workers are busy (or blocked), so run them here.
