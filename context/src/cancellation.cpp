@@ -157,7 +157,7 @@ class deadline_watcher {
 const std::shared_ptr<cancel_state>* peek_carried() noexcept {
   const std::uint32_t id = current_cancel_state.id();
   const get_cache_entry& entry = tls.cache[id & (get_cache_size - 1)];
-  if (entry.tag == cache_tag(id)) {
+  if (entry.tag == cache_tag(tls, id)) {
     return static_cast<const std::shared_ptr<cancel_state>*>(entry.value);
   }
   return static_cast<const std::shared_ptr<cancel_state>*>(lookup_set_value(id));

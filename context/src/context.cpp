@@ -114,7 +114,7 @@ namespace {
 
 void cache_put(std::uint32_t id, const void* value) noexcept {
   get_cache_entry& entry = tls.cache[id & (get_cache_size - 1)];
-  entry.tag = cache_tag(id);
+  entry.tag = cache_tag(tls, id);
   entry.value = value;
 }
 

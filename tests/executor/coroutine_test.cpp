@@ -25,6 +25,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include "support/manual_coroutine.hpp"
+
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
@@ -360,4 +362,39 @@ TEST_CASE(
   asio::any_io_executor any = pool.get_executor();
   CHECK(asio::co_spawn(any, try_reset(), asio::use_future).get() == "spawner:refused");
   request_id.reset(tok);
+}
+
+TEST_CASE(
+    "a coroutine step that resumed off the pool submits from outside, and on it from its worker") {
+  // The queue submit picks (a worker's own deque, or the injection queue for
+  // other threads) depends on a thread-local; a coroutine compiled by clang
+  // could keep its address from the thread of an earlier step (see
+  // tests/context/coroutine_thread_test.cpp) and push to a worker's deque
+  // from a thread that does not own it.
+  ctxpool::thread_pool pool{2};
+  struct step_seen {
+    bool on_pool = false;
+    int submitted = 0;
+  };
+  std::vector<step_seen> seen(4);
+  auto body = [](ctxpool::thread_pool& p, step_seen* out) -> ctxpool_test::manual_task {
+    for (int i = 0; i < 4; ++i) {
+      out[i].on_pool = p.get_executor().running_in_this_thread();
+      out[i].submitted = p.submit([i] { return i; }).get();
+      co_await ctxpool_test::suspend_here{};
+    }
+  };
+  std::optional<ctxpool_test::manual_task> task;
+  // Steps 0 and 2 run on a worker, 1 and 3 on this thread.
+  pool.submit([&] { task.emplace(body(pool, seen.data())); }).get();
+  task->handle.resume();
+  pool.submit([&] { task->handle.resume(); }).get();
+  task->handle.resume();
+  pool.submit([&] { task->handle.resume(); }).get();
+  REQUIRE(task->handle.done());
+  for (int i = 0; i < 4; ++i) {
+    CAPTURE(i);
+    CHECK(seen[i].on_pool == (i % 2 == 0));
+    CHECK(seen[i].submitted == i);
+  }
 }

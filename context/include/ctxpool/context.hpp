@@ -168,8 +168,9 @@ class context_var {
   /// The value in the current context, else the default.
   /// @throws lookup_error when there is neither.
   [[nodiscard]] T get() const {
-    const detail::get_cache_entry& entry = detail::tls.cache[id_ & (detail::get_cache_size - 1)];
-    if (CTXPOOL_LIKELY(entry.tag == detail::cache_tag(id_))) {
+    const detail::thread_state& state = detail::this_thread_state();
+    const detail::get_cache_entry& entry = state.cache[id_ & (detail::get_cache_size - 1)];
+    if (CTXPOOL_LIKELY(entry.tag == detail::cache_tag(state, id_))) {
       return *static_cast<const T*>(entry.value);
     }
     return *static_cast<const T*>(
@@ -179,9 +180,10 @@ class context_var {
   /// The value in the current context, else `fallback` (which, as in Python,
   /// takes precedence over the variable's default). Never throws a lookup_error.
   [[nodiscard]] T get_or(T fallback) const {
-    const detail::get_cache_entry& entry = detail::tls.cache[id_ & (detail::get_cache_size - 1)];
+    const detail::thread_state& state = detail::this_thread_state();
+    const detail::get_cache_entry& entry = state.cache[id_ & (detail::get_cache_size - 1)];
     // A cached default (from get()) is not a set value: the fallback wins.
-    if (CTXPOOL_LIKELY(entry.tag == detail::cache_tag(id_)) &&
+    if (CTXPOOL_LIKELY(entry.tag == detail::cache_tag(state, id_)) &&
         (!default_ || entry.value != &*default_)) {
       return *static_cast<const T*>(entry.value);
     }
@@ -272,7 +274,7 @@ class context {
   /// Whether this context is the calling thread's current one (entered here
   /// and not shadowed by another context entered inside it).
   [[nodiscard]] bool is_current() const noexcept {
-    return box_ != nullptr && detail::tls.current == box_;
+    return box_ != nullptr && detail::this_thread_state().current == box_;
   }
 
   /// Whether some thread has this context entered right now.

@@ -75,6 +75,12 @@ struct access_clock {
 };
 inline constinit thread_local access_clock task_clock{0, 0};
 
+/// `task_clock`, for header code (see CTXPOOL_TLS_ACCESSOR).
+CTXPOOL_TLS_ACCESSOR access_clock& this_thread_clock() noexcept {
+  CTXPOOL_TLS_FENCE();
+  return task_clock;
+}
+
 /// One thread's storage for one variable.
 class slot_base {
  public:
@@ -147,7 +153,7 @@ class slot_handle {
   /// this is the running task's first access to it.
   [[nodiscard]] Slot* slot_for_read(std::source_location where) const noexcept {
     auto* slot = static_cast<Slot*>(find_slot(info_->index));
-    if (CTXPOOL_UNLIKELY(task_clock.current != 0)) slot = track_read(slot, where);
+    if (CTXPOOL_UNLIKELY(this_thread_clock().current != 0)) slot = track_read(slot, where);
     return slot;
   }
 
@@ -162,9 +168,9 @@ class slot_handle {
         return nullptr;  // out of memory: the access goes untracked
       }
     }
-    if (slot->access_tick < task_clock.current) {
+    if (const std::uint64_t now = this_thread_clock().current; slot->access_tick < now) {
       slot->outer_tick = slot->access_tick;
-      slot->access_tick = task_clock.current;
+      slot->access_tick = now;
       note_read_first(*slot, where);
     }
     return slot;
@@ -254,9 +260,10 @@ class thread_local_var : public detail::slot_handle<detail::value_slot<T>> {
   void reset() noexcept {
     if (auto* slot = this->existing_slot()) {
       slot->value.reset();
-      if (detail::task_clock.current != 0 && slot->access_tick < detail::task_clock.current) {
+      const std::uint64_t now = detail::this_thread_clock().current;
+      if (now != 0 && slot->access_tick < now) {
         slot->outer_tick = slot->access_tick;
-        slot->access_tick = detail::task_clock.current;
+        slot->access_tick = now;
       }
     }
   }

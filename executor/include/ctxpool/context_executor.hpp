@@ -36,17 +36,17 @@ namespace detail {
 /// the outer step's list.
 class after_leave_scope {
  public:
-  after_leave_scope() noexcept : outer_(std::exchange(current_, this)) {}
+  after_leave_scope() noexcept : outer_(std::exchange(innermost(), this)) {}
   after_leave_scope(const after_leave_scope&) = delete;
   after_leave_scope& operator=(const after_leave_scope&) = delete;
   ~after_leave_scope() {
-    if (current_ == this) current_ = outer_;
+    if (innermost() == this) innermost() = outer_;
     // Reached only when run() could not: drop what was deferred.
     while (deferred_ != nullptr) delete std::exchange(deferred_, deferred_->next);
   }
 
   /// The innermost scope of the calling thread, or null.
-  [[nodiscard]] static after_leave_scope* current() noexcept { return current_; }
+  [[nodiscard]] static after_leave_scope* current() noexcept { return innermost(); }
 
   /// Keeps `f` to be called by run(), in the order deferred.
   template <class F>
@@ -59,7 +59,7 @@ class after_leave_scope {
   /// Leaves the scope (later completions are not deferred to it) and calls
   /// what was deferred.
   void run() {
-    current_ = outer_;
+    innermost() = outer_;
     while (deferred_ != nullptr) {
       std::unique_ptr<call_base> call(std::exchange(deferred_, deferred_->next));
       call->call();
@@ -81,6 +81,11 @@ class after_leave_scope {
   };
 
   static inline thread_local after_leave_scope* current_ = nullptr;
+  /// `current_`, reached as CTXPOOL_TLS_ACCESSOR says.
+  CTXPOOL_TLS_ACCESSOR static after_leave_scope*& innermost() noexcept {
+    CTXPOOL_TLS_FENCE();
+    return current_;
+  }
   after_leave_scope* outer_;
   call_base* deferred_ = nullptr;
   call_base** tail_ = &deferred_;

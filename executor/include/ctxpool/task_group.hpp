@@ -340,14 +340,14 @@ class group_child_impl final : public group_child {
             // in for the one its snapshot carries.
             const cancellation_overlay overlay{self->cancel_base, &group_state::materialise,
                                                self->group};
-            active_overlay = &overlay;
+            this_thread_overlay() = &overlay;
             try {
               self->f_();
             } catch (...) {
               self->group->record_exception(std::current_exception());
             }
             std::destroy_at(std::addressof(self->f_));
-            active_overlay = nullptr;  // run_task puts back the enclosing one
+            this_thread_overlay() = nullptr;  // run_task puts back the enclosing one
           },
           std::move(self->snapshot_), self->info_);
     } else {

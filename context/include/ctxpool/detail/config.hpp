@@ -14,6 +14,24 @@
 #define CTXPOOL_NOINLINE
 #endif
 
+/// For the accessors of ctxpool's thread-locals that header code (and so a
+/// user's coroutine) inlines: `CTXPOOL_TLS_ACCESSOR T& name() noexcept {
+/// CTXPOOL_TLS_FENCE(); return variable; }`. Clang (16 at least; LLVM issues
+/// 47179 and 63022) may compute a thread_local's address before a co_await
+/// and use it after the coroutine resumed on another thread, hoisting it out
+/// of a loop around the co_await: get() would read another thread's cache. A
+/// call it cannot inline, to a body it cannot prove free of side effects, is
+/// made again after every resumption. GCC lowers a coroutine before it
+/// optimises it, so no address outlives a suspension there and the accessors
+/// are plain inline functions (the same code as a direct access).
+#if defined(__clang__)
+#define CTXPOOL_TLS_ACCESSOR [[gnu::noinline]] inline
+#define CTXPOOL_TLS_FENCE() asm volatile("")
+#else
+#define CTXPOOL_TLS_ACCESSOR inline
+#define CTXPOOL_TLS_FENCE() static_cast<void>(0)
+#endif
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define CTXPOOL_SANITIZED 1
 #elif defined(__has_feature)

@@ -19,7 +19,7 @@ namespace ctxpool::detail {
 /// coroutine, and work posted from one context, share it); 0 before the
 /// thread first needed a context.
 [[nodiscard]] inline std::uint64_t current_lineage() noexcept {
-  const context_box* box = tls.current;
+  const context_box* box = this_thread_state().current;
   return box == nullptr ? 0 : box->lineage;
 }
 

@@ -40,6 +40,12 @@ struct cancellation_overlay {
 /// executor around a task_group child's body, cleared around any other task.
 inline constinit thread_local const cancellation_overlay* active_overlay = nullptr;
 
+/// `active_overlay`, for header code (see CTXPOOL_TLS_ACCESSOR).
+CTXPOOL_TLS_ACCESSOR const cancellation_overlay*& this_thread_overlay() noexcept {
+  CTXPOOL_TLS_FENCE();
+  return active_overlay;
+}
+
 /// `root` (whose reference is adopted) with the active overlay's
 /// cancellation made real and set, if the overlay applies to it; one
 /// reference to the result (in cancellation.cpp).
@@ -58,13 +64,16 @@ class captured_context {
   /// The calling thread's current context, as it is now.
   [[nodiscard]] static captured_context capture() noexcept {
     captured_context result;
-    if (context_box* box = tls.current; box != nullptr) {
-      if (box->root != nullptr) tls.reserve.take(box->root);
+    thread_state& state = this_thread_state();
+    if (context_box* box = state.current; box != nullptr) {
+      if (box->root != nullptr) state.reserve.take(box->root);
       result.root_ = box->root;
       result.lineage_ = box->lineage;
     }
     if (CTXPOOL_UNLIKELY(carrying())) result.root_ = capture_carried(result.root_);
-    if (CTXPOOL_UNLIKELY(active_overlay != nullptr)) result.root_ = capture_overlay(result.root_);
+    if (CTXPOOL_UNLIKELY(this_thread_overlay() != nullptr)) {
+      result.root_ = capture_overlay(result.root_);
+    }
     return result;
   }
 
@@ -112,7 +121,7 @@ class captured_context {
 class fresh_context_scope {
  public:
   fresh_context_scope(const captured_context& snapshot, bool continuation) noexcept
-      : previous_(tls.current) {
+      : previous_(this_thread_state().current) {
     map_add_ref(snapshot.root_);
     enter(snapshot.root_, snapshot.lineage_, continuation);
   }
@@ -121,12 +130,12 @@ class fresh_context_scope {
   /// worker_capture_reserve), which the pool counts as work until it is
   /// given back.
   fresh_context_scope(captured_context&& snapshot, bool continuation) noexcept
-      : previous_(tls.current), consumed_(true) {
+      : previous_(this_thread_state().current), consumed_(true) {
     enter(std::exchange(snapshot.root_, nullptr), snapshot.lineage_, continuation);
   }
   ~fresh_context_scope() {
     if (CTXPOOL_UNLIKELY(carried_saved_ != nullptr)) restore_carried(carried_saved_);
-    tls.current = previous_;
+    this_thread_state().current = previous_;
     if (consumed_) {
       release_task_reference(box_.root, previous_);
     } else {
@@ -139,11 +148,12 @@ class fresh_context_scope {
 
  private:
   void enter(map_node* adopted_root, std::uint64_t lineage, bool continuation) noexcept {
-    tls.reserve.before_task(adopted_root);
+    thread_state& state = this_thread_state();
+    state.reserve.before_task(adopted_root);
     box_.root = adopted_root;
     box_.lineage = continuation && lineage != 0 ? lineage : new_lineage();
     box_.entered.store(true, std::memory_order_relaxed);
-    tls.current = &box_;
+    state.current = &box_;
     bump_epoch();
     if (CTXPOOL_UNLIKELY(carrying())) carried_saved_ = install_carried(adopted_root);
   }

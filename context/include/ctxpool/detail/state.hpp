@@ -58,37 +58,50 @@ struct alignas(64) thread_state {
 
 inline constinit thread_local thread_state tls{nullptr, std::uint64_t{1} << 32, {}, {}};
 
-/// The cache tag of variable `id` in the current epoch.
-[[nodiscard]] inline std::uint64_t cache_tag(std::uint32_t id) noexcept {
-  return tls.epoch_tag | id;
+/// This thread's state. Header code, which a user's coroutine may inline,
+/// reaches it only through here (see CTXPOOL_TLS_ACCESSOR); the library's
+/// own source files hold no coroutine and name `tls` directly.
+CTXPOOL_TLS_ACCESSOR thread_state& this_thread_state() noexcept {
+  CTXPOOL_TLS_FENCE();
+  return tls;
+}
+
+/// The cache tag of variable `id` in the current epoch of `state`'s thread.
+[[nodiscard]] inline std::uint64_t cache_tag(const thread_state& state, std::uint32_t id) noexcept {
+  return state.epoch_tag | id;
 }
 
 /// The current epoch (the top half of every current cache tag).
 [[nodiscard]] inline std::uint32_t current_epoch() noexcept {
-  return static_cast<std::uint32_t>(tls.epoch_tag >> 32);
+  return static_cast<std::uint32_t>(this_thread_state().epoch_tag >> 32);
 }
 
 /// Invalidates every get() cache entry of this thread, keeping the capture
 /// reserve's spares (see bump_epoch).
 inline void next_epoch() noexcept {
-  tls.epoch_tag += std::uint64_t{1} << 32;
-  if (CTXPOOL_UNLIKELY(tls.epoch_tag == 0)) {
+  thread_state& state = this_thread_state();
+  state.epoch_tag += std::uint64_t{1} << 32;
+  if (CTXPOOL_UNLIKELY(state.epoch_tag == 0)) {
     // After 2^32 switches an old tag could match again: start from clean.
-    for (auto& entry : tls.cache) entry = {};
-    tls.epoch_tag = std::uint64_t{1} << 32;
+    for (auto& entry : state.cache) entry = {};
+    state.epoch_tag = std::uint64_t{1} << 32;
   }
 }
 
 /// The map of the calling thread's current context (null: empty or none).
 [[nodiscard]] inline const map_node* current_root() noexcept {
-  return tls.current != nullptr ? tls.current->root : nullptr;
+  const context_box* current = this_thread_state().current;
+  return current != nullptr ? current->root : nullptr;
 }
 
 /// The current context or its map changed: invalidates every get() cache
 /// entry of this thread, and the capture reserve gives its spares back
 /// (capture_reserve::on_context_change).
 inline void bump_epoch() noexcept {
-  if (CTXPOOL_UNLIKELY(tls.reserve.has_spares())) tls.reserve.on_context_change(current_root());
+  if (capture_reserve& reserve = this_thread_state().reserve;
+      CTXPOOL_UNLIKELY(reserve.has_spares())) {
+    reserve.on_context_change(current_root());
+  }
   next_epoch();
 }
 
@@ -97,9 +110,10 @@ inline void bump_epoch() noexcept {
 /// worker back between tasks keeps it as a spare for the same map's next
 /// capture.
 inline void release_task_reference(const map_node* map, const context_box* now_current) noexcept {
-  if (tls.reserve.keeps_task_reference(map, now_current)) {
+  if (capture_reserve& reserve = this_thread_state().reserve;
+      reserve.keeps_task_reference(map, now_current)) {
     next_epoch();
-    tls.reserve.keep_task_reference(map);
+    reserve.keep_task_reference(map);
     return;
   }
   bump_epoch();
@@ -118,17 +132,19 @@ std::uint64_t new_lineage() noexcept;
 /// Enters `box` on this thread for the guard's lifetime; stack discipline.
 class enter_guard {
  public:
-  explicit enter_guard(context_box& box) : box_(box), previous_(tls.current) {
+  explicit enter_guard(context_box& box) : box_(box) {
+    thread_state& state = this_thread_state();
+    previous_ = state.current;
     if (CTXPOOL_UNLIKELY(box.entered.exchange(true, std::memory_order_acquire))) {
       throw_already_entered();
     }
-    tls.current = &box;
+    state.current = &box;
     bump_epoch();
     if (CTXPOOL_UNLIKELY(carrying())) carried_saved_ = install_carried(box.root);
   }
   ~enter_guard() {
     if (CTXPOOL_UNLIKELY(carried_saved_ != nullptr)) restore_carried(carried_saved_);
-    tls.current = previous_;
+    this_thread_state().current = previous_;
     box_.entered.store(false, std::memory_order_release);
     bump_epoch();
   }

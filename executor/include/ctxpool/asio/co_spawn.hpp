@@ -43,7 +43,7 @@ namespace ctxpool::detail {
 /// The box is the step's private one (every pool task and continuation runs
 /// in a fresh box), so nothing else sees the change.
 inline void begin_new_task_identity() noexcept {
-  if (context_box* box = tls.current; box != nullptr) box->lineage = new_lineage();
+  if (context_box* box = this_thread_state().current; box != nullptr) box->lineage = new_lineage();
 }
 
 /// Runs `a` as a new task: a new lineage first, then `a` in the same step.

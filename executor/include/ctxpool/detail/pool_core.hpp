@@ -109,7 +109,9 @@ class pool_core {
   void run_inline(F&& f, captured_context snapshot, bool continuation,
                   const task_info& info) noexcept;
 
-  [[nodiscard]] bool running_in_this_thread() const noexcept { return current_worker.pool == this; }
+  [[nodiscard]] bool running_in_this_thread() const noexcept {
+    return this_thread_worker().pool == this;
+  }
 
   /// A task id for diagnostics, 0 when detection is off.
   [[nodiscard]] std::uint64_t next_task_id() const noexcept;
@@ -180,7 +182,7 @@ class pool_core {
   /// A worker's spare map references count as work first (see
   /// worker_capture_reserve for why).
   void remove_finished_task() noexcept {
-    if (CTXPOOL_UNLIKELY(tls.reserve.has_spares())) count_held_references();
+    if (CTXPOOL_UNLIKELY(this_thread_state().reserve.has_spares())) count_held_references();
     remove_work();
   }
 
@@ -188,7 +190,7 @@ class pool_core {
   /// its owner may see it finished: what remove_finished_task does besides
   /// uncounting (the spare map references count as work first).
   void settle_uncounted_task() noexcept {
-    if (CTXPOOL_UNLIKELY(tls.reserve.has_spares())) count_held_references();
+    if (CTXPOOL_UNLIKELY(this_thread_state().reserve.has_spares())) count_held_references();
   }
 
   // ---- lifecycle and introspection (thread_pool forwards here) -------------
@@ -232,8 +234,8 @@ class pool_core {
   /// task submitted from a worker, else on the injection queue; then makes
   /// sure a worker will look (wake_for_new_work).
   void push(task_node* node, bool fresh) noexcept {
-    if (fresh && current_worker.pool == this &&
-        workers_[current_worker.index].shared.deque.push(node)) {
+    if (const worker_identity me = this_thread_worker();
+        fresh && me.pool == this && workers_[me.index].shared.deque.push(node)) {
       CTXPOOL_PROTOCOL_STEP();  // published, nobody woken yet
       wake_for_new_work();
       return;
@@ -305,7 +307,8 @@ class pool_core {
   void wait_idle(bool tasks_only);
   /// The work_ lane of the calling thread.
   [[nodiscard]] std::size_t my_lane() const noexcept {
-    return work_.lane_for(current_worker.pool == this ? current_worker.index : work_count::npos);
+    const worker_identity me = this_thread_worker();
+    return work_.lane_for(me.pool == this ? me.index : work_count::npos);
   }
   void remove_outstanding(work_kind kind) noexcept {
     work_.remove(my_lane(), kind);
@@ -317,8 +320,9 @@ class pool_core {
       // main thread sits in wait() would pay it for every request. A worker
       // ending a task looks once it runs out of work instead
       // (check_idle_if_due): while it has more, the pool is not idle.
-      if (kind == work_kind::task && current_worker.pool == this) {
-        workers_[current_worker.index].own.idle_check_due = true;
+      if (const worker_identity me = this_thread_worker();
+          kind == work_kind::task && me.pool == this) {
+        workers_[me.index].own.idle_check_due = true;
       } else if (work_.idle(/*tasks_only=*/true)) {
         notify_idle();
       }
@@ -345,8 +349,8 @@ class pool_core {
   }
 
   worker_counters& counters_for_this_thread() noexcept {
-    return current_worker.pool == this ? workers_[current_worker.index].shared.counters
-                                       : foreign_counters_;
+    const worker_identity me = this_thread_worker();
+    return me.pool == this ? workers_[me.index].shared.counters : foreign_counters_;
   }
 
   /// Adds one to a counter of `counters`: a plain load and store for a

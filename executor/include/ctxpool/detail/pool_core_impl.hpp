@@ -10,13 +10,14 @@
 namespace ctxpool::detail {
 
 inline std::int64_t pool_core::local_mark() const noexcept {
-  return current_worker.pool == this ? workers_[current_worker.index].shared.deque.mark()
-                                     : no_local_mark;
+  const worker_identity me = this_thread_worker();
+  return me.pool == this ? workers_[me.index].shared.deque.mark() : no_local_mark;
 }
 
 inline bool pool_core::push_local(task_node* node, bool counted) noexcept {
-  if (current_worker.pool != this || stopping(std::memory_order_relaxed)) return false;
-  local_deque& deque = workers_[current_worker.index].shared.deque;
+  const worker_identity me = this_thread_worker();
+  if (me.pool != this || stopping(std::memory_order_relaxed)) return false;
+  local_deque& deque = workers_[me.index].shared.deque;
   if (deque.full()) return false;
   if (counted) add_task(/*check_open=*/false);
   deque.push(node);  // cannot fail: only this thread pushes
@@ -35,14 +36,16 @@ inline bool pool_core::push_injected(task_node* node) noexcept {
 }
 
 inline task_node* pool_core::pop_local_above(std::int64_t mark) noexcept {
-  CTXPOOL_DEBUG_ASSERT(current_worker.pool == this, "only a worker of this pool pops its deque");
-  return workers_[current_worker.index].shared.deque.pop_above(mark);
+  const worker_identity me = this_thread_worker();
+  CTXPOOL_DEBUG_ASSERT(me.pool == this, "only a worker of this pool pops its deque");
+  return workers_[me.index].shared.deque.pop_above(mark);
 }
 
 inline task_node* pool_core::steal_for_waiter() noexcept {
-  CTXPOOL_DEBUG_ASSERT(current_worker.pool == this, "only a worker of this pool steals");
+  const worker_identity me = this_thread_worker();
+  CTXPOOL_DEBUG_ASSERT(me.pool == this, "only a worker of this pool steals");
   for (std::size_t i = 1; i < thread_count_; ++i) {
-    std::size_t victim = current_worker.index + i;
+    std::size_t victim = me.index + i;
     if (victim >= thread_count_) victim -= thread_count_;
     if (task_node* task = workers_[victim].shared.deque.steal()) return task;
   }
@@ -56,8 +59,8 @@ inline void pool_core::requeue(task_node* node) noexcept {
 }
 
 inline void pool_core::prepare_to_help() noexcept {
-  if (CTXPOOL_UNLIKELY(current_worker.pool == this &&
-                       workers_[current_worker.index].own.waits_in_scheduler)) {
+  if (const worker_identity me = this_thread_worker();
+      CTXPOOL_UNLIKELY(me.pool == this && workers_[me.index].own.waits_in_scheduler)) {
     release_io_role();
   }
 }
@@ -79,7 +82,8 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
   count(counters, counters.started);
   // A task run inline inside a task_group child (its waiter helping, an
   // Asio dispatch) is not that child: the group's overlay does not apply.
-  const cancellation_overlay* const enclosing_overlay = std::exchange(active_overlay, nullptr);
+  const cancellation_overlay* const enclosing_overlay =
+      std::exchange(this_thread_overlay(), nullptr);
   {
     std::optional<fresh_context_scope> context_scope;
     if (CTXPOOL_LIKELY(tuning_.propagate_context)) {
@@ -98,7 +102,7 @@ void pool_core::run_task(F& f, captured_context&& snapshot, bool continuation,
     }
     if (observed_) notify_end(info);
   }
-  active_overlay = enclosing_overlay;
+  this_thread_overlay() = enclosing_overlay;
   count(counters, counters.completed);
 }
 
@@ -141,8 +145,8 @@ void pool_core::run_inline(F&& f, captured_context snapshot, bool continuation,
   // A handler that the I/O waiter is about to run from inside run_one: the
   // role goes to a parked worker first, so that the other ready handlers and
   // the reactor do not wait for this one.
-  if (CTXPOOL_UNLIKELY(current_worker.pool == this &&
-                       workers_[current_worker.index].own.waits_in_scheduler)) {
+  if (const worker_identity me = this_thread_worker();
+      CTXPOOL_UNLIKELY(me.pool == this && workers_[me.index].own.waits_in_scheduler)) {
     release_io_role();
   }
   work_.add(my_lane(), work_kind::task);

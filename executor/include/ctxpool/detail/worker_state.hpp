@@ -14,6 +14,7 @@
 #include <cstdint>
 
 #include <ctxpool/detail/capture.hpp>
+#include <ctxpool/detail/config.hpp>
 #include <ctxpool/detail/task_blocks.hpp>
 #include <ctxpool/detail/work_queue.hpp>
 
@@ -27,6 +28,14 @@ struct worker_identity {
   std::size_t index;
 };
 inline constinit thread_local worker_identity current_worker{nullptr, 0};
+
+/// `current_worker`, for header code: a coroutine that submits after it
+/// resumed on another thread must not push to the first thread's deque (see
+/// CTXPOOL_TLS_ACCESSOR).
+CTXPOOL_TLS_ACCESSOR worker_identity& this_thread_worker() noexcept {
+  CTXPOOL_TLS_FENCE();
+  return current_worker;
+}
 
 /// Counters written by one thread only (a worker), so they need no
 /// read-modify-write; read by any thread.
