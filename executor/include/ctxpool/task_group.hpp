@@ -31,17 +31,18 @@
 // worker does for a task: a fresh context of its snapshot, its own
 // `lifetime::task` slot scope with the waiter's own slot values hidden
 // meanwhile, the pool's observers (so diagnostic mode counts it as a task),
-// and the waiter's context and slots are as they were afterwards. Because a waiter can always run its own group's queued
-// children, groups nest and recursive fork-join from pool workers cannot
-// deadlock the pool, whatever its size.
+// and the waiter's context and slots are as they were afterwards. Because a
+// waiter can always run its own group's queued children, groups nest and
+// recursive fork-join from pool workers cannot deadlock the pool, whatever
+// its size.
 //
 // What a child costs in shared writes: a child queued on a worker's deque
 // by a group made on a worker's stack is not counted in the pool's work
 // count (the task the group is made in, which cannot end before the group
 // is waited for, stands for it there; a group on the heap may outlive that
-// task, so its children are counted), and the children the group's owner queues are
-// counted in a plain count of the owner's thread, which its waiter counts
-// down as it runs them; only a child that ends on another thread (stolen,
+// task, so its children are counted), and the children the group's owner
+// queues are counted in a plain count of the owner's thread, which its
+// waiter counts down as it runs them; only a child that ends on another thread (stolen,
 // or taken from the shared queue) touches the group's atomic count. So the
 // common fork-join child, queued by a worker and popped back by its waiter,
 // costs the deque's own push and pop and nothing else shared. A thread
@@ -307,11 +308,12 @@ class group_state {
   std::atomic<std::uint32_t> pending_{0};
   // The children the owner queued that its waiter has not ended: only the
   // owner's thread reads and writes it, so the common fork-join child
-  // (queued by the owner, run by its waiter) costs no atomic count. Such a child ended on any other thread (stolen, or
-  // popped by a wait() of another group) counts down pending_ instead,
-  // which may then go below zero: the two are read as one count, modulo
-  // count_mask + 1 (all_ended). A thread other than the owner that calls
-  // wait() reads it too, so it must do so after the owner's last run().
+  // (queued by the owner, run by its waiter) costs no atomic count. Such a
+  // child ended on any other thread (stolen, or popped by a wait() of
+  // another group) counts down pending_ instead, which may then go below
+  // zero: the two are read as one count, modulo count_mask + 1 (all_ended).
+  // A thread other than the owner that calls wait() reads it too, so it
+  // must do so after the owner's last run().
   std::uint32_t owner_pending_ = 0;
   bool owner_waiting_ = false;  // the owner's thread is inside wait(): its waiter ends them
 };

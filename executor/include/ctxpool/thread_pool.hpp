@@ -158,12 +158,14 @@ namespace detail {
 /// worker takes a small batch at a time (detail::injection_batch), runs the
 /// first and keeps the others in its inbox, which it and idle workers take
 /// oldest first. One worker runs them strictly in order; with several, a
-/// task may start before the rest of a batch that another worker holds. A task submitted from a worker goes to that
-/// worker's own deque: the worker runs the newest first (recursive work
-/// stays in cache) and idle workers steal the oldest. Every few dozen tasks
-/// (fairness_interval in src/worker_loop.cpp) a worker looks at the other workers' inboxes, its own, the injection queue
-/// and its own oldest task first, so no queued task waits for a stream of
-/// newer ones to end, or for a worker busy with a long task. Strands remain
+/// task may start before the rest of a batch that another worker holds. A
+/// task submitted from a worker goes to that worker's own deque: the worker
+/// runs the newest first (recursive work stays in cache) and idle workers
+/// steal the oldest. Every few dozen tasks (fairness_interval in
+/// src/worker_loop.cpp) a worker looks at the other workers' inboxes, its
+/// own, the injection queue and its own oldest task first, so no queued task
+/// waits for a stream of newer ones to end, or for a worker busy with a long
+/// task. Strands remain
 /// the way to serialise.
 ///
 /// An idle worker first yields its core once (a thread its last task woke,
