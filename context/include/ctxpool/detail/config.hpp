@@ -23,7 +23,8 @@
 /// call it cannot inline, to a body it cannot prove free of side effects, is
 /// made again after every resumption. GCC lowers a coroutine before it
 /// optimises it, so no address outlives a suspension there and the accessors
-/// are plain inline functions (the same code as a direct access).
+/// are plain inline functions (the same instructions run as with a direct
+/// access, though GCC may keep the address in a register).
 #if defined(__clang__)
 #define CTXPOOL_TLS_ACCESSOR [[gnu::noinline]] inline
 #define CTXPOOL_TLS_FENCE() asm volatile("")
