@@ -67,7 +67,7 @@ void BM_context_var_get_uncached(benchmark::State& state) {
   ctx.run([&] {
     auto tok = int_var.set(42);
     for (auto _ : state) {
-      ctxpool::detail::bump_epoch();
+      ctxpool::detail::bump_epoch(ctxpool::detail::this_thread_state());
       benchmark::DoNotOptimize(int_var.get());
     }
   });

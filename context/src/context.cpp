@@ -63,7 +63,7 @@ struct base_context_owner {
   ~base_context_owner() {
     if (box == nullptr) return;
     if (tls.current == box) tls.current = nullptr;
-    bump_epoch();
+    bump_epoch(tls);
     box->release();
   }
 };
@@ -86,7 +86,7 @@ context_box& current_box() {
   // The thread's base context counts as entered for its whole life.
   owner.box->entered.store(true, std::memory_order_relaxed);
   tls.current = owner.box;
-  bump_epoch();
+  bump_epoch(tls);
   return *owner.box;
 }
 
@@ -158,7 +158,7 @@ token_state set_value(const value_base* value, std::string_view var_name,
     // over the map's reference to the old value.
     if (const value_base* displaced = map_replace_in_place(box.root, value)) {
       guard.value = nullptr;
-      bump_epoch();
+      bump_epoch(tls);
       return token_state(value->var_id(), box.lineage, displaced);
     }
   }
@@ -167,7 +167,7 @@ token_state set_value(const value_base* value, std::string_view var_name,
   if (old != nullptr) old->add_ref();
   map_release(box.root);
   box.root = new_root;
-  bump_epoch();
+  bump_epoch(tls);
   return token_state(value->var_id(), box.lineage, old);
 }
 
@@ -195,7 +195,7 @@ void reset_value(std::uint32_t var_id, std::string_view var_name, token_state& t
     if (const value_base* displaced = map_replace_in_place(box->root, token.old_)) {
       displaced->release();
       token.used_ = true;
-      bump_epoch();
+      bump_epoch(tls);
       return;
     }
     new_root = map_insert(box->root, token.old_);
@@ -205,7 +205,7 @@ void reset_value(std::uint32_t var_id, std::string_view var_name, token_state& t
   map_release(box->root);
   box->root = new_root;
   token.used_ = true;
-  bump_epoch();
+  bump_epoch(tls);
 }
 
 std::string demangle(const std::type_info& type) {

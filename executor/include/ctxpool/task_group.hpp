@@ -42,10 +42,11 @@
 // is waited for, stands for it there; a group on the heap may outlive that
 // task, so its children are counted), and the children the group's owner
 // queues are counted in a plain count of the owner's thread, which its
-// waiter counts down as it runs them; only a child that ends on another thread (stolen,
-// or taken from the shared queue) touches the group's atomic count. So the
-// common fork-join child, queued by a worker and popped back by its waiter,
-// costs the deque's own push and pop and nothing else shared. A thread
+// waiter counts down as it runs them; only a child that ends on another
+// thread (stolen, or taken from the shared queue) touches the group's
+// atomic count. So the common fork-join child, queued by a worker and
+// popped back by its waiter, costs the deque's own push and pop and nothing
+// else shared. A thread
 // outside the pool that waits inside a child it runs for an enclosing group
 // leaves that wait's children to the workers for a spin and runs only those
 // still unclaimed after it (busy or blocked workers): its children go

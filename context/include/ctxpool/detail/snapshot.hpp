@@ -121,7 +121,7 @@ class captured_context {
 class fresh_context_scope {
  public:
   fresh_context_scope(const captured_context& snapshot, bool continuation) noexcept
-      : previous_(this_thread_state().current) {
+      : state_(this_thread_state()), previous_(state_.current) {
     map_add_ref(snapshot.root_);
     enter(snapshot.root_, snapshot.lineage_, continuation);
   }
@@ -130,16 +130,16 @@ class fresh_context_scope {
   /// worker_capture_reserve), which the pool counts as work until it is
   /// given back.
   fresh_context_scope(captured_context&& snapshot, bool continuation) noexcept
-      : previous_(this_thread_state().current), consumed_(true) {
+      : state_(this_thread_state()), previous_(state_.current), consumed_(true) {
     enter(std::exchange(snapshot.root_, nullptr), snapshot.lineage_, continuation);
   }
   ~fresh_context_scope() {
     if (CTXPOOL_UNLIKELY(carried_saved_ != nullptr)) restore_carried(carried_saved_);
-    this_thread_state().current = previous_;
+    state_.current = previous_;
     if (consumed_) {
-      release_task_reference(box_.root, previous_);
+      release_task_reference(state_, box_.root, previous_);
     } else {
-      bump_epoch();
+      bump_epoch(state_);
       map_release(box_.root);
     }
   }
@@ -148,16 +148,16 @@ class fresh_context_scope {
 
  private:
   void enter(map_node* adopted_root, std::uint64_t lineage, bool continuation) noexcept {
-    thread_state& state = this_thread_state();
-    state.reserve.before_task(adopted_root);
+    state_.reserve.before_task(adopted_root);
     box_.root = adopted_root;
     box_.lineage = continuation && lineage != 0 ? lineage : new_lineage();
     box_.entered.store(true, std::memory_order_relaxed);
-    state.current = &box_;
-    bump_epoch();
+    state_.current = &box_;
+    bump_epoch(state_);
     if (CTXPOOL_UNLIKELY(carrying())) carried_saved_ = install_carried(adopted_root);
   }
 
+  thread_state& state_;  // the scope lives in one frame of one thread, never a coroutine's
   context_box box_;
   context_box* previous_;
   map_node* carried_saved_ = nullptr;  // the thread's own carried values (see carried.hpp)

@@ -76,10 +76,12 @@ CTXPOOL_TLS_ACCESSOR thread_state& this_thread_state() noexcept {
   return static_cast<std::uint32_t>(this_thread_state().epoch_tag >> 32);
 }
 
-/// Invalidates every get() cache entry of this thread, keeping the capture
-/// reserve's spares (see bump_epoch).
-inline void next_epoch() noexcept {
-  thread_state& state = this_thread_state();
+// The helpers below take the calling thread's state from their caller, which
+// reaches it once (under clang each this_thread_state() is a call).
+
+/// Invalidates every get() cache entry of `state`'s thread, keeping the
+/// capture reserve's spares (see bump_epoch).
+inline void next_epoch(thread_state& state) noexcept {
   state.epoch_tag += std::uint64_t{1} << 32;
   if (CTXPOOL_UNLIKELY(state.epoch_tag == 0)) {
     // After 2^32 switches an old tag could match again: start from clean.
@@ -88,35 +90,33 @@ inline void next_epoch() noexcept {
   }
 }
 
-/// The map of the calling thread's current context (null: empty or none).
-[[nodiscard]] inline const map_node* current_root() noexcept {
-  const context_box* current = this_thread_state().current;
-  return current != nullptr ? current->root : nullptr;
+/// The map of `state`'s thread's current context (null: empty or none).
+[[nodiscard]] inline const map_node* current_root(const thread_state& state) noexcept {
+  return state.current != nullptr ? state.current->root : nullptr;
 }
 
 /// The current context or its map changed: invalidates every get() cache
 /// entry of this thread, and the capture reserve gives its spares back
 /// (capture_reserve::on_context_change).
-inline void bump_epoch() noexcept {
-  if (capture_reserve& reserve = this_thread_state().reserve;
-      CTXPOOL_UNLIKELY(reserve.has_spares())) {
-    reserve.on_context_change(current_root());
+inline void bump_epoch(thread_state& state) noexcept {
+  if (CTXPOOL_UNLIKELY(state.reserve.has_spares())) {
+    state.reserve.on_context_change(current_root(state));
   }
-  next_epoch();
+  next_epoch(state);
 }
 
 /// Drops one reference to `map` that a task's context held, as the task
 /// ends on the calling thread and `now_current` becomes current again: a
 /// worker back between tasks keeps it as a spare for the same map's next
 /// capture.
-inline void release_task_reference(const map_node* map, const context_box* now_current) noexcept {
-  if (capture_reserve& reserve = this_thread_state().reserve;
-      reserve.keeps_task_reference(map, now_current)) {
-    next_epoch();
-    reserve.keep_task_reference(map);
+inline void release_task_reference(thread_state& state, const map_node* map,
+                                   const context_box* now_current) noexcept {
+  if (state.reserve.keeps_task_reference(map, now_current)) {
+    next_epoch(state);
+    state.reserve.keep_task_reference(map);
     return;
   }
-  bump_epoch();
+  bump_epoch(state);
   map_release(map);
 }
 
@@ -132,26 +132,26 @@ std::uint64_t new_lineage() noexcept;
 /// Enters `box` on this thread for the guard's lifetime; stack discipline.
 class enter_guard {
  public:
-  explicit enter_guard(context_box& box) : box_(box) {
-    thread_state& state = this_thread_state();
-    previous_ = state.current;
+  explicit enter_guard(context_box& box)
+      : state_(this_thread_state()), box_(box), previous_(state_.current) {
     if (CTXPOOL_UNLIKELY(box.entered.exchange(true, std::memory_order_acquire))) {
       throw_already_entered();
     }
-    state.current = &box;
-    bump_epoch();
+    state_.current = &box;
+    bump_epoch(state_);
     if (CTXPOOL_UNLIKELY(carrying())) carried_saved_ = install_carried(box.root);
   }
   ~enter_guard() {
     if (CTXPOOL_UNLIKELY(carried_saved_ != nullptr)) restore_carried(carried_saved_);
-    this_thread_state().current = previous_;
+    state_.current = previous_;
     box_.entered.store(false, std::memory_order_release);
-    bump_epoch();
+    bump_epoch(state_);
   }
   enter_guard(const enter_guard&) = delete;
   enter_guard& operator=(const enter_guard&) = delete;
 
  private:
+  thread_state& state_;  // the guard lives in one frame of one thread, never a coroutine's
   context_box& box_;
   context_box* previous_;
   map_node* carried_saved_ = nullptr;  // the thread's own carried values (see carried.hpp)
