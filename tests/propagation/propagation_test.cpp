@@ -239,10 +239,13 @@ TEST_CASE(
     "the trace and baggage follow Asio handlers, strands and every coroutine step of their "
     "request") {
   namespace asio = boost::asio;
-  ctxpool::thread_pool pool{2};
   // Coroutine steps resume from this outside thread: each resumption is a
-  // handler posted into the pool from outside, as completed I/O is.
+  // handler posted into the pool from outside, as completed I/O is. Made
+  // before the pool, so destroyed after it: a worker may still be inside
+  // its post to `outside` (signalling its scheduler) when the step it
+  // posted has already completed the request's future.
   asio::io_context outside;
+  ctxpool::thread_pool pool{2};
   auto outside_work = asio::make_work_guard(outside);
   std::thread outside_thread([&] { outside.run(); });
 
