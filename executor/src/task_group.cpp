@@ -3,7 +3,9 @@
 #include <ctxpool/task_group.hpp>
 
 #include <pthread.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <thread>
 
@@ -202,7 +204,7 @@ captured_context group_state::child_snapshot(const cancel_state*& base) noexcept
   return snapshot;
 }
 
-void group_state::push(group_child* child) noexcept {
+void group_state::push(group_child* child, bool waiter_only) noexcept {
   // Counted before anyone can finish it: by the owner in its plain count
   // (its waiter ends most of what it queues), by anyone else in the shared one.
   if (owner_ == &thread_tag) {
@@ -222,8 +224,16 @@ void group_state::push(group_child* child) noexcept {
   }
   child->pool_counted = !uncounted_children_;
   if (core_.push_local(child, child->pool_counted)) return;
-  child->pool_counted = true;  // by push_injected
+  child->pool_counted = true;  // by push_injected, or on no pool queue at all
   child->shared = true;
+  if (waiter_only && child->owner_counted) {
+    // No worker will see it, so none is woken for it; the pool's side of
+    // the claim has nothing to let go of.
+    child->claim.store(group_child::queue_done, std::memory_order_relaxed);
+    child->list_next = waiter_list_;
+    waiter_list_ = child;
+    return;
+  }
   // On a list first: once it is on the pool's queue a worker may run it,
   // and the group must then already know it for the waiter to let it go.
   // The owner's own list is its thread's alone: its waiter drains it.
@@ -304,7 +314,8 @@ void group_state::cancel() noexcept {
 
 bool group_state::drain_list(std::optional<slot_shelf>& shelf) noexcept {
   bool ran = false;
-  if (own_list_ != nullptr) ran = drain(std::exchange(own_list_, nullptr), shelf);
+  if (waiter_list_ != nullptr) ran = drain(std::exchange(waiter_list_, nullptr), shelf);
+  if (own_list_ != nullptr) ran = drain(std::exchange(own_list_, nullptr), shelf) || ran;
   if (list_.load(std::memory_order_acquire) != nullptr) {
     ran = drain(list_.exchange(nullptr, std::memory_order_seq_cst), shelf) || ran;
   }
@@ -389,8 +400,10 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
   // times the cost of a worker's deque, while the workers' deques stay empty.
   const bool help_at_once = children_run_outside == 0;
   for (;;) {
-    // Newest first: what this thread queued last, then the list.
+    // Newest first: what this thread queued last, then the list. What only
+    // this waiter can run, at once, whatever help_at_once says.
     if (run_local(shelf)) continue;
+    if (waiter_list_ != nullptr && drain(std::exchange(waiter_list_, nullptr), shelf)) continue;
     if (help_at_once && listed() && drain_list(shelf)) {
       continue;
     }
@@ -467,6 +480,104 @@ std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
 }
 
 pool_core& core_of(thread_pool& pool) noexcept { return *pool.core_; }
+
+namespace {
+
+/// The CPUs this process may run on: its affinity mask where the platform
+/// has one (a container's cpuset, taskset), else the hardware's count.
+std::size_t usable_cpus() noexcept {
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int count = CPU_COUNT(&set);
+    if (count > 0) return static_cast<std::size_t>(count);
+  }
+#endif
+  const unsigned hardware = std::thread::hardware_concurrency();
+  return hardware == 0 ? 1 : hardware;
+}
+
+constexpr std::uint64_t low_bits = 0xffff'ffff;
+
+constexpr std::uint64_t bounds(std::uint64_t begin, std::uint64_t end) noexcept {
+  return begin << 32 | end;
+}
+
+}  // namespace
+
+std::size_t loop_runners(thread_pool& pool) noexcept {
+  // Read once: the affinity mask rarely changes, and a stale count only
+  // changes how the loop is split.
+  static const std::size_t cpus = std::max<std::size_t>(usable_cpus(), 2);
+  const pool_core& core = core_of(pool);
+  const std::size_t participants = core.thread_count() + (core.running_in_this_thread() ? 0 : 1);
+  return std::min(participants, cpus);
+}
+
+loop_partition::loop_partition(std::size_t count, std::size_t runners, std::size_t step)
+    : parts_(std::make_unique<part[]>(runners)),
+      runners_(runners),
+      // No larger than a part can be: begin + step stays within 64 bits.
+      step_(std::min(step, max_count)) {
+  CTXPOOL_ASSERT(count <= max_count && runners >= 1 && runners <= count && step >= 1,
+                 "loop_partition: a count, runners or step parallel_for does not make");
+  // Equal parts, the first ones one index longer where count does not divide.
+  std::uint64_t begin = 0;
+  for (std::size_t i = 0; i < runners; ++i) {
+    const std::uint64_t length = count / runners + (i < count % runners ? 1 : 0);
+    parts_[i].bounds.store(bounds(begin, begin + length), std::memory_order_relaxed);
+    begin += length;
+  }
+}
+
+bool loop_partition::next(std::size_t runner, std::size_t& lo, std::size_t& hi) noexcept {
+  // The front of our own part. Others take from its back, on the same word,
+  // so each index goes to exactly one runner; the indices' own effects are
+  // ordered by the group's completion, not by these (relaxed) updates.
+  std::atomic<std::uint64_t>& mine = parts_[runner].bounds;
+  std::uint64_t seen = mine.load(std::memory_order_relaxed);
+  while ((seen >> 32) < (seen & low_bits)) {
+    const std::uint64_t begin = seen >> 32;
+    const std::uint64_t end = seen & low_bits;
+    const std::uint64_t taken = std::min<std::uint64_t>(end, begin + step_);
+    if (mine.compare_exchange_weak(seen, bounds(taken, end), std::memory_order_relaxed)) {
+      lo = begin;
+      hi = taken;
+      return true;
+    }
+  }
+  // Ours is done: the back half of the largest part left becomes ours.
+  for (;;) {
+    std::size_t victim = runners_;
+    std::uint64_t victim_bounds = 0;
+    std::uint64_t most = 0;
+    for (std::size_t i = 0; i < runners_; ++i) {
+      const std::uint64_t other = parts_[i].bounds.load(std::memory_order_relaxed);
+      const std::uint64_t begin = other >> 32;
+      const std::uint64_t end = other & low_bits;
+      if (i != runner && begin < end && end - begin > most) {
+        most = end - begin;
+        victim = i;
+        victim_bounds = other;
+      }
+    }
+    if (victim == runners_) return false;
+    const std::uint64_t begin = victim_bounds >> 32;
+    const std::uint64_t end = victim_bounds & low_bits;
+    const std::uint64_t middle = begin + (end - begin) / 2;  // < end: at least one index
+    if (!parts_[victim].bounds.compare_exchange_strong(victim_bounds, bounds(begin, middle),
+                                                       std::memory_order_relaxed)) {
+      continue;
+    }
+    // Our part is empty, and nobody takes from an empty part, so a plain
+    // store cannot lose a thief's update.
+    const std::uint64_t taken = std::min<std::uint64_t>(end, middle + step_);
+    mine.store(bounds(taken, end), std::memory_order_relaxed);
+    lo = middle;
+    hi = taken;
+    return true;
+  }
+}
 
 }  // namespace detail
 

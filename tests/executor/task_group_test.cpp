@@ -5,6 +5,7 @@
 
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -454,25 +455,90 @@ TEST_CASE("parallel_for: a container overload, an explicit grain, and the caller
     auto token = request_id.set("batch-7");
     std::vector<std::string> items(1000);
     ctxpool::parallel_for(
-        pool, items, [](std::string& item) { item = request_id.get(); }, 16);
-    for (const auto& item : items) REQUIRE(item == "batch-7");
+        pool, items,
+        [](std::string& item) {
+          item = request_id.get();
+          (void)request_id.set("index");  // stays in the runner's copy
+        },
+        16);
+    for (const auto& item : items) REQUIRE((item == "batch-7" || item == "index"));
+    // Each runner (at most one per worker, plus the caller) starts in a
+    // fresh copy: its first index sees the caller's value, its next ones
+    // what that index set.
+    const auto fresh = std::count(items.begin(), items.end(), "batch-7");
+    CHECK(fresh >= 1);
+    CHECK(fresh <= 3);
+    CHECK(request_id.get() == "batch-7");
     request_id.reset(token);
   });
 }
 
-TEST_CASE("parallel_for: the first exception is rethrown and the remaining chunks are skipped") {
+TEST_CASE("parallel_for: the first exception is rethrown and no step starts after it") {
   ctxpool::thread_pool pool{1};
-  busy_workers busy(pool, 1);  // the caller runs the chunks, last chunk first
+  busy_workers busy(pool, 1);  // the caller runs every index, ten at a time
   std::atomic<int> calls{0};
+  int calls_at_throw = -1;
   CHECK_THROWS_AS(ctxpool::parallel_for(
                       pool, 0, 100,
-                      [&](int i) {
-                        ++calls;
-                        if (i == 99) throw std::out_of_range("index 99");
+                      [&](int) {
+                        if (++calls == 15) {
+                          calls_at_throw = calls;
+                          throw std::out_of_range("the fifteenth call");
+                        }
                       },
                       10),
                   std::out_of_range);
-  CHECK(calls == 10);  // the last chunk ran up to its throw; the other nine were skipped
+  // The rest of the throwing step and every later one were skipped.
+  CHECK(calls_at_throw == 15);
+  CHECK(calls == calls_at_throw);
+}
+
+TEST_CASE("parallel_for: the indices of a participant held up in one index are taken by others") {
+  // Whoever gets index 0 holds it until every other index has run, so the
+  // rest of its part must be taken from it, whichever thread it is.
+  ctxpool::thread_pool pool{2};
+  constexpr int count = 1000;
+  std::vector<std::atomic<int>> visits(count);
+  std::atomic<int> others{0};
+  ctxpool::parallel_for(
+      pool, 0, count,
+      [&](int i) {
+        ++visits[i];
+        if (i != 0) {
+          ++others;
+          return;
+        }
+        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+        while (others < count - 1) {
+          if (std::chrono::steady_clock::now() > give_up) {
+            std::fprintf(stderr, "task_group_test: %d of %d indices ran around a held one\n",
+                         others.load(), count - 1);
+            std::abort();
+          }
+          std::this_thread::yield();
+        }
+      },
+      1);
+  for (auto& v : visits) REQUIRE(v.load() == 1);
+}
+
+TEST_CASE("parallel_for: on a worker, every index once, also with the other workers busy") {
+  ctxpool::thread_pool pool{2};
+  std::vector<std::atomic<int>> visits(5000);
+  const auto loop = [&] {
+    ctxpool::parallel_for(pool, std::size_t{0}, visits.size(), [&](std::size_t i) { ++visits[i]; });
+  };
+  auto done = pool.submit(loop);
+  require_ready(done, "a parallel_for on a worker");
+  done.get();
+  for (auto& v : visits) REQUIRE(v.load() == 1);
+  {
+    busy_workers busy(pool, 1);  // the worker that calls it is the only one free
+    auto alone = pool.submit(loop);
+    require_ready(alone, "a parallel_for on the one free worker");
+    alone.get();
+  }
+  for (auto& v : visits) REQUIRE(v.load() == 2);
 }
 
 TEST_CASE("task_group: pool.wait() does not return while a worker's group has children left") {

@@ -114,9 +114,12 @@ enum class task_group_status {
   cancelled,  ///< `cancel()` was called: children not yet started were skipped
 };
 
+class task_group;
+
 namespace detail {
 
 class group_state;
+struct task_group_access;
 
 /// One child of a group: an ordinary counted task node of the pool, so that
 /// workers run and steal it like any task. Its memory comes from the pool's
@@ -191,13 +194,19 @@ class group_state {
   /// while the child runs).
   [[nodiscard]] captured_context child_snapshot(const cancel_state*& base) noexcept;
   /// Queues a constructed child: counts it, then hands it to the pool (and,
-  /// from outside the pool's workers, to the waiter's list too).
-  void push(group_child* child) noexcept;
+  /// from outside the pool's workers, to the waiter's list too). A
+  /// `waiter_only` child queued by the owner outside the workers goes on
+  /// the waiter's own list alone: only wait() runs it, and no worker is
+  /// woken for it (parallel_for's share for its caller).
+  void push(group_child* child, bool waiter_only = false) noexcept;
   /// Runs this group's queued children and waits for running ones; nothing
   /// rethrown. @returns the first exception (null if none) and whether the
   /// group was cancelled.
   std::pair<std::exception_ptr, bool> wait_for_children();
   void cancel() noexcept;
+  /// Whether children not yet started would be skipped now: the group, or
+  /// a cancellation it descends from, is cancelled.
+  [[nodiscard]] bool skips_children() const noexcept { return cancelled_so_far(); }
   [[nodiscard]] bool cancelling() const noexcept {
     return cancelling_.load(std::memory_order_acquire);
   }
@@ -250,7 +259,8 @@ class group_state {
   bool drain(group_child* child, std::optional<slot_shelf>& shelf) noexcept;
   /// Whether a list holds a child (the owner's thread, as has_children).
   [[nodiscard]] bool listed() const noexcept {
-    return own_list_ != nullptr || list_.load(std::memory_order_acquire) != nullptr;
+    return own_list_ != nullptr || waiter_list_ != nullptr ||
+           list_.load(std::memory_order_acquire) != nullptr;
   }
   /// Runs the tasks queued on the waiter's own worker since the first run().
   bool run_local(std::optional<slot_shelf>& shelf) noexcept;
@@ -300,6 +310,8 @@ class group_state {
   // (its thread only), and by any other thread.
   group_child* own_list_ = nullptr;
   std::atomic<group_child*> list_{nullptr};
+  // The owner's waiter_only children (its thread only): on no pool queue.
+  group_child* waiter_list_ = nullptr;
   // Children queued or running, and `asleep`. The waiter sleeps on this
   // word (a futex): it sets `asleep` with a CAS on the value it saw, looks
   // at the list once more, and waits for the word to change. Whoever ends a
@@ -383,20 +395,7 @@ class task_group {
   /// destroyed without running.
   template <class F>
   void run(F&& f, std::source_location where = std::source_location::current()) {
-    using node_type = detail::group_child_impl<std::decay_t<F>>;
-    detail::pool_core& core = state_.core();
-    const detail::cancel_state* base = nullptr;
-    captured_context_type snapshot = state_.child_snapshot(base);
-    void* block = core.allocate_task(sizeof(node_type));
-    node_type* node;
-    try {
-      node = ::new (block) node_type(state_, std::forward<F>(f), std::move(snapshot), base,
-                                     task_info{core.next_task_id(), where, {}});
-    } catch (...) {
-      core.free_task(block, sizeof(node_type));
-      throw;
-    }
-    state_.push(node);
+    run_impl(std::forward<F>(f), where, /*waiter_only=*/false);
   }
 
   /// Runs this group's queued children on the calling thread and waits for
@@ -418,24 +417,114 @@ class task_group {
   [[nodiscard]] cancellation_token cancellation() const noexcept { return state_.cancellation(); }
 
  private:
+  friend struct detail::task_group_access;
   using captured_context_type = detail::captured_context;
+
+  /// run(); `waiter_only` queues it for this group's wait() alone (see
+  /// group_state::push).
+  template <class F>
+  void run_impl(F&& f, std::source_location where, bool waiter_only) {
+    using node_type = detail::group_child_impl<std::decay_t<F>>;
+    detail::pool_core& core = state_.core();
+    const detail::cancel_state* base = nullptr;
+    captured_context_type snapshot = state_.child_snapshot(base);
+    void* block = core.allocate_task(sizeof(node_type));
+    node_type* node;
+    try {
+      node = ::new (block) node_type(state_, std::forward<F>(f), std::move(snapshot), base,
+                                     task_info{core.next_task_id(), where, {}});
+    } catch (...) {
+      core.free_task(block, sizeof(node_type));
+      throw;
+    }
+    state_.push(node, waiter_only);
+  }
+
   detail::group_state state_;
 };
 
-/// The number of chunks `parallel_for` splits a range into when no grain is
-/// given: enough per participant (the workers and the caller) that a slow
-/// chunk is made up for by others, few enough that queueing them is cheap.
-inline constexpr std::size_t parallel_for_chunks_per_thread = 8;
+namespace detail {
 
-/// Calls `f(i)` for every `i` in [first, last), in chunks run as children of
-/// one task_group (so the calling thread works too, and the first exception
-/// skips the chunks not yet started and is rethrown here).
+/// The indices of one parallel_for, [0, count), shared by its runners (the
+/// children that run the loop). Each runner starts on a part of its own,
+/// the same part of the range on every call, so that a thread that loops
+/// over the same data again finds its part in its cache; it takes its part
+/// a step at a time from the front. A runner whose part is done takes the
+/// back half of the largest part left (lazy splitting, as work-stealing
+/// loops do), so an uneven range, or a participant that starts late or is
+/// descheduled, still balances to within a step, and a runner that never
+/// starts leaves nothing undone.
+class loop_partition {
+ public:
+  /// The most indices one partition takes: a part is two 32-bit bounds in
+  /// one atomic word.
+  static constexpr std::size_t max_count = 0xffff'ffff;
+
+  /// `count` indices (at most max_count) in `runners` parts, `step` at a time.
+  loop_partition(std::size_t count, std::size_t runners, std::size_t step);
+  loop_partition(const loop_partition&) = delete;
+  loop_partition& operator=(const loop_partition&) = delete;
+
+  /// The next indices [lo, hi) for runner `runner`: from its own part, else
+  /// taken from another's. False once no part has any left.
+  bool next(std::size_t runner, std::size_t& lo, std::size_t& hi) noexcept;
+  /// No runner takes more indices (an index threw).
+  void stop() noexcept { stopped_.store(true, std::memory_order_relaxed); }
+  [[nodiscard]] bool stopped() const noexcept { return stopped_.load(std::memory_order_relaxed); }
+
+ private:
+  struct alignas(64) part {
+    std::atomic<std::uint64_t> bounds;  // begin << 32 | end
+  };
+  std::unique_ptr<part[]> parts_;
+  std::size_t runners_;
+  std::size_t step_;
+  std::atomic<bool> stopped_{false};
+};
+
+/// How many runners a parallel_for on `pool` from the calling thread gets:
+/// one per participant (the workers, and the caller unless it is one), but
+/// no more than the machine runs at once (at least 2): one more thread
+/// than cores only takes turns with the others, and a runner descheduled
+/// in the middle of a step holds up the end of the loop.
+std::size_t loop_runners(thread_pool& pool) noexcept;
+
+/// What parallel_for needs of a task_group beyond its public members.
+struct task_group_access {
+  template <class F>
+  static void run_on_waiter(task_group& group, F&& f, std::source_location where) {
+    group.run_impl(std::forward<F>(f), where, /*waiter_only=*/true);
+  }
+  /// Whether the group starts no more children (cancelled, by a child's
+  /// exception or from an enclosing scope).
+  static bool skips_children(const task_group& group) noexcept {
+    return group.state_.skips_children();
+  }
+};
+
+}  // namespace detail
+
+/// How many steps `parallel_for` splits each runner's part into when no
+/// grain is given: enough that the last steps, and the halves thieves take,
+/// balance the loop to within a small fraction of it; few enough that a
+/// step (one atomic update on the runner's own cache line) costs nothing
+/// beside its indices.
+inline constexpr std::size_t parallel_for_steps_per_runner = 64;
+
+/// Calls `f(i)` for every `i` in [first, last), on the calling thread and
+/// the pool's workers, and returns when every call has returned. The first
+/// exception stops the loop: no runner starts a step after it (the rest of
+/// a step under way elsewhere still runs), and it is rethrown here.
 ///
-/// `grain` is the most indices one chunk takes; 0 (the default) chooses
-/// (last - first) / (8 × (workers + 1)), rounded up: about eight chunks per
-/// participant, which workers take oldest first and the caller newest first,
-/// so an uneven range still balances. Each chunk, like any child, runs in a
-/// fresh copy of the caller's context.
+/// The loop runs as children of one task_group, its runners: one per
+/// participant (the workers and the caller), no more than the machine's
+/// cores (at least 2). Each runner starts on its own part of the range —
+/// the caller on the last — and takes it `grain` indices at a time; a
+/// runner whose part is done takes the back half of the largest part left.
+/// `grain` 0 (the default) chooses a part's size / 64. Each runner, like
+/// any child, runs in a fresh copy of the caller's context: the indices a
+/// runner takes share that copy (a `set` in one index is seen by the next
+/// ones of the same runner, never by the caller).
 template <std::integral Index, class F>
   requires std::invocable<F&, Index>
 void parallel_for(thread_pool& pool, Index first, std::type_identity_t<Index> last, F&& f,
@@ -443,30 +532,53 @@ void parallel_for(thread_pool& pool, Index first, std::type_identity_t<Index> la
                   std::source_location where = std::source_location::current()) {
   if (!(first < last)) return;
   using unsigned_index = std::make_unsigned_t<Index>;
-  const auto count = static_cast<std::size_t>(static_cast<unsigned_index>(last - first));
-  if (grain == 0) {
-    const std::size_t chunks = parallel_for_chunks_per_thread * (pool.thread_count() + 1);
-    grain = std::max<std::size_t>(1, (count + chunks - 1) / chunks);
+  const auto total = static_cast<std::size_t>(static_cast<unsigned_index>(last - first));
+  const std::size_t participants = detail::loop_runners(pool);
+  // Ranges longer than a partition holds run as consecutive loops.
+  for (std::size_t done = 0; done < total;) {
+    const std::size_t count = std::min(total - done, detail::loop_partition::max_count);
+    const Index base = static_cast<Index>(first + static_cast<Index>(done));
+    const std::size_t runners = std::min(participants, count);
+    const std::size_t step =
+        grain != 0 ? grain
+                   : std::max<std::size_t>(1, count / (runners * parallel_for_steps_per_runner));
+    // Declared before the group, whose destructor (on an exception from
+    // run()) waits for the runners that use them.
+    detail::loop_partition partition(count, runners, step);
+    const task_group* started_by = nullptr;
+    const auto runner = [&f, &partition, &started_by, base](std::size_t part) {
+      std::size_t lo = 0;
+      std::size_t hi = 0;
+      while (partition.next(part, lo, hi)) {
+        if (partition.stopped() || detail::task_group_access::skips_children(*started_by)) return;
+        try {
+          for (std::size_t i = lo; i != hi; ++i)
+            f(static_cast<Index>(base + static_cast<Index>(i)));
+        } catch (...) {
+          partition.stop();
+          throw;
+        }
+      }
+    };
+    task_group group(pool);
+    started_by = &group;
+    // The others' parts first, for the workers; the caller's (the last)
+    // only on its own queue: on a worker, the newest of its deque, which its
+    // wait() takes first; elsewhere a list only its wait() runs, so that no
+    // worker is woken for it.
+    for (std::size_t part = 0; part + 1 < runners; ++part) {
+      group.run([&runner, part] { runner(part); }, where);
+    }
+    detail::task_group_access::run_on_waiter(
+        group, [&runner, part = runners - 1] { runner(part); }, where);
+    group.wait();
+    done += count;
   }
-  task_group group(pool);
-  // Chunks are queued newest-last: the caller (newest first) starts at the
-  // end of the range while the helpers start at its beginning.
-  for (std::size_t offset = 0; offset < count; offset += grain) {
-    const Index lo = static_cast<Index>(first + static_cast<Index>(offset));
-    const Index hi =
-        static_cast<Index>(first + static_cast<Index>(std::min(count, offset + grain)));
-    group.run(
-        [&f, lo, hi] {
-          for (Index i = lo; i != hi; ++i) f(i);
-        },
-        where);
-  }
-  group.wait();
 }
 
 /// Calls `f(element)` for every element of a random-access range, as the
 /// index overload does (the range must outlive the call, which it does: the
-/// call returns when every chunk has finished).
+/// call returns when every call of `f` has returned).
 template <std::ranges::random_access_range Range, class F>
   requires std::ranges::sized_range<Range> &&
            std::invocable<F&, std::ranges::range_reference_t<Range>>
