@@ -369,14 +369,54 @@ bool group_state::steal_back(std::optional<slot_shelf>& shelf) noexcept {
   task_node* task = core_.steal_for_waiter();
   if (task == nullptr) return false;
   // Taken, so ours to look at: the node cannot go meanwhile.
-  if (task->completes_with(&complete_child) && encloses(static_cast<group_child*>(task)->group)) {
-    if (!shelf) shelf.emplace();
-    task->complete(core_, true);
-    return true;
+  if (task->completes_with(&complete_child)) {
+    auto* const child = static_cast<group_child*>(task);
+    if (encloses(child->group)) {
+      if (!shelf) shelf.emplace();
+      task->complete(core_, true);
+      return true;
+    }
+    // Another group's child: its own waiter must still find it, and only
+    // looks at its deque and its list (see hand_back).
+    child->group->hand_back(child);
+    return false;
   }
-  // Not this group's work: another worker will run it.
+  // Not a group's work: another worker will run it.
   core_.requeue(task);
   return false;
+}
+
+void group_state::hand_back(group_child* child) noexcept {
+  // From here on a shared child, as one queued from outside the workers:
+  // on the list its waiter drains, and on the pool's queue, whichever side
+  // claims it first runs it. On the pool's queue alone, it would wait for a
+  // free worker, and with every worker waiting in a group, each for a child
+  // that another set aside there, none would come.
+  const bool counted = child->pool_counted;
+  child->pool_counted = true;  // by push_injected below if it was not
+  child->shared = true;
+  group_child* head = list_.load(std::memory_order_relaxed);
+  do {
+    child->list_next = head;
+  } while (!list_.compare_exchange_weak(head, child, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed));
+  bool queued = true;
+  if (counted) {
+    core_.requeue(child);
+  } else {
+    queued = core_.push_injected(child);
+  }
+  if (!queued) {
+    // The pool is stopping: only the waiter will run it.
+    if (child->claim.fetch_or(group_child::queue_done, std::memory_order_acq_rel) &
+        group_child::list_done) {
+      child->free(core_);
+    }
+  }
+  // As push(): pairs with the waiter's CAS that sets `asleep`.
+  if (pending_.load(std::memory_order_seq_cst) & asleep) {
+    if (pending_.fetch_and(~asleep, std::memory_order_seq_cst) & asleep) pending_.notify_all();
+  }
 }
 
 std::pair<std::exception_ptr, bool> group_state::wait_for_children() {

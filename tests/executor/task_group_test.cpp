@@ -387,6 +387,70 @@ TEST_CASE("task_group: one worker, a deep tree of groups and more children than 
   CHECK(ran == 1000);
 }
 
+TEST_CASE("task_group: another group's child that a waiter takes back still reaches its waiter") {
+  // P's waiter, its child running elsewhere, takes the oldest task of the
+  // other workers' deques: Q's child q1, which is not P's work. q1 must stay
+  // where Q's waiter finds it: every other worker is busy (p1 waits for q1),
+  // so on the pool's queue alone it would never run.
+  ctxpool::thread_pool pool{3};
+  std::atomic<bool> p1_started{false};
+  std::atomic<bool> q2_started{false};
+  std::atomic<bool> q1_done{false};
+  const auto wait_until = [](const std::atomic<bool>& flag, const char* what) {
+    const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+    while (!flag) {
+      if (std::chrono::steady_clock::now() > give_up) {
+        std::fprintf(stderr, "task_group_test: %s never happened\n", what);
+        std::abort();
+      }
+      std::this_thread::yield();
+    }
+  };
+  auto p = pool.submit([&] {
+    ctxpool::task_group group{pool};
+    group.run([&] {
+      p1_started = true;
+      wait_until(q1_done, "q1");
+    });
+    // p1 goes to an idle worker; wait() starts once Q has queued q1.
+    wait_until(p1_started, "p1's start");
+    wait_until(q2_started, "q2's start");
+    group.wait();
+  });
+  wait_until(p1_started, "p1's start");
+  auto q = pool.submit([&] {
+    ctxpool::task_group group{pool};
+    group.run([&] { q1_done = true; });
+    group.run([&] {
+      q2_started = true;
+      std::this_thread::sleep_for(50ms);  // P's waiter looks at this deque meanwhile
+    });
+    group.wait();
+  });
+  require_ready(q, "Q, whose child P's waiter took back");
+  require_ready(p, "P, whose child waits for Q's");
+  q.get();
+  p.get();
+  CHECK(q1_done);
+}
+
+TEST_CASE("task_group: independent trees on every worker at once all finish") {
+  // The shape of a server whose requests each fork-join on the pool: the
+  // waiters' steal-backs meet other trees' children all the time (the case
+  // above, made deterministic there); every tree must end, every leaf once.
+  ctxpool::thread_pool pool{3};
+  for (int round = 0; round < 40; ++round) {
+    constexpr int trees = 6;
+    constexpr int depth = 7;
+    std::atomic<int> leaves{0};
+    std::vector<std::future<void>> done;
+    for (int t = 0; t < trees; ++t) done.push_back(pool.submit([&] { tree(pool, depth, leaves); }));
+    for (auto& d : done) require_ready(d, "independent trees of groups on 3 workers");
+    for (auto& d : done) d.get();
+    REQUIRE(leaves == trees * (1 << depth));
+  }
+}
+
 TEST_CASE("task_group: a child that submits to the pool with one worker does not deadlock it") {
   ctxpool::thread_pool pool{1};
   auto done = pool.submit([&] {

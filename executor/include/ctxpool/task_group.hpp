@@ -25,7 +25,9 @@
 // (the children, and what they queued meanwhile) and, while children run
 // elsewhere, the oldest task of another worker's deque if it belongs to a
 // group nested in one of this group's children (work-stealing's "steal
-// back"); elsewhere, the children on its list — never unrelated pool work.
+// back"; another group's child taken so goes onto that group's list, where
+// its own waiter finds it); elsewhere, the children on its list — never
+// unrelated pool work.
 // It spins, then yields, then sleeps only while every remaining child runs
 // on another thread. A child run by the waiter goes through everything a
 // worker does for a task: a fresh context of its snapshot, its own
@@ -126,11 +128,13 @@ struct task_group_access;
 /// recycled task blocks.
 ///
 /// Queued from a worker of the pool, it sits on that worker's own deque
-/// only (`shared` false): whoever takes it from there runs it. Queued from
-/// anywhere else, it is also pushed on the group's list, which only the
-/// waiter takes, and `claim` decides who runs it: the worker that took it
-/// from the pool's queues or the waiter, whichever sets claimed first. Each
-/// side then sets its done bit; the side that sets the second one frees it.
+/// only (`shared` false): whoever takes it from there runs it (or, if that
+/// is another group's waiter, hands it back: see group_state::hand_back).
+/// Queued from anywhere else, or handed back, it is also on the group's
+/// list, which only the waiter takes, and `claim` decides who runs it: the
+/// worker that took it from the pool's queues or the waiter, whichever sets
+/// claimed first. Each side then sets its done bit; the side that sets the
+/// second one frees it.
 class group_child : public task_node {
  public:
   static constexpr std::uint32_t claimed = 1;
@@ -142,7 +146,7 @@ class group_child : public task_node {
   /// while the child runs (cancellation_overlay::base).
   const cancel_state* const cancel_base;
   group_child* list_next = nullptr;  // the group's list; written before it is pushed
-  bool shared = false;               // also on the group's list; set before it is queued
+  bool shared = false;  // also on the group's list; set before it is queued (or handed back)
   /// Counted in the group's owner_pending_ (queued by the group's owner);
   /// set before it is queued.
   bool owner_counted = false;
@@ -230,6 +234,10 @@ class group_state {
   /// Runs (or, when the group no longer starts children, skips) `child`
   /// on the calling thread, then counts it finished.
   void execute(group_child& child) noexcept;
+  /// Takes back a child of this group that another group's waiter took
+  /// from a worker's deque and does not run: it becomes a shared child, on
+  /// this group's list and the pool's queue.
+  void hand_back(group_child* child) noexcept;
 
  private:
   /// pending_: the children queued or running, and the waiter-asleep flag.
@@ -266,7 +274,8 @@ class group_state {
   bool run_local(std::optional<slot_shelf>& shelf) noexcept;
   /// A waiter on a worker whose children were stolen: takes the oldest task
   /// of another worker's deque and runs it if it is this group's work (a
-  /// child of it or of a group nested in one), else queues it again.
+  /// child of it or of a group nested in one); another group's child goes
+  /// back to that group (hand_back), any other task to the pool's queue.
   bool steal_back(std::optional<slot_shelf>& shelf) noexcept;
   [[nodiscard]] bool encloses(const group_state* group) const noexcept;
 
