@@ -267,7 +267,7 @@ TEST_CASE("snapshots share structure: many variables, then independent edits") {
     std::vector<std::unique_ptr<context_var<int>>> vars;
     std::vector<ctxpool::token<int>> tokens;
     for (int i = 0; i < 2000; ++i) {
-      vars.push_back(std::make_unique<context_var<int>>("v" + std::to_string(i)));
+      vars.push_back(std::make_unique<context_var<int>>(std::string("v") += std::to_string(i)));
       tokens.push_back(vars.back()->set(i));
     }
     context snapshot = copy_context();
@@ -464,7 +464,7 @@ TEST_CASE("overwriting never changes what a snapshot or a token sees") {
     std::vector<std::unique_ptr<context_var<int>>> others;
     std::vector<ctxpool::token<int>> keep;
     for (int i = 0; i < 100; ++i) {  // deep enough that values sit below the root node
-      others.push_back(std::make_unique<context_var<int>>("o" + std::to_string(i)));
+      others.push_back(std::make_unique<context_var<int>>(std::string("o") += std::to_string(i)));
       keep.push_back(others.back()->set(i));
     }
     context_var<int>& var = *others[77];

@@ -13,7 +13,6 @@
 #include <string>
 #include <thread>
 #include <type_traits>
-#include <vector>
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -79,11 +78,9 @@ struct overlap_probe {
 template <class... Executors>
 void post_probes(ctxpool::thread_pool& pool, overlap_probe& probe, int count,
                  const Executors&... executors) {
-  std::vector<std::thread> posters;
-  (posters.emplace_back([&probe, count, ex = executors] {
+  std::thread posters[] = {std::thread([&probe, count, ex = executors] {
     for (int i = 0; i < count; ++i) asio::post(ex, [&probe] { probe(); });
-  }),
-   ...);
+  })...};
   for (auto& t : posters) t.join();
   pool.wait();
 }
