@@ -392,6 +392,15 @@ void group_state::hand_back(group_child* child) noexcept {
   // claims it first runs it. On the pool's queue alone, it would wait for a
   // free worker, and with every worker waiting in a group, each for a child
   // that another set aside there, none would come.
+  //
+  // Once the child is on the list its waiter may run it, return and destroy
+  // the group: an extra count held meanwhile keeps wait() from returning
+  // until this function is done with the group (finish_one lets it go, its
+  // last touch the futex word's address).
+  std::uint32_t seen = pending_.load(std::memory_order_relaxed);
+  while (!pending_.compare_exchange_weak(seen, (seen & asleep) | ((seen + 1) & count_mask),
+                                         std::memory_order_relaxed)) {
+  }
   const bool counted = child->pool_counted;
   child->pool_counted = true;  // by push_injected below if it was not
   child->shared = true;
@@ -417,6 +426,7 @@ void group_state::hand_back(group_child* child) noexcept {
   if (pending_.load(std::memory_order_seq_cst) & asleep) {
     if (pending_.fetch_and(~asleep, std::memory_order_seq_cst) & asleep) pending_.notify_all();
   }
+  finish_one();  // the extra count
 }
 
 std::pair<std::exception_ptr, bool> group_state::wait_for_children() {
