@@ -204,7 +204,21 @@ captured_context group_state::child_snapshot(const cancel_state*& base) noexcept
   return snapshot;
 }
 
+void group_state::add_pending(std::uint32_t count) noexcept {
+  // Within count_mask: the count may sit at its top (below zero, see
+  // owner_pending_), and a carry would flip `asleep` without a wake-up.
+  std::uint32_t seen = pending_.load(std::memory_order_relaxed);
+  while (!pending_.compare_exchange_weak(seen, (seen & asleep) | ((seen + count) & count_mask),
+                                         std::memory_order_relaxed)) {
+  }
+}
+
 void group_state::push(group_child* child, bool waiter_only) noexcept {
+  // A thread that is neither the owner nor inside one of the group's
+  // children could see the waiter return, and the group go, as soon as the
+  // child is queued: it holds one more count until it is done with the
+  // group (as hand_back does).
+  const bool hold = owner_ != &thread_tag && running_child_of != this;
   // Counted before anyone can finish it: by the owner in its plain count
   // (its waiter ends most of what it queues), by anyone else in the shared one.
   if (owner_ == &thread_tag) {
@@ -215,15 +229,13 @@ void group_state::push(group_child* child, bool waiter_only) noexcept {
     child->owner_counted = true;
     ++owner_pending_;
   } else {
-    // Within count_mask: the count may sit at its top (below zero, see
-    // owner_pending_), and a carry would flip `asleep` without a wake-up.
-    std::uint32_t seen = pending_.load(std::memory_order_relaxed);
-    while (!pending_.compare_exchange_weak(seen, (seen & asleep) | ((seen + 1) & count_mask),
-                                           std::memory_order_relaxed)) {
-    }
+    add_pending(hold ? 2 : 1);
   }
   child->pool_counted = !uncounted_children_;
-  if (core_.push_local(child, child->pool_counted)) return;
+  if (core_.push_local(child, child->pool_counted)) {
+    if (hold) finish_one();
+    return;
+  }
   child->pool_counted = true;  // by push_injected, or on no pool queue at all
   child->shared = true;
   if (waiter_only && child->owner_counted) {
@@ -260,6 +272,7 @@ void group_state::push(group_child* child, bool waiter_only) noexcept {
   if (pending_.load(std::memory_order_seq_cst) & asleep) {
     if (pending_.fetch_and(~asleep, std::memory_order_seq_cst) & asleep) pending_.notify_all();
   }
+  if (hold) finish_one();
 }
 
 void group_state::execute(group_child& child) noexcept {
@@ -397,10 +410,7 @@ void group_state::hand_back(group_child* child) noexcept {
   // the group: an extra count held meanwhile keeps wait() from returning
   // until this function is done with the group (finish_one lets it go, its
   // last touch the futex word's address).
-  std::uint32_t seen = pending_.load(std::memory_order_relaxed);
-  while (!pending_.compare_exchange_weak(seen, (seen & asleep) | ((seen + 1) & count_mask),
-                                         std::memory_order_relaxed)) {
-  }
+  add_pending(1);
   const bool counted = child->pool_counted;
   child->pool_counted = true;  // by push_injected below if it was not
   child->shared = true;

@@ -434,6 +434,33 @@ TEST_CASE("task_group: another group's child that a waiter takes back still reac
   CHECK(q1_done);
 }
 
+TEST_CASE("task_group: run() from another thread while the owner waits adds a child it waits for") {
+  // The first child ends only once the other thread's child has run, so
+  // wait() must see that child. The group goes right after wait(), perhaps
+  // while the other thread's run() is still inside it: run() holds a count
+  // on the group until it is done (a narrow window: under TSan or ASan a
+  // touch of the destroyed group would show, in some runs).
+  ctxpool::thread_pool pool{2};
+  for (int round = 0; round < 200; ++round) {
+    std::atomic<bool> added_ran{false};
+    std::thread other;
+    {
+      ctxpool::task_group group{pool};
+      group.run([&] {
+        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+        while (!added_ran) {
+          if (std::chrono::steady_clock::now() > give_up) std::abort();
+          std::this_thread::yield();
+        }
+      });
+      other = std::thread([&] { group.run([&] { added_ran = true; }); });
+      group.wait();
+    }
+    other.join();
+    REQUIRE(added_ran);
+  }
+}
+
 TEST_CASE("task_group: independent trees on every worker at once all finish") {
   // The shape of a server whose requests each fork-join on the pool: the
   // waiters' steal-backs meet other trees' children all the time (the case

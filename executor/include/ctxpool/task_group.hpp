@@ -260,6 +260,8 @@ class group_state {
   /// Counts one child finished; wakes the waiter if it sleeps. The last
   /// touch of the group by a child: the waiter may return right after.
   void finish_one() noexcept;
+  /// Adds `count` to pending_ (a child queued, or a hold on the group).
+  void add_pending(std::uint32_t count) noexcept;
   /// Runs or lets go of every child on the lists (the waiter only).
   /// @returns whether any was run here.
   bool drain_list(std::optional<slot_shelf>& shelf) noexcept;
