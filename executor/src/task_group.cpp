@@ -3,7 +3,6 @@
 #include <ctxpool/task_group.hpp>
 
 #include <pthread.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -543,20 +542,6 @@ pool_core& core_of(thread_pool& pool) noexcept { return *pool.core_; }
 
 namespace {
 
-/// The CPUs this process may run on: its affinity mask where the platform
-/// has one (a container's cpuset, taskset), else the hardware's count.
-std::size_t usable_cpus() noexcept {
-#if defined(__linux__)
-  cpu_set_t set;
-  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
-    const int count = CPU_COUNT(&set);
-    if (count > 0) return static_cast<std::size_t>(count);
-  }
-#endif
-  const unsigned hardware = std::thread::hardware_concurrency();
-  return hardware == 0 ? 1 : hardware;
-}
-
 constexpr std::uint64_t low_bits = 0xffff'ffff;
 
 constexpr std::uint64_t bounds(std::uint64_t begin, std::uint64_t end) noexcept {
@@ -566,12 +551,10 @@ constexpr std::uint64_t bounds(std::uint64_t begin, std::uint64_t end) noexcept 
 }  // namespace
 
 std::size_t loop_runners(thread_pool& pool) noexcept {
-  // Read once: the affinity mask rarely changes, and a stale count only
-  // changes how the loop is split.
-  static const std::size_t cpus = std::max<std::size_t>(usable_cpus(), 2);
   const pool_core& core = core_of(pool);
-  const std::size_t participants = core.thread_count() + (core.running_in_this_thread() ? 0 : 1);
-  return std::min(participants, cpus);
+  const std::size_t workers = core.thread_count();
+  const std::size_t participants = workers + (core.running_in_this_thread() ? 0 : 1);
+  return std::min(participants, std::max<std::size_t>(workers, 2));
 }
 
 loop_partition::loop_partition(std::size_t count, std::size_t runners, std::size_t step)

@@ -613,6 +613,28 @@ TEST_CASE("parallel_for: the indices of a participant held up in one index are t
   for (auto& v : visits) REQUIRE(v.load() == 1);
 }
 
+TEST_CASE("parallel_for: a pool of four runs the loop four wide, whatever the cores") {
+  // Users size a pool above the cores for work that blocks: every worker,
+  // with the caller in one worker's place, must be inside the loop at once.
+  ctxpool::thread_pool pool{4};
+  std::atomic<int> inside{0};
+  ctxpool::parallel_for(
+      pool, 0, 4,
+      [&](int) {
+        ++inside;
+        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+        while (inside < 4) {
+          if (std::chrono::steady_clock::now() > give_up) {
+            std::fprintf(stderr, "task_group_test: only %d of 4 runners at once\n", inside.load());
+            std::abort();
+          }
+          std::this_thread::yield();
+        }
+      },
+      1);
+  CHECK(inside == 4);
+}
+
 TEST_CASE("parallel_for: on a worker, every index once, also with the other workers busy") {
   ctxpool::thread_pool pool{2};
   std::vector<std::atomic<int>> visits(5000);

@@ -494,10 +494,11 @@ class loop_partition {
 };
 
 /// How many runners a parallel_for on `pool` from the calling thread gets:
-/// one per participant (the workers, and the caller unless it is one), but
-/// no more than the machine runs at once (at least 2): one more thread
-/// than cores only takes turns with the others, and a runner descheduled
-/// in the middle of a step holds up the end of the loop.
+/// as many as the pool has workers (at least 2), the caller taking one
+/// worker's place when it is no worker itself, as the thread that enters a
+/// oneTBB arena takes one of its slots. One more would only take turns with
+/// the others where the pool is sized to the cores, and a runner
+/// descheduled in the middle of a step holds up the end of the loop.
 std::size_t loop_runners(thread_pool& pool) noexcept;
 
 /// What parallel_for needs of a task_group beyond its public members.
@@ -527,9 +528,10 @@ inline constexpr std::size_t parallel_for_steps_per_runner = 64;
 /// exception stops the loop: no runner starts a step after it (the rest of
 /// a step under way elsewhere still runs), and it is rethrown here.
 ///
-/// The loop runs as children of one task_group, its runners: one per
-/// participant (the workers and the caller), no more than the machine's
-/// cores (at least 2). Each runner starts on its own part of the range —
+/// The loop runs as children of one task_group, its runners: as many as
+/// the pool has workers (at least 2), the caller taking one of them when it
+/// is no worker (so a pool of N runs the loop N wide, counting the caller).
+/// Each runner starts on its own part of the range —
 /// the caller on the last — and takes it `grain` indices at a time; a
 /// runner whose part is done takes the back half of the largest part left.
 /// `grain` 0 (the default) chooses a part's size / 64. Each runner, like
