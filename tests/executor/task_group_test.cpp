@@ -46,6 +46,20 @@ void require_ready(Future& future, const char* what) {
   }
 }
 
+/// Yields until `done()` holds; past the bound, says what never happened
+/// and aborts.
+template <class Predicate>
+void spin_until(Predicate done, const char* what) {
+  const auto give_up = std::chrono::steady_clock::now() + hang_bound;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > give_up) {
+      std::fprintf(stderr, "task_group_test: %s did not happen within the bound\n", what);
+      std::abort();
+    }
+    std::this_thread::yield();
+  }
+}
+
 /// Occupies every worker of a pool until released, so that a group's
 /// children can only be run by the waiter (the helpers queue behind it).
 class busy_workers {
@@ -57,11 +71,7 @@ class busy_workers {
         if (released.wait_for(hang_bound) != std::future_status::ready) std::abort();
       }));
     }
-    const auto give_up = std::chrono::steady_clock::now() + hang_bound;
-    while (started_ < static_cast<int>(workers)) {
-      if (std::chrono::steady_clock::now() > give_up) std::abort();
-      std::this_thread::yield();
-    }
+    spin_until([&] { return started_ >= static_cast<int>(workers); }, "the blocking tasks' start");
   }
   ~busy_workers() { release(); }
   void release() {
@@ -330,14 +340,7 @@ TEST_CASE(
       group.run([&, i] {
         ran_on[i] = std::this_thread::get_id();
         ++arrived;
-        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
-        while (arrived.load() < 2) {
-          if (std::chrono::steady_clock::now() > give_up) {
-            std::fprintf(stderr, "task_group_test: the sibling was never stolen\n");
-            std::abort();
-          }
-          std::this_thread::yield();
-        }
+        spin_until([&] { return arrived.load() >= 2; }, "the sibling's theft");
       });
     }
     CHECK(group.wait() == ctxpool::task_group_status::complete);
@@ -397,14 +400,7 @@ TEST_CASE("task_group: another group's child that a waiter takes back still reac
   std::atomic<bool> q2_started{false};
   std::atomic<bool> q1_done{false};
   const auto wait_until = [](const std::atomic<bool>& flag, const char* what) {
-    const auto give_up = std::chrono::steady_clock::now() + hang_bound;
-    while (!flag) {
-      if (std::chrono::steady_clock::now() > give_up) {
-        std::fprintf(stderr, "task_group_test: %s never happened\n", what);
-        std::abort();
-      }
-      std::this_thread::yield();
-    }
+    spin_until([&] { return flag.load(); }, what);
   };
   auto p = pool.submit([&] {
     ctxpool::task_group group{pool};
@@ -446,13 +442,7 @@ TEST_CASE("task_group: run() from another thread while the owner waits adds a ch
     std::thread other;
     {
       ctxpool::task_group group{pool};
-      group.run([&] {
-        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
-        while (!added_ran) {
-          if (std::chrono::steady_clock::now() > give_up) std::abort();
-          std::this_thread::yield();
-        }
-      });
+      group.run([&] { spin_until([&] { return added_ran.load(); }, "the other thread's child"); });
       other = std::thread([&] { group.run([&] { added_ran = true; }); });
       group.wait();
     }
@@ -463,8 +453,9 @@ TEST_CASE("task_group: run() from another thread while the owner waits adds a ch
 
 TEST_CASE("task_group: independent trees on every worker at once all finish") {
   // The shape of a server whose requests each fork-join on the pool: the
-  // waiters' steal-backs meet other trees' children all the time (the case
-  // above, made deterministic there); every tree must end, every leaf once.
+  // waiters' steal-backs meet other trees' children all the time ("another
+  // group's child that a waiter takes back" makes one such meeting
+  // deterministic); every tree must end, every leaf once.
   ctxpool::thread_pool pool{3};
   for (int round = 0; round < 40; ++round) {
     constexpr int trees = 6;
@@ -599,15 +590,7 @@ TEST_CASE("parallel_for: the indices of a participant held up in one index are t
           ++others;
           return;
         }
-        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
-        while (others < count - 1) {
-          if (std::chrono::steady_clock::now() > give_up) {
-            std::fprintf(stderr, "task_group_test: %d of %d indices ran around a held one\n",
-                         others.load(), count - 1);
-            std::abort();
-          }
-          std::this_thread::yield();
-        }
+        spin_until([&] { return others >= count - 1; }, "every index around the held one");
       },
       1);
   for (auto& v : visits) REQUIRE(v.load() == 1);
@@ -622,14 +605,7 @@ TEST_CASE("parallel_for: a pool of four runs the loop four wide, whatever the co
       pool, 0, 4,
       [&](int) {
         ++inside;
-        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
-        while (inside < 4) {
-          if (std::chrono::steady_clock::now() > give_up) {
-            std::fprintf(stderr, "task_group_test: only %d of 4 runners at once\n", inside.load());
-            std::abort();
-          }
-          std::this_thread::yield();
-        }
+        spin_until([&] { return inside >= 4; }, "4 runners inside the loop at once");
       },
       1);
   CHECK(inside == 4);
@@ -687,11 +663,7 @@ TEST_CASE("task_group: a stolen child's exception reaches the waiter, who ran it
       // newest on the waiter, the oldest stolen by the other worker.
       auto meet = [&arrived] {
         ++arrived;
-        const auto give_up = std::chrono::steady_clock::now() + hang_bound;
-        while (arrived.load() < 2) {
-          if (std::chrono::steady_clock::now() > give_up) std::abort();
-          std::this_thread::yield();
-        }
+        spin_until([&] { return arrived.load() >= 2; }, "the two children's meeting");
       };
       group.run([&] {
         thrower_ran_on = std::this_thread::get_id();
