@@ -252,13 +252,24 @@ void group_state::push(group_child* child, bool waiter_only) noexcept {
     child->list_next = own_list_;
     own_list_ = child;
   } else {
-    group_child* head = list_.load(std::memory_order_relaxed);
-    do {
-      child->list_next = head;
-    } while (!list_.compare_exchange_weak(head, child, std::memory_order_seq_cst,
-                                          std::memory_order_relaxed));
+    push_on_list(child);
   }
-  if (!core_.push_injected(child)) {
+  queue_listed(child, /*counted=*/false);
+  if (hold) finish_one();
+}
+
+void group_state::push_on_list(group_child* child) noexcept {
+  group_child* head = list_.load(std::memory_order_relaxed);
+  do {
+    child->list_next = head;
+  } while (!list_.compare_exchange_weak(head, child, std::memory_order_seq_cst,
+                                        std::memory_order_relaxed));
+}
+
+void group_state::queue_listed(group_child* child, bool counted) noexcept {
+  if (counted) {
+    core_.requeue(child);
+  } else if (!core_.push_injected(child)) {
     // The pool is stopping: only the waiter will run it (it may be doing so
     // already, if this is a child's run()).
     if (child->claim.fetch_or(group_child::queue_done, std::memory_order_acq_rel) &
@@ -271,7 +282,6 @@ void group_state::push(group_child* child, bool waiter_only) noexcept {
   if (pending_.load(std::memory_order_seq_cst) & asleep) {
     if (pending_.fetch_and(~asleep, std::memory_order_seq_cst) & asleep) pending_.notify_all();
   }
-  if (hold) finish_one();
 }
 
 void group_state::execute(group_child& child) noexcept {
@@ -411,30 +421,10 @@ void group_state::hand_back(group_child* child) noexcept {
   // last touch the futex word's address).
   add_pending(1);
   const bool counted = child->pool_counted;
-  child->pool_counted = true;  // by push_injected below if it was not
+  child->pool_counted = true;  // by queue_listed if it was not
   child->shared = true;
-  group_child* head = list_.load(std::memory_order_relaxed);
-  do {
-    child->list_next = head;
-  } while (!list_.compare_exchange_weak(head, child, std::memory_order_seq_cst,
-                                        std::memory_order_relaxed));
-  bool queued = true;
-  if (counted) {
-    core_.requeue(child);
-  } else {
-    queued = core_.push_injected(child);
-  }
-  if (!queued) {
-    // The pool is stopping: only the waiter will run it.
-    if (child->claim.fetch_or(group_child::queue_done, std::memory_order_acq_rel) &
-        group_child::list_done) {
-      child->free(core_);
-    }
-  }
-  // As push(): pairs with the waiter's CAS that sets `asleep`.
-  if (pending_.load(std::memory_order_seq_cst) & asleep) {
-    if (pending_.fetch_and(~asleep, std::memory_order_seq_cst) & asleep) pending_.notify_all();
-  }
+  push_on_list(child);
+  queue_listed(child, counted);
   finish_one();  // the extra count
 }
 

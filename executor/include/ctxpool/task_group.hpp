@@ -48,12 +48,12 @@
 // thread (stolen, or taken from the shared queue) touches the group's
 // atomic count. So the common fork-join child, queued by a worker and
 // popped back by its waiter, costs the deque's own push and pop and nothing
-// else shared. A thread
-// outside the pool that waits inside a child it runs for an enclosing group
-// leaves that wait's children to the workers for a spin and runs only those
-// still unclaimed after it (busy or blocked workers): its children go
-// through the shared queue, and run here their own groups' would too, at
-// several times a deque's cost, while the workers' deques stay empty.
+// else shared. A thread outside the pool that waits inside a child it runs
+// for an enclosing group leaves that wait's children to the workers for a
+// spin and runs only those still unclaimed after it (busy or blocked
+// workers): its children go through the shared queue, and run here their
+// own groups' would too, at several times a deque's cost, while the
+// workers' deques stay empty.
 //
 // The first exception a child throws cancels the group: children not yet
 // started are skipped, running ones see `this_task::cancelled()`, and
@@ -262,6 +262,12 @@ class group_state {
   void finish_one() noexcept;
   /// Adds `count` to pending_ (a child queued, or a hold on the group).
   void add_pending(std::uint32_t count) noexcept;
+  /// Pushes a shared child on list_ (any thread).
+  void push_on_list(group_child* child) noexcept;
+  /// Puts a shared child, already on a list, on the pool's queue (counting
+  /// it there unless `counted`: it already is, as a task taken back from a
+  /// deque), then wakes the waiter if it sleeps.
+  void queue_listed(group_child* child, bool counted) noexcept;
   /// Runs or lets go of every child on the lists (the waiter only).
   /// @returns whether any was run here.
   bool drain_list(std::optional<slot_shelf>& shelf) noexcept;
@@ -531,9 +537,9 @@ inline constexpr std::size_t parallel_for_steps_per_runner = 64;
 /// The loop runs as children of one task_group, its runners: as many as
 /// the pool has workers (at least 2), the caller taking one of them when it
 /// is no worker (so a pool of N runs the loop N wide, counting the caller).
-/// Each runner starts on its own part of the range —
-/// the caller on the last — and takes it `grain` indices at a time; a
-/// runner whose part is done takes the back half of the largest part left.
+/// Each runner starts on its own part of the range (the caller on the last)
+/// and takes it `grain` indices at a time; a runner whose part is done
+/// takes the back half of the largest part left.
 /// `grain` 0 (the default) chooses a part's size / 64. Each runner, like
 /// any child, runs in a fresh copy of the caller's context: the indices a
 /// runner takes share that copy (a `set` in one index is seen by the next
